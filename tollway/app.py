@@ -1,0 +1,83 @@
+"""The app factory: routes, start-up and shutdown. The only module that imports `surfaces`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tollway.config import Settings
+from tollway.governance.identity import KeyCache
+from tollway.pipeline import Pipeline
+from tollway.store.db import Database
+from tollway.surfaces import messages, models, probes
+from tollway.surfaces.common import error_response, new_request_id
+from tollway.surfaces.state import Gateway
+from tollway.upstream.router import Router
+
+log = logging.getLogger("tollway")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown routes and wrong methods answer in the envelope, never as HTML or plain text."""
+    assert isinstance(exc, HTTPException)
+    request_id = new_request_id()
+    if exc.status_code == 404:
+        return error_response(404, f"no route for {request.method} {request.url.path}", request_id)
+    if exc.status_code == 405:
+        headers = dict(exc.headers or {})
+        return error_response(405, f"method {request.method} is not allowed on {request.url.path}",
+                              request_id, headers=headers)
+    return error_response(exc.status_code, str(exc.detail), request_id)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    """Last resort: log the traceback server-side, show the client only an envelope."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error in the gateway", new_request_id())
+
+
+def create_app(settings: Settings) -> Starlette:
+    db = Database(settings.store.url)
+    keys = KeyCache(db, settings.server.key_refresh_interval)
+    router = Router(settings)
+    gateway = Gateway(settings, Pipeline(keys, router))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await db.migrate()
+        await keys.start()
+        await router.start()
+        gateway.ready = True
+        try:
+            yield
+        finally:
+            gateway.ready = False
+            await router.close()
+            await keys.stop()
+            await db.close()
+
+    routes = [
+        Route("/v1/messages", messages.create_message, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        Route("/v1/models", models.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
+        Route("/", probes.root, methods=["GET", "HEAD"]),
+        Route("/api/hello", probes.hello, methods=["GET", "HEAD"]),
+        Route("/api/event_logging/batch", probes.event_logging, methods=["POST"]),
+        Route("/health", probes.health, methods=["GET", "HEAD"]),
+        Route("/ready", probes.ready, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _crash},
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,167 @@
+"""Configuration: one YAML file validated with Pydantic, secrets from the environment.
+
+The config is read once at start-up. Anything that cannot be right (a missing environment
+variable, an unknown provider, two models with one id) is refused there with a message that
+names the field, so it is never discovered in production.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_ENV = "TOLLWAY_CONFIG"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the field and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pricing(_Strict):
+    """USD per million tokens. Cache prices default to Anthropic's ratios of the input price."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    cache_read: float | None = Field(None, ge=0)
+
+
+class UpstreamConfig(_Strict):
+    """Where a model's calls go. `model` is the provider's id for it (defaults to the catalogue id)."""
+
+    provider: Literal["anthropic", "mock"]
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0)
+    max_connections: int = Field(512, ge=1)
+    chunk_delay_ms: float = Field(0.0, ge=0, description="mock only: pause between streamed events")
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> UpstreamConfig:
+        if self.provider == "anthropic" and not self.api_key:
+            raise ValueError("api_key is required for provider 'anthropic' (use ${ANTHROPIC_API_KEY})")
+        return self
+
+    @property
+    def resolved_base_url(self) -> str:
+        return (self.base_url or "https://api.anthropic.com").rstrip("/")
+
+
+class ModelConfig(_Strict):
+    """One catalogue entry: the id clients send, and how Tollway serves it."""
+
+    id: str = Field(min_length=1)
+    display_name: str | None = None
+    created_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    upstream: UpstreamConfig
+    pricing: Pricing = Pricing()
+
+    @property
+    def upstream_model(self) -> str:
+        return self.upstream.model or self.id
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite:///./tollway.db"
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    ping_interval: float = Field(15.0, gt=0, description="seconds of upstream silence before an SSE ping")
+    key_refresh_interval: float = Field(1.0, gt=0, description="how often other processes' key changes are seen")
+
+
+def _default_models() -> list[ModelConfig]:
+    return [ModelConfig(id="tollway-mock", display_name="Tollway mock", upstream=UpstreamConfig(provider="mock"))]
+
+
+class Settings(_Strict):
+    """The whole configuration. Every field has an embedded default, so an empty file is valid."""
+
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    models: list[ModelConfig] = Field(default_factory=_default_models)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for m in models:
+            if m.id in seen:
+                raise ValueError(f"model id {m.id!r} appears twice")
+            seen.add(m.id)
+        if not models:
+            raise ValueError("at least one model is required")
+        return models
+
+
+def _interpolate(node: Any, where: str) -> Any:
+    """Replace ${VAR} (or ${VAR:-default}) in every string; a missing variable names its field."""
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{where}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            value = os.environ.get(m.group(1))
+            if value is None:
+                if m.group(2) is not None:
+                    return m.group(2)
+                raise ConfigError(f"{where}: environment variable {m.group(1)} is not set")
+            return value
+
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{loc}: {e['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def parse_settings(data: Any) -> Settings:
+    """Validate an already-loaded YAML tree (environment references still unresolved)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a YAML mapping")
+    try:
+        return Settings.model_validate(_interpolate(data, ""))
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load from PATH, else $TOLLWAY_CONFIG, else the embedded defaults."""
+    chosen = path or os.environ.get(DEFAULT_CONFIG_ENV)
+    if not chosen:
+        return parse_settings({})
+    p = Path(chosen)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+    return parse_settings(data)

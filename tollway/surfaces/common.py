@@ -1,0 +1,118 @@
+"""What every Anthropic-dialect surface shares: request ids, bounded body reading, error
+responses in the envelope, and the SSE relay with keep-alive pings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollway.pipeline import GatewayError
+from tollway.upstream.base import UpstreamFailure, UpstreamReply
+from tollway.wire.errors import anthropic_error, anthropic_error_event, anthropic_type_for
+from tollway.wire.messages_schema import RequestInvalid
+from tollway.wire.sse import PING, StreamTap
+
+JSON = "application/json"
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+DEFAULT_RETRY_AFTER = "2"
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def error_response(
+    status: int, message: str, request_id: str, error_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An Anthropic envelope with `request-id`, and `retry-after` where a retry makes sense."""
+    out = {"request-id": request_id, **(headers or {})}
+    if status in (429, 529, 503) and "retry-after" not in out:
+        out["retry-after"] = DEFAULT_RETRY_AFTER
+    body = anthropic_error(error_type or anthropic_type_for(status), message, request_id)
+    return Response(body, status, headers=out, media_type=JSON)
+
+
+def refusal(exc: Exception, request_id: str) -> Response:
+    """Render any refusal raised on the way in (ours, the dialect's, or the upstream's)."""
+    if isinstance(exc, GatewayError):
+        return error_response(exc.status, exc.message, request_id, exc.error_type, exc.headers)
+    if isinstance(exc, RequestInvalid):
+        return error_response(400, str(exc), request_id)
+    if isinstance(exc, UpstreamFailure):
+        return error_response(exc.status, exc.message, request_id, exc.error_type)
+    raise exc
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing with 413 past `limit` before reading it all when we can."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise GatewayError(400, "content-length: not a number") from None
+        if too_big:
+            raise GatewayError(413, f"request body is larger than the {limit} byte limit")
+        return await request.body()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError(413, f"request body is larger than the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw:
+        raise RequestInvalid("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestInvalid(f"request body is not valid JSON: {exc}") from None
+
+
+async def relay(reply: UpstreamReply, tap: StreamTap, ping_interval: float) -> AsyncIterator[bytes]:
+    """Relay an upstream SSE stream unchanged, inserting pings while the upstream is silent.
+
+    A ping goes out only between events, never inside one. An upstream failure after the
+    first byte becomes an `event: error` frame and ends the stream (DECISIONS.md 8). When the
+    client goes away the generator is closed and the upstream connection with it.
+    """
+    read = reply.read
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(read())
+            done, _ = await asyncio.wait((pending,), timeout=ping_interval)
+            if not done:
+                if tap.at_boundary:
+                    yield PING
+                continue
+            try:
+                chunk = pending.result()
+            finally:
+                pending = None
+            if not chunk:
+                break
+            tap.feed(chunk)
+            yield chunk
+    except UpstreamFailure as exc:
+        tap.error = exc.error_type
+        yield (b"" if tap.at_boundary else b"\n\n") + anthropic_error_event(exc.error_type, exc.message)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        reply.close()

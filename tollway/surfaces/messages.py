@@ -1,0 +1,81 @@
+"""Anthropic Messages: `POST /v1/messages` (JSON and SSE) and `POST /v1/messages/count_tokens`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tollway.pipeline import Call, GatewayError
+from tollway.surfaces.common import (
+    JSON,
+    SSE_HEADERS,
+    error_response,
+    new_request_id,
+    parse_json,
+    read_body,
+    refusal,
+    relay,
+)
+from tollway.surfaces.state import gateway_of
+from tollway.upstream.base import UpstreamFailure, UpstreamReply
+from tollway.wire.errors import is_anthropic_envelope
+from tollway.wire.messages_schema import RequestInvalid, strip_ingress, validate_count_tokens, validate_create
+from tollway.wire.sse import StreamTap
+
+_REFUSALS = (GatewayError, RequestInvalid, UpstreamFailure)
+
+
+def _render(reply: UpstreamReply, request_id: str) -> Response:
+    """A finished (non-streaming) upstream answer, passed through when it is already ours."""
+    headers = {**reply.headers, "request-id": request_id}
+    if reply.status < 400:
+        return Response(reply.body, reply.status, headers=headers, media_type=JSON)
+    if is_anthropic_envelope(reply.body):
+        return Response(reply.body, reply.status, headers=headers, media_type=JSON)
+    return error_response(
+        reply.status if reply.status >= 400 else 502,
+        f"the upstream answered HTTP {reply.status} without an Anthropic error body",
+        request_id,
+        headers=reply.headers,
+    )
+
+
+async def create_message(request: Request) -> Response:
+    gw = gateway_of(request)
+    request_id = new_request_id()
+    try:
+        principal = await gw.pipeline.admit(request.headers)
+        raw = await read_body(request, gw.settings.server.max_body_bytes)
+        body = validate_create(parse_json(raw))
+        changed = strip_ingress(body)
+        stream = bool(body.get("stream"))
+        call = Call(request_id, principal, body, None if changed else raw, request.headers,
+                    request.url.query, stream)
+        reply = await gw.pipeline.messages(call)
+    except _REFUSALS as exc:
+        return refusal(exc, request_id)
+    if not reply.streaming:
+        return _render(reply, request_id)
+    tap = StreamTap()
+    return StreamingResponse(
+        relay(reply, tap, gw.settings.server.ping_interval),
+        200,
+        headers={**SSE_HEADERS, **reply.headers, "request-id": request_id},
+        media_type=reply.content_type,
+    )
+
+
+async def count_tokens(request: Request) -> Response:
+    gw = gateway_of(request)
+    request_id = new_request_id()
+    try:
+        principal = await gw.pipeline.admit(request.headers)
+        raw = await read_body(request, gw.settings.server.max_body_bytes)
+        body = validate_count_tokens(parse_json(raw))
+        # Anthropic refuses max_tokens and stream here (DECISIONS.md 12); clients send them anyway.
+        changed = strip_ingress(body, ("max_tokens", "stream"))
+        call = Call(request_id, principal, body, None if changed else raw, request.headers, request.url.query)
+        reply = await gw.pipeline.count_tokens(call)
+    except _REFUSALS as exc:
+        return refusal(exc, request_id)
+    return _render(reply, request_id)

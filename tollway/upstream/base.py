@@ -1,0 +1,67 @@
+"""The contract between the pipeline and an upstream adapter.
+
+Every adapter answers in the canonical dialect (Anthropic Messages) as bytes: a JSON body, or a
+stream read chunk by chunk. Bytes, not parsed objects, so native passthrough never re-encodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class UpstreamFailure(Exception):
+    """The upstream could not be reached or broke off; becomes 502/504 (or an SSE error event)."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """What the pipeline asks an adapter to send."""
+
+    body: dict[str, Any]
+    # The client's exact bytes while nothing had to change in the body; None once it did.
+    raw: bytes | None
+    # Client headers that may be forwarded (anthropic-version, anthropic-beta, session id).
+    headers: Mapping[str, str]
+    stream: bool
+    query: str = ""
+
+
+async def _no_chunk() -> bytes:
+    return b""
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    """An upstream's answer. For a 200 stream, `read` yields chunks until it returns b""."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    read: Callable[[], Awaitable[bytes]] = _no_chunk
+    close: Callable[[], None] = _nothing
+    streaming: bool = False
+
+
+class Upstream(Protocol):
+    """One provider endpoint with its own pooled connections."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def messages(self, req: UpstreamRequest) -> UpstreamReply: ...
+
+    async def count_tokens(self, req: UpstreamRequest) -> UpstreamReply: ...

@@ -1,0 +1,1 @@
+"""Pure wire-format code: schemas, envelopes, SSE, translators. Imports nothing of ours."""

@@ -1,0 +1,103 @@
+"""Validation of Anthropic Messages requests: exactly what DECISIONS.md 1 and 12 list, no more.
+
+Everything not checked here is forwarded as it came, so the gateway never rejects a field a
+newer API version added. Messages follow Anthropic's wording (`<field path>: <reason>`), so a
+client sees the same text whether the upstream or the gateway refused the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Fields removed before any upstream sees the body (DECISIONS.md 2).
+STRIPPED_FIELDS = ("metadata", "litellm_metadata", "proxy_server_request")
+# Our own extension block: accepted only on /v1/responses (DECISIONS.md 16).
+EXTENSION_FIELD = "tollway"
+
+
+class RequestInvalid(ValueError):
+    """A request that must be refused with 400 invalid_request_error; the message names the field."""
+
+
+def _check_messages(messages: Any) -> None:
+    if messages is None:
+        raise RequestInvalid("messages: Field required")
+    if not isinstance(messages, list):
+        raise RequestInvalid("messages: Input should be a valid list")
+    if not messages:
+        raise RequestInvalid("messages: at least one message is required")
+    previous = None
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise RequestInvalid(f"messages.{i}: Input should be a valid dictionary")
+        role = msg.get("role")
+        if role not in ("user", "assistant"):
+            if role is None:
+                raise RequestInvalid(f"messages.{i}.role: Field required")
+            raise RequestInvalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = msg.get("content")
+        if content is None:
+            raise RequestInvalid(f"messages.{i}.content: Field required")
+        if not isinstance(content, str | list):
+            raise RequestInvalid(f"messages.{i}.content: Input should be a valid string or a list of blocks")
+        if i == 0 and role != "user":
+            raise RequestInvalid('messages: first message must use the "user" role')
+        if role == previous:
+            raise RequestInvalid(
+                'messages: roles must alternate between "user" and "assistant", '
+                f'but found multiple "{role}" roles in a row'
+            )
+        previous = role
+
+
+def _check_common(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise RequestInvalid("request body must be a JSON object")
+    model = body.get("model")
+    if model is None:
+        raise RequestInvalid("model: Field required")
+    if not isinstance(model, str) or not model:
+        raise RequestInvalid("model: Input should be a valid, non-empty string")
+    if EXTENSION_FIELD in body:
+        raise RequestInvalid(
+            f"{EXTENSION_FIELD}: extension fields are not accepted on this route (only on /v1/responses)"
+        )
+    _check_messages(body.get("messages"))
+    return body
+
+
+def validate_create(body: Any) -> dict[str, Any]:
+    """Check a `POST /v1/messages` body; returns it typed as a dict."""
+    body = _check_common(body)
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise RequestInvalid("max_tokens: Field required")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        raise RequestInvalid("max_tokens: Input should be a valid integer")
+    if max_tokens < 1:
+        raise RequestInvalid("max_tokens: Input should be greater than or equal to 1")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestInvalid("stream: Input should be a valid boolean")
+    return body
+
+
+def validate_count_tokens(body: Any) -> dict[str, Any]:
+    """Check a `POST /v1/messages/count_tokens` body (DECISIONS.md 12)."""
+    body = _check_common(body)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestInvalid("stream: Input should be a valid boolean")
+    if stream:
+        raise RequestInvalid("stream: streaming is not supported by count_tokens; omit it or set it to false")
+    return body
+
+
+def strip_ingress(body: dict[str, Any], extra: tuple[str, ...] = ()) -> bool:
+    """Remove fields no upstream may see; True when the body changed (the raw bytes are stale)."""
+    changed = False
+    for name in STRIPPED_FIELDS + extra:
+        if name in body:
+            del body[name]
+            changed = True
+    return changed

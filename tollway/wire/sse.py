@@ -1,0 +1,96 @@
+"""Server-sent events: framing and the usage tap for Anthropic streams. Pure, no I/O.
+
+Passthrough streams are relayed byte for byte; the tap only watches the bytes go by to learn
+usage and stop reason from `message_start` and `message_delta` (ARCHITECTURE.md §2), so a
+stream is never buffered or re-serialised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+def frame(event: dict[str, Any]) -> bytes:
+    """One Anthropic SSE event: `event: <type>` then compact JSON data, blank-line terminated."""
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts as Anthropic reports them (input excludes cache reads and writes)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    def update(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+            value = usage.get(name)
+            if isinstance(value, int):
+                setattr(self, name, value)
+
+
+class StreamTap:
+    """Watches Anthropic SSE bytes and keeps usage, stop reason and whether the stream ended well."""
+
+    __slots__ = ("_tail", "error", "model", "saw_stop", "stop_reason", "usage")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.model: str | None = None
+        self.saw_stop = False
+        self.error: str | None = None
+
+    @property
+    def at_boundary(self) -> bool:
+        """True between events, where a ping or an error frame can be inserted safely."""
+        return not self._tail
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._tail + chunk if self._tail else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._tail = data
+            return
+        self._tail = data[end + 2 :]
+        # Only the few events that carry usage are parsed; text deltas are skipped unread.
+        if b"message_" not in data and b"error" not in data:
+            return
+        for raw in data[:end].split(b"\n\n"):
+            if raw.startswith(b"event: message_start") or raw.startswith(b"event: message_delta"):
+                self._read(raw)
+            elif raw.startswith(b"event: message_stop"):
+                self.saw_stop = True
+            elif raw.startswith(b"event: error"):
+                self._read(raw)
+
+    def _read(self, raw: bytes) -> None:
+        pos = raw.find(b"\ndata:")
+        if pos < 0:
+            return
+        try:
+            event = orjson.loads(raw[pos + 6 :])
+        except orjson.JSONDecodeError:
+            return
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.model = message.get("model")
+            self.usage.update(message.get("usage"))
+        elif kind == "message_delta":
+            self.usage.update(event.get("usage"))
+            delta = event.get("delta") or {}
+            if delta.get("stop_reason"):
+                self.stop_reason = delta["stop_reason"]
+        elif kind == "error":
+            self.error = (event.get("error") or {}).get("type", "api_error")
