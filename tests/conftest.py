@@ -1,0 +1,149 @@
+"""Shared fixtures: a real Tollway process on 127.0.0.1 and the Anthropic emulator it forwards to.
+
+Tollway runs as `tollway serve` in a subprocess, exactly as an operator runs it, so every test
+goes through real HTTP, the real CLI and a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.emulator import AnthropicEmulator
+
+BIN = Path(sys.executable).parent / "tollway"
+UPSTREAM_KEY = "sk-ant-upstream-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(*args: str, config: Path | None = None, cwd: Path | None = None,
+            env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [str(BIN), *args]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class Gateway:
+    """A running Tollway process and one key for it."""
+
+    base_url: str
+    key: str
+    key_id: str
+    config: Path
+    workdir: Path
+    proc: subprocess.Popen[str]
+
+    def new_key(self, name: str = "extra") -> tuple[str, str]:
+        out = json.loads(run_cli("keys", "create", "--name", name, "--json", config=self.config).stdout)
+        return out["id"], out["key"]
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+
+def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> Gateway:
+    """Write CONFIG, create a key with the CLI, start `tollway serve`, wait until /ready."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config.setdefault("store", {"url": f"sqlite:///{workdir}/tollway.db"})
+    path = workdir / "tollway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    created = json.loads(run_cli("keys", "create", "--name", "test", "--json", config=path, env=env).stdout)
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--config", str(path), "--port", str(port)],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"tollway exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(base + "/ready", timeout=0.5).status_code == 200:
+                return Gateway(base, created["key"], created["id"], path, workdir, proc)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("tollway did not become ready in 20 s")
+
+
+def standard_config(upstream_url: str) -> dict[str, Any]:
+    """The catalogue most tests share: the mock, two models on the emulator, one renamed."""
+    return {
+        "server": {"ping_interval": 0.3, "max_body_bytes": 1024 * 1024, "key_refresh_interval": 0.2},
+        "models": [
+            {"id": "tollway-mock", "display_name": "Tollway mock", "upstream": {"provider": "mock"}},
+            {"id": "tollway-mock-slow", "upstream": {"provider": "mock", "chunk_delay_ms": 20}},
+            {
+                "id": "claude-sonnet-4-5-20250929",
+                "display_name": "Claude Sonnet 4.5",
+                "created_at": "2025-09-29T00:00:00Z",
+                "upstream": {"provider": "anthropic", "base_url": upstream_url, "api_key": "${TEST_UPSTREAM_KEY}"},
+                "pricing": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.3},
+            },
+            {
+                "id": "claude-renamed",
+                "upstream": {"provider": "anthropic", "base_url": upstream_url, "api_key": "${TEST_UPSTREAM_KEY}",
+                             "model": "claude-haiku-4-5-20251001"},
+            },
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[AnthropicEmulator]:
+    with AnthropicEmulator(api_key=UPSTREAM_KEY) as emu:
+        yield emu
+
+
+@pytest.fixture
+def upstream(emulator: AnthropicEmulator) -> AnthropicEmulator:
+    """The emulator with nothing recorded or scripted from earlier tests."""
+    emulator.reset()
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def gateway(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), standard_config(emulator.base_url),
+                       env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> Any:
+    import anthropic
+
+    return anthropic.Anthropic(base_url=gateway.base_url, api_key=gateway.key, max_retries=0)
