@@ -55,9 +55,14 @@ class Gateway:
     config: Path
     workdir: Path
     proc: subprocess.Popen[str]
+    env: dict[str, str]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a `tollway` command on this gateway's config and store."""
+        return run_cli(*args, config=self.config, env=self.env, check=check)
 
     def new_key(self, name: str = "extra") -> tuple[str, str]:
-        out = json.loads(run_cli("keys", "create", "--name", name, "--json", config=self.config).stdout)
+        out = json.loads(self.cli("keys", "create", "--name", name, "--json").stdout)
         return out["id"], out["key"]
 
     def stop(self) -> str:
@@ -90,7 +95,7 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
             raise AssertionError(f"tollway exited early:\n{proc.stdout.read() if proc.stdout else ''}")
         try:
             if httpx.get(base + "/ready", timeout=0.5).status_code == 200:
-                return Gateway(base, created["key"], created["id"], path, workdir, proc)
+                return Gateway(base, created["key"], created["id"], path, workdir, proc, env or {})
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

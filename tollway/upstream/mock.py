@@ -84,7 +84,8 @@ class MockUpstream:
 
     def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body["messages"]
-        last = messages[-1]
+        # Answer the last user or assistant turn; per-turn `system` messages only add context.
+        last = next((m for m in reversed(messages) if m["role"] != "system"), messages[-1])
         tool_names = {t.get("name") for t in body.get("tools") or () if isinstance(t, dict)}
         blocks: list[dict[str, Any]] = []
         stop_reason = "end_turn"

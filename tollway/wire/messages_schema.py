@@ -20,6 +20,9 @@ class RequestInvalid(ValueError):
 
 
 def _check_messages(messages: Any) -> None:
+    """Roles are user/assistant, alternate, and start with user. A `system` turn inside the list
+    (what Claude Code sends for per-turn instructions) is accepted and forwarded; it does not
+    count for alternation (DECISIONS.md 1, amended in the README's compatibility section)."""
     if messages is None:
         raise RequestInvalid("messages: Field required")
     if not isinstance(messages, list):
@@ -31,16 +34,20 @@ def _check_messages(messages: Any) -> None:
         if not isinstance(msg, dict):
             raise RequestInvalid(f"messages.{i}: Input should be a valid dictionary")
         role = msg.get("role")
-        if role not in ("user", "assistant"):
+        if role not in ("user", "assistant", "system"):
             if role is None:
                 raise RequestInvalid(f"messages.{i}.role: Field required")
-            raise RequestInvalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            raise RequestInvalid(f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
         content = msg.get("content")
         if content is None:
             raise RequestInvalid(f"messages.{i}.content: Field required")
         if not isinstance(content, str | list):
             raise RequestInvalid(f"messages.{i}.content: Input should be a valid string or a list of blocks")
-        if i == 0 and role != "user":
+        if role == "system":
+            if i == 0:
+                raise RequestInvalid('messages: first message must use the "user" role')
+            continue
+        if previous is None and role != "user":
             raise RequestInvalid('messages: first message must use the "user" role')
         if role == previous:
             raise RequestInvalid(

@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv when missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+JS := tests/js
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.runtime
+
+$(JS)/node_modules/.installed: $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Start the gateway on its embedded defaults (SQLite file, the mock model, a first key printed once).
+run: $(VENV)/.runtime
+	$(BIN)/tollway serve
+
+## Lint, type-check and run the whole test suite.
+test: $(VENV)/.test $(JS)/node_modules/.installed lint
+	$(BIN)/pytest -q
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check tollway tests bench
+	$(BIN)/mypy
+
+## The benchmark (not part of the tests): direct vs through Tollway, same run.
+bench: $(VENV)/.test
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .pytest_cache .mypy_cache .ruff_cache
