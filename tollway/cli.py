@@ -37,7 +37,7 @@ def _settings(path: str | None) -> Settings:
     try:
         return load_settings(path)
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}", highlight=False)
+        err.print(f"[red]config error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -1,0 +1,130 @@
+"""The command line on a fresh directory: config check, keys, and serve's first start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.conftest import BIN, free_port, run_cli
+
+
+def _write(tmp_path: Path, config: object) -> Path:
+    path = tmp_path / "tollway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_config_check_accepts_the_documented_example(tmp_path: Path) -> None:
+    path = _write(tmp_path, {
+        "store": {"url": f"sqlite:///{tmp_path}/t.db"},
+        "models": [
+            {"id": "claude-sonnet-4-5-20250929", "display_name": "Claude Sonnet 4.5",
+             "upstream": {"provider": "anthropic", "base_url": "https://api.anthropic.com",
+                          "api_key": "${ANTHROPIC_API_KEY}", "model": "claude-sonnet-4-5-20250929"},
+             "pricing": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.3}},
+            {"id": "tollway-mock", "upstream": {"provider": "mock"}},
+        ],
+    })
+    out = run_cli("config", "check", config=path, env={"ANTHROPIC_API_KEY": "sk-test"})
+    assert "config OK: 2 model(s)" in out.stdout
+    assert "tollway-mock -> mock:tollway-mock" in out.stdout
+
+
+def test_missing_environment_variable_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"models": [{"id": "m", "upstream": {"provider": "anthropic",
+                                                                  "api_key": "${TOLLWAY_TEST_UNSET_VAR}"}}]})
+    env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_TEST_UNSET_VAR"}
+    proc = subprocess.run([str(BIN), "config", "check", "--config", str(path)], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 2
+    assert "models.0.upstream.api_key: environment variable TOLLWAY_TEST_UNSET_VAR is not set" in proc.stderr
+
+
+def test_invalid_field_names_the_field_and_reason(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"models": [{"id": "m", "upstream": {"provider": "openai-ish"}}],
+                             "server": {"port": "not-a-port"}})
+    proc = run_cli("config", "check", config=path, check=False)
+    assert proc.returncode == 2
+    assert "models.0.upstream.provider" in proc.stderr and "'anthropic' or 'mock'" in proc.stderr
+    assert "server.port" in proc.stderr
+
+
+def test_duplicate_model_ids_are_refused(tmp_path: Path) -> None:
+    model = {"id": "same", "upstream": {"provider": "mock"}}
+    proc = run_cli("config", "check", config=_write(tmp_path, {"models": [model, model]}), check=False)
+    assert proc.returncode == 2 and "model id 'same' appears twice" in proc.stderr
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"models": [{"id": "from-env", "upstream": {"provider": "mock"}}]})
+    out = run_cli("config", "check", env={"TOLLWAY_CONFIG": str(path)})
+    assert "from-env -> mock" in out.stdout
+
+
+def test_keys_create_list_revoke_on_a_fresh_directory(tmp_path: Path) -> None:
+    created = json.loads(run_cli("keys", "create", "--name", "ci", "--json", cwd=tmp_path).stdout)
+    assert set(created) == {"id", "name", "key"} and created["name"] == "ci"
+    assert created["key"].startswith("tw-") and len(created["key"]) >= 40
+    assert (tmp_path / "tollway.db").exists()
+    listed = json.loads(run_cli("keys", "list", "--json", cwd=tmp_path).stdout)
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert listed[0]["prefix"] == created["key"][:10]
+    assert created["key"] not in json.dumps(listed)
+    table = run_cli("keys", "list", cwd=tmp_path).stdout
+    assert created["id"] in table and "active" in table
+    run_cli("keys", "revoke", created["id"], cwd=tmp_path)
+    assert json.loads(run_cli("keys", "list", "--json", cwd=tmp_path).stdout)[0]["revoked_at"] is not None
+    again = run_cli("keys", "revoke", created["id"], cwd=tmp_path, check=False)
+    assert again.returncode == 1
+
+
+def test_the_secret_is_stored_only_as_a_hash(tmp_path: Path) -> None:
+    created = json.loads(run_cli("keys", "create", "--name", "ci", "--json", cwd=tmp_path).stdout)
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("tollway.db*"))
+    assert created["key"].encode() not in raw
+    assert created["key"][3:].encode() not in raw
+
+
+def test_serve_first_start_prints_a_working_key_once(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/ready", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        key = json.loads(run_cli("keys", "list", "--json", cwd=tmp_path).stdout)
+        assert [k["name"] for k in key] == ["default"]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    secret = next(word for word in out.split() if word.startswith("tw-"))
+    # The printed key worked while the gateway ran: check against a second start, which must
+    # not print another key.
+    proc2 = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        status = 0
+        while time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"x-api-key": secret}).status_code
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert status == 200
+    finally:
+        proc2.terminate()
+        out2, _ = proc2.communicate(timeout=15)
+    assert "tw-" not in out2
