@@ -1,4 +1,5 @@
-"""The app factory: routes, start-up and shutdown. The only module that imports `surfaces`."""
+"""The app factory: routes, start-up and shutdown. The only module that imports `surfaces` and
+mounts the control plane (`admin`) beside the data plane."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from tollway.admin.api import create_admin_app
 from tollway.config import Settings
+from tollway.governance.access import Catalogue
 from tollway.governance.identity import KeyCache
 from tollway.pipeline import Pipeline
 from tollway.store.db import Database
@@ -47,7 +50,7 @@ def create_app(settings: Settings) -> Starlette:
     db = Database(settings.store.url)
     keys = KeyCache(db, settings.server.key_refresh_interval)
     router = Router(settings)
-    gateway = Gateway(settings, Pipeline(keys, router))
+    gateway = Gateway(settings, Pipeline(keys, Catalogue(settings), router))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -73,6 +76,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/event_logging/batch", probes.event_logging, methods=["POST"]),
         Route("/health", probes.health, methods=["GET", "HEAD"]),
         Route("/ready", probes.ready, methods=["GET", "HEAD"]),
+        Mount("/admin/v1", create_admin_app(settings, keys)),
     ]
     app = Starlette(
         routes=routes,

@@ -96,6 +96,10 @@ class Settings(_Strict):
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
+    # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
+    aliases: dict[str, str] = Field(default_factory=dict)
+    # How long a rotated key's old secret keeps working.
+    key_rotation_grace: float = Field(24 * 3600.0, ge=0, description="seconds")
 
     @field_validator("models")
     @classmethod
@@ -108,6 +112,15 @@ class Settings(_Strict):
         if not models:
             raise ValueError("at least one model is required")
         return models
+
+
+    @model_validator(mode="after")
+    def _aliases_point_into_catalogue(self) -> Settings:
+        ids = {m.id for m in self.models}
+        for pattern, target in self.aliases.items():
+            if target not in ids:
+                raise ValueError(f"aliases.{pattern}: target {target!r} is not a model id in the catalogue")
+        return self
 
 
 def _interpolate(node: Any, where: str) -> Any:

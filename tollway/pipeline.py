@@ -1,11 +1,10 @@
 """The single ordered list of governance steps every surface goes through.
 
-    authenticate -> resolve the model (404) -> forward through the router
+    authenticate -> resolve the model (404) -> model access (403) -> forward through the router
 
 Surfaces call `admit` first (it needs only the headers, so a stranger's 32 MB body is never
 read), then hand the validated canonical request to `messages` or `count_tokens`. Later steps
-(model access, limits, DLP, metering, audit) belong here and nowhere else, so no route can
-skip one.
+(limits, DLP, metering, audit) belong here and nowhere else, so no route can skip one.
 """
 
 from __future__ import annotations
@@ -14,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tollway.governance.identity import KeyCache, Principal
+from tollway.config import ModelConfig
+from tollway.governance.access import Catalogue
+from tollway.governance.identity import CredentialError, KeyCache, Principal, extract_credential
 from tollway.upstream.base import UpstreamReply, UpstreamRequest
 from tollway.upstream.router import Route, Router
 
@@ -44,45 +45,56 @@ class Call:
     query: str = ""
     stream: bool = False
     route: Route | None = field(default=None)
+    # The id the client asked for, and the one the upstream was sent (they differ for aliases).
+    requested_model: str = ""
+    upstream_model: str = ""
 
-
-def _credential(headers: Mapping[str, str]) -> str:
-    """DECISIONS.md 6: Bearer wins; a present but malformed Authorization is final."""
-    auth = headers.get("authorization")
-    if auth is not None:
-        scheme, _, token = auth.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise GatewayError(401, "malformed Authorization header: expected 'Bearer <key>'")
-        return token
-    key = headers.get("x-api-key")
-    if not key:
-        raise GatewayError(401, "missing API key: send it in x-api-key or Authorization: Bearer")
-    return key
+    @property
+    def renamed(self) -> bool:
+        return self.requested_model != self.upstream_model
 
 
 class Pipeline:
-    def __init__(self, keys: KeyCache, router: Router) -> None:
+    def __init__(self, keys: KeyCache, catalogue: Catalogue, router: Router) -> None:
         self.keys = keys
+        self.catalogue = catalogue
         self.router = router
 
     async def admit(self, headers: Mapping[str, str]) -> Principal:
-        principal = await self.keys.authenticate(_credential(headers))
+        """Authenticate a data-plane request (401 for anything but an active data key)."""
+        try:
+            secret = extract_credential(headers)
+        except CredentialError as exc:
+            raise GatewayError(401, str(exc)) from None
+        principal = await self.keys.authenticate(secret)
         if principal is None:
-            raise GatewayError(401, "invalid API key")
+            raise GatewayError(401, "invalid API key (unknown, revoked, expired, or its user is disabled)")
+        if principal.kind != "data":
+            raise GatewayError(401, "this is an admin key: it opens only the control plane (/admin/v1)")
         return principal
 
-    def resolve(self, model_id: str) -> Route:
-        route = self.router.get(model_id)
-        if route is None:
-            raise GatewayError(404, f"model: {model_id}")
-        return route
+    def authorize(self, principal: Principal, requested: str) -> ModelConfig:
+        """The catalogue model a request means: 404 when unknown, 403 when the key may not use it."""
+        model = self.catalogue.resolve(requested)
+        if model is None:
+            raise GatewayError(404, f"model: {requested}")
+        if not self.catalogue.allowed(principal, model.id):
+            raise GatewayError(403, f"this API key is not allowed to use model {requested}")
+        return model
+
+    def visible_models(self, principal: Principal) -> list[ModelConfig]:
+        return self.catalogue.visible(principal)
 
     def _prepare(self, call: Call) -> UpstreamRequest:
-        call.route = route = self.resolve(call.body["model"])
-        upstream_model = route.model.upstream_model
-        if upstream_model != call.body["model"]:
-            call.body["model"] = upstream_model
+        requested = call.body["model"]
+        model = self.authorize(call.principal, requested)
+        route = self.router.get(model.id)
+        assert route is not None, "every catalogue model has a route"
+        call.route = route
+        call.requested_model = requested
+        call.upstream_model = route.model.upstream_model
+        if call.upstream_model != requested:
+            call.body["model"] = call.upstream_model
             call.raw = None
         return UpstreamRequest(call.body, call.raw, call.headers, call.stream, call.query)
 

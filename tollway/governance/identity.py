@@ -1,9 +1,9 @@
-"""Who is calling: key secrets, their hashes, and the in-memory key cache the data plane reads.
+"""Who is calling: key secrets, their hashes, and the in-memory principal cache.
 
-Secrets are `tw-` plus 256 random bits. They are stored only as SHA-256: a key has far more
-entropy than any password, so a slow hash would add cost per request and no safety. The data
-plane never queries the database for a known key; a background task polls one version counter
-and reloads the cache when any process (this one, another worker, the CLI) changed keys.
+Secrets are `tw-` plus 256 random bits, stored only as SHA-256: a key has far more entropy than
+any password, so a slow hash would add cost per request and no safety. The data plane never
+queries the database for a known key: a background task polls one version counter and rebuilds
+the cache when any process (this one, another worker, the CLI) changed keys, users or groups.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from tollway.store.db import Database
-from tollway.store.keys import KeyRow, KeyStore
+from tollway.store.keys import KeyRow, KeyStore, NewKey
+from tollway.store.principals import Directory, Snapshot
 
 log = logging.getLogger("tollway.identity")
 
@@ -25,6 +28,25 @@ SECRET_PREFIX = "tw-"
 DISPLAY_PREFIX_LEN = 10
 _NEGATIVE_TTL = 1.0
 _NEGATIVE_MAX = 10_000
+
+
+class CredentialError(ValueError):
+    """The request carries no usable credential (→ 401, whatever the plane)."""
+
+
+def extract_credential(headers: Mapping[str, str]) -> str:
+    """DECISIONS.md 6: Bearer wins; a present but malformed Authorization is final."""
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise CredentialError("malformed Authorization header: expected 'Bearer <key>'")
+        return token
+    key = headers.get("x-api-key")
+    if not key:
+        raise CredentialError("missing API key: send it in x-api-key or Authorization: Bearer")
+    return key
 
 
 def new_secret() -> str:
@@ -41,25 +63,67 @@ def display_prefix(secret: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The identity a request acts as."""
+    """The identity a request acts as, with everything access decisions need, precomputed."""
 
     key_id: str
     key_name: str
+    kind: str
+    user_id: str | None
+    user_name: str | None
+    group_id: str | None
+    group_ids: tuple[str, ...]
+    grants: tuple[str, ...]
+    key_models: tuple[str, ...] | None
+    expires_at: float | None
+    # Memo of access decisions by model id; rebuilt with the principal on every cache reload.
+    decisions: dict[str, bool] = field(default_factory=dict, compare=False, hash=False)
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
 
-async def create_key(keys: KeyStore, name: str) -> tuple[KeyRow, str]:
+async def create_key(
+    keys: KeyStore, name: str, *, kind: str = "data", user_id: str | None = None, group_id: str | None = None,
+    models: list[str] | None = None, expires_at: datetime | None = None,
+) -> tuple[KeyRow, str]:
     """Create a key; the secret is returned once and never stored."""
     secret = new_secret()
-    row = await keys.create(name, display_prefix(secret), hash_secret(secret))
-    return row, secret
+    new = NewKey(name, display_prefix(secret), hash_secret(secret), kind, user_id, group_id, models, expires_at)
+    return await keys.create(new), secret
+
+
+async def rotate_key(keys: KeyStore, key_id: str, grace: timedelta) -> tuple[KeyRow, KeyRow, str]:
+    """Replace a key's secret; the old one keeps working for `grace`. Returns (old, new, secret)."""
+    secret = new_secret()
+    old, new = await keys.rotate(key_id, display_prefix(secret), hash_secret(secret), grace)
+    return old, new, secret
+
+
+def _principals(snap: Snapshot, now: datetime) -> dict[str, Principal]:
+    """Build the cache: keys of disabled users, revoked or expired keys are simply absent."""
+    out: dict[str, Principal] = {}
+    for key in snap.keys:
+        if key.status(now) != "active":
+            continue
+        user = snap.users.get(key.user_id) if key.user_id else None
+        if key.user_id and (user is None or user.disabled):
+            continue
+        group_ids = snap.member_of.get(key.user_id, ()) if key.user_id else ((key.group_id,) if key.group_id else ())
+        patterns = tuple(dict.fromkeys(p for g in group_ids for p in snap.grants.get(g, ())))
+        out[key.secret_hash] = Principal(
+            key.id, key.name, key.kind, key.user_id, user.name if user else None, key.group_id, group_ids,
+            patterns, key.models, key.expires_at.timestamp() if key.expires_at else None,
+        )
+    return out
 
 
 class KeyCache:
-    """Active keys by hash, kept fresh by polling the store's state version."""
+    """Principals by key hash, kept fresh by polling the store's state version."""
 
     def __init__(self, db: Database, refresh_interval: float) -> None:
         self.db = db
         self.keys = KeyStore(db)
+        self.directory = Directory(db)
         self.refresh_interval = refresh_interval
         self._by_hash: dict[str, Principal] = {}
         self._unknown: dict[str, float] = {}
@@ -77,38 +141,44 @@ class KeyCache:
                 await self._task
 
     async def reload(self) -> None:
-        version = await self.db.state_version()
-        rows = await self.keys.active()
-        self._by_hash = {r.secret_hash: Principal(r.id, r.name) for r in rows}
+        version, snap = await self.directory.snapshot()
+        self._by_hash = _principals(snap, datetime.now().astimezone())
         self._unknown.clear()
         self._version = version
+
+    async def refresh(self) -> bool:
+        """Reload if anything changed since the last load; True when it did."""
+        if await self.db.state_version() != self._version:
+            await self.reload()
+            return True
+        return False
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.refresh_interval)
             try:
-                if await self.db.state_version() != self._version:
-                    await self.reload()
+                await self.refresh()
             except Exception:  # the store may be briefly down; keep serving from the cache
                 log.warning("key cache refresh failed; serving the last known keys", exc_info=True)
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The principal for a secret, or None. A known key costs one hash and one dict lookup."""
         digest = hash_secret(secret)
+        now = time.time()
         principal = self._by_hash.get(digest)
         if principal is not None:
-            return principal
-        # Unknown here: it may have been created a moment ago by another process. Ask the store,
-        # but remember misses briefly so a flood of bad keys cannot hammer the database.
-        now = time.monotonic()
-        if self._unknown.get(digest, 0.0) > now:
+            return None if principal.expired(now) else principal
+        # Unknown here: it may have been created a moment ago by another process. One cheap
+        # version check tells; misses are remembered briefly so a flood of bad keys cannot
+        # hammer the database.
+        mono = time.monotonic()
+        if self._unknown.get(digest, 0.0) > mono:
             return None
-        row = await self.keys.by_hash(digest)
-        if row is not None and row.active:
-            principal = Principal(row.id, row.name)
-            self._by_hash[digest] = principal
-            return principal
+        if await self.refresh():
+            principal = self._by_hash.get(digest)
+            if principal is not None:
+                return None if principal.expired(now) else principal
         if len(self._unknown) >= _NEGATIVE_MAX:
             self._unknown.clear()
-        self._unknown[digest] = now + _NEGATIVE_TTL
+        self._unknown[digest] = mono + _NEGATIVE_TTL
         return None

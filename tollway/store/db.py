@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, event, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -24,6 +24,12 @@ def async_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
+
+
+def after_cursor(table: Table, after_id: str) -> ColumnElement[bool]:
+    """Rows after `after_id` in (created_at, id) order: the keyset cursor every listing uses."""
+    created = select(table.c.created_at).where(table.c.id == after_id).scalar_subquery()
+    return or_(table.c.created_at > created, and_(table.c.created_at == created, table.c.id > after_id))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -69,10 +75,12 @@ class Database:
         except Exception:
             return False
 
-    async def state_version(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(select(state_version.c.version).where(state_version.c.id == 1))
-        return int(value or 0)
+    async def state_version(self, conn: AsyncConnection | None = None) -> int:
+        query = select(state_version.c.version).where(state_version.c.id == 1)
+        if conn is not None:
+            return int(await conn.scalar(query) or 0)
+        async with self.engine.connect() as own:
+            return int(await own.scalar(query) or 0)
 
     @staticmethod
     async def bump_state(conn: AsyncConnection) -> None:

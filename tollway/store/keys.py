@@ -1,15 +1,21 @@
-"""API key rows: create, list, revoke, and the lookups the identity cache needs."""
+"""API key rows: create, list, get, revoke, rotate."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tollway.store.db import Database
-from tollway.store.tables import api_keys
+from tollway.store.db import Database, after_cursor
+from tollway.store.errors import Conflict, NotFound
+from tollway.store.tables import api_keys, groups, users
+
+KINDS = ("data", "admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,66 +26,158 @@ class KeyRow:
     secret_hash: str
     created_at: datetime
     revoked_at: datetime | None
+    kind: str = "data"
+    user_id: str | None = None
+    group_id: str | None = None
+    models: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    replaced_by: str | None = None
+
+    def status(self, now: datetime | None = None) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and _aware(self.expires_at) <= (now or datetime.now(UTC)):
+            return "expired"
+        return "active"
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        return self.status() == "active"
 
 
-def _row(r: object) -> KeyRow:
-    m = r._mapping  # type: ignore[attr-defined]
-    return KeyRow(m["id"], m["name"], m["prefix"], m["secret_hash"], m["created_at"], m["revoked_at"])
+def _aware(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every timestamp we write is UTC."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def key_row(r: Any) -> KeyRow:
+    m = r._mapping
+    models = m["models"]
+    return KeyRow(
+        m["id"], m["name"], m["prefix"], m["secret_hash"], _aware(m["created_at"]),
+        _aware(m["revoked_at"]) if m["revoked_at"] else None, m["kind"], m["user_id"], m["group_id"],
+        tuple(models) if models is not None else None,
+        _aware(m["expires_at"]) if m["expires_at"] else None, m["replaced_by"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """What a caller asks for; the secret's hash and prefix come from the identity module."""
+
+    name: str
+    prefix: str
+    secret_hash: str
+    kind: str = "data"
+    user_id: str | None = None
+    group_id: str | None = None
+    models: Sequence[str] | None = None
+    expires_at: datetime | None = None
+
+
+DEFAULT_GROUP_ID = "grp_default"
 
 
 class KeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, name: str, prefix: str, secret_hash: str) -> KeyRow:
+    async def _check_owner(self, conn: AsyncConnection, new: NewKey) -> NewKey:
+        if new.kind not in KINDS:
+            raise Conflict(f"kind must be one of {', '.join(KINDS)}")
+        if new.user_id and new.group_id:
+            raise Conflict("a key belongs to a user or to a group, not both")
+        if new.kind == "admin":
+            if new.user_id or new.group_id or new.models:
+                raise Conflict("admin keys have no owner and no model list: they open only the control plane")
+            return new
+        if new.user_id:
+            if not await conn.scalar(select(users.c.id).where(users.c.id == new.user_id)):
+                raise NotFound(f"no user {new.user_id}")
+            return new
+        group_id = new.group_id or DEFAULT_GROUP_ID
+        if not await conn.scalar(select(groups.c.id).where(groups.c.id == group_id)):
+            raise NotFound(f"no group {group_id}")
+        return NewKey(new.name, new.prefix, new.secret_hash, new.kind, None, group_id, new.models, new.expires_at)
+
+    async def _insert(self, conn: AsyncConnection, new: NewKey) -> KeyRow:
+        new = await self._check_owner(conn, new)
+        now = datetime.now(UTC)
         row = KeyRow(
-            id="key_" + secrets.token_hex(8),
-            name=name,
-            prefix=prefix,
-            secret_hash=secret_hash,
-            created_at=datetime.now(UTC),
-            revoked_at=None,
+            id="key_" + secrets.token_hex(8), name=new.name, prefix=new.prefix, secret_hash=new.secret_hash,
+            created_at=now, revoked_at=None, kind=new.kind, user_id=new.user_id, group_id=new.group_id,
+            models=tuple(new.models) if new.models is not None else None, expires_at=new.expires_at,
         )
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=row.id, name=name, prefix=prefix, secret_hash=secret_hash, created_at=row.created_at
-                )
-            )
-            await self.db.bump_state(conn)
+        await conn.execute(api_keys.insert().values(
+            id=row.id, name=row.name, prefix=row.prefix, secret_hash=row.secret_hash, created_at=now,
+            kind=row.kind, user_id=row.user_id, group_id=row.group_id,
+            models=list(row.models) if row.models is not None else None, expires_at=row.expires_at,
+        ))
+        await self.db.bump_state(conn)
         return row
 
-    async def all(self) -> list[KeyRow]:
+    async def create(self, new: NewKey) -> KeyRow:
+        async with self.db.engine.begin() as conn:
+            return await self._insert(conn, new)
+
+    async def get(self, key_id: str) -> KeyRow:
         async with self.db.engine.connect() as conn:
-            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id))
-            return [_row(r) for r in rows]
+            r = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        if r is None:
+            raise NotFound(f"no key {key_id}")
+        return key_row(r)
+
+    async def all(
+        self, *, limit: int | None = None, after: str | None = None, user_id: str | None = None,
+        group_id: str | None = None, kind: str | None = None,
+    ) -> list[KeyRow]:
+        q = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+        if user_id:
+            q = q.where(api_keys.c.user_id == user_id)
+        if group_id:
+            q = q.where(api_keys.c.group_id == group_id)
+        if kind:
+            q = q.where(api_keys.c.kind == kind)
+        if after:
+            q = q.where(after_cursor(api_keys, after))
+        if limit:
+            q = q.limit(limit)
+        async with self.db.engine.connect() as conn:
+            return [key_row(r) for r in await conn.execute(q)]
 
     async def count(self) -> int:
         async with self.db.engine.connect() as conn:
             return int(await conn.scalar(select(func.count()).select_from(api_keys)) or 0)
 
-    async def revoke(self, key_id: str) -> bool:
-        """Mark a key revoked; False when there is no such active key."""
+    async def revoke(self, key_id: str) -> KeyRow:
+        """Mark a key revoked. Revoking twice is a conflict, so scripts notice a wrong id."""
         async with self.db.engine.begin() as conn:
             result = await conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
-            if result.rowcount:
-                await self.db.bump_state(conn)
-            return bool(result.rowcount)
+            if not result.rowcount:
+                exists = await conn.scalar(select(api_keys.c.id).where(api_keys.c.id == key_id))
+                if exists:
+                    raise Conflict(f"key {key_id} is already revoked")
+                raise NotFound(f"no key {key_id}")
+            await self.db.bump_state(conn)
+        return await self.get(key_id)
 
-    async def by_hash(self, secret_hash: str) -> KeyRow | None:
-        async with self.db.engine.connect() as conn:
-            r = (await conn.execute(select(api_keys).where(api_keys.c.secret_hash == secret_hash))).first()
-        return _row(r) if r else None
-
-    async def active(self) -> list[KeyRow]:
-        async with self.db.engine.connect() as conn:
-            rows = await conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))
-            return [_row(r) for r in rows]
+    async def rotate(self, key_id: str, prefix: str, secret_hash: str, grace: timedelta) -> tuple[KeyRow, KeyRow]:
+        """A new key with the same owner, kind and models; the old one expires after `grace`."""
+        async with self.db.engine.begin() as conn:
+            r = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+            if r is None:
+                raise NotFound(f"no key {key_id}")
+            old = key_row(r)
+            if old.status() != "active":
+                raise Conflict(f"key {key_id} is {old.status()}; only an active key can be rotated")
+            new = await self._insert(conn, NewKey(old.name, prefix, secret_hash, old.kind, old.user_id,
+                                                  old.group_id, old.models, old.expires_at))
+            ends = datetime.now(UTC) + grace
+            if old.expires_at is not None and old.expires_at < ends:
+                ends = old.expires_at
+            await conn.execute(update(api_keys).where(api_keys.c.id == key_id)
+                               .values(expires_at=ends, replaced_by=new.id))
+        return await self.get(key_id), new

@@ -2,9 +2,55 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("email", String(320), nullable=True, unique=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", String(40), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# A group may use every catalogue model whose id matches one of its patterns (fnmatch globs).
+grants = Table(
+    "grants",
+    metadata,
+    Column("group_id", String(40), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("pattern", String(200), primary_key=True),
+)
 
 api_keys = Table(
     "api_keys",
@@ -17,6 +63,16 @@ api_keys = Table(
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # "data" keys call the models; "admin" keys open only the control plane.
+    Column("kind", String(8), nullable=False, server_default="data"),
+    # Exactly one owner for a data key: a user (personal key) or a group (service key).
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=True),
+    Column("group_id", String(40), ForeignKey("groups.id"), nullable=True),
+    # Optional narrowing of the owner's grants: a list of patterns, or NULL for "all granted".
+    Column("models", JSON, nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    # Set on the old key when it is rotated: the key that replaced it.
+    Column("replaced_by", String(40), nullable=True),
 )
 
 # One row whose counter every control-plane change bumps: gateway processes poll this single

@@ -17,6 +17,7 @@ from tollway.pipeline import GatewayError
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
 from tollway.wire.errors import anthropic_error, anthropic_error_event, anthropic_type_for
 from tollway.wire.messages_schema import RequestInvalid
+from tollway.wire.rename import rename_stream_start
 from tollway.wire.sse import PING, StreamTap
 
 JSON = "application/json"
@@ -81,15 +82,19 @@ def parse_json(raw: bytes) -> Any:
         raise RequestInvalid(f"request body is not valid JSON: {exc}") from None
 
 
-async def relay(reply: UpstreamReply, tap: StreamTap, ping_interval: float) -> AsyncIterator[bytes]:
+async def relay(
+    reply: UpstreamReply, tap: StreamTap, ping_interval: float, rename_to: str | None = None
+) -> AsyncIterator[bytes]:
     """Relay an upstream SSE stream unchanged, inserting pings while the upstream is silent.
 
     A ping goes out only between events, never inside one. An upstream failure after the
     first byte becomes an `event: error` frame and ends the stream (DECISIONS.md 8). When the
-    client goes away the generator is closed and the upstream connection with it.
+    client goes away the generator is closed and the upstream connection with it. With
+    `rename_to`, the first event (`message_start`) reports that model id instead.
     """
     read = reply.read
     pending: asyncio.Future[bytes] | None = None
+    head = b""
     try:
         while True:
             if pending is None:
@@ -103,6 +108,12 @@ async def relay(reply: UpstreamReply, tap: StreamTap, ping_interval: float) -> A
                 chunk = pending.result()
             finally:
                 pending = None
+            if rename_to is not None:
+                # Hold bytes back only until the first event is complete, then rename it once.
+                head += chunk
+                if b"\n\n" not in head and chunk:
+                    continue
+                chunk, head, rename_to = rename_stream_start(head, rename_to), b"", None
             if not chunk:
                 break
             tap.feed(chunk)

@@ -20,16 +20,18 @@ from tollway.surfaces.state import gateway_of
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
 from tollway.wire.errors import is_anthropic_envelope
 from tollway.wire.messages_schema import RequestInvalid, strip_ingress, validate_count_tokens, validate_create
+from tollway.wire.rename import rename_message
 from tollway.wire.sse import StreamTap
 
 _REFUSALS = (GatewayError, RequestInvalid, UpstreamFailure)
 
 
-def _render(reply: UpstreamReply, request_id: str) -> Response:
+def _render(reply: UpstreamReply, request_id: str, rename_to: str | None = None) -> Response:
     """A finished (non-streaming) upstream answer, passed through when it is already ours."""
     headers = {**reply.headers, "request-id": request_id}
     if reply.status < 400:
-        return Response(reply.body, reply.status, headers=headers, media_type=JSON)
+        body = rename_message(reply.body, rename_to) if rename_to else reply.body
+        return Response(body, reply.status, headers=headers, media_type=JSON)
     if is_anthropic_envelope(reply.body):
         return Response(reply.body, reply.status, headers=headers, media_type=JSON)
     return error_response(
@@ -54,11 +56,12 @@ async def create_message(request: Request) -> Response:
         reply = await gw.pipeline.messages(call)
     except _REFUSALS as exc:
         return refusal(exc, request_id)
+    rename_to = call.requested_model if call.renamed else None
     if not reply.streaming:
-        return _render(reply, request_id)
+        return _render(reply, request_id, rename_to)
     tap = StreamTap()
     return StreamingResponse(
-        relay(reply, tap, gw.settings.server.ping_interval),
+        relay(reply, tap, gw.settings.server.ping_interval, rename_to),
         200,
         headers={**SSE_HEADERS, **reply.headers, "request-id": request_id},
         media_type=reply.content_type,

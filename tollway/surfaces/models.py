@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from tollway.config import ModelConfig
 from tollway.pipeline import GatewayError
-from tollway.surfaces.common import JSON, error_response, new_request_id, refusal
+from tollway.surfaces.common import JSON, new_request_id, refusal
 from tollway.surfaces.state import gateway_of
 
 DEFAULT_LIMIT = 20
@@ -56,8 +56,8 @@ async def list_models(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
     try:
-        await gw.pipeline.admit(request.headers)
-        models = gw.settings.models
+        principal = await gw.pipeline.admit(request.headers)
+        models = gw.pipeline.visible_models(principal)
         start, end = _page([m.id for m in models], request.query_params)
     except GatewayError as exc:
         return refusal(exc, request_id)
@@ -76,10 +76,8 @@ async def get_model(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
     try:
-        await gw.pipeline.admit(request.headers)
-        route = gw.pipeline.resolve(request.path_params["model_id"])
+        principal = await gw.pipeline.admit(request.headers)
+        model = gw.pipeline.authorize(principal, request.path_params["model_id"])
     except GatewayError as exc:
-        if exc.status == 404:
-            return error_response(404, f"model: {request.path_params['model_id']}", request_id)
         return refusal(exc, request_id)
-    return Response(orjson.dumps(model_item(route.model)), headers={"request-id": request_id}, media_type=JSON)
+    return Response(orjson.dumps(model_item(model)), headers={"request-id": request_id}, media_type=JSON)

@@ -1,0 +1,251 @@
+"""The admin REST API under /admin/v1: users, groups, grants, memberships and keys.
+
+Only admin keys open it; data keys are refused. Every change is committed through the store's
+repositories (which bump the state version) and then reloaded into this process's cache at
+once, so the change is live here immediately and on other processes within one refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tollway.admin.schemas import (
+    ErrorBody,
+    GrantIn,
+    GrantsIn,
+    Group,
+    GroupIn,
+    GroupPatch,
+    Key,
+    KeyCreated,
+    KeyIn,
+    KeyRotated,
+    MemberIn,
+    Page,
+    RotateIn,
+    User,
+    UserIn,
+    UserPatch,
+)
+from tollway.config import Settings
+from tollway.governance.identity import CredentialError, KeyCache, Principal, create_key, extract_credential, rotate_key
+from tollway.store.errors import Conflict, NotFound
+from tollway.store.keys import KeyRow
+from tollway.store.principals import GroupRow, UserRow
+
+T = TypeVar("T")
+PathRef = Annotated[str, PathParam(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Limit = Annotated[int, Query(ge=1, le=100, description="page size")]
+After = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$", description="cursor: last id seen")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in ((401, "no admin key"), (404, "not found"), (409, "conflict"), (422, "invalid input"))
+}
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+
+
+def _error(status: int, error_type: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": error_type, "message": message}}, status_code=status)
+
+
+def user_out(u: UserRow) -> User:
+    return User(id=u.id, name=u.name, email=u.email, disabled=u.disabled, created_at=u.created_at,
+                groups=list(u.groups))
+
+
+def group_out(g: GroupRow) -> Group:
+    return Group(id=g.id, name=g.name, description=g.description, created_at=g.created_at,
+                 grants=list(g.grants), members=list(g.members))
+
+
+def key_out(k: KeyRow) -> Key:
+    return Key(id=k.id, name=k.name, prefix=k.prefix, kind=k.kind, user_id=k.user_id, group_id=k.group_id,
+               models=list(k.models) if k.models is not None else None, created_at=k.created_at,
+               expires_at=k.expires_at, revoked_at=k.revoked_at, replaced_by=k.replaced_by, status=k.status())
+
+
+def page(items: Sequence[T], limit: int, ident: Callable[[T], str]) -> dict[str, Any]:
+    """A page from `limit + 1` fetched rows: the extra row only says whether more exist."""
+    data = list(items[:limit])
+    return {"object": "list", "data": data, "has_more": len(items) > limit,
+            "first_id": ident(data[0]) if data else None, "last_id": ident(data[-1]) if data else None}
+
+
+def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
+    directory, keys = cache.directory, cache.keys
+
+    async def require_admin(request: Request) -> Principal:
+        try:
+            secret = extract_credential(request.headers)
+        except CredentialError as exc:
+            raise AdminError(401, "authentication_error", str(exc)) from None
+        principal = await cache.authenticate(secret)
+        if principal is None:
+            raise AdminError(401, "authentication_error", "invalid API key")
+        if principal.kind != "admin":
+            raise AdminError(401, "authentication_error", "the control plane needs an admin key; this is a data key")
+        return principal
+
+    async def changed(work: Awaitable[T]) -> T:
+        result = await work
+        await cache.refresh()
+        return result
+
+    async def resolve_user(ref: str) -> str:
+        return (await directory.get_user(ref)).id
+
+    async def resolve_group(ref: str) -> str:
+        return (await directory.get_group(ref)).id
+
+    app = FastAPI(
+        title="Tollway admin API", version="1", description="Users, groups, grants and keys of a Tollway gateway.",
+        docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
+    )
+    api = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
+
+    @app.exception_handler(AdminError)
+    async def _admin_error(_: Request, exc: AdminError) -> JSONResponse:
+        return _error(exc.status, exc.error_type, exc.message)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, "not_found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, "conflict", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "invalid_request_error", "; ".join(parts)[:2000])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "invalid_request_error"}.get(exc.status_code, "invalid_request_error")
+        return _error(exc.status_code, kind, str(exc.detail))
+
+    # -- users ----------------------------------------------------------------------------
+
+    @api.post("/users", status_code=201, response_model=User, tags=["users"])
+    async def create_user(body: UserIn) -> User:
+        group_ids = [await resolve_group(g) for g in body.groups]
+        user = await changed(directory.create_user(body.name, body.email))
+        for gid in group_ids:
+            await changed(directory.add_member(gid, user.id))
+        return user_out(await directory.get_user(user.id))
+
+    @api.get("/users", response_model=Page[User], tags=["users"])
+    async def list_users(limit: Limit = 20, after: After = None, disabled: bool | None = None,
+                         group: After = None) -> dict[str, Any]:
+        rows = await directory.list_users(limit=limit + 1, after=after, disabled=disabled, group=group)
+        return page([user_out(u) for u in rows], limit, lambda u: u.id)
+
+    @api.get("/users/{user_id}", response_model=User, tags=["users"])
+    async def get_user(user_id: PathRef) -> User:
+        return user_out(await directory.get_user(user_id))
+
+    @api.patch("/users/{user_id}", response_model=User, tags=["users"])
+    async def update_user(user_id: PathRef, body: UserPatch) -> User:
+        return user_out(await changed(directory.update_user(user_id, **body.model_dump(exclude_unset=True))))
+
+    @api.post("/users/{user_id}/disable", response_model=User, tags=["users"])
+    async def disable_user(user_id: PathRef) -> User:
+        return user_out(await changed(directory.update_user(user_id, disabled=True)))
+
+    @api.post("/users/{user_id}/enable", response_model=User, tags=["users"])
+    async def enable_user(user_id: PathRef) -> User:
+        return user_out(await changed(directory.update_user(user_id, disabled=False)))
+
+    # -- groups, grants, members ----------------------------------------------------------
+
+    @api.post("/groups", status_code=201, response_model=Group, tags=["groups"])
+    async def create_group(body: GroupIn) -> Group:
+        return group_out(await changed(directory.create_group(body.name, body.description, body.grants)))
+
+    @api.get("/groups", response_model=Page[Group], tags=["groups"])
+    async def list_groups(limit: Limit = 20, after: After = None) -> dict[str, Any]:
+        rows = await directory.list_groups(limit=limit + 1, after=after)
+        return page([group_out(g) for g in rows], limit, lambda g: g.id)
+
+    @api.get("/groups/{group_id}", response_model=Group, tags=["groups"])
+    async def get_group(group_id: PathRef) -> Group:
+        return group_out(await directory.get_group(group_id))
+
+    @api.patch("/groups/{group_id}", response_model=Group, tags=["groups"])
+    async def update_group(group_id: PathRef, body: GroupPatch) -> Group:
+        return group_out(await changed(directory.update_group(group_id, body.name, body.description)))
+
+    @api.delete("/groups/{group_id}", status_code=204, tags=["groups"])
+    async def delete_group(group_id: PathRef) -> Response:
+        await changed(directory.delete_group(group_id))
+        return Response(status_code=204)
+
+    @api.put("/groups/{group_id}/grants", response_model=Group, tags=["groups"])
+    async def set_grants(group_id: PathRef, body: GrantsIn) -> Group:
+        return group_out(await changed(directory.set_grants(group_id, list(body.patterns))))
+
+    @api.post("/groups/{group_id}/grants", response_model=Group, tags=["groups"])
+    async def add_grant(group_id: PathRef, body: GrantIn) -> Group:
+        return group_out(await changed(directory.add_grant(group_id, body.pattern)))
+
+    @api.delete("/groups/{group_id}/grants", response_model=Group, tags=["groups"])
+    async def remove_grant(group_id: PathRef,
+                           pattern: Annotated[str, Query(min_length=1, max_length=200)]) -> Group:
+        return group_out(await changed(directory.remove_grant(group_id, pattern)))
+
+    @api.post("/groups/{group_id}/members", response_model=Group, tags=["groups"])
+    async def add_member(group_id: PathRef, body: MemberIn) -> Group:
+        return group_out(await changed(directory.add_member(group_id, body.user_id)))
+
+    @api.delete("/groups/{group_id}/members/{user_id}", response_model=Group, tags=["groups"])
+    async def remove_member(group_id: PathRef, user_id: PathRef) -> Group:
+        return group_out(await changed(directory.remove_member(group_id, user_id)))
+
+    # -- keys -----------------------------------------------------------------------------
+
+    @api.post("/keys", status_code=201, response_model=KeyCreated, tags=["keys"])
+    async def create_api_key(body: KeyIn) -> KeyCreated:
+        user_id = await resolve_user(body.user_id) if body.user_id else None
+        group_id = await resolve_group(body.group_id) if body.group_id else None
+        row, secret = await changed(create_key(keys, body.name, kind=body.kind, user_id=user_id, group_id=group_id,
+                                               models=body.models, expires_at=body.expires_at))
+        return KeyCreated(**key_out(row).model_dump(), key=secret)
+
+    @api.get("/keys", response_model=Page[Key], tags=["keys"])
+    async def list_keys(limit: Limit = 20, after: After = None, user_id: After = None, group_id: After = None,
+                        kind: Annotated[str | None, Query(pattern="^(data|admin)$")] = None) -> dict[str, Any]:
+        uid = await resolve_user(user_id) if user_id else None
+        gid = await resolve_group(group_id) if group_id else None
+        rows = await keys.all(limit=limit + 1, after=after, user_id=uid, group_id=gid, kind=kind)
+        return page([key_out(k) for k in rows], limit, lambda k: k.id)
+
+    @api.get("/keys/{key_id}", response_model=Key, tags=["keys"])
+    async def get_api_key(key_id: PathRef) -> Key:
+        return key_out(await keys.get(key_id))
+
+    @api.post("/keys/{key_id}/revoke", response_model=Key, tags=["keys"])
+    async def revoke_api_key(key_id: PathRef) -> Key:
+        return key_out(await changed(keys.revoke(key_id)))
+
+    @api.post("/keys/{key_id}/rotate", response_model=KeyRotated, tags=["keys"])
+    async def rotate_api_key(key_id: PathRef, body: RotateIn | None = None) -> KeyRotated:
+        seconds = body.grace_seconds if body and body.grace_seconds is not None else settings.key_rotation_grace
+        old, new, secret = await changed(rotate_key(keys, key_id, timedelta(seconds=seconds)))
+        return KeyRotated(key=KeyCreated(**key_out(new).model_dump(), key=secret), replaced=key_out(old))
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,149 @@
+"""Pydantic models of the admin API: what it accepts and returns, and so its OpenAPI document.
+
+Strings are bounded and free of control characters: they end up in SQL text columns, and a NUL
+byte is an error in PostgreSQL, not a value.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Pattern = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\s]+$",
+                               description="a model id or an fnmatch glob such as `claude-*`")]
+Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")]
+Ref = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
+                           description="an id, or a unique name")]
+Description = Annotated[str, Field(max_length=2000, pattern=r"^[^\x00\x7f]*$")]
+
+T = TypeVar("T")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="not_found | conflict | authentication_error | invalid_request_error")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the admin API returns has this shape."""
+
+    error: ErrorDetail
+
+
+class Page(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class UserIn(_In):
+    name: Name
+    email: Email | None = None
+    groups: list[Ref] = Field(default_factory=list, max_length=100)
+
+
+class UserPatch(_In):
+    name: Name | None = None
+    email: Email | None = None
+    disabled: bool | None = None
+
+
+class User(BaseModel):
+    id: str
+    name: str
+    email: str | None
+    disabled: bool
+    created_at: datetime
+    groups: list[str]
+
+
+class GroupIn(_In):
+    name: Name
+    description: Description = ""
+    grants: list[Pattern] = Field(default_factory=list, max_length=100)
+
+
+class GroupPatch(_In):
+    name: Name | None = None
+    description: Description | None = None
+
+
+class Group(BaseModel):
+    id: str
+    name: str
+    description: str
+    created_at: datetime
+    grants: list[str]
+    members: list[str]
+
+
+class GrantsIn(_In):
+    patterns: list[Pattern] = Field(max_length=100)
+
+
+class GrantIn(_In):
+    pattern: Pattern
+
+
+class MemberIn(_In):
+    user_id: Ref
+
+
+class KeyIn(_In):
+    name: Name
+    kind: Literal["data", "admin"] = "data"
+    user_id: Ref | None = None
+    group_id: Ref | None = None
+    models: list[Pattern] | None = Field(None, max_length=100)
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("expires_at must be in the future")
+        return value
+
+
+class Key(BaseModel):
+    """A key as listed: never its secret, only the display prefix."""
+
+    id: str
+    name: str
+    prefix: str
+    kind: str
+    user_id: str | None
+    group_id: str | None
+    models: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    replaced_by: str | None
+    status: Literal["active", "expired", "revoked"]
+
+
+class KeyCreated(Key):
+    key: str = Field(description="the secret, shown this once")
+
+
+class RotateIn(_In):
+    grace_seconds: float | None = Field(None, ge=0, le=90 * 86400,
+                                        description="how long the old secret keeps working (default from config)")
+
+
+class KeyRotated(BaseModel):
+    key: KeyCreated
+    replaced: Key
