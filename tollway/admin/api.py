@@ -47,7 +47,8 @@ Limit = Annotated[int, Query(ge=1, le=100, description="page size")]
 After = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$", description="cursor: last id seen")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
-    for code, text in ((401, "no admin key"), (404, "not found"), (409, "conflict"), (422, "invalid input"))
+    for code, text in ((400, "malformed body"), (401, "no admin key"), (404, "not found"), (409, "conflict"),
+                       (422, "invalid input"))
 }
 
 

@@ -29,14 +29,21 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
+def error_headers(status: int, request_id: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """`request-id` on every error, and `retry-after` wherever a retry makes sense (DECISIONS.md 8),
+    whether the error is ours or an upstream's passed through."""
+    out = {**(headers or {}), "request-id": request_id}
+    if status in (429, 503, 529) and "retry-after" not in out:
+        out["retry-after"] = DEFAULT_RETRY_AFTER
+    return out
+
+
 def error_response(
     status: int, message: str, request_id: str, error_type: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """An Anthropic envelope with `request-id`, and `retry-after` where a retry makes sense."""
-    out = {"request-id": request_id, **(headers or {})}
-    if status in (429, 529, 503) and "retry-after" not in out:
-        out["retry-after"] = DEFAULT_RETRY_AFTER
+    """An Anthropic envelope with the headers `error_headers` gives."""
+    out = error_headers(status, request_id, headers)
     body = anthropic_error(error_type or anthropic_type_for(status), message, request_id)
     return Response(body, status, headers=out, media_type=JSON)
 

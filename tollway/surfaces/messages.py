@@ -9,6 +9,7 @@ from tollway.pipeline import Call, GatewayError
 from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
+    error_headers,
     error_response,
     new_request_id,
     parse_json,
@@ -28,11 +29,11 @@ _REFUSALS = (GatewayError, RequestInvalid, UpstreamFailure)
 
 def _render(reply: UpstreamReply, request_id: str, rename_to: str | None = None) -> Response:
     """A finished (non-streaming) upstream answer, passed through when it is already ours."""
-    headers = {**reply.headers, "request-id": request_id}
     if reply.status < 400:
         body = rename_message(reply.body, rename_to) if rename_to else reply.body
-        return Response(body, reply.status, headers=headers, media_type=JSON)
+        return Response(body, reply.status, headers={**reply.headers, "request-id": request_id}, media_type=JSON)
     if is_anthropic_envelope(reply.body):
+        headers = error_headers(reply.status, request_id, reply.headers)
         return Response(reply.body, reply.status, headers=headers, media_type=JSON)
     return error_response(
         reply.status if reply.status >= 400 else 502,
