@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,8 +19,12 @@ from tollway.admin.api import create_admin_app
 from tollway.config import Settings
 from tollway.governance.access import Catalogue
 from tollway.governance.identity import KeyCache
+from tollway.governance.limits import Limiter, MemoryBackend, RedisBackend
+from tollway.governance.metering import Meter
 from tollway.pipeline import Pipeline
 from tollway.store.db import Database
+from tollway.store.usage import spent_micros, write_batch
+from tollway.store.writebehind import WriteBehind
 from tollway.surfaces import messages, models, probes
 from tollway.surfaces.common import error_response, new_request_id
 from tollway.surfaces.state import Gateway
@@ -50,19 +56,35 @@ def create_app(settings: Settings) -> Starlette:
     db = Database(settings.store.url)
     keys = KeyCache(db, settings.server.key_refresh_interval)
     router = Router(settings)
-    gateway = Gateway(settings, Pipeline(keys, Catalogue(settings), router))
+    usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(settings.store.spill_dir))
+
+    async def load_spent(scope: str, scope_id: str, since: date) -> int:
+        return await spent_micros(db, scope, scope_id, since)
+
+    backend: MemoryBackend | RedisBackend
+    if settings.limits.backend == "redis":
+        assert settings.limits.redis_url is not None
+        backend = RedisBackend(settings.limits.redis_url, load_spent)
+    else:
+        backend = MemoryBackend(load_spent)
+    limiter = Limiter(settings.limits, backend)
+    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer))
+    gateway = Gateway(settings, pipeline)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await db.migrate()
         await keys.start()
         await router.start()
+        await usage_writer.start()
         gateway.ready = True
         try:
             yield
         finally:
             gateway.ready = False
             await router.close()
+            await usage_writer.stop()
+            await limiter.close()
             await keys.stop()
             await db.close()
 

@@ -76,6 +76,41 @@ class ModelConfig(_Strict):
 
 class StoreConfig(_Strict):
     url: str = "sqlite:///./tollway.db"
+    # Where usage and audit records wait on disk while the database is unreachable.
+    spill_dir: str = "./tollway-spill"
+
+
+class LimitDefaults(_Strict):
+    """Limits for every key, user or group that has no limits of its own (None = unlimited)."""
+
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    concurrent: int | None = Field(None, ge=1)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_period: Literal["day", "month"] = "month"
+
+
+class LimitScopes(_Strict):
+    key: LimitDefaults = LimitDefaults()
+    user: LimitDefaults = LimitDefaults()
+    group: LimitDefaults = LimitDefaults()
+
+
+class LimitsConfig(_Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    # What to do when Redis cannot be reached: refuse (529) or allow and log.
+    on_backend_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    # Input-token estimates are multiplied by this before reserving budget for upstreams whose
+    # real count the gateway cannot know in advance (the mock's count is exact).
+    estimate_margin: float = Field(1.25, ge=1.0)
+    defaults: LimitScopes = LimitScopes()
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> LimitsConfig:
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("redis_url is required when backend is 'redis'")
+        return self
 
 
 class ServerConfig(_Strict):
@@ -95,6 +130,7 @@ class Settings(_Strict):
 
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
+    limits: LimitsConfig = LimitsConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)

@@ -1,23 +1,35 @@
 """The single ordered list of governance steps every surface goes through.
 
-    authenticate -> resolve the model (404) -> model access (403) -> forward through the router
+    authenticate -> resolve the model (404) -> model access (403) -> limits and budget (429)
+      -> forward through the router -> settle limits, meter usage
 
 Surfaces call `admit` first (it needs only the headers, so a stranger's 32 MB body is never
-read), then hand the validated canonical request to `messages` or `count_tokens`. Later steps
-(limits, DLP, metering, audit) belong here and nowhere else, so no route can skip one.
+read), then hand the validated canonical request to `messages` or `count_tokens`. Whatever
+happens after `admit` — a refusal, an upstream error, a finished or abandoned stream — ends in
+exactly one `finish`, which settles the reservation and writes the ledger record. Streams reach
+it when the relay closes the upstream reply, so no surface can forget it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
+
+import orjson
 
 from tollway.config import ModelConfig
 from tollway.governance.access import Catalogue
 from tollway.governance.identity import CredentialError, KeyCache, Principal, extract_credential
-from tollway.upstream.base import UpstreamReply, UpstreamRequest
+from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, Ticket, denial_message
+from tollway.governance.metering import Meter, cost_micros, worst_case_micros
+from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
 from tollway.upstream.router import Route, Router
+from tollway.wire.sse import StreamTap, Usage
+from tollway.wire.tokens import count_input_tokens
 
 
 class GatewayError(Exception):
@@ -44,21 +56,46 @@ class Call:
     headers: Mapping[str, str]
     query: str = ""
     stream: bool = False
+    route_name: str = "messages"
     route: Route | None = field(default=None)
     # The id the client asked for, and the one the upstream was sent (they differ for aliases).
     requested_model: str = ""
     upstream_model: str = ""
+    group_id: str | None = None
+    ticket: Ticket = field(default_factory=Ticket)
+    started: float = field(default_factory=time.perf_counter)
+    finished: bool = False
 
     @property
     def renamed(self) -> bool:
         return self.requested_model != self.upstream_model
 
 
+def _status_type(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, GatewayError):
+        return exc.status, exc.error_type or "invalid_request_error"
+    if isinstance(exc, UpstreamFailure):
+        return exc.status, exc.error_type
+    return 499, "client_closed_request"
+
+
+def _body_usage(body: bytes) -> Usage:
+    usage = Usage()
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+        usage.update(orjson.loads(body).get("usage"))
+    return usage
+
+
 class Pipeline:
-    def __init__(self, keys: KeyCache, catalogue: Catalogue, router: Router) -> None:
+    def __init__(self, keys: KeyCache, catalogue: Catalogue, router: Router, limiter: Limiter,
+                 meter: Meter) -> None:
         self.keys = keys
         self.catalogue = catalogue
         self.router = router
+        self.limiter = limiter
+        self.meter = meter
+
+    # -- authentication and access ----------------------------------------------------------
 
     async def admit(self, headers: Mapping[str, str]) -> Principal:
         """Authenticate a data-plane request (401 for anything but an active data key)."""
@@ -85,28 +122,115 @@ class Pipeline:
     def visible_models(self, principal: Principal) -> list[ModelConfig]:
         return self.catalogue.visible(principal)
 
+    async def store_reachable(self) -> bool:
+        return await self.keys.db.ping()
+
+    @staticmethod
+    def paying_group(principal: Principal, model_id: str) -> str | None:
+        """A service key's group; for a personal key, the first of its groups that grants the model."""
+        if principal.group_id:
+            return principal.group_id
+        for group_id, patterns in principal.group_grants:
+            if any(p == model_id or fnmatchcase(model_id, p) for p in patterns):
+                return group_id
+        return None
+
+    # -- the steps ------------------------------------------------------------------------------
+
     def _prepare(self, call: Call) -> UpstreamRequest:
         requested = call.body["model"]
+        call.requested_model = call.upstream_model = requested
         model = self.authorize(call.principal, requested)
         route = self.router.get(model.id)
         assert route is not None, "every catalogue model has a route"
         call.route = route
-        call.requested_model = requested
+        call.group_id = self.paying_group(call.principal, model.id)
         call.upstream_model = route.model.upstream_model
         if call.upstream_model != requested:
             call.body["model"] = call.upstream_model
             call.raw = None
         return UpstreamRequest(call.body, call.raw, call.headers, call.stream, call.query)
 
+    async def _reserve(self, call: Call, metered: bool) -> None:
+        p = call.principal
+        scopes = [("key", p.key_id, p.key_name)]
+        if p.user_id:
+            scopes.append(("user", p.user_id, p.user_name or p.user_id))
+        if call.group_id:
+            scopes.append(("group", call.group_id, self.keys.group_names.get(call.group_id, call.group_id)))
+        rules = self.limiter.rules(self.keys.limit_rules, scopes)
+        if not rules:
+            return
+        estimate = Estimate(0, 0, 0)
+        if metered and any(r.tpm is not None or r.budget_micros is not None for r in rules):
+            assert call.route is not None
+            model = call.route.model
+            counted = count_input_tokens(call.body)
+            margin = 1.0 if model.upstream.provider == "mock" else self.limiter.config.estimate_margin
+            input_tokens = int(counted * margin) + 1
+            max_tokens = int(call.body.get("max_tokens") or 0)
+            estimate = Estimate(input_tokens, max_tokens, worst_case_micros(model.pricing, input_tokens, max_tokens))
+        try:
+            ticket, denial = await self.limiter.admit(self.limiter.checks(rules, estimate, metered=metered))
+        except LimitsUnavailable:
+            raise GatewayError(529, "rate limiting is unavailable; the request was refused (fail_closed)",
+                               "overloaded_error") from None
+        if denial is not None:
+            headers = {"retry-after": str(max(1, round(denial.retry_after)))}
+            if denial.check.kind == "budget":
+                headers["x-should-retry"] = "false"
+            raise GatewayError(429, denial_message(denial), "rate_limit_error", headers)
+        call.ticket = ticket
+
     async def messages(self, call: Call) -> UpstreamReply:
-        req = self._prepare(call)
-        assert call.route is not None
-        return await call.route.upstream.messages(req)
+        return await self._forward(call, "messages")
 
     async def count_tokens(self, call: Call) -> UpstreamReply:
-        req = self._prepare(call)
-        assert call.route is not None
-        return await call.route.upstream.count_tokens(req)
+        call.route_name = "count_tokens"
+        return await self._forward(call, "count_tokens")
 
-    async def store_reachable(self) -> bool:
-        return await self.keys.db.ping()
+    async def _forward(self, call: Call, kind: str) -> UpstreamReply:
+        try:
+            req = self._prepare(call)
+            # count_tokens costs nothing upstream: it takes only request and concurrency limits.
+            await self._reserve(call, metered=kind == "messages")
+            assert call.route is not None
+            upstream = call.route.upstream
+            reply = await (upstream.messages(req) if kind == "messages" else upstream.count_tokens(req))
+        except BaseException as exc:
+            status, error_type = _status_type(exc)
+            await self.finish(call, status, Usage(), error_type)
+            raise
+        reply.headers.update(call.ticket.headers)
+        if not reply.streaming:
+            ok = reply.status < 400 and kind == "messages"
+            await self.finish(call, reply.status, _body_usage(reply.body) if ok else Usage(),
+                              None if reply.status < 400 else "upstream_error")
+            return reply
+        tap = reply.tap = StreamTap()
+
+        async def close() -> None:
+            # 499 (client closed) when the stream ended neither with message_stop nor an error.
+            status = 200 if tap.saw_stop or tap.error else 499
+            await self.finish(call, status, tap.final_usage(), tap.error if tap.error else
+                              (None if tap.saw_stop else "stream_incomplete"))
+
+        reply.aclose = close
+        return reply
+
+    async def finish(self, call: Call, status: int, usage: Usage, error_type: str | None) -> None:
+        """Settle the reservation and write the ledger record: exactly once per call."""
+        if call.finished:
+            return
+        call.finished = True
+        model = call.route.model if call.route else None
+        cost = cost_micros(model.pricing, usage) if model else 0
+        p = call.principal
+        self.meter.record(
+            request_id=call.request_id, route=call.route_name, key_id=p.key_id, user_id=p.user_id,
+            group_id=call.group_id, requested_model=call.requested_model or str(call.body.get("model", "")),
+            upstream_model=call.upstream_model, usage=usage, cost=cost, started=call.started, status=status,
+            error_type=error_type,
+        )
+        tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
+        await self.limiter.settle(call.ticket, tokens, cost)

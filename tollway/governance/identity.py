@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from tollway.governance.limits import LimitRule
 from tollway.store.db import Database
 from tollway.store.keys import KeyRow, KeyStore, NewKey
 from tollway.store.principals import Directory, Snapshot
@@ -75,6 +76,9 @@ class Principal:
     grants: tuple[str, ...]
     key_models: tuple[str, ...] | None
     expires_at: float | None
+    # (group id, its grant patterns) in a stable order: the first group whose grants allow a
+    # model is the one a personal key's request is metered and budgeted against.
+    group_grants: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Memo of access decisions by model id; rebuilt with the principal on every cache reload.
     decisions: dict[str, bool] = field(default_factory=dict, compare=False, hash=False)
 
@@ -113,8 +117,22 @@ def _principals(snap: Snapshot, now: datetime) -> dict[str, Principal]:
         out[key.secret_hash] = Principal(
             key.id, key.name, key.kind, key.user_id, user.name if user else None, key.group_id, group_ids,
             patterns, key.models, key.expires_at.timestamp() if key.expires_at else None,
+            tuple((g, snap.grants.get(g, ())) for g in sorted(group_ids)),
         )
     return out
+
+
+def _limit_rules(snap: Snapshot) -> dict[tuple[str, str], LimitRule]:
+    names: dict[str, dict[str, str]] = {
+        "key": {k.id: k.name for k in snap.keys},
+        "user": {u.id: u.name for u in snap.users.values()},
+        "group": snap.group_names,
+    }
+    return {
+        (r.scope, r.scope_id): LimitRule(r.scope, r.scope_id, names[r.scope].get(r.scope_id, r.scope_id), r.rpm,
+                                         r.tpm, r.concurrent, r.budget_micros, r.budget_period or "month")
+        for r in snap.limits
+    }
 
 
 class KeyCache:
@@ -126,6 +144,8 @@ class KeyCache:
         self.directory = Directory(db)
         self.refresh_interval = refresh_interval
         self._by_hash: dict[str, Principal] = {}
+        self.limit_rules: dict[tuple[str, str], LimitRule] = {}
+        self.group_names: dict[str, str] = {}
         self._unknown: dict[str, float] = {}
         self._version = -1
         self._task: asyncio.Task[None] | None = None
@@ -143,6 +163,8 @@ class KeyCache:
     async def reload(self) -> None:
         version, snap = await self.directory.snapshot()
         self._by_hash = _principals(snap, datetime.now().astimezone())
+        self.limit_rules = _limit_rules(snap)
+        self.group_names = snap.group_names
         self._unknown.clear()
         self._version = version
 

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tollway.store.db import Database, after_cursor
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import DEFAULT_GROUP_ID, KeyRow, key_row
-from tollway.store.tables import api_keys, grants, groups, memberships, users
+from tollway.store.limit_rows import LimitRow, limit_row
+from tollway.store.tables import api_keys, grants, groups, limits, memberships, users
 
 
 def _aware(ts: datetime) -> datetime:
@@ -53,6 +54,8 @@ class Snapshot:
     grants: dict[str, tuple[str, ...]]
     member_of: dict[str, tuple[str, ...]]
     keys: list[KeyRow]
+    group_names: dict[str, str]
+    limits: list[LimitRow]
 
 
 class Directory:
@@ -241,9 +244,13 @@ class Directory:
             for r in await conn.execute(select(memberships)):
                 member_of.setdefault(r.user_id, []).append(r.group_id)
             keys = [key_row(r) for r in await conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))]
+            group_names = {r.id: r.name for r in await conn.execute(select(groups.c.id, groups.c.name))}
+            limit_rows = [limit_row(r) for r in await conn.execute(select(limits))]
         return version, Snapshot(
             user_rows,
             {g: tuple(p) for g, p in by_group.items()},
             {u: tuple(g) for u, g in member_of.items()},
             keys,
+            group_names,
+            limit_rows,
         )

@@ -83,3 +83,57 @@ state_version = Table(
     Column("id", Integer, primary_key=True),
     Column("version", BigInteger, nullable=False),
 )
+
+# The usage ledger: one row per data-plane request that got past authentication.
+usage = Table(
+    "usage",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("route", String(32), nullable=False),
+    Column("key_id", String(40), nullable=False, index=True),
+    Column("user_id", String(40), nullable=True),
+    Column("group_id", String(40), nullable=True),
+    Column("requested_model", String(200), nullable=False),
+    Column("upstream_model", String(200), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("error_type", String(64), nullable=True),
+)
+
+# Daily rollup of the ledger, kept in the same transaction as the ledger rows it sums, so a
+# month's report reads ~30 rows per key instead of every request.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("key_id", String(40), primary_key=True),
+    Column("user_id", String(40), primary_key=True),
+    Column("group_id", String(40), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+)
+
+# Rate limits and budgets per key, user or group (NULL = no limit of that kind).
+limits = Table(
+    "limits",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("scope_id", String(40), primary_key=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("concurrent", Integer, nullable=True),
+    Column("budget_micros", BigInteger, nullable=True),
+    Column("budget_period", String(8), nullable=True),
+)

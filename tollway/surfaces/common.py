@@ -89,9 +89,7 @@ def parse_json(raw: bytes) -> Any:
         raise RequestInvalid(f"request body is not valid JSON: {exc}") from None
 
 
-async def relay(
-    reply: UpstreamReply, tap: StreamTap, ping_interval: float, rename_to: str | None = None
-) -> AsyncIterator[bytes]:
+async def relay(reply: UpstreamReply, ping_interval: float, rename_to: str | None = None) -> AsyncIterator[bytes]:
     """Relay an upstream SSE stream unchanged, inserting pings while the upstream is silent.
 
     A ping goes out only between events, never inside one. An upstream failure after the
@@ -100,6 +98,7 @@ async def relay(
     `rename_to`, the first event (`message_start`) reports that model id instead.
     """
     read = reply.read
+    tap = reply.tap if reply.tap is not None else StreamTap()
     pending: asyncio.Future[bytes] | None = None
     head = b""
     try:
@@ -134,3 +133,4 @@ async def relay(
             with contextlib.suppress(BaseException):
                 await pending
         reply.close()
+        await reply.aclose()

@@ -22,7 +22,6 @@ from tollway.upstream.base import UpstreamFailure, UpstreamReply
 from tollway.wire.errors import is_anthropic_envelope
 from tollway.wire.messages_schema import RequestInvalid, strip_ingress, validate_count_tokens, validate_create
 from tollway.wire.rename import rename_message
-from tollway.wire.sse import StreamTap
 
 _REFUSALS = (GatewayError, RequestInvalid, UpstreamFailure)
 
@@ -60,9 +59,8 @@ async def create_message(request: Request) -> Response:
     rename_to = call.requested_model if call.renamed else None
     if not reply.streaming:
         return _render(reply, request_id, rename_to)
-    tap = StreamTap()
     return StreamingResponse(
-        relay(reply, tap, gw.settings.server.ping_interval, rename_to),
+        relay(reply, gw.settings.server.ping_interval, rename_to),
         200,
         headers={**SSE_HEADERS, **reply.headers, "request-id": request_id},
         media_type=reply.content_type,

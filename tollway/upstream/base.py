@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tollway.wire.sse import StreamTap
 
 
 class UpstreamFailure(Exception):
@@ -42,6 +45,10 @@ def _nothing() -> None:
     return None
 
 
+async def _anothing() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class UpstreamReply:
     """An upstream's answer. For a 200 stream, `read` yields chunks until it returns b""."""
@@ -53,6 +60,10 @@ class UpstreamReply:
     read: Callable[[], Awaitable[bytes]] = _no_chunk
     close: Callable[[], None] = _nothing
     streaming: bool = False
+    # Set by the pipeline on streams: the tap the relay feeds, and the async close that ends
+    # the call (settles limits, writes the ledger record) once the relay is done.
+    tap: StreamTap | None = None
+    aclose: Callable[[], Awaitable[None]] = _anothing
 
 
 class Upstream(Protocol):

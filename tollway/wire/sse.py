@@ -41,10 +41,15 @@ class Usage:
 class StreamTap:
     """Watches Anthropic SSE bytes and keeps usage, stop reason and whether the stream ended well."""
 
-    __slots__ = ("_tail", "error", "model", "saw_stop", "stop_reason", "usage")
+    __slots__ = ("_tail", "delta_bytes", "error", "model", "saw_delta", "saw_stop", "stop_reason", "usage")
+
+    # Bytes of framing around a text delta's payload; what is left is roughly the text.
+    _DELTA_OVERHEAD = 100
 
     def __init__(self) -> None:
         self._tail = b""
+        self.delta_bytes = 0
+        self.saw_delta = False
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.model: str | None = None
@@ -63,11 +68,11 @@ class StreamTap:
             self._tail = data
             return
         self._tail = data[end + 2 :]
-        # Only the few events that carry usage are parsed; text deltas are skipped unread.
-        if b"message_" not in data and b"error" not in data:
-            return
+        # Only the few events that carry usage are parsed; deltas are measured, not parsed.
         for raw in data[:end].split(b"\n\n"):
-            if raw.startswith(b"event: message_start") or raw.startswith(b"event: message_delta"):
+            if raw.startswith(b"event: content_block_delta"):
+                self.delta_bytes += max(0, len(raw) - self._DELTA_OVERHEAD)
+            elif raw.startswith(b"event: message_start") or raw.startswith(b"event: message_delta"):
                 self._read(raw)
             elif raw.startswith(b"event: message_stop"):
                 self.saw_stop = True
@@ -88,9 +93,17 @@ class StreamTap:
             self.model = message.get("model")
             self.usage.update(message.get("usage"))
         elif kind == "message_delta":
+            self.saw_delta = True
             self.usage.update(event.get("usage"))
             delta = event.get("delta") or {}
             if delta.get("stop_reason"):
                 self.stop_reason = delta["stop_reason"]
         elif kind == "error":
             self.error = (event.get("error") or {}).get("type", "api_error")
+
+    def final_usage(self) -> Usage:
+        """Usage as reported; for a stream cut short before `message_delta`, output tokens are
+        estimated from the delta bytes relayed (about 4 bytes per token)."""
+        if not self.saw_delta:
+            self.usage.output_tokens = max(self.usage.output_tokens, -(-self.delta_bytes // 4))
+        return self.usage

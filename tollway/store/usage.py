@@ -1,0 +1,99 @@
+"""The usage ledger and its daily rollup: batch writes, reports, and spend for budgets.
+
+A batch is written in one transaction: ledger rows are inserted with "on conflict do nothing"
+and only the rows that were new are added to the rollup, so replaying a batch (after a crash
+between commit and acknowledgement, or from the spill file) never counts a request twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tollway.store.db import Database
+from tollway.store.tables import usage, usage_daily
+
+TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+SUM_COLUMNS = ("requests", "errors", *TOKEN_COLUMNS, "cost_micros")
+GROUPINGS = {"key": "key_id", "user": "user_id", "group": "group_id", "model": "model", "day": "day"}
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {c.name: record.get(c.name) for c in usage.columns}
+    ts = row["ts"]
+    row["ts"] = datetime.fromtimestamp(ts, UTC) if isinstance(ts, int | float) else ts
+    return row
+
+
+async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> int:
+    """Insert ledger rows and roll them up; returns how many were new."""
+    if not records:
+        return 0
+    rows = [_ledger_row(r) for r in records]
+    async with db.engine.begin() as conn:
+        insert = _insert(conn)
+        stmt = insert(usage).values(rows).on_conflict_do_nothing(index_elements=["request_id"])
+        new_ids = set((await conn.execute(stmt.returning(usage.c.request_id))).scalars())
+        totals: dict[tuple[str, ...], dict[str, int]] = {}
+        for row in rows:
+            if row["request_id"] not in new_ids:
+                continue
+            key = (row["ts"].strftime("%Y-%m-%d"), row["key_id"], row["user_id"] or "", row["group_id"] or "",
+                   row["requested_model"])
+            agg = totals.setdefault(key, dict.fromkeys(SUM_COLUMNS, 0))
+            agg["requests"] += 1
+            agg["errors"] += 1 if row["status"] >= 400 else 0
+            for col in (*TOKEN_COLUMNS, "cost_micros"):
+                agg[col] += int(row[col] or 0)
+        if totals:
+            values = [dict(zip(("day", "key_id", "user_id", "group_id", "model"), k, strict=True), **v)
+                      for k, v in totals.items()]
+            up = insert(usage_daily).values(values)
+            up = up.on_conflict_do_update(
+                index_elements=["day", "key_id", "user_id", "group_id", "model"],
+                set_={c: usage_daily.c[c] + up.excluded[c] for c in SUM_COLUMNS},
+            )
+            await conn.execute(up)
+    return len(new_ids)
+
+
+async def report(db: Database, by: str, since: date | None = None, until: date | None = None) -> list[dict[str, Any]]:
+    """Totals grouped by key, user, group, model or day, from the rollup (dates inclusive, UTC)."""
+    column = usage_daily.c[GROUPINGS[by]]
+    q = select(column.label(by), *(func.sum(usage_daily.c[c]).label(c) for c in SUM_COLUMNS)).group_by(column)
+    if since:
+        q = q.where(usage_daily.c.day >= since.isoformat())
+    if until:
+        q = q.where(usage_daily.c.day <= until.isoformat())
+    q = q.order_by(column)
+    async with db.engine.connect() as conn:
+        return [{by: r[0], **{c: int(r[i + 1] or 0) for i, c in enumerate(SUM_COLUMNS)}}
+                for r in await conn.execute(q)]
+
+
+async def spent_micros(db: Database, scope: str, scope_id: str, since: date) -> int:
+    """What a key, user or group has spent since a day (UTC), for budget accounting at start."""
+    column = usage_daily.c[{"key": "key_id", "user": "user_id", "group": "group_id"}[scope]]
+    q = select(func.coalesce(func.sum(usage_daily.c.cost_micros), 0)).where(
+        column == scope_id, usage_daily.c.day >= since.isoformat()
+    )
+    async with db.engine.connect() as conn:
+        return int(await conn.scalar(q) or 0)
+
+
+async def ledger(db: Database, *, key_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """The most recent ledger rows (newest first); for tests and `tollway usage --raw`."""
+    q = select(usage).order_by(usage.c.ts.desc()).limit(limit)
+    if key_id:
+        q = q.where(usage.c.key_id == key_id)
+    async with db.engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(q)]

@@ -1,0 +1,119 @@
+"""Incremental server-sent-events decoder for upstream streams. Pure: bytes in, events out.
+
+Used to read OpenAI-compatible upstream streams (`data: {...}` lines ended by `data: [DONE]`),
+whose bytes arrive from the socket in arbitrary pieces: an event, a line, even a multi-byte
+UTF-8 character may be split across chunks. The decoder follows the WHATWG event-stream rules
+that the OpenAI and Anthropic SDKs implement (their `SSEDecoder`s), so it reads whatever those
+SDKs would read:
+
+* lines end in `\\n`, `\\r\\n` or a lone `\\r` (a `\\r` at the end of a chunk is held back until
+  the next chunk shows whether a `\\n` follows, so `\\r\\n` split across chunks is one ending);
+* a blank line dispatches the event; an event with no `data:` line is not dispatched;
+* lines starting with `:` are comments (servers use them as keep-alives) and are ignored;
+* several `data:` lines in one event are joined with `\\n`;
+* one optional space after the `:` of a field is removed; `event`, `data`, `id` and `retry`
+  are the fields; others are ignored; a line without `:` is a field with an empty value;
+* a UTF-8 byte-order mark at the very start of the stream is skipped.
+
+Lines are decoded only once complete, so a UTF-8 character split across chunks is never cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DONE = "[DONE]"
+
+
+@dataclass(slots=True, frozen=True)
+class SSEEvent:
+    """One dispatched event. `event` is None when the server sent no `event:` line (OpenAI's
+    Chat Completions streams never do; Anthropic's always do)."""
+
+    event: str | None
+    data: str
+    id: str | None = None  # the last `id:` seen on the stream, if any
+
+    @property
+    def is_done(self) -> bool:
+        """True for OpenAI's `data: [DONE]` terminator, which is not JSON and must never be
+        relayed into an Anthropic stream (wire-contract §9.5: peers that leaked it broke
+        clients). openai-python stops at a data line *beginning* `[DONE]`; so do we."""
+        return self.data.startswith(DONE)
+
+
+class SSEDecoder:
+    """Feed raw bytes as they arrive; get back the events completed by them.
+
+    One decoder per stream. Not thread-safe (one stream is read by one task).
+    """
+
+    __slots__ = ("_buf", "_data", "_event", "_last_id", "_started")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._last_id: str | None = None
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode `chunk` together with any partial line held from earlier chunks."""
+        buf = self._buf + chunk if self._buf else chunk
+        if not self._started and buf:
+            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
+                self._buf = buf  # could still be a BOM; wait for more bytes
+                return []
+            self._started = True
+            if buf.startswith(b"\xef\xbb\xbf"):
+                buf = buf[3:]
+        # A trailing \r may be the first half of \r\n: keep it for the next chunk.
+        hold = b""
+        if buf.endswith(b"\r"):
+            buf, hold = buf[:-1], b"\r"
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buf.rfind(b"\n")
+        if end < 0:
+            self._buf = buf + hold
+            return []
+        self._buf = buf[end + 1 :] + hold
+        events: list[SSEEvent] = []
+        for raw in buf[:end].split(b"\n"):
+            self._line(raw, events)
+        return events
+
+    def finish(self) -> list[SSEEvent]:
+        """End of stream. Dispatches a last event whose blank line never came.
+
+        The event-stream spec discards such an event; we keep it because some OpenAI-compatible
+        servers close the connection right after their final `data:` line, and losing the
+        trailing usage chunk would lose the bill. Returns [] for a stream that ended cleanly.
+        """
+        events: list[SSEEvent] = []
+        buf, self._buf = self._buf, b""
+        if buf:
+            for raw in buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+                self._line(raw, events)
+        self._line(b"", events)
+        return events
+
+    def _line(self, raw: bytes, out: list[SSEEvent]) -> None:
+        if not raw:
+            if self._data:
+                out.append(SSEEvent(self._event, "\n".join(self._data), self._last_id))
+            self._data = []
+            self._event = None
+            return
+        if raw[0] == 0x3A:  # ":" — a comment / keep-alive
+            return
+        line = raw.decode("utf-8", errors="replace")
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._last_id = value  # persists across events, as the spec's last-event-id does
