@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from tollway.admin.api import create_admin_app
-from tollway.config import Settings
+from tollway.config import Settings, load_settings
 from tollway.governance.access import Catalogue
 from tollway.governance.identity import KeyCache
 from tollway.governance.limits import Limiter, MemoryBackend, RedisBackend
@@ -107,3 +107,8 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.gateway = gateway
     return app
+
+
+def app_from_env() -> Starlette:
+    """The factory each worker process calls under `tollway serve --workers N`."""
+    return create_app(load_settings())

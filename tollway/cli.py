@@ -1,36 +1,62 @@
 """The `tollway` command line. Every command works on a fresh directory: the store is created
-and migrated on first use."""
+and migrated on first use.
+
+The `users`, `groups` and `keys` commands mirror the admin API but work straight on the store,
+so an operator can bootstrap access (and recover from a lost admin key) with no gateway running.
+Output is a table for people and `--json` for scripts; a missing row or a refused change is
+one line on stderr and exit 1, never a traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from tollway.config import ConfigError, Settings, load_settings
-from tollway.governance.identity import create_key
+from tollway.config import DEFAULT_CONFIG_ENV, ConfigError, Settings, deployment_problem, load_settings
+from tollway.governance.identity import create_key, rotate_key
 from tollway.store.db import Database
-from tollway.store.keys import KeyStore
+from tollway.store.errors import Conflict, NotFound
+from tollway.store.keys import KeyRow, KeyStore
+from tollway.store.principals import Directory, GroupRow, UserRow
 
 app = typer.Typer(help="Tollway, the governed LLM gateway.", no_args_is_help=True, add_completion=False)
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list, rotate and revoke API keys.", no_args_is_help=True)
+users_app = typer.Typer(help="Create, list and change users.", no_args_is_help=True)
+groups_app = typer.Typer(help="Groups: their model grants and their members.", no_args_is_help=True)
 config_app = typer.Typer(help="Check a configuration file.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+app.add_typer(groups_app, name="groups")
 app.add_typer(config_app, name="config")
 
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
+Record = dict[str, Any]
 
 ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="YAML config file (default: $TOLLWAY_CONFIG, else built-in).")
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+UserRef = Annotated[str, typer.Argument(help="The user's id (usr_…) or name.")]
+GroupRef = Annotated[str, typer.Argument(help="The group's id (grp_…) or name.")]
+KeyId = Annotated[str, typer.Argument(help="The key id (key_…).")]
+
+
+# -- plumbing shared by every command ------------------------------------------------------
 
 
 def _settings(path: str | None) -> Settings:
@@ -53,11 +79,147 @@ def _with_store(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
     return asyncio.run(run())
 
 
+def _fail(message: str, code: int = 1) -> NoReturn:
+    # Plain echo, not Rich: messages quote user input, which must not be read as markup.
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """`_with_store`, with the store's NotFound/Conflict turned into a message and exit 1.
+
+    The one place errors are mapped, so commands stay a single store call each.
+    """
+    try:
+        return _with_store(settings, work)
+    except (NotFound, Conflict) as exc:
+        _fail(str(exc))
+
+
+def _fetch(settings: Settings, as_json: bool, work: Callable[[Database], Awaitable[T]]) -> tuple[T, dict[str, str]]:
+    """Run WORK and, for a table, also read id -> name for users and groups.
+
+    JSON keeps ids (stable for scripts); tables show names, which is what a person recognises.
+    """
+
+    async def both(db: Database) -> tuple[T, dict[str, str]]:
+        data = await work(db)
+        if as_json:
+            return data, {}
+        d = Directory(db)
+        names = {u.id: u.name for u in await d.list_users()}
+        names.update({g.id: g.name for g in await d.list_groups()})
+        return data, names
+
+    return _run(settings, both)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == ():
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _for_people(rec: Record, names: Mapping[str, str]) -> Record:
+    """A record as a table shows it: ids of users and groups replaced by their names."""
+    out = dict(rec)
+    for field in ("groups", "members"):
+        if field in out:
+            out[field] = tuple(sorted(names.get(i, i) for i in out[field]))
+    if "prefix" in out:
+        out["prefix"] += "…"
+        out["owner"] = (f"user {names.get(rec['user_id'], rec['user_id'])}" if rec["user_id"]
+                        else f"group {names.get(rec['group_id'], rec['group_id'])}" if rec["group_id"] else None)
+        if rec["kind"] == "data" and rec["models"] is None:
+            out["models"] = "all granted"
+    return out
+
+
+def _emit(data: Record | list[Record], as_json: bool, columns: Sequence[str] = (),
+          names: Mapping[str, str] | None = None) -> None:
+    """Print one record as a field/value card or a list as a table with COLUMNS; or either as JSON."""
+    if as_json:
+        typer.echo(json.dumps(data, default=_json_default))
+        return
+    if isinstance(data, dict):
+        table = Table(show_header=False)
+        for field, value in _for_people(data, names or {}).items():
+            table.add_row(field, Text(_cell(value)))
+    else:
+        table = Table(*(c.removesuffix("_at") for c in columns))
+        for rec in data:
+            shown = _for_people(rec, names or {})
+            # Text, not str: names and globs like `claude-[0-9]*` must not be read as Rich markup.
+            table.add_row(*(Text(_cell(shown.get(c))) for c in columns))
+    console.print(table, highlight=False)
+
+
+def _user(u: UserRow) -> Record:
+    return {"id": u.id, "name": u.name, "email": u.email, "disabled": u.disabled, "created_at": u.created_at,
+            "groups": list(u.groups)}
+
+
+def _group(g: GroupRow) -> Record:
+    return {"id": g.id, "name": g.name, "description": g.description, "created_at": g.created_at,
+            "grants": list(g.grants), "members": list(g.members)}
+
+
+def _key(k: KeyRow) -> Record:
+    """A key without its hash: enough to audit it, nothing that helps guess it."""
+    return {"id": k.id, "name": k.name, "prefix": k.prefix, "kind": k.kind, "user_id": k.user_id,
+            "group_id": k.group_id, "models": list(k.models) if k.models is not None else None,
+            "created_at": k.created_at, "expires_at": k.expires_at, "revoked_at": k.revoked_at,
+            "replaced_by": k.replaced_by, "status": k.status()}
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)([smhdw])")
+
+
+def _duration(text: str) -> timedelta:
+    """`90s`, `45m`, `12h`, `30d`, `2w`: the spans people type for grace periods and lifetimes."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 45m, 12h, 30d or 2w")
+    return timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+
+
+def _expiry(text: str) -> datetime:
+    """A duration from now, or an ISO date/datetime (a date means its midnight, UTC when no zone)."""
+    now = datetime.now(UTC)
+    if _DURATION.fullmatch(text.strip()):
+        return now + _duration(text)
+    try:
+        ts = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is neither a duration (30d, 12h, 45m, 90s) nor an ISO date") from None
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    if ts <= now:
+        raise typer.BadParameter(f"{text} is in the past")
+    return ts
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on (default from config).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default from config).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes sharing the port (default from config).")] = None,
 ) -> None:
     """Run the gateway."""
     import uvicorn
@@ -65,6 +227,11 @@ def serve(
     from tollway.app import create_app
 
     settings = _settings(config)
+    n_workers = workers or settings.server.workers
+    problem = deployment_problem(settings, n_workers)
+    if problem:
+        err.print(f"[red]config error:[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
     async def first_key(db: Database) -> str | None:
         keys = KeyStore(db)
@@ -80,59 +247,299 @@ def serve(
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console.print(f"Tollway listening on http://{bind_host}:{bind_port}", highlight=False)
-    uvicorn.run(
-        create_app(settings), host=bind_host, port=bind_port, loop="uvloop", http="httptools",
-        access_log=False, log_level="warning", lifespan="on",
-    )
+    console.print(f"Tollway listening on http://{bind_host}:{bind_port} ({n_workers} worker(s))", highlight=False)
+    options: dict[str, Any] = {"host": bind_host, "port": bind_port, "loop": "uvloop", "http": "httptools",
+                               "access_log": False, "log_level": "warning", "lifespan": "on"}
+    if n_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Worker processes build their own app from the same config file.
+    if config:
+        os.environ[DEFAULT_CONFIG_ENV] = str(Path(config).resolve())
+    uvicorn.run("tollway.app:app_from_env", factory=True, workers=n_workers, **options)
+
+
+# -- users ---------------------------------------------------------------------------------
+
+_USER_COLUMNS = ("id", "name", "email", "groups", "disabled", "created_at")
+
+
+def _show_user(settings: Settings, as_json: bool, work: Callable[[Directory], Awaitable[UserRow]]) -> None:
+    user, names = _fetch(settings, as_json, lambda db: work(Directory(db)))
+    _emit(_user(user), as_json, names=names)
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="A unique name.")],
+    email: Annotated[str | None, typer.Option("--email", help="A unique email address.")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Add to this group (repeatable).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a user, optionally already in groups, so access is granted in one step."""
+
+    async def work(d: Directory) -> UserRow:
+        # Resolve every group first: a typo must not leave a user behind without its groups.
+        gids = list(dict.fromkeys([(await d.get_group(g)).id for g in group or ()]))
+        user = await d.create_user(name, email)
+        for gid in gids:
+            await d.add_member(gid, user.id)
+        return await d.get_user(user.id)
+
+    _show_user(_settings(config), as_json, work)
+
+
+@users_app.command("list")
+def users_list(
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Only members of this group.")] = None,
+    disabled: Annotated[bool | None, typer.Option("--disabled/--enabled", help="Only disabled / enabled users.",
+                                                  show_default=False)] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List users, oldest first."""
+    rows, names = _fetch(_settings(config), as_json,
+                         lambda db: Directory(db).list_users(group=group, disabled=disabled))
+    _emit([_user(u) for u in rows], as_json, _USER_COLUMNS, names)
+
+
+@users_app.command("get")
+def users_get(ref: UserRef, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Show one user and the groups it is in."""
+    _show_user(_settings(config), as_json, lambda d: d.get_user(ref))
+
+
+@users_app.command("update")
+def users_update(
+    ref: UserRef,
+    name: Annotated[str | None, typer.Option("--name", help="New name.")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="New email address.")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Rename a user or change its email; options left out are unchanged."""
+    _show_user(_settings(config), as_json, lambda d: d.update_user(ref, name=name, email=email))
+
+
+@users_app.command("disable")
+def users_disable(ref: UserRef, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Stop all of a user's keys at once, without revoking them (`enable` brings them back)."""
+    _show_user(_settings(config), as_json, lambda d: d.update_user(ref, disabled=True))
+
+
+@users_app.command("enable")
+def users_enable(ref: UserRef, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Let a disabled user's keys work again."""
+    _show_user(_settings(config), as_json, lambda d: d.update_user(ref, disabled=False))
+
+
+# -- groups --------------------------------------------------------------------------------
+
+_GROUP_COLUMNS = ("id", "name", "description", "grants", "members", "created_at")
+
+
+def _show_group(settings: Settings, as_json: bool, work: Callable[[Directory], Awaitable[GroupRow]]) -> None:
+    group, names = _fetch(settings, as_json, lambda db: work(Directory(db)))
+    _emit(_group(group), as_json, names=names)
+
+
+@groups_app.command("create")
+def groups_create(
+    name: Annotated[str, typer.Argument(help="A unique name.")],
+    description: Annotated[str, typer.Option("--description", "-d", help="What the group is for.")] = "",
+    grant: Annotated[list[str] | None, typer.Option("--grant", help="A model id or glob it may use (repeatable).")]
+    = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a group with its model grants."""
+    _show_group(_settings(config), as_json, lambda d: d.create_group(name, description, grant or []))
+
+
+@groups_app.command("list")
+def groups_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """List groups, oldest first (the built-in `default` group is always there)."""
+    rows, names = _fetch(_settings(config), as_json, lambda db: Directory(db).list_groups())
+    _emit([_group(g) for g in rows], as_json, _GROUP_COLUMNS, names)
+
+
+@groups_app.command("get")
+def groups_get(ref: GroupRef, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Show one group with its grants and members."""
+    _show_group(_settings(config), as_json, lambda d: d.get_group(ref))
+
+
+@groups_app.command("update")
+def groups_update(
+    ref: GroupRef,
+    name: Annotated[str | None, typer.Option("--name", help="New name.")] = None,
+    description: Annotated[str | None, typer.Option("--description", "-d", help="New description.")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Rename a group or change its description; options left out are unchanged."""
+    _show_group(_settings(config), as_json, lambda d: d.update_group(ref, name, description))
+
+
+@groups_app.command("delete")
+def groups_delete(ref: GroupRef, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Delete a group with its grants and memberships; refused while it owns active keys."""
+
+    async def work(d: Directory) -> GroupRow:
+        group = await d.get_group(ref)
+        await d.delete_group(group.id)
+        return group
+
+    group = _run(_settings(config), lambda db: work(Directory(db)))
+    if as_json:
+        _emit({"id": group.id, "name": group.name, "deleted": True}, True)
+    else:
+        console.print(f"Deleted group {group.name} ({group.id}).", highlight=False, markup=False)
+
+
+@groups_app.command("grant")
+def groups_grant(
+    ref: GroupRef,
+    pattern: Annotated[str, typer.Argument(help="A model id or glob, e.g. 'claude-*'.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Let a group's members and keys use the models PATTERN matches."""
+    _show_group(_settings(config), as_json, lambda d: d.add_grant(ref, pattern))
+
+
+@groups_app.command("ungrant")
+def groups_ungrant(
+    ref: GroupRef,
+    pattern: Annotated[str, typer.Argument(help="The grant to remove, exactly as listed.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove one grant from a group."""
+    _show_group(_settings(config), as_json, lambda d: d.remove_grant(ref, pattern))
+
+
+@groups_app.command("add-member")
+def groups_add_member(group: GroupRef, user: UserRef, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Put a user in a group: its personal keys gain the group's grants."""
+    _show_group(_settings(config), as_json, lambda d: d.add_member(group, user))
+
+
+@groups_app.command("remove-member")
+def groups_remove_member(group: GroupRef, user: UserRef, as_json: JsonOpt = False,
+                         config: ConfigOpt = None) -> None:
+    """Take a user out of a group."""
+    _show_group(_settings(config), as_json, lambda d: d.remove_member(group, user))
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+_KEY_COLUMNS = ("id", "name", "prefix", "kind", "owner", "models", "expires_at", "status")
 
 
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="A label for the key.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="Owner: a user (id or name); a personal key.")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Owner: a group (id or name); a service key.")] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", help="Narrow to these models or globs "
+                                                     "(repeatable; default: all the owner is granted).")] = None,
+    expires: Annotated[datetime | None, typer.Option("--expires", parser=_expiry, metavar="WHEN",
+                                                     help="30d, 12h, 45m, 90s, or an ISO date/datetime.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="A control-plane key: no owner, no models.")] = False,
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Create a key and print its secret, once."""
-    settings = _settings(config)
-    row, secret = _with_store(settings, lambda db: create_key(KeyStore(db), name))
+    """Create a key and print its secret, once. Without --user/--group it belongs to the `default` group."""
+    if admin and (user or group or models):
+        _fail("--admin keys open only the control plane: they take no --user, --group or --models", 2)
+    if user and group:
+        _fail("a key belongs to a user or to a group: give --user or --group, not both", 2)
+
+    async def work(db: Database) -> tuple[KeyRow, str]:
+        d = Directory(db)
+        return await create_key(
+            KeyStore(db), name, kind="admin" if admin else "data",
+            user_id=(await d.get_user(user)).id if user else None,
+            group_id=(await d.get_group(group)).id if group else None,
+            models=models, expires_at=expires,
+        )
+
+    row, secret = _run(_settings(config), work)
     if as_json:
-        typer.echo(json.dumps({"id": row.id, "name": row.name, "key": secret}))
+        _emit({"id": row.id, "name": row.name, "key": secret, "kind": row.kind, "user_id": row.user_id,
+               "group_id": row.group_id, "models": list(row.models) if row.models is not None else None,
+               "expires_at": row.expires_at}, True)
     else:
-        console.print(f"Created key [bold]{row.id}[/bold] ({row.name}). The secret is shown once:")
+        console.print(f"Created {row.kind} key [bold]{row.id}[/bold] ({escape(row.name)}). The secret is shown once:",
+                      highlight=False, soft_wrap=True)
         console.print(f"  {secret}", highlight=False, soft_wrap=True)
 
 
 @keys_app.command("list")
 def keys_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="Only keys of this user (id or name).")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Only keys of this group (id or name).")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Only admin keys.")] = False,
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """List keys (display prefix only; secrets are never stored)."""
-    settings = _settings(config)
-    rows = _with_store(settings, lambda db: KeyStore(db).all())
-    if as_json:
-        typer.echo(json.dumps([
-            {"id": r.id, "name": r.name, "prefix": r.prefix, "created_at": r.created_at.isoformat(),
-             "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}
-            for r in rows
-        ]))
-        return
-    table = Table("id", "name", "prefix", "created", "status")
-    for r in rows:
-        table.add_row(r.id, r.name, r.prefix + "…", r.created_at.strftime("%Y-%m-%d %H:%M"),
-                      "active" if r.active else "revoked")
-    console.print(table)
+    """List keys, oldest first (display prefix only; secrets are never stored)."""
+
+    async def work(db: Database) -> list[KeyRow]:
+        d = Directory(db)
+        return await KeyStore(db).all(
+            user_id=(await d.get_user(user)).id if user else None,
+            group_id=(await d.get_group(group)).id if group else None,
+            kind="admin" if admin else None,
+        )
+
+    rows, names = _fetch(_settings(config), as_json, work)
+    _emit([_key(k) for k in rows], as_json, _KEY_COLUMNS, names)
+
+
+@keys_app.command("get")
+def keys_get(key_id: KeyId, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Show one key: owner, models, expiry, status, and what replaced it."""
+    row, names = _fetch(_settings(config), as_json, lambda db: KeyStore(db).get(key_id))
+    _emit(_key(row), as_json, names=names)
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_…).")], config: ConfigOpt = None) -> None:
+def keys_revoke(key_id: KeyId, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Revoke a key; it fails on its next request (within the key refresh interval)."""
+    row = _run(_settings(config), lambda db: KeyStore(db).revoke(key_id))
+    if as_json:
+        _emit(_key(row), True)
+    else:
+        console.print(f"Revoked {key_id}.", highlight=False, markup=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: KeyId,
+    grace: Annotated[timedelta | None, typer.Option("--grace", parser=_duration, metavar="SPAN",
+                                                    help="How long the old secret keeps working "
+                                                         "(default: key_rotation_grace from the config).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Replace a key's secret; the old one keeps working for the grace period so clients can switch."""
     settings = _settings(config)
-    if not _with_store(settings, lambda db: KeyStore(db).revoke(key_id)):
-        err.print(f"no active key with id {key_id}")
-        raise typer.Exit(1)
-    console.print(f"Revoked {key_id}.")
+    span = grace if grace is not None else timedelta(seconds=settings.key_rotation_grace)
+    old, new, secret = _run(settings, lambda db: rotate_key(KeyStore(db), key_id, span))
+    if as_json:
+        _emit({"id": new.id, "key": secret, "replaces": old.id, "old_key_expires_at": old.expires_at}, True)
+    else:
+        console.print(f"Rotated {old.id} -> [bold]{new.id}[/bold] ({escape(new.name)}). The new secret is shown once:",
+                      highlight=False, soft_wrap=True)
+        console.print(f"  {secret}", highlight=False, soft_wrap=True)
+        ends = old.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if old.expires_at else "-"
+        console.print(f"The old secret keeps working until {ends}.", highlight=False)
+
+
+# -- config --------------------------------------------------------------------------------
 
 
 @config_app.command("check")

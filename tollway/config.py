@@ -119,6 +119,7 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     ping_interval: float = Field(15.0, gt=0, description="seconds of upstream silence before an SSE ping")
     key_refresh_interval: float = Field(1.0, gt=0, description="how often other processes' key changes are seen")
+    workers: int = Field(1, ge=1, le=64, description="gateway processes sharing the port")
 
 
 def _default_models() -> list[ModelConfig]:
@@ -151,12 +152,28 @@ class Settings(_Strict):
 
 
     @model_validator(mode="after")
+    def _workers_need_shared_limits(self) -> Settings:
+        problem = deployment_problem(self, self.server.workers)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _aliases_point_into_catalogue(self) -> Settings:
         ids = {m.id for m in self.models}
         for pattern, target in self.aliases.items():
             if target not in ids:
                 raise ValueError(f"aliases.{pattern}: target {target!r} is not a model id in the catalogue")
         return self
+
+
+def deployment_problem(settings: Settings, workers: int) -> str | None:
+    """A set-up that cannot be correct, refused at start rather than discovered in production."""
+    if workers > 1 and settings.limits.backend == "memory":
+        return (f"limits.backend 'memory' keeps rate windows and budgets inside one process; with {workers} "
+                "workers each would enforce its own copy. Use limits.backend: redis (with limits.redis_url) "
+                "or run one worker.")
+    return None
 
 
 def _interpolate(node: Any, where: str) -> Any:

@@ -13,6 +13,7 @@ it when the relay closes the upstream reply, so no surface can forget it.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -166,8 +167,9 @@ class Pipeline:
             assert call.route is not None
             model = call.route.model
             counted = count_input_tokens(call.body)
+            # The mock counts exactly as the local count does; other upstreams get the margin.
             margin = 1.0 if model.upstream.provider == "mock" else self.limiter.config.estimate_margin
-            input_tokens = int(counted * margin) + 1
+            input_tokens = math.ceil(counted * margin)
             max_tokens = int(call.body.get("max_tokens") or 0)
             estimate = Estimate(input_tokens, max_tokens, worst_case_micros(model.pricing, input_tokens, max_tokens))
         try:

@@ -7,8 +7,9 @@ once, so the change is live here immediately and on other processes within one r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -28,9 +29,14 @@ from tollway.admin.schemas import (
     KeyCreated,
     KeyIn,
     KeyRotated,
+    LedgerRow,
+    Limits,
+    LimitsIn,
     MemberIn,
     Page,
     RotateIn,
+    UsageReport,
+    UsageRow,
     User,
     UserIn,
     UserPatch,
@@ -39,11 +45,15 @@ from tollway.config import Settings
 from tollway.governance.identity import CredentialError, KeyCache, Principal, create_key, extract_credential, rotate_key
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import KeyRow
+from tollway.store.limit_rows import LimitRow, LimitStore
 from tollway.store.principals import GroupRow, UserRow
+from tollway.store.usage import ledger, report
 
 T = TypeVar("T")
+log = logging.getLogger("tollway.admin")
 PathRef = Annotated[str, PathParam(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Limit = Annotated[int, Query(ge=1, le=100, description="page size")]
+Scope = Annotated[str, PathParam(pattern="^(key|user|group)$")]
 After = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$", description="cursor: last id seen")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
@@ -76,6 +86,19 @@ def key_out(k: KeyRow) -> Key:
     return Key(id=k.id, name=k.name, prefix=k.prefix, kind=k.kind, user_id=k.user_id, group_id=k.group_id,
                models=list(k.models) if k.models is not None else None, created_at=k.created_at,
                expires_at=k.expires_at, revoked_at=k.revoked_at, replaced_by=k.replaced_by, status=k.status())
+
+
+def limits_out(r: LimitRow) -> Limits:
+    return Limits(scope=r.scope, scope_id=r.scope_id, rpm=r.rpm, tpm=r.tpm, concurrent=r.concurrent,
+                  budget_usd=r.budget_micros / 1_000_000 if r.budget_micros is not None else None,
+                  budget_period=r.budget_period or "month")
+
+
+def usage_out(row: dict[str, Any], by: str) -> UsageRow:
+    return UsageRow(key=str(row[by]), requests=row["requests"], errors=row["errors"],
+                    input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
+                    cache_write_tokens=row["cache_write_tokens"], cache_read_tokens=row["cache_read_tokens"],
+                    cost_usd=row["cost_micros"] / 1_000_000, cost_micros=row["cost_micros"])
 
 
 def page(items: Sequence[T], limit: int, ident: Callable[[T], str]) -> dict[str, Any]:
@@ -133,6 +156,11 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return _error(422, "invalid_request_error", "; ".join(parts)[:2000])
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("admin API error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "api_error", "internal error in the admin API")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -247,6 +275,48 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
         seconds = body.grace_seconds if body and body.grace_seconds is not None else settings.key_rotation_grace
         old, new, secret = await changed(rotate_key(keys, key_id, timedelta(seconds=seconds)))
         return KeyRotated(key=KeyCreated(**key_out(new).model_dump(), key=secret), replaced=key_out(old))
+
+    # -- limits and usage ------------------------------------------------------------------
+
+    limit_store = LimitStore(cache.db)
+
+    @api.get("/limits", response_model=list[Limits], tags=["limits"])
+    async def list_limits() -> list[Limits]:
+        return [limits_out(r) for r in await limit_store.all()]
+
+    @api.get("/limits/{scope}/{ref}", response_model=Limits, tags=["limits"])
+    async def get_limits(scope: Scope, ref: PathRef) -> Limits:
+        row = await limit_store.get(scope, ref)
+        if row is None:
+            raise NotFound(f"{scope} {ref} has no limits of its own (config defaults apply)")
+        return limits_out(row)
+
+    @api.put("/limits/{scope}/{ref}", response_model=Limits, tags=["limits"])
+    async def set_limits(scope: Scope, ref: PathRef, body: LimitsIn) -> Limits:
+        budget = round(body.budget_usd * 1_000_000) if body.budget_usd is not None else None
+        row = await changed(limit_store.set(scope, ref, rpm=body.rpm, tpm=body.tpm, concurrent=body.concurrent,
+                                            budget_micros=budget, budget_period=body.budget_period))
+        return limits_out(row)
+
+    @api.delete("/limits/{scope}/{ref}", status_code=204, tags=["limits"])
+    async def clear_limits(scope: Scope, ref: PathRef) -> Response:
+        await changed(limit_store.clear(scope, ref))
+        return Response(status_code=204)
+
+    @api.get("/usage", response_model=UsageReport, tags=["usage"])
+    async def usage_report(
+        by: Annotated[str, Query(pattern="^(key|user|group|model|day)$")] = "key",
+        since: date | None = None, until: date | None = None,
+    ) -> UsageReport:
+        rows = await report(cache.db, by, since, until)
+        return UsageReport(by=by, since=since.isoformat() if since else None,
+                           until=until.isoformat() if until else None, data=[usage_out(r, by) for r in rows])
+
+    @api.get("/usage/requests", response_model=list[LedgerRow], tags=["usage"])
+    async def usage_requests(key_id: After = None,
+                             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[LedgerRow]:
+        """The newest ledger rows, one per request."""
+        return [LedgerRow(**r) for r in await ledger(cache.db, key_id=key_id, limit=limit)]
 
     app.include_router(api)
     return app

@@ -147,3 +147,62 @@ class RotateIn(_In):
 class KeyRotated(BaseModel):
     key: KeyCreated
     replaced: Key
+
+
+class LimitsIn(_In):
+    """A scope's own limits; they replace the config defaults for it. Omitted = unlimited."""
+
+    rpm: int | None = Field(None, ge=1, le=10_000_000)
+    tpm: int | None = Field(None, ge=1, le=10_000_000_000)
+    concurrent: int | None = Field(None, ge=1, le=1_000_000)
+    budget_usd: float | None = Field(None, ge=0, le=1e9)
+    budget_period: Literal["day", "month"] = "month"
+
+
+class Limits(BaseModel):
+    scope: Literal["key", "user", "group"]
+    scope_id: str
+    rpm: int | None
+    tpm: int | None
+    concurrent: int | None
+    budget_usd: float | None
+    budget_period: str
+
+
+class UsageRow(BaseModel):
+    key: str = Field(description="the group's value: a key, user or group id, a model id, or a day")
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_usd: float
+    cost_micros: int
+
+
+class UsageReport(BaseModel):
+    object: Literal["usage_report"] = "usage_report"
+    by: str
+    since: str | None
+    until: str | None
+    data: list[UsageRow]
+
+
+class LedgerRow(BaseModel):
+    request_id: str
+    ts: datetime
+    route: str
+    key_id: str
+    user_id: str | None
+    group_id: str | None
+    requested_model: str
+    upstream_model: str
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_micros: int
+    latency_ms: int
+    status: int
+    error_type: str | None

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import ColumnElement, Table, and_, event, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -14,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from tollway.store.tables import state_version
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision under migrations/versions. Checked against Alembic by a test, so it cannot
+# drift; it lets a short CLI command skip importing Alembic when the schema is already current.
+SCHEMA_HEAD = "0003"
 
 
 def async_url(url: str) -> str:
@@ -44,6 +45,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _upgrade(sync_conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = sync_conn
@@ -64,6 +68,13 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision; safe to call on every start."""
+        async with self.engine.connect() as conn:
+            try:
+                current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            except Exception:
+                current = None
+        if current == SCHEMA_HEAD:
+            return
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 

@@ -173,6 +173,8 @@ class KeyStore:
             old = key_row(r)
             if old.status() != "active":
                 raise Conflict(f"key {key_id} is {old.status()}; only an active key can be rotated")
+            if old.replaced_by:
+                raise Conflict(f"key {key_id} was already rotated (replaced by {old.replaced_by}); rotate that one")
             new = await self._insert(conn, NewKey(old.name, prefix, secret_hash, old.kind, old.user_id,
                                                   old.group_id, old.models, old.expires_at))
             ends = datetime.now(UTC) + grace

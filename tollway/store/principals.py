@@ -67,7 +67,10 @@ class Directory:
     # -- users ----------------------------------------------------------------------------
 
     async def _user(self, conn: AsyncConnection, ref: str) -> UserRow:
-        r = (await conn.execute(select(users).where((users.c.id == ref) | (users.c.name == ref)))).first()
+        # An id match wins over a name match, so a user named like another's id cannot shadow it.
+        r = (await conn.execute(select(users).where(users.c.id == ref))).first()
+        if r is None:
+            r = (await conn.execute(select(users).where(users.c.name == ref))).first()
         if r is None:
             raise NotFound(f"no user {ref}")
         m = r._mapping
@@ -122,7 +125,9 @@ class Directory:
     # -- groups ---------------------------------------------------------------------------
 
     async def _group(self, conn: AsyncConnection, ref: str) -> GroupRow:
-        r = (await conn.execute(select(groups).where((groups.c.id == ref) | (groups.c.name == ref)))).first()
+        r = (await conn.execute(select(groups).where(groups.c.id == ref))).first()
+        if r is None:
+            r = (await conn.execute(select(groups).where(groups.c.name == ref))).first()
         if r is None:
             raise NotFound(f"no group {ref}")
         m = r._mapping
@@ -177,8 +182,10 @@ class Directory:
             group = await self._group(conn, ref)
             if group.id == DEFAULT_GROUP_ID:
                 raise Conflict("the built-in default group cannot be deleted; change its grants instead")
-            owned = await conn.scalar(select(api_keys.c.id).where(api_keys.c.group_id == group.id,
-                                                                   api_keys.c.revoked_at.is_(None)).limit(1))
+            now = datetime.now(UTC)
+            owned = await conn.scalar(select(api_keys.c.id).where(
+                api_keys.c.group_id == group.id, api_keys.c.revoked_at.is_(None),
+                api_keys.c.expires_at.is_(None) | (api_keys.c.expires_at > now)).limit(1))
             if owned:
                 raise Conflict(f"group {group.name} still owns active keys; revoke them first")
             await conn.execute(delete(grants).where(grants.c.group_id == group.id))
