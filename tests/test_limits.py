@@ -271,3 +271,22 @@ def test_two_processes_share_an_rpm_window_through_redis(redis_pair: list[Gatewa
     time.sleep(0.5)
     statuses = [s for s, _ in burst(redis_pair, key["key"])]
     assert statuses.count(200) == 10 and statuses.count(429) == 40
+
+
+def test_cli_sets_limits_and_reports_usage(gw: Gateway, admin: Admin) -> None:
+    key = admin.key("cli-reported")
+    gw.cli("limits", "set", "key", key["id"], "--rpm", "2")
+    time.sleep(0.5)  # the CLI is another process: the gateway sees the change within its refresh
+    statuses = [httpx.post(gw.base_url + "/v1/messages", headers={"x-api-key": key["key"]},
+                           json={**PROMPT, "model": "tollway-mock"}).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    shown = json.loads(gw.cli("limits", "get", "key", key["id"], "--json").stdout)
+    assert shown["rpm"] == 2 and shown["budget_usd"] is None
+    admin.ledger(key["id"], 3)
+    rows = {r["key"]: r for r in json.loads(gw.cli("usage", "--by", "key", "--json").stdout)}
+    assert rows[key["id"]]["requests"] == 3 and rows[key["id"]]["errors"] == 1
+    csv_out = gw.cli("usage", "--by", "key", "--csv").stdout.splitlines()
+    assert csv_out[0].startswith("key,requests,errors,")
+    assert any(line.startswith(key["id"] + ",3,1,") for line in csv_out)
+    gw.cli("limits", "clear", "key", key["id"])
+    assert gw.cli("limits", "get", "key", key["id"], check=False).returncode == 1

@@ -10,12 +10,14 @@ one line on stderr and exit 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -30,17 +32,21 @@ from tollway.governance.identity import create_key, rotate_key
 from tollway.store.db import Database
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import KeyRow, KeyStore
+from tollway.store.limit_rows import LimitRow, LimitStore
 from tollway.store.principals import Directory, GroupRow, UserRow
+from tollway.store.usage import GROUPINGS, report
 
 app = typer.Typer(help="Tollway, the governed LLM gateway.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Create, list, rotate and revoke API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="Create, list and change users.", no_args_is_help=True)
 groups_app = typer.Typer(help="Groups: their model grants and their members.", no_args_is_help=True)
 config_app = typer.Typer(help="Check a configuration file.", no_args_is_help=True)
+limits_app = typer.Typer(help="Rate limits and budgets of a key, user or group.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(groups_app, name="groups")
 app.add_typer(config_app, name="config")
+app.add_typer(limits_app, name="limits")
 
 console = Console()
 err = Console(stderr=True)
@@ -549,3 +555,112 @@ def config_check(config: ConfigOpt = None) -> None:
     console.print(f"config OK: {len(settings.models)} model(s), store {settings.store.url}", highlight=False)
     for m in settings.models:
         console.print(f"  {m.id} -> {m.upstream.provider}:{m.upstream_model}", highlight=False)
+
+
+# -- limits --------------------------------------------------------------------------------
+
+ScopeArg = Annotated[str, typer.Argument(help="key, user or group.")]
+RefArg = Annotated[str, typer.Argument(help="The key id, or the user's or group's id or name.")]
+
+
+def _scope(scope: str) -> str:
+    if scope not in ("key", "user", "group"):
+        raise typer.BadParameter("scope must be key, user or group")
+    return scope
+
+
+def _limits(r: LimitRow) -> Record:
+    return {"scope": r.scope, "scope_id": r.scope_id, "rpm": r.rpm, "tpm": r.tpm, "concurrent": r.concurrent,
+            "budget_usd": r.budget_micros / 1_000_000 if r.budget_micros is not None else None,
+            "budget_period": r.budget_period}
+
+
+_LIMIT_COLUMNS = ("scope", "scope_id", "rpm", "tpm", "concurrent", "budget_usd", "budget_period")
+
+
+@limits_app.command("set")
+def limits_set(
+    scope: ScopeArg,
+    ref: RefArg,
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens (input + output) per minute.")] = None,
+    concurrent: Annotated[int | None, typer.Option(min=1, help="Requests in flight at once.")] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="USD per period.")] = None,
+    period: Annotated[str, typer.Option(help="Budget period: day or month (UTC).")] = "month",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Give a scope its own limits (they replace the config defaults for it; omitted = unlimited)."""
+    if period not in ("day", "month"):
+        raise typer.BadParameter("period must be day or month")
+    settings = _settings(config)
+    micros = round(budget * 1_000_000) if budget is not None else None
+    row = _run(settings, lambda db: LimitStore(db).set(_scope(scope), ref, rpm=rpm, tpm=tpm, concurrent=concurrent,
+                                                      budget_micros=micros, budget_period=period))
+    _emit(_limits(row), as_json)
+
+
+@limits_app.command("get")
+def limits_get(scope: ScopeArg, ref: RefArg, as_json: Annotated[bool, typer.Option("--json")] = False,
+               config: ConfigOpt = None) -> None:
+    """Show a scope's own limits."""
+    row = _run(_settings(config), lambda db: LimitStore(db).get(_scope(scope), ref))
+    if row is None:
+        _fail(f"{scope} {ref} has no limits of its own (the config defaults apply)")
+    _emit(_limits(row), as_json)
+
+
+@limits_app.command("clear")
+def limits_clear(scope: ScopeArg, ref: RefArg, config: ConfigOpt = None) -> None:
+    """Remove a scope's own limits, so the config defaults apply again."""
+    _run(_settings(config), lambda db: LimitStore(db).clear(_scope(scope), ref))
+    console.print(f"Cleared the limits of {scope} {ref}.", highlight=False)
+
+
+@limits_app.command("list")
+def limits_list(as_json: Annotated[bool, typer.Option("--json")] = False, config: ConfigOpt = None) -> None:
+    """Every scope with limits of its own."""
+    rows = _run(_settings(config), lambda db: LimitStore(db).all())
+    _emit([_limits(r) for r in rows], as_json, _LIMIT_COLUMNS)
+
+
+# -- usage ---------------------------------------------------------------------------------
+
+_USAGE_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "cache_write_tokens",
+                  "cache_read_tokens", "cost_usd")
+
+
+@app.command()
+def usage(
+    by: Annotated[str, typer.Option(help="Group by key, user, group, model or day.")] = "key",
+    since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (UTC, inclusive).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (UTC, inclusive).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Usage and cost totals from the daily rollup."""
+    if by not in GROUPINGS:
+        raise typer.BadParameter(f"--by must be one of {', '.join(GROUPINGS)}")
+    try:
+        first = date.fromisoformat(since) if since else None
+        last = date.fromisoformat(until) if until else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"dates are YYYY-MM-DD: {exc}") from None
+    rows = _run(_settings(config), lambda db: report(db, by, first, last))
+    for r in rows:
+        r["cost_usd"] = r["cost_micros"] / 1_000_000
+    if as_json:
+        typer.echo(json.dumps(rows))
+    elif as_csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=[by, *_USAGE_COLUMNS, "cost_micros"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(out.getvalue(), nl=False)
+    else:
+        table = Table(by, *_USAGE_COLUMNS)
+        for r in rows:
+            table.add_row(Text(str(r[by] or "-")), *(Text(f"{r[c]:.6f}" if c == "cost_usd" else str(r[c]))
+                                                     for c in _USAGE_COLUMNS))
+        console.print(table, highlight=False)
