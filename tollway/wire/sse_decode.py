@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DONE = "[DONE]"
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,39 +49,49 @@ class SSEDecoder:
     One decoder per stream. Not thread-safe (one stream is read by one task).
     """
 
-    __slots__ = ("_buf", "_data", "_event", "_last_id", "_started")
+    __slots__ = ("_data", "_event", "_last_id", "_pending", "_started")
 
     def __init__(self) -> None:
-        self._buf = b""
+        # Bytes of an unfinished line, kept as pieces and joined only once a line ending
+        # arrives, so a long line delivered in many small chunks costs linear time.
+        self._pending: list[bytes] = []
         self._data: list[str] = []
         self._event: str | None = None
         self._last_id: str | None = None
         self._started = False
 
+    def _take(self, chunk: bytes) -> bytes:
+        buf = b"".join((*self._pending, chunk)) if self._pending else chunk
+        self._pending = []
+        if not self._started and buf:
+            self._started = True
+            if buf.startswith(_BOM):
+                buf = buf[len(_BOM) :]
+        return buf
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode `chunk` together with any partial line held from earlier chunks."""
-        buf = self._buf + chunk if self._buf else chunk
-        if not self._started and buf:
-            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
-                self._buf = buf  # could still be a BOM; wait for more bytes
-                return []
-            self._started = True
-            if buf.startswith(b"\xef\xbb\xbf"):
-                buf = buf[3:]
+        if b"\n" not in chunk and b"\r" not in chunk:
+            if chunk:
+                self._pending.append(chunk)  # no line ends here: nothing to decode yet
+            return []
+        buf = self._take(chunk)
         # A trailing \r may be the first half of \r\n: keep it for the next chunk.
-        hold = b""
-        if buf.endswith(b"\r"):
-            buf, hold = buf[:-1], b"\r"
+        hold = buf.endswith(b"\r")
+        if hold:
+            buf = buf[:-1]
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = buf.rfind(b"\n")
-        if end < 0:
-            self._buf = buf + hold
-            return []
-        self._buf = buf[end + 1 :] + hold
+        tail = buf[end + 1 :]
+        if tail:
+            self._pending.append(tail)
+        if hold:
+            self._pending.append(b"\r")
         events: list[SSEEvent] = []
-        for raw in buf[:end].split(b"\n"):
-            self._line(raw, events)
+        if end >= 0:
+            for raw in buf[:end].split(b"\n"):
+                self._line(raw, events)
         return events
 
     def finish(self) -> list[SSEEvent]:
@@ -91,7 +102,7 @@ class SSEDecoder:
         trailing usage chunk would lose the bill. Returns [] for a stream that ended cleanly.
         """
         events: list[SSEEvent] = []
-        buf, self._buf = self._buf, b""
+        buf = self._take(b"")
         if buf:
             for raw in buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
                 self._line(raw, events)
