@@ -18,10 +18,12 @@ from starlette.routing import Mount, Route
 from tollway.admin.api import create_admin_app
 from tollway.config import Settings, load_settings
 from tollway.governance.access import Catalogue
+from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.governance.identity import KeyCache
 from tollway.governance.limits import Limiter, MemoryBackend, RedisBackend
 from tollway.governance.metering import Meter
 from tollway.pipeline import Pipeline
+from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
 from tollway.store.writebehind import WriteBehind
@@ -68,7 +70,9 @@ def create_app(settings: Settings) -> Starlette:
     else:
         backend = MemoryBackend(load_spent)
     limiter = Limiter(settings.limits, backend)
-    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer))
+    audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(settings.store.spill_dir))
+    audit = AuditLog(audit_writer.put, new_writer_id("gateway"))
+    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer), audit)
     gateway = Gateway(settings, pipeline)
 
     @asynccontextmanager
@@ -77,6 +81,7 @@ def create_app(settings: Settings) -> Starlette:
         await keys.start()
         await router.start()
         await usage_writer.start()
+        await audit_writer.start()
         gateway.ready = True
         try:
             yield
@@ -84,6 +89,7 @@ def create_app(settings: Settings) -> Starlette:
             gateway.ready = False
             await router.close()
             await usage_writer.stop()
+            await audit_writer.stop()
             await limiter.close()
             await keys.stop()
             await db.close()
@@ -98,7 +104,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/event_logging/batch", probes.event_logging, methods=["POST"]),
         Route("/health", probes.health, methods=["GET", "HEAD"]),
         Route("/ready", probes.ready, methods=["GET", "HEAD"]),
-        Mount("/admin/v1", create_admin_app(settings, keys)),
+        Mount("/admin/v1", create_admin_app(settings, keys, audit)),
     ]
     app = Starlette(
         routes=routes,

@@ -24,6 +24,7 @@ import orjson
 
 from tollway.config import ModelConfig
 from tollway.governance.access import Catalogue
+from tollway.governance.audit import AuditLog
 from tollway.governance.identity import CredentialError, KeyCache, Principal, extract_credential
 from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, Ticket, denial_message
 from tollway.governance.metering import Meter, cost_micros, worst_case_micros
@@ -46,18 +47,22 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
 
+METERED_ROUTES = ("messages", "count_tokens")
+
+
 @dataclass(slots=True)
 class Call:
     """One data-plane request on its way through the pipeline, in canonical form."""
 
     request_id: str
-    principal: Principal
-    body: dict[str, Any]
-    raw: bytes | None
+    route_name: str
     headers: Mapping[str, str]
+    client: dict[str, Any]
+    principal: Principal | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    raw: bytes | None = None
     query: str = ""
     stream: bool = False
-    route_name: str = "messages"
     route: Route | None = field(default=None)
     # The id the client asked for, and the one the upstream was sent (they differ for aliases).
     requested_model: str = ""
@@ -66,6 +71,7 @@ class Call:
     ticket: Ticket = field(default_factory=Ticket)
     started: float = field(default_factory=time.perf_counter)
     finished: bool = False
+    dlp: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def renamed(self) -> bool:
@@ -89,19 +95,24 @@ def _body_usage(body: bytes) -> Usage:
 
 class Pipeline:
     def __init__(self, keys: KeyCache, catalogue: Catalogue, router: Router, limiter: Limiter,
-                 meter: Meter) -> None:
+                 meter: Meter, audit: AuditLog) -> None:
         self.keys = keys
         self.catalogue = catalogue
         self.router = router
         self.limiter = limiter
         self.meter = meter
+        self.audit = audit
 
     # -- authentication and access ----------------------------------------------------------
 
-    async def admit(self, headers: Mapping[str, str]) -> Principal:
+    def begin(self, request_id: str, route_name: str, headers: Mapping[str, str], client: dict[str, Any]) -> Call:
+        """Open a call; from here on it ends in exactly one `finish` (audit, and ledger once admitted)."""
+        return Call(request_id, route_name, headers, client)
+
+    async def admit(self, call: Call) -> Principal:
         """Authenticate a data-plane request (401 for anything but an active data key)."""
         try:
-            secret = extract_credential(headers)
+            secret = extract_credential(call.headers)
         except CredentialError as exc:
             raise GatewayError(401, str(exc)) from None
         principal = await self.keys.authenticate(secret)
@@ -109,7 +120,17 @@ class Pipeline:
             raise GatewayError(401, "invalid API key (unknown, revoked, expired, or its user is disabled)")
         if principal.kind != "data":
             raise GatewayError(401, "this is an admin key: it opens only the control plane (/admin/v1)")
+        call.principal = principal
         return principal
+
+    async def done(self, call: Call, status: int = 200) -> None:
+        """End a call the gateway answered itself (the model list)."""
+        await self.finish(call, status, Usage(), None)
+
+    async def refused(self, call: Call, exc: BaseException) -> None:
+        """End a call that was refused before or while forwarding (a no-op if already ended)."""
+        status, error_type = _status_type(exc)
+        await self.finish(call, status, Usage(), error_type)
 
     def authorize(self, principal: Principal, requested: str) -> ModelConfig:
         """The catalogue model a request means: 404 when unknown, 403 when the key may not use it."""
@@ -139,6 +160,7 @@ class Pipeline:
     # -- the steps ------------------------------------------------------------------------------
 
     def _prepare(self, call: Call) -> UpstreamRequest:
+        assert call.principal is not None, "admit() comes first"
         requested = call.body["model"]
         call.requested_model = call.upstream_model = requested
         model = self.authorize(call.principal, requested)
@@ -154,6 +176,7 @@ class Pipeline:
 
     async def _reserve(self, call: Call, metered: bool) -> None:
         p = call.principal
+        assert p is not None
         scopes = [("key", p.key_id, p.key_name)]
         if p.user_id:
             scopes.append(("user", p.user_id, p.user_name or p.user_id))
@@ -221,18 +244,29 @@ class Pipeline:
         return reply
 
     async def finish(self, call: Call, status: int, usage: Usage, error_type: str | None) -> None:
-        """Settle the reservation and write the ledger record: exactly once per call."""
+        """Settle the reservation, write the ledger and audit records: exactly once per call."""
         if call.finished:
             return
         call.finished = True
         model = call.route.model if call.route else None
         cost = cost_micros(model.pricing, usage) if model else 0
         p = call.principal
-        self.meter.record(
-            request_id=call.request_id, route=call.route_name, key_id=p.key_id, user_id=p.user_id,
-            group_id=call.group_id, requested_model=call.requested_model or str(call.body.get("model", "")),
-            upstream_model=call.upstream_model, usage=usage, cost=cost, started=call.started, status=status,
+        requested = call.requested_model or (str(call.body.get("model")) if "model" in call.body else None)
+        latency_ms = int((time.perf_counter() - call.started) * 1000)
+        if p is not None and call.route_name in METERED_ROUTES:
+            self.meter.record(
+                request_id=call.request_id, route=call.route_name, key_id=p.key_id, user_id=p.user_id,
+                group_id=call.group_id, requested_model=requested or "", upstream_model=call.upstream_model,
+                usage=usage, cost=cost, started=call.started, status=status, error_type=error_type,
+            )
+        self.audit.record(
+            "request", request_id=call.request_id, route=call.route_name,
+            actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
+            requested_model=requested, upstream_model=call.upstream_model or None, status=status,
             error_type=error_type,
+            usage={"input": usage.input_tokens, "output": usage.output_tokens,
+                   "cache_write": usage.cache_creation_input_tokens, "cache_read": usage.cache_read_input_tokens},
+            cost_micros=cost, latency_ms=latency_ms, client=call.client, dlp=call.dlp or None,
         )
         tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
         await self.limiter.settle(call.ticket, tokens, cost)

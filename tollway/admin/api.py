@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from datetime import date, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -42,6 +43,7 @@ from tollway.admin.schemas import (
     UserPatch,
 )
 from tollway.config import Settings
+from tollway.governance.audit import AuditLog
 from tollway.governance.identity import CredentialError, KeyCache, Principal, create_key, extract_credential, rotate_key
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import KeyRow
@@ -108,7 +110,10 @@ def page(items: Sequence[T], limit: int, ident: Callable[[T], str]) -> dict[str,
             "first_id": ident(data[0]) if data else None, "last_id": ident(data[-1]) if data else None}
 
 
-def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
+_actor: ContextVar[dict[str, Any] | None] = ContextVar("tollway_admin_actor", default=None)
+
+
+def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> FastAPI:
     directory, keys = cache.directory, cache.keys
 
     async def require_admin(request: Request) -> Principal:
@@ -121,11 +126,16 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
             raise AdminError(401, "authentication_error", "invalid API key")
         if principal.kind != "admin":
             raise AdminError(401, "authentication_error", "the control plane needs an admin key; this is a data key")
+        _actor.set({"key_id": principal.key_id, "via": "admin_api",
+                    "remote_addr": request.client.host if request.client else None})
         return principal
 
-    async def changed(work: Awaitable[T]) -> T:
+    async def changed(work: Awaitable[T], action: str, target: str | None = None, **details: Any) -> T:
+        """Commit a change, make it live in this process, and audit it (never with secrets)."""
         result = await work
         await cache.refresh()
+        first = result[0] if isinstance(result, tuple) else result  # (row, secret) for a new key
+        audit.change(action, target or getattr(first, "id", None), _actor.get() or {}, **details)
         return result
 
     async def resolve_user(ref: str) -> str:
@@ -172,9 +182,9 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
     @api.post("/users", status_code=201, response_model=User, tags=["users"])
     async def create_user(body: UserIn) -> User:
         group_ids = [await resolve_group(g) for g in body.groups]
-        user = await changed(directory.create_user(body.name, body.email))
+        user = await changed(directory.create_user(body.name, body.email), "user.create")
         for gid in group_ids:
-            await changed(directory.add_member(gid, user.id))
+            await changed(directory.add_member(gid, user.id), "group.member_add", gid, user_id=user.id)
         return user_out(await directory.get_user(user.id))
 
     @api.get("/users", response_model=Page[User], tags=["users"])
@@ -189,21 +199,24 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
 
     @api.patch("/users/{user_id}", response_model=User, tags=["users"])
     async def update_user(user_id: PathRef, body: UserPatch) -> User:
-        return user_out(await changed(directory.update_user(user_id, **body.model_dump(exclude_unset=True))))
+        changes = body.model_dump(exclude_unset=True)
+        return user_out(await changed(directory.update_user(user_id, **changes), "user.update",
+                                      fields=sorted(changes)))
 
     @api.post("/users/{user_id}/disable", response_model=User, tags=["users"])
     async def disable_user(user_id: PathRef) -> User:
-        return user_out(await changed(directory.update_user(user_id, disabled=True)))
+        return user_out(await changed(directory.update_user(user_id, disabled=True), "user.disable"))
 
     @api.post("/users/{user_id}/enable", response_model=User, tags=["users"])
     async def enable_user(user_id: PathRef) -> User:
-        return user_out(await changed(directory.update_user(user_id, disabled=False)))
+        return user_out(await changed(directory.update_user(user_id, disabled=False), "user.enable"))
 
     # -- groups, grants, members ----------------------------------------------------------
 
     @api.post("/groups", status_code=201, response_model=Group, tags=["groups"])
     async def create_group(body: GroupIn) -> Group:
-        return group_out(await changed(directory.create_group(body.name, body.description, body.grants)))
+        return group_out(await changed(directory.create_group(body.name, body.description, body.grants),
+                                       "group.create", grants=list(body.grants)))
 
     @api.get("/groups", response_model=Page[Group], tags=["groups"])
     async def list_groups(limit: Limit = 20, after: After = None) -> dict[str, Any]:
@@ -216,33 +229,38 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
 
     @api.patch("/groups/{group_id}", response_model=Group, tags=["groups"])
     async def update_group(group_id: PathRef, body: GroupPatch) -> Group:
-        return group_out(await changed(directory.update_group(group_id, body.name, body.description)))
+        return group_out(await changed(directory.update_group(group_id, body.name, body.description), "group.update"))
 
     @api.delete("/groups/{group_id}", status_code=204, tags=["groups"])
     async def delete_group(group_id: PathRef) -> Response:
-        await changed(directory.delete_group(group_id))
+        await changed(directory.delete_group(group_id), "group.delete", group_id)
         return Response(status_code=204)
 
     @api.put("/groups/{group_id}/grants", response_model=Group, tags=["groups"])
     async def set_grants(group_id: PathRef, body: GrantsIn) -> Group:
-        return group_out(await changed(directory.set_grants(group_id, list(body.patterns))))
+        return group_out(await changed(directory.set_grants(group_id, list(body.patterns)), "group.grants_set",
+                                       grants=list(body.patterns)))
 
     @api.post("/groups/{group_id}/grants", response_model=Group, tags=["groups"])
     async def add_grant(group_id: PathRef, body: GrantIn) -> Group:
-        return group_out(await changed(directory.add_grant(group_id, body.pattern)))
+        return group_out(await changed(directory.add_grant(group_id, body.pattern), "group.grant_add",
+                                       pattern=body.pattern))
 
     @api.delete("/groups/{group_id}/grants", response_model=Group, tags=["groups"])
     async def remove_grant(group_id: PathRef,
                            pattern: Annotated[str, Query(min_length=1, max_length=200)]) -> Group:
-        return group_out(await changed(directory.remove_grant(group_id, pattern)))
+        return group_out(await changed(directory.remove_grant(group_id, pattern), "group.grant_remove",
+                                       pattern=pattern))
 
     @api.post("/groups/{group_id}/members", response_model=Group, tags=["groups"])
     async def add_member(group_id: PathRef, body: MemberIn) -> Group:
-        return group_out(await changed(directory.add_member(group_id, body.user_id)))
+        return group_out(await changed(directory.add_member(group_id, body.user_id), "group.member_add",
+                                       user_id=body.user_id))
 
     @api.delete("/groups/{group_id}/members/{user_id}", response_model=Group, tags=["groups"])
     async def remove_member(group_id: PathRef, user_id: PathRef) -> Group:
-        return group_out(await changed(directory.remove_member(group_id, user_id)))
+        return group_out(await changed(directory.remove_member(group_id, user_id), "group.member_remove",
+                                       user_id=user_id))
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -251,7 +269,8 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
         user_id = await resolve_user(body.user_id) if body.user_id else None
         group_id = await resolve_group(body.group_id) if body.group_id else None
         row, secret = await changed(create_key(keys, body.name, kind=body.kind, user_id=user_id, group_id=group_id,
-                                               models=body.models, expires_at=body.expires_at))
+                                               models=body.models, expires_at=body.expires_at), "key.create",
+                                    kind=body.kind, user_id=user_id, group_id=group_id, models=body.models)
         return KeyCreated(**key_out(row).model_dump(), key=secret)
 
     @api.get("/keys", response_model=Page[Key], tags=["keys"])
@@ -268,12 +287,13 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
 
     @api.post("/keys/{key_id}/revoke", response_model=Key, tags=["keys"])
     async def revoke_api_key(key_id: PathRef) -> Key:
-        return key_out(await changed(keys.revoke(key_id)))
+        return key_out(await changed(keys.revoke(key_id), "key.revoke"))
 
     @api.post("/keys/{key_id}/rotate", response_model=KeyRotated, tags=["keys"])
     async def rotate_api_key(key_id: PathRef, body: RotateIn | None = None) -> KeyRotated:
         seconds = body.grace_seconds if body and body.grace_seconds is not None else settings.key_rotation_grace
-        old, new, secret = await changed(rotate_key(keys, key_id, timedelta(seconds=seconds)))
+        old, new, secret = await changed(rotate_key(keys, key_id, timedelta(seconds=seconds)), "key.rotate",
+                                         key_id, grace_seconds=seconds)
         return KeyRotated(key=KeyCreated(**key_out(new).model_dump(), key=secret), replaced=key_out(old))
 
     # -- limits and usage ------------------------------------------------------------------
@@ -295,12 +315,13 @@ def create_admin_app(settings: Settings, cache: KeyCache) -> FastAPI:
     async def set_limits(scope: Scope, ref: PathRef, body: LimitsIn) -> Limits:
         budget = round(body.budget_usd * 1_000_000) if body.budget_usd is not None else None
         row = await changed(limit_store.set(scope, ref, rpm=body.rpm, tpm=body.tpm, concurrent=body.concurrent,
-                                            budget_micros=budget, budget_period=body.budget_period))
+                                            budget_micros=budget, budget_period=body.budget_period),
+                            "limits.set", f"{scope}:{ref}", **body.model_dump())
         return limits_out(row)
 
     @api.delete("/limits/{scope}/{ref}", status_code=204, tags=["limits"])
     async def clear_limits(scope: Scope, ref: PathRef) -> Response:
-        await changed(limit_store.clear(scope, ref))
+        await changed(limit_store.clear(scope, ref), "limits.clear", f"{scope}:{ref}")
         return Response(status_code=204)
 
     @api.get("/usage", response_model=UsageReport, tags=["usage"])

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -136,4 +137,49 @@ limits = Table(
     Column("concurrent", Integer, nullable=True),
     Column("budget_micros", BigInteger, nullable=True),
     Column("budget_period", String(8), nullable=True),
+)
+
+# The audit log: one hash chain per writer (a gateway process or a CLI invocation). `body` is
+# the record's canonical JSON exactly as hashed, so verification never depends on how a database
+# round-trips types; the other columns are copies for filtering.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("writer", String(80), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("request_id", String(40), nullable=True, index=True),
+    Column("actor_key_id", String(40), nullable=True, index=True),
+    Column("actor_user_id", String(40), nullable=True),
+    Column("actor_group_id", String(40), nullable=True),
+    Column("route", String(64), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("dlp_hit", Boolean, nullable=False, default=False),
+    Column("body", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("writer", "seq", name="uq_audit_writer_seq"),
+)
+
+# Where a pruned chain now starts: verification resumes from the last pruned record's hash.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("writer", String(80), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("pruned_at", DateTime(timezone=True), nullable=False),
+)
+
+# Request and response bodies, after DLP redaction, for groups that opted in; own retention.
+audit_payloads = Table(
+    "audit_payloads",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("request_body", Text, nullable=False),
+    Column("response_body", Text, nullable=True),
 )

@@ -29,6 +29,16 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
+def client_info(request: Request) -> dict[str, Any]:
+    """Who is on the other end, for the audit record: never credentials, bounded in size."""
+    headers = request.headers
+    return {
+        "user_agent": (headers.get("user-agent") or "")[:200] or None,
+        "session_id": (headers.get("x-claude-code-session-id") or "")[:100] or None,
+        "remote_addr": request.client.host if request.client else None,
+    }
+
+
 def error_headers(status: int, request_id: str, headers: dict[str, str] | None = None) -> dict[str, str]:
     """`request-id` on every error, and `retry-after` wherever a retry makes sense (DECISIONS.md 8),
     whether the error is ours or an upstream's passed through."""

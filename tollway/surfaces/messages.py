@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from tollway.pipeline import Call, GatewayError
+from tollway.pipeline import GatewayError
 from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
+    client_info,
     error_headers,
     error_response,
     new_request_id,
@@ -45,16 +46,17 @@ def _render(reply: UpstreamReply, request_id: str, rename_to: str | None = None)
 async def create_message(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
+    call = gw.pipeline.begin(request_id, "messages", request.headers, client_info(request))
     try:
-        principal = await gw.pipeline.admit(request.headers)
+        await gw.pipeline.admit(call)
         raw = await read_body(request, gw.settings.server.max_body_bytes)
         body = validate_create(parse_json(raw))
         changed = strip_ingress(body)
-        stream = bool(body.get("stream"))
-        call = Call(request_id, principal, body, None if changed else raw, request.headers,
-                    request.url.query, stream)
+        call.body, call.raw, call.query = body, None if changed else raw, request.url.query
+        call.stream = bool(body.get("stream"))
         reply = await gw.pipeline.messages(call)
     except _REFUSALS as exc:
+        await gw.pipeline.refused(call, exc)
         return refusal(exc, request_id)
     rename_to = call.requested_model if call.renamed else None
     if not reply.streaming:
@@ -70,14 +72,16 @@ async def create_message(request: Request) -> Response:
 async def count_tokens(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
+    call = gw.pipeline.begin(request_id, "count_tokens", request.headers, client_info(request))
     try:
-        principal = await gw.pipeline.admit(request.headers)
+        await gw.pipeline.admit(call)
         raw = await read_body(request, gw.settings.server.max_body_bytes)
         body = validate_count_tokens(parse_json(raw))
         # Anthropic refuses max_tokens and stream here (DECISIONS.md 12); clients send them anyway.
         changed = strip_ingress(body, ("max_tokens", "stream"))
-        call = Call(request_id, principal, body, None if changed else raw, request.headers, request.url.query)
+        call.body, call.raw, call.query = body, None if changed else raw, request.url.query
         reply = await gw.pipeline.count_tokens(call)
     except _REFUSALS as exc:
+        await gw.pipeline.refused(call, exc)
         return refusal(exc, request_id)
     return _render(reply, request_id)

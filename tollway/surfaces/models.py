@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from tollway.config import ModelConfig
 from tollway.pipeline import GatewayError
-from tollway.surfaces.common import JSON, new_request_id, refusal
+from tollway.surfaces.common import JSON, client_info, new_request_id, refusal
 from tollway.surfaces.state import gateway_of
 
 DEFAULT_LIMIT = 20
@@ -55,12 +55,15 @@ def _page(ids: list[str], params: Any) -> tuple[int, int]:
 async def list_models(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
+    call = gw.pipeline.begin(request_id, "models", request.headers, client_info(request))
     try:
-        principal = await gw.pipeline.admit(request.headers)
+        principal = await gw.pipeline.admit(call)
         models = gw.pipeline.visible_models(principal)
         start, end = _page([m.id for m in models], request.query_params)
     except GatewayError as exc:
+        await gw.pipeline.refused(call, exc)
         return refusal(exc, request_id)
+    await gw.pipeline.done(call)
     data = [model_item(m) for m in models[start:end]]
     body = {
         "object": "list",
@@ -75,9 +78,13 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
+    call = gw.pipeline.begin(request_id, "models.get", request.headers, client_info(request))
     try:
-        principal = await gw.pipeline.admit(request.headers)
-        model = gw.pipeline.authorize(principal, request.path_params["model_id"])
+        principal = await gw.pipeline.admit(call)
+        call.requested_model = request.path_params["model_id"]
+        model = gw.pipeline.authorize(principal, call.requested_model)
     except GatewayError as exc:
+        await gw.pipeline.refused(call, exc)
         return refusal(exc, request_id)
+    await gw.pipeline.done(call)
     return Response(orjson.dumps(model_item(model)), headers={"request-id": request_id}, media_type=JSON)

@@ -1,0 +1,52 @@
+"""The tamper-evident audit log: every data-plane request and every control-plane change.
+
+Each process (and each CLI invocation) is one writer with its own hash chain: a record's hash
+is SHA-256 of the previous record's hash and the record's canonical JSON (sorted keys). The
+chain is built here, on the request path, in the order things happened (a few microseconds);
+the records then go to the write-behind queue, which never drops one. Nothing secret is ever
+put in a record: no keys, no prompt text, no DLP matches (only their kinds, counts and where).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from tollway.store.audit import GENESIS, chain_hash
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+def new_writer_id(role: str) -> str:
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class AuditLog:
+    def __init__(self, sink: Sink, writer_id: str) -> None:
+        self.sink = sink
+        self.writer = writer_id
+        self.seq = 0
+        self.prev = GENESIS
+
+    def record(self, kind: str, payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        self.seq += 1
+        data = {"writer": self.writer, "seq": self.seq, "ts": round(time.time(), 6), "kind": kind, **fields}
+        body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+        digest = chain_hash(self.prev, body)
+        rec: dict[str, Any] = {"writer": self.writer, "seq": self.seq, "body": body, "prev_hash": self.prev,
+                               "hash": digest}
+        if payload is not None:
+            rec["payload"] = payload
+        self.prev = digest
+        self.sink(rec)
+        return rec
+
+    def change(self, action: str, target: str | None, actor: dict[str, Any], **details: Any) -> None:
+        """A control-plane change (key created, grant changed, user disabled…)."""
+        self.record("change", action=action, target=target, actor=actor, details=details or None)

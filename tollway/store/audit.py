@@ -1,0 +1,177 @@
+"""Audit records: idempotent batch writes, verification of every chain, export, queries, pruning.
+
+Each record's `body` is the canonical JSON that was hashed; `hash = sha256(prev_hash + body)`.
+A chain is one writer's records in `seq` order, starting at 1 (or after its checkpoint, once
+pruned). Verification recomputes every hash and names the first broken or missing link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tollway.store.db import Database
+from tollway.store.tables import audit_checkpoints, audit_log, audit_payloads
+
+GENESIS = "0" * 64
+
+
+def chain_hash(prev_hash: str, body: str) -> str:
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    data = orjson.loads(record["body"])
+    actor = data.get("actor") or {}
+    return {
+        "writer": record["writer"], "seq": record["seq"], "ts": datetime.fromtimestamp(data["ts"], UTC),
+        "kind": data["kind"], "request_id": data.get("request_id"), "actor_key_id": actor.get("key_id"),
+        "actor_user_id": actor.get("user_id"), "actor_group_id": actor.get("group_id"),
+        "route": data.get("route"), "model": data.get("requested_model") or data.get("target"),
+        "status": data.get("status"), "dlp_hit": bool(data.get("dlp")), "body": record["body"],
+        "prev_hash": record["prev_hash"], "hash": record["hash"],
+    }
+
+
+async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> None:
+    """Insert records (and captured payloads); a replayed record is skipped, not duplicated."""
+    rows = [_row(r) for r in records]
+    payloads = [
+        {"request_id": r["payload"]["request_id"], "ts": datetime.fromtimestamp(r["payload"]["ts"], UTC),
+         "request_body": r["payload"]["request_body"], "response_body": r["payload"].get("response_body")}
+        for r in records if r.get("payload")
+    ]
+    async with db.engine.begin() as conn:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        if rows:
+            await conn.execute(insert(audit_log).values(rows).on_conflict_do_nothing(
+                index_elements=["writer", "seq"]))
+        if payloads:
+            await conn.execute(insert(audit_payloads).values(payloads).on_conflict_do_nothing(
+                index_elements=["request_id"]))
+
+
+@dataclass(slots=True)
+class ChainReport:
+    writer: str
+    records: int
+    ok: bool
+    problem: str | None = None
+
+
+async def verify(db: Database) -> list[ChainReport]:
+    """Check every writer's chain; a report per writer, naming the first broken or missing link."""
+    async with db.engine.connect() as conn:
+        checkpoints = {r.writer: (int(r.seq), r.hash) for r in await conn.execute(select(audit_checkpoints))}
+        writers = [w for (w,) in await conn.execute(select(audit_log.c.writer).distinct().order_by(audit_log.c.writer))]
+        reports = []
+        for writer in writers:
+            last_seq, prev = checkpoints.get(writer, (0, GENESIS))
+            count = 0
+            problem = None
+            result = await conn.stream(select(audit_log.c.seq, audit_log.c.body, audit_log.c.prev_hash,
+                                              audit_log.c.hash).where(audit_log.c.writer == writer)
+                                       .order_by(audit_log.c.seq))
+            async for seq, body, prev_hash, digest in result:
+                count += 1
+                if seq != last_seq + 1:
+                    problem = f"missing link: records {last_seq + 1}..{seq - 1} are absent before record {seq}"
+                    break
+                if prev_hash != prev:
+                    problem = f"broken link at record {seq}: prev_hash does not match record {last_seq}"
+                    break
+                if chain_hash(prev_hash, body) != digest:
+                    problem = f"broken link at record {seq}: its content does not match its hash"
+                    break
+                data = orjson.loads(body)
+                if data.get("seq") != seq or data.get("writer") != writer:
+                    problem = f"broken link at record {seq}: its position was altered"
+                    break
+                last_seq, prev = seq, digest
+            await result.close()
+            reports.append(ChainReport(writer, count, problem is None, problem))
+    return reports
+
+
+def _filters(q: Any, *, since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
+             model: str | None = None, status: int | None = None, dlp: bool | None = None,
+             kind: str | None = None) -> Any:
+    if since:
+        q = q.where(audit_log.c.ts >= since)
+    if until:
+        q = q.where(audit_log.c.ts <= until)
+    if actor:
+        q = q.where((audit_log.c.actor_key_id == actor) | (audit_log.c.actor_user_id == actor)
+                    | (audit_log.c.actor_group_id == actor))
+    if model:
+        q = q.where(audit_log.c.model == model)
+    if status is not None:
+        q = q.where(audit_log.c.status == status)
+    if dlp is not None:
+        q = q.where(audit_log.c.dlp_hit == dlp)
+    if kind:
+        q = q.where(audit_log.c.kind == kind)
+    return q
+
+
+async def query(db: Database, *, limit: int = 50, after: int | None = None, **filters: Any) -> list[dict[str, Any]]:
+    """Records newest first, with an id cursor; each is the hashed body plus its chain fields."""
+    q = _filters(select(audit_log.c.id, audit_log.c.body, audit_log.c.hash, audit_log.c.prev_hash), **filters)
+    if after is not None:
+        q = q.where(audit_log.c.id < after)
+    q = q.order_by(audit_log.c.id.desc()).limit(limit)
+    async with db.engine.connect() as conn:
+        return [{"id": r.id, **orjson.loads(r.body), "prev_hash": r.prev_hash, "hash": r.hash}
+                for r in await conn.execute(q)]
+
+
+async def export(db: Database, **filters: Any) -> AsyncIterator[bytes]:
+    """Every matching record as one JSON line, oldest first, streamed."""
+    q = _filters(select(audit_log.c.body, audit_log.c.prev_hash, audit_log.c.hash), **filters)
+    async with db.engine.connect() as conn:
+        result = await conn.stream(q.order_by(audit_log.c.ts, audit_log.c.writer, audit_log.c.seq))
+        async for body, prev_hash, digest in result:
+            yield body.encode()[:-1] + b',"prev_hash":"' + prev_hash.encode() + b'","hash":"' + digest.encode() \
+                + b'"}\n'
+
+
+async def prune(db: Database, *, records_before: datetime | None = None,
+                payloads_before: datetime | None = None) -> tuple[int, int]:
+    """Delete old records (recording per writer a checkpoint of the last pruned hash) and payloads."""
+    pruned = payloads = 0
+    async with db.engine.begin() as conn:
+        if records_before is not None:
+            last = (select(audit_log.c.writer, func.max(audit_log.c.seq).label("seq"))
+                    .where(audit_log.c.ts < records_before).group_by(audit_log.c.writer))
+            for writer, seq in (await conn.execute(last)).all():
+                # Only a prefix of a chain may go: stop before the first record that stays.
+                keep = await conn.scalar(select(func.min(audit_log.c.seq)).where(
+                    audit_log.c.writer == writer, audit_log.c.ts >= records_before))
+                upto = min(seq, keep - 1) if keep is not None else seq
+                if upto < 1:
+                    continue
+                digest = await conn.scalar(select(audit_log.c.hash).where(audit_log.c.writer == writer,
+                                                                          audit_log.c.seq == upto))
+                await conn.execute(delete(audit_checkpoints).where(audit_checkpoints.c.writer == writer))
+                await conn.execute(audit_checkpoints.insert().values(writer=writer, seq=upto, hash=digest,
+                                                                     pruned_at=datetime.now(UTC)))
+                result = await conn.execute(delete(audit_log).where(audit_log.c.writer == writer,
+                                                                    audit_log.c.seq <= upto))
+                pruned += result.rowcount
+        if payloads_before is not None:
+            result = await conn.execute(delete(audit_payloads).where(audit_payloads.c.ts < payloads_before))
+            payloads = result.rowcount
+    return pruned, payloads
+
+
+async def payload(db: Database, request_id: str) -> dict[str, Any] | None:
+    async with db.engine.connect() as conn:
+        r = (await conn.execute(select(audit_payloads).where(audit_payloads.c.request_id == request_id))).first()
+    return dict(r._mapping) if r else None
