@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import getpass
 import io
 import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,7 +30,10 @@ from rich.table import Table
 from rich.text import Text
 
 from tollway.config import DEFAULT_CONFIG_ENV, ConfigError, Settings, deployment_problem, load_settings
+from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.governance.identity import create_key, rotate_key
+from tollway.store import audit as audit_store
+from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import KeyRow, KeyStore
@@ -42,11 +47,13 @@ users_app = typer.Typer(help="Create, list and change users.", no_args_is_help=T
 groups_app = typer.Typer(help="Groups: their model grants and their members.", no_args_is_help=True)
 config_app = typer.Typer(help="Check a configuration file.", no_args_is_help=True)
 limits_app = typer.Typer(help="Rate limits and budgets of a key, user or group.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify, export and prune the tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(groups_app, name="groups")
 app.add_typer(config_app, name="config")
 app.add_typer(limits_app, name="limits")
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err = Console(stderr=True)
@@ -73,12 +80,48 @@ def _settings(path: str | None) -> Settings:
         raise typer.Exit(2) from None
 
 
+# Commands that change the organisation: each success is written to the audit log, as changes
+# made through the admin API are, with the operating-system user as the actor.
+_CHANGES = {
+    "keys create", "keys revoke", "keys rotate", "users create", "users update", "users disable", "users enable",
+    "groups create", "groups update", "groups delete", "groups grant", "groups ungrant", "groups add-member",
+    "groups remove-member", "limits set", "limits clear",
+}
+
+
+async def _audit_cli_change(db: Database, result: object) -> None:
+    """Audit a successful change made from the command line: the command as typed (no secret is
+    ever typed: secrets are generated), the object it created or changed, and who ran it."""
+    args = sys.argv[1:]
+    action = " ".join(args[:2])
+    if action not in _CHANGES:
+        return
+    shown: list[str] = []
+    skip = False
+    for arg in args[2:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--config", "-c"):
+            skip = True
+            continue
+        shown.append(arg)
+    first = result[0] if isinstance(result, tuple) else result  # (row, secret) for a new key
+    records: list[dict[str, Any]] = []
+    log = AuditLog(records.append, new_writer_id("cli"))
+    log.change(action.replace(" ", "."), getattr(first, "id", None), {"via": "cli", "os_user": getpass.getuser()},
+               args=shown)
+    await write_audit(db, records)
+
+
 def _with_store(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     async def run() -> T:
         db = Database(settings.store.url)
         try:
             await db.migrate()
-            return await work(db)
+            result = await work(db)
+            await _audit_cli_change(db, result)
+            return result
         finally:
             await db.close()
 
@@ -664,3 +707,81 @@ def usage(
             table.add_row(Text(str(r[by] or "-")), *(Text(f"{r[c]:.6f}" if c == "cost_usd" else str(r[c]))
                                                      for c in _USAGE_COLUMNS))
         console.print(table, highlight=False)
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+def _when(text: str | None, name: str) -> datetime | None:
+    """An ISO date or datetime (UTC when no zone), or a span back from now such as 30d."""
+    if text is None:
+        return None
+    if _DURATION.fullmatch(text.strip()):
+        return datetime.now(UTC) - _duration(text)
+    try:
+        ts = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{name}: {text!r} is neither an ISO date nor a span like 30d") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Check every writer's hash chain; exit 1 naming the first broken or missing link."""
+    reports = _run(_settings(config), audit_store.verify)
+    if as_json:
+        typer.echo(json.dumps([{"writer": r.writer, "records": r.records, "ok": r.ok, "problem": r.problem}
+                               for r in reports]))
+    else:
+        table = Table("writer", "records", "status")
+        for r in reports:
+            table.add_row(Text(r.writer), str(r.records), Text("ok" if r.ok else f"BROKEN: {r.problem}"))
+        console.print(table, highlight=False)
+        total = sum(r.records for r in reports)
+        console.print(f"{len(reports)} chain(s), {total} record(s): "
+                      + ("all verify." if all(r.ok for r in reports) else "TAMPERING OR LOSS DETECTED."),
+                      highlight=False)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str | None, typer.Option(help="From this date/datetime (UTC) or span (30d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this date/datetime (UTC).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Output format (jsonl).")] = "jsonl",
+    config: ConfigOpt = None,
+) -> None:
+    """Stream records as JSON lines, oldest first, each with its prev_hash and hash."""
+    if fmt != "jsonl":
+        raise typer.BadParameter("only --format jsonl is supported")
+    first, last = _when(since, "--since"), _when(until, "--until")
+
+    async def work(db: Database) -> int:
+        n = 0
+        out = sys.stdout.buffer
+        async for line in audit_store.export(db, since=first, until=last):
+            out.write(line)
+            n += 1
+        out.flush()
+        return n
+
+    _run(_settings(config), work)
+
+
+@audit_app.command("prune")
+def audit_prune(
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Drop records older than this (e.g. 365d); "
+                                                   "a checkpoint keeps the chain verifiable.")] = None,
+    payloads_older_than: Annotated[str | None, typer.Option(
+        "--payloads-older-than", help="Drop captured payloads older than this (30d).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Apply retention to audit records and captured payloads."""
+    if older_than is None and payloads_older_than is None:
+        raise typer.BadParameter("give --older-than and/or --payloads-older-than")
+    records_before, payloads_before = _when(older_than, "--older-than"), _when(payloads_older_than,
+                                                                              "--payloads-older-than")
+    records, payloads = _run(_settings(config), lambda db: audit_store.prune(
+        db, records_before=records_before, payloads_before=payloads_before))
+    console.print(f"Pruned {records} audit record(s) and {payloads} payload(s).", highlight=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tollway.admin.schemas import (
+    AuditPage,
     ErrorBody,
     GrantIn,
     GrantsIn,
@@ -45,6 +46,7 @@ from tollway.admin.schemas import (
 from tollway.config import Settings
 from tollway.governance.audit import AuditLog
 from tollway.governance.identity import CredentialError, KeyCache, Principal, create_key, extract_credential, rotate_key
+from tollway.store import audit as audit_store
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import KeyRow
 from tollway.store.limit_rows import LimitRow, LimitStore
@@ -338,6 +340,23 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
                              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[LedgerRow]:
         """The newest ledger rows, one per request."""
         return [LedgerRow(**r) for r in await ledger(cache.db, key_id=key_id, limit=limit)]
+
+    @api.get("/audit", response_model=AuditPage, tags=["audit"])
+    async def audit_records(
+        limit: Limit = 50,
+        after: Annotated[int | None, Query(ge=1, description="cursor: the last id seen")] = None,
+        actor: After = None, model: After = None, status: Annotated[int | None, Query(ge=100, le=599)] = None,
+        since: datetime | None = None, until: datetime | None = None, dlp: bool | None = None,
+        kind: Annotated[str | None, Query(pattern="^(request|change)$")] = None, request_id: After = None,
+    ) -> AuditPage:
+        """Audit records, newest first, filtered by actor (key, user or group id), model, status,
+        time, DLP hit and kind."""
+        rows = await audit_store.query(cache.db, limit=limit + 1, after=after, actor=actor, model=model,
+                                       status=status, since=since, until=until, dlp=dlp, kind=kind,
+                                       request_id=request_id)
+        data = rows[:limit]
+        return AuditPage(data=data, has_more=len(rows) > limit, first_id=data[0]["id"] if data else None,
+                         last_id=data[-1]["id"] if data else None)
 
     app.include_router(api)
     return app

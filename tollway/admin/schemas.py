@@ -7,7 +7,7 @@ byte is an error in PostgreSQL, not a value.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -206,3 +206,13 @@ class LedgerRow(BaseModel):
     latency_ms: int
     status: int
     error_type: str | None
+
+
+class AuditPage(BaseModel):
+    """Audit records as hashed (canonical JSON fields) plus `id`, `prev_hash` and `hash`."""
+
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    has_more: bool
+    first_id: int | None
+    last_id: int | None

@@ -102,7 +102,7 @@ async def verify(db: Database) -> list[ChainReport]:
 
 def _filters(q: Any, *, since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
              model: str | None = None, status: int | None = None, dlp: bool | None = None,
-             kind: str | None = None) -> Any:
+             kind: str | None = None, request_id: str | None = None) -> Any:
     if since:
         q = q.where(audit_log.c.ts >= since)
     if until:
@@ -118,6 +118,8 @@ def _filters(q: Any, *, since: datetime | None = None, until: datetime | None = 
         q = q.where(audit_log.c.dlp_hit == dlp)
     if kind:
         q = q.where(audit_log.c.kind == kind)
+    if request_id:
+        q = q.where(audit_log.c.request_id == request_id)
     return q
 
 
