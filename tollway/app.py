@@ -3,6 +3,7 @@ mounts the control plane (`admin`) beside the data plane."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,6 +83,10 @@ def create_app(settings: Settings) -> Starlette:
         await router.start()
         await usage_writer.start()
         await audit_writer.start()
+        # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
+        # reach, or every full collection rescans it (measured: ~100 ms pauses under load).
+        gc.collect()
+        gc.freeze()
         gateway.ready = True
         try:
             yield

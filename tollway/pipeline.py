@@ -30,6 +30,8 @@ from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, Tick
 from tollway.governance.metering import Meter, cost_micros, worst_case_micros
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
 from tollway.upstream.router import Route, Router
+from tollway.wire.errors import anthropic_type_for
+from tollway.wire.messages_schema import RequestInvalid
 from tollway.wire.sse import StreamTap, Usage
 from tollway.wire.tokens import count_input_tokens
 
@@ -80,7 +82,9 @@ class Call:
 
 def _status_type(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, GatewayError):
-        return exc.status, exc.error_type or "invalid_request_error"
+        return exc.status, exc.error_type or anthropic_type_for(exc.status)
+    if isinstance(exc, RequestInvalid):
+        return 400, "invalid_request_error"
     if isinstance(exc, UpstreamFailure):
         return exc.status, exc.error_type
     return 499, "client_closed_request"

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -40,6 +41,14 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=4)
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """Built once and run as executemany (see store.usage._statements for why)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(audit_log).on_conflict_do_nothing(index_elements=["writer", "seq"]),
+            insert(audit_payloads).on_conflict_do_nothing(index_elements=["request_id"]))
+
+
 async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> None:
     """Insert records (and captured payloads); a replayed record is skipped, not duplicated."""
     rows = [_row(r) for r in records]
@@ -49,13 +58,11 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> None:
         for r in records if r.get("payload")
     ]
     async with db.engine.begin() as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        log_stmt, payload_stmt = _statements(conn.dialect.name)
         if rows:
-            await conn.execute(insert(audit_log).values(rows).on_conflict_do_nothing(
-                index_elements=["writer", "seq"]))
+            await conn.execute(log_stmt, rows)
         if payloads:
-            await conn.execute(insert(audit_payloads).values(payloads).on_conflict_do_nothing(
-                index_elements=["request_id"]))
+            await conn.execute(payload_stmt, payloads)
 
 
 @dataclass(slots=True)

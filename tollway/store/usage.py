@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store.db import Database
 from tollway.store.tables import usage, usage_daily
@@ -23,8 +23,18 @@ SUM_COLUMNS = ("requests", "errors", *TOKEN_COLUMNS, "cost_micros")
 GROUPINGS = {"key": "key_id", "user": "user_id", "group": "group_id", "model": "model", "day": "day"}
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+@lru_cache(maxsize=4)
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """The ledger insert and the rollup upsert, built once per dialect and run as executemany:
+    compiling a fresh multi-row VALUES statement per batch cost ~0.2 ms of event-loop time per row."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ledger = insert(usage).on_conflict_do_nothing(index_elements=["request_id"]).returning(usage.c.request_id)
+    up = insert(usage_daily)
+    up = up.on_conflict_do_update(
+        index_elements=["day", "key_id", "user_id", "group_id", "model"],
+        set_={c: usage_daily.c[c] + up.excluded[c] for c in SUM_COLUMNS},
+    )
+    return ledger, up
 
 
 def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -40,9 +50,8 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> int:
         return 0
     rows = [_ledger_row(r) for r in records]
     async with db.engine.begin() as conn:
-        insert = _insert(conn)
-        stmt = insert(usage).values(rows).on_conflict_do_nothing(index_elements=["request_id"])
-        new_ids = set((await conn.execute(stmt.returning(usage.c.request_id))).scalars())
+        ledger_stmt, rollup_stmt = _statements(conn.dialect.name)
+        new_ids = set((await conn.execute(ledger_stmt, rows)).scalars())
         totals: dict[tuple[str, ...], dict[str, int]] = {}
         for row in rows:
             if row["request_id"] not in new_ids:
@@ -57,12 +66,7 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> int:
         if totals:
             values = [dict(zip(("day", "key_id", "user_id", "group_id", "model"), k, strict=True), **v)
                       for k, v in totals.items()]
-            up = insert(usage_daily).values(values)
-            up = up.on_conflict_do_update(
-                index_elements=["day", "key_id", "user_id", "group_id", "model"],
-                set_={c: usage_daily.c[c] + up.excluded[c] for c in SUM_COLUMNS},
-            )
-            await conn.execute(up)
+            await conn.execute(rollup_stmt, values)
     return len(new_ids)
 
 

@@ -29,6 +29,12 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
+def query_string(request: Request) -> str:
+    """The raw query string, without building a URL object (measurable on the hot path)."""
+    raw: bytes = request.scope.get("query_string", b"")
+    return raw.decode("latin-1")
+
+
 def client_info(request: Request) -> dict[str, Any]:
     """Who is on the other end, for the audit record: never credentials, bounded in size."""
     headers = request.headers

@@ -14,6 +14,7 @@ from tollway.surfaces.common import (
     error_response,
     new_request_id,
     parse_json,
+    query_string,
     read_body,
     refusal,
     relay,
@@ -52,7 +53,7 @@ async def create_message(request: Request) -> Response:
         raw = await read_body(request, gw.settings.server.max_body_bytes)
         body = validate_create(parse_json(raw))
         changed = strip_ingress(body)
-        call.body, call.raw, call.query = body, None if changed else raw, request.url.query
+        call.body, call.raw, call.query = body, None if changed else raw, query_string(request)
         call.stream = bool(body.get("stream"))
         reply = await gw.pipeline.messages(call)
     except _REFUSALS as exc:
@@ -79,7 +80,7 @@ async def count_tokens(request: Request) -> Response:
         body = validate_count_tokens(parse_json(raw))
         # Anthropic refuses max_tokens and stream here (DECISIONS.md 12); clients send them anyway.
         changed = strip_ingress(body, ("max_tokens", "stream"))
-        call.body, call.raw, call.query = body, None if changed else raw, request.url.query
+        call.body, call.raw, call.query = body, None if changed else raw, query_string(request)
         reply = await gw.pipeline.count_tokens(call)
     except _REFUSALS as exc:
         await gw.pipeline.refused(call, exc)
