@@ -23,6 +23,7 @@ from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.governance.identity import KeyCache
 from tollway.governance.limits import Limiter, MemoryBackend, RedisBackend
 from tollway.governance.metering import Meter
+from tollway.observability import Metrics
 from tollway.pipeline import Pipeline
 from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
@@ -73,7 +74,11 @@ def create_app(settings: Settings) -> Starlette:
     limiter = Limiter(settings.limits, backend)
     audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(settings.store.spill_dir))
     audit = AuditLog(audit_writer.put, new_writer_id("gateway"))
-    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer), audit)
+    metrics = Metrics()
+    metrics.watch_queue("usage", lambda: usage_writer.depth)
+    metrics.watch_queue("audit", lambda: audit_writer.depth)
+    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer), audit, metrics,
+                        settings.server.access_log)
     gateway = Gateway(settings, pipeline)
 
     @asynccontextmanager
@@ -109,6 +114,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/event_logging/batch", probes.event_logging, methods=["POST"]),
         Route("/health", probes.health, methods=["GET", "HEAD"]),
         Route("/ready", probes.ready, methods=["GET", "HEAD"]),
+        Route("/metrics", probes.metrics, methods=["GET"]),
         Mount("/admin/v1", create_admin_app(settings, keys, audit)),
     ]
     app = Starlette(

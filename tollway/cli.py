@@ -14,7 +14,6 @@ import csv
 import getpass
 import io
 import json
-import logging
 import os
 import re
 import sys
@@ -32,6 +31,7 @@ from rich.text import Text
 from tollway.config import DEFAULT_CONFIG_ENV, ConfigError, Settings, deployment_problem, load_settings
 from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.governance.identity import create_key, rotate_key
+from tollway.observability import configure_logging
 from tollway.store import audit as audit_store
 from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
@@ -295,10 +295,11 @@ def serve(
         console.print(f"  {secret}", highlight=False, soft_wrap=True)
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     console.print(f"Tollway listening on http://{bind_host}:{bind_port} ({n_workers} worker(s))", highlight=False)
     options: dict[str, Any] = {"host": bind_host, "port": bind_port, "loop": "uvloop", "http": "httptools",
-                               "access_log": False, "log_level": "warning", "lifespan": "on"}
+                               "access_log": False, "log_level": "warning", "lifespan": "on", "log_config": None,
+                               "timeout_graceful_shutdown": settings.server.shutdown_grace}
     if n_workers == 1:
         uvicorn.run(create_app(settings), **options)
         return

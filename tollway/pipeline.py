@@ -13,6 +13,7 @@ it when the relay closes the upstream reply, so no surface can forget it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -28,12 +29,15 @@ from tollway.governance.audit import AuditLog
 from tollway.governance.identity import CredentialError, KeyCache, Principal, extract_credential
 from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, Ticket, denial_message
 from tollway.governance.metering import Meter, cost_micros, worst_case_micros
+from tollway.observability import Metrics, server_timing
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
 from tollway.upstream.router import Route, Router
 from tollway.wire.errors import anthropic_type_for
 from tollway.wire.messages_schema import RequestInvalid
 from tollway.wire.sse import StreamTap, Usage
 from tollway.wire.tokens import count_input_tokens
+
+log = logging.getLogger("tollway.access")
 
 
 class GatewayError(Exception):
@@ -74,6 +78,14 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     finished: bool = False
     dlp: list[dict[str, Any]] = field(default_factory=list)
+    # Seconds the upstream took to answer (to its headers), and when the answer started here.
+    upstream_s: float | None = None
+    answered: float | None = None
+
+    def timing(self) -> str:
+        """The Server-Timing value for a response starting now."""
+        gateway = time.perf_counter() - self.started - (self.upstream_s or 0.0)
+        return server_timing(gateway, self.upstream_s)
 
     @property
     def renamed(self) -> bool:
@@ -99,13 +111,15 @@ def _body_usage(body: bytes) -> Usage:
 
 class Pipeline:
     def __init__(self, keys: KeyCache, catalogue: Catalogue, router: Router, limiter: Limiter,
-                 meter: Meter, audit: AuditLog) -> None:
+                 meter: Meter, audit: AuditLog, metrics: Metrics, access_log: bool = True) -> None:
         self.keys = keys
         self.catalogue = catalogue
         self.router = router
         self.limiter = limiter
         self.meter = meter
         self.audit = audit
+        self.metrics = metrics
+        self.access_log = access_log
 
     # -- authentication and access ----------------------------------------------------------
 
@@ -225,12 +239,16 @@ class Pipeline:
             await self._reserve(call, metered=kind == "messages")
             assert call.route is not None
             upstream = call.route.upstream
+            sent = time.perf_counter()
             reply = await (upstream.messages(req) if kind == "messages" else upstream.count_tokens(req))
+            call.answered = time.perf_counter()
+            call.upstream_s = call.answered - sent
         except BaseException as exc:
             status, error_type = _status_type(exc)
             await self.finish(call, status, Usage(), error_type)
             raise
         reply.headers.update(call.ticket.headers)
+        reply.headers["server-timing"] = call.timing()
         if not reply.streaming:
             ok = reply.status < 400 and kind == "messages"
             await self.finish(call, reply.status, _body_usage(reply.body) if ok else Usage(),
@@ -272,5 +290,32 @@ class Pipeline:
                    "cache_write": usage.cache_creation_input_tokens, "cache_read": usage.cache_read_input_tokens},
             cost_micros=cost, latency_ms=latency_ms, client=call.client, dlp=call.dlp or None,
         )
+        self._observe(call, status, usage, cost, requested, error_type)
         tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
         await self.limiter.settle(call.ticket, tokens, cost)
+
+    def _observe(self, call: Call, status: int, usage: Usage, cost: int, model: str | None,
+                 error_type: str | None) -> None:
+        m = self.metrics
+        now = time.perf_counter()
+        label = model or "-"
+        m.requests.labels(call.route_name, label, str(status)).inc()
+        m.latency.labels(call.route_name).observe(now - call.started)
+        if call.upstream_s is not None and call.answered is not None:
+            m.upstream.labels(call.route_name).observe(call.upstream_s)
+            m.overhead.labels(call.route_name).observe(call.answered - call.started - call.upstream_s)
+        if cost:
+            m.cost.labels(label).inc(cost / 1_000_000)
+        for kind, n in (("input", usage.input_tokens), ("output", usage.output_tokens),
+                        ("cache_write", usage.cache_creation_input_tokens),
+                        ("cache_read", usage.cache_read_input_tokens)):
+            if n:
+                m.tokens.labels(label, kind).inc(n)
+        if self.access_log:
+            p = call.principal
+            log.info("request", extra={
+                "request_id": call.request_id, "route": call.route_name, "status": status, "model": model,
+                "key_id": p.key_id if p else None, "error_type": error_type,
+                "latency_ms": round((now - call.started) * 1000, 2),
+                "upstream_ms": round(call.upstream_s * 1000, 2) if call.upstream_s is not None else None,
+            })

@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.pipeline import GatewayError
+from tollway.pipeline import Call, GatewayError
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
 from tollway.wire.errors import anthropic_error, anthropic_error_event, anthropic_type_for
 from tollway.wire.messages_schema import RequestInvalid
@@ -64,14 +64,15 @@ def error_response(
     return Response(body, status, headers=out, media_type=JSON)
 
 
-def refusal(exc: Exception, request_id: str) -> Response:
+def refusal(exc: Exception, request_id: str, call: Call | None = None) -> Response:
     """Render any refusal raised on the way in (ours, the dialect's, or the upstream's)."""
+    timing = {"server-timing": call.timing()} if call is not None else {}
     if isinstance(exc, GatewayError):
-        return error_response(exc.status, exc.message, request_id, exc.error_type, exc.headers)
+        return error_response(exc.status, exc.message, request_id, exc.error_type, {**exc.headers, **timing})
     if isinstance(exc, RequestInvalid):
-        return error_response(400, str(exc), request_id)
+        return error_response(400, str(exc), request_id, headers=timing)
     if isinstance(exc, UpstreamFailure):
-        return error_response(exc.status, exc.message, request_id, exc.error_type)
+        return error_response(exc.status, exc.message, request_id, exc.error_type, timing)
     raise exc
 
 

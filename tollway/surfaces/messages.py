@@ -58,7 +58,7 @@ async def create_message(request: Request) -> Response:
         reply = await gw.pipeline.messages(call)
     except _REFUSALS as exc:
         await gw.pipeline.refused(call, exc)
-        return refusal(exc, request_id)
+        return refusal(exc, request_id, call)
     rename_to = call.requested_model if call.renamed else None
     if not reply.streaming:
         return _render(reply, request_id, rename_to)
@@ -84,5 +84,5 @@ async def count_tokens(request: Request) -> Response:
         reply = await gw.pipeline.count_tokens(call)
     except _REFUSALS as exc:
         await gw.pipeline.refused(call, exc)
-        return refusal(exc, request_id)
+        return refusal(exc, request_id, call)
     return _render(reply, request_id)

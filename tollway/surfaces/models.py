@@ -62,7 +62,7 @@ async def list_models(request: Request) -> Response:
         start, end = _page([m.id for m in models], request.query_params)
     except GatewayError as exc:
         await gw.pipeline.refused(call, exc)
-        return refusal(exc, request_id)
+        return refusal(exc, request_id, call)
     await gw.pipeline.done(call)
     data = [model_item(m) for m in models[start:end]]
     body = {
@@ -72,7 +72,8 @@ async def list_models(request: Request) -> Response:
         "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
     }
-    return Response(orjson.dumps(body), headers={"request-id": request_id}, media_type=JSON)
+    return Response(orjson.dumps(body), headers={"request-id": request_id, "server-timing": call.timing()},
+                    media_type=JSON)
 
 
 async def get_model(request: Request) -> Response:
@@ -85,6 +86,7 @@ async def get_model(request: Request) -> Response:
         model = gw.pipeline.authorize(principal, call.requested_model)
     except GatewayError as exc:
         await gw.pipeline.refused(call, exc)
-        return refusal(exc, request_id)
+        return refusal(exc, request_id, call)
     await gw.pipeline.done(call)
-    return Response(orjson.dumps(model_item(model)), headers={"request-id": request_id}, media_type=JSON)
+    return Response(orjson.dumps(model_item(model)), headers={"request-id": request_id, "server-timing": call.timing()},
+                    media_type=JSON)

@@ -30,3 +30,9 @@ async def ready(request: Request) -> Response:
     store_ok = gw.ready and await gw.pipeline.store_reachable()
     status = {"status": "ready" if store_ok else "not ready", "config": "loaded", "store": store_ok}
     return JSONResponse(status, status_code=200 if store_ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    body = gateway_of(request).pipeline.metrics.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
