@@ -44,7 +44,7 @@ def test_metrics_count_requests_tokens_and_queues(gateway: Gateway) -> None:
 
 
 def test_access_log_is_json_with_request_id_and_no_secrets(tmp_path: Path) -> None:
-    gw = start_gateway(tmp_path / "logs", {})
+    gw = start_gateway(tmp_path / "logs", {"server": {"access_log": True}})
     resp = httpx.post(gw.base_url + "/v1/messages", json=BODY, headers={"x-api-key": gw.key})
     rid = resp.headers["request-id"]
     output = gw.stop()

@@ -120,7 +120,7 @@ class ServerConfig(_Strict):
     ping_interval: float = Field(15.0, gt=0, description="seconds of upstream silence before an SSE ping")
     key_refresh_interval: float = Field(1.0, gt=0, description="how often other processes' key changes are seen")
     workers: int = Field(1, ge=1, le=64, description="gateway processes sharing the port")
-    access_log: bool = Field(True, description="one JSON log line per data-plane request")
+    access_log: bool = Field(False, description="one JSON log line per data-plane request (costs ~15 µs each)")
     shutdown_grace: float = Field(30.0, ge=0, description="seconds in-flight requests and streams get on SIGTERM")
 
 

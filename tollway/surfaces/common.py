@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -29,15 +29,20 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
+def header_map(request: Request) -> dict[str, str]:
+    """The request headers as a plain dict, built once: Starlette's Headers scans its list on
+    every lookup and raises a KeyError for each absent header, which showed in profiles."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+
+
 def query_string(request: Request) -> str:
     """The raw query string, without building a URL object (measurable on the hot path)."""
     raw: bytes = request.scope.get("query_string", b"")
     return raw.decode("latin-1")
 
 
-def client_info(request: Request) -> dict[str, Any]:
+def client_info(request: Request, headers: Mapping[str, str]) -> dict[str, Any]:
     """Who is on the other end, for the audit record: never credentials, bounded in size."""
-    headers = request.headers
     return {
         "user_agent": (headers.get("user-agent") or "")[:200] or None,
         "session_id": (headers.get("x-claude-code-session-id") or "")[:100] or None,

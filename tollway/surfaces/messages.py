@@ -12,6 +12,7 @@ from tollway.surfaces.common import (
     client_info,
     error_headers,
     error_response,
+    header_map,
     new_request_id,
     parse_json,
     query_string,
@@ -47,7 +48,8 @@ def _render(reply: UpstreamReply, request_id: str, rename_to: str | None = None)
 async def create_message(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
-    call = gw.pipeline.begin(request_id, "messages", request.headers, client_info(request))
+    headers = header_map(request)
+    call = gw.pipeline.begin(request_id, "messages", headers, client_info(request, headers))
     try:
         await gw.pipeline.admit(call)
         raw = await read_body(request, gw.settings.server.max_body_bytes)
@@ -73,7 +75,8 @@ async def create_message(request: Request) -> Response:
 async def count_tokens(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
-    call = gw.pipeline.begin(request_id, "count_tokens", request.headers, client_info(request))
+    headers = header_map(request)
+    call = gw.pipeline.begin(request_id, "count_tokens", headers, client_info(request, headers))
     try:
         await gw.pipeline.admit(call)
         raw = await read_body(request, gw.settings.server.max_body_bytes)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from tollway.config import ModelConfig
 from tollway.pipeline import GatewayError
-from tollway.surfaces.common import JSON, client_info, new_request_id, refusal
+from tollway.surfaces.common import JSON, client_info, header_map, new_request_id, refusal
 from tollway.surfaces.state import gateway_of
 
 DEFAULT_LIMIT = 20
@@ -55,7 +55,8 @@ def _page(ids: list[str], params: Any) -> tuple[int, int]:
 async def list_models(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
-    call = gw.pipeline.begin(request_id, "models", request.headers, client_info(request))
+    headers = header_map(request)
+    call = gw.pipeline.begin(request_id, "models", headers, client_info(request, headers))
     try:
         principal = await gw.pipeline.admit(call)
         models = gw.pipeline.visible_models(principal)
@@ -79,7 +80,8 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     gw = gateway_of(request)
     request_id = new_request_id()
-    call = gw.pipeline.begin(request_id, "models.get", request.headers, client_info(request))
+    headers = header_map(request)
+    call = gw.pipeline.begin(request_id, "models.get", headers, client_info(request, headers))
     try:
         principal = await gw.pipeline.admit(call)
         call.requested_model = request.path_params["model_id"]
