@@ -33,7 +33,7 @@ def test_config_check_accepts_the_documented_example(tmp_path: Path) -> None:
     })
     out = run_cli("config", "check", config=path, env={"ANTHROPIC_API_KEY": "sk-test"})
     assert "config OK: 2 model(s)" in out.stdout
-    assert "tollway-mock -> mock:tollway-mock" in out.stdout
+    assert "tollway-mock -> mock:tollway-mock (tollway-mock, weight 1)" in out.stdout
 
 
 def test_missing_environment_variable_is_named(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_invalid_field_names_the_field_and_reason(tmp_path: Path) -> None:
                              "server": {"port": "not-a-port"}})
     proc = run_cli("config", "check", config=path, check=False)
     assert proc.returncode == 2
-    assert "models.0.upstream.provider" in proc.stderr and "'anthropic' or 'mock'" in proc.stderr
+    assert "models.0.upstream.provider" in proc.stderr and "'anthropic', 'openai' or 'mock'" in proc.stderr
     assert "server.port" in proc.stderr
 
 

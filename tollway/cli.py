@@ -598,7 +598,8 @@ def config_check(config: ConfigOpt = None) -> None:
     settings = _settings(config)
     console.print(f"config OK: {len(settings.models)} model(s), store {settings.store.url}", highlight=False)
     for m in settings.models:
-        console.print(f"  {m.id} -> {m.upstream.provider}:{m.upstream_model}", highlight=False)
+        for name, weight, up in m.all_deployments:
+            console.print(f"  {m.id} -> {up.provider}:{up.model or m.id} ({name}, weight {weight:g})", highlight=False)
 
 
 # -- limits --------------------------------------------------------------------------------

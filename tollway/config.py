@@ -38,9 +38,16 @@ class Pricing(_Strict):
 
 
 class UpstreamConfig(_Strict):
-    """Where a model's calls go. `model` is the provider's id for it (defaults to the catalogue id)."""
+    """Where a model's calls go. `model` is the provider's id for it (defaults to the catalogue id).
 
-    provider: Literal["anthropic", "mock"]
+    `provider: openai` is any OpenAI-compatible Chat Completions server (OpenAI, Azure OpenAI,
+    vLLM, Ollama…): `base_url` is the URL the OpenAI SDK would use (`https://api.openai.com/v1`,
+    `http://host:8000/v1`), requests go to `{base_url}/chat/completions`. With `api_version` and
+    `deployment` it is Azure OpenAI: `{base_url}/openai/deployments/{deployment}/chat/completions
+    ?api-version=…` with the key in an `api-key` header.
+    """
+
+    provider: Literal["anthropic", "openai", "mock"]
     base_url: str | None = None
     api_key: str | None = None
     model: str | None = None
@@ -48,30 +55,94 @@ class UpstreamConfig(_Strict):
     read_timeout: float = Field(600.0, gt=0)
     max_connections: int = Field(512, ge=1)
     chunk_delay_ms: float = Field(0.0, ge=0, description="mock only: pause between streamed events")
+    organization: str | None = Field(None, description="openai only: sent as OpenAI-Organization")
+    api_version: str | None = Field(None, description="openai only: Azure OpenAI api-version (with deployment)")
+    deployment: str | None = Field(None, description="openai only: Azure OpenAI deployment name (with api_version)")
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens", description="openai only: the output-limit field the upstream wants (o-series: "
+        "max_completion_tokens)")
+    reasoning: bool = Field(False, description="openai only: send reasoning_effort for Anthropic `thinking` "
+                            "(only reasoning models accept it)")
+    tokenizer: Literal["o200k_base", "cl100k_base"] | None = Field(
+        None, description="openai only: encoding of the local count_tokens (default: chosen by model id)")
 
     @model_validator(mode="after")
     def _provider_needs(self) -> UpstreamConfig:
         if self.provider == "anthropic" and not self.api_key:
             raise ValueError("api_key is required for provider 'anthropic' (use ${ANTHROPIC_API_KEY})")
+        if self.provider != "openai":
+            for name in ("organization", "api_version", "deployment", "tokenizer"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies only to provider 'openai'")
+        if (self.api_version is None) != (self.deployment is None):
+            raise ValueError("api_version and deployment go together (Azure OpenAI)")
+        if self.deployment is not None and not (self.api_key and self.base_url):
+            raise ValueError("Azure OpenAI (deployment) needs base_url (https://<resource>.openai.azure.com) "
+                             "and api_key")
         return self
 
     @property
     def resolved_base_url(self) -> str:
-        return (self.base_url or "https://api.anthropic.com").rstrip("/")
+        default = "https://api.openai.com/v1" if self.provider == "openai" else "https://api.anthropic.com"
+        return (self.base_url or default).rstrip("/")
+
+
+class Deployment(_Strict):
+    """One place a model is served; a model with several is balanced by weight."""
+
+    name: str | None = None
+    weight: float = Field(1.0, gt=0)
+    upstream: UpstreamConfig
 
 
 class ModelConfig(_Strict):
-    """One catalogue entry: the id clients send, and how Tollway serves it."""
+    """One catalogue entry: the id clients send, and how Tollway serves it.
+
+    Give either `upstream` (one deployment) or `deployments` (several, balanced by weight, each
+    behind its own circuit breaker). `fallbacks` are other catalogue ids tried, in order, when
+    every deployment of this one failed or is open.
+    """
 
     id: str = Field(min_length=1)
     display_name: str | None = None
     created_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
-    upstream: UpstreamConfig
+    upstream: UpstreamConfig | None = None
+    deployments: list[Deployment] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
     pricing: Pricing = Pricing()
+
+    @model_validator(mode="after")
+    def _one_way_to_serve(self) -> ModelConfig:
+        if (self.upstream is None) == (not self.deployments):
+            raise ValueError("give exactly one of upstream or deployments")
+        return self
+
+    @property
+    def all_deployments(self) -> list[tuple[str, float, UpstreamConfig]]:
+        """(name, weight, upstream) for every deployment; a single upstream is named after the model."""
+        if self.upstream is not None:
+            return [(self.id, 1.0, self.upstream)]
+        return [(d.name or f"{self.id}#{i}", d.weight, d.upstream) for i, d in enumerate(self.deployments)]
+
+    @property
+    def primary(self) -> UpstreamConfig:
+        return self.all_deployments[0][2]
 
     @property
     def upstream_model(self) -> str:
-        return self.upstream.model or self.id
+        """The provider's id for this model on its first deployment."""
+        return self.primary.model or self.id
+
+
+class RetryConfig(_Strict):
+    """Retries of one request: only while nothing has been sent to the client."""
+
+    max_attempts: int = Field(3, ge=1, le=10, description="attempts per model (deployments included)")
+    base_delay: float = Field(0.2, ge=0, description="seconds; doubled per attempt, with full jitter")
+    max_delay: float = Field(8.0, ge=0)
+    deadline: float = Field(120.0, gt=0, description="seconds for all attempts and fallbacks together")
+    breaker_failures: int = Field(5, ge=1, description="consecutive failures that open a deployment's breaker")
+    breaker_cooldown: float = Field(30.0, gt=0, description="seconds open before one probe is let through")
 
 
 class StoreConfig(_Strict):
@@ -134,6 +205,7 @@ class Settings(_Strict):
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
+    retries: RetryConfig = RetryConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -158,6 +230,15 @@ class Settings(_Strict):
         problem = deployment_problem(self, self.server.workers)
         if problem:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _fallbacks_point_into_catalogue(self) -> Settings:
+        ids = {m.id for m in self.models}
+        for m in self.models:
+            for f in m.fallbacks:
+                if f not in ids or f == m.id:
+                    raise ValueError(f"models.{m.id}.fallbacks: {f!r} is not another model id in the catalogue")
         return self
 
     @model_validator(mode="after")

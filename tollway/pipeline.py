@@ -12,12 +12,15 @@ it when the relay closes the upstream reply, so no surface can forget it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -31,7 +34,7 @@ from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, Tick
 from tollway.governance.metering import Meter, cost_micros, worst_case_micros
 from tollway.observability import Metrics, server_timing
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
-from tollway.upstream.router import Route, Router
+from tollway.upstream.router import Deployment, Route, Router
 from tollway.wire.errors import anthropic_type_for
 from tollway.wire.messages_schema import RequestInvalid
 from tollway.wire.sse import StreamTap, Usage
@@ -78,6 +81,9 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     finished: bool = False
     dlp: list[dict[str, Any]] = field(default_factory=list)
+    # Which deployment answered, and every failed attempt before it (for usage and audit).
+    deployment: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     # Seconds the upstream took to answer (to its headers), and when the answer started here.
     upstream_s: float | None = None
     answered: float | None = None
@@ -100,6 +106,24 @@ def _status_type(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, UpstreamFailure):
         return exc.status, exc.error_type
     return 499, "client_closed_request"
+
+
+RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504, 529))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a retry-after header (delta-seconds or an HTTP date), None when absent."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _body_usage(body: bytes) -> Usage:
@@ -177,7 +201,7 @@ class Pipeline:
 
     # -- the steps ------------------------------------------------------------------------------
 
-    def _prepare(self, call: Call) -> UpstreamRequest:
+    def _prepare(self, call: Call) -> None:
         assert call.principal is not None, "admit() comes first"
         requested = call.body["model"]
         call.requested_model = call.upstream_model = requested
@@ -186,11 +210,73 @@ class Pipeline:
         assert route is not None, "every catalogue model has a route"
         call.route = route
         call.group_id = self.paying_group(call.principal, model.id)
-        call.upstream_model = route.model.upstream_model
-        if call.upstream_model != requested:
-            call.body["model"] = call.upstream_model
-            call.raw = None
-        return UpstreamRequest(call.body, call.raw, call.headers, call.stream, call.query)
+
+    def _request_for(self, call: Call, deployment: Deployment) -> UpstreamRequest:
+        """The request one deployment gets: the client's bytes while its model id is unchanged."""
+        call.upstream_model = deployment.upstream_model
+        call.body["model"] = deployment.upstream_model
+        raw = call.raw if deployment.upstream_model == call.requested_model else None
+        return UpstreamRequest(call.body, raw, call.headers, call.stream, call.query)
+
+    async def _attempts(self, call: Call, kind: str) -> UpstreamReply:
+        """Send to the model's deployments, then its fallbacks, retrying what may be retried.
+
+        Retries happen only here, before anything reaches the client: on connection errors,
+        timeouts, 429, 5xx and 529, with full-jitter exponential backoff that honours the
+        upstream's retry-after, all within the retry deadline. A deployment's breaker records
+        every outcome. The last answer (or failure) is what the client gets when all fail.
+        """
+        assert call.route is not None
+        policy = self.router.retry
+        deadline = call.started + policy.deadline
+        routes = [call.route] + [r for f in call.route.model.fallbacks if (r := self.router.get(f)) is not None]
+        last_reply: UpstreamReply | None = None
+        last_failure: UpstreamFailure | None = None
+        for route in routes:
+            tried: set[str] = set()
+            for attempt in range(policy.max_attempts):
+                now = time.monotonic()
+                deployment = route.pick(tried, now)
+                if deployment is None:
+                    break  # every deployment of this model is open: go to the fallbacks
+                tried.add(deployment.name)
+                call.route, call.deployment = route, deployment.name
+                req = self._request_for(call, deployment)
+                upstream = deployment.upstream
+                wait: float | None = None
+                try:
+                    reply = await (upstream.messages(req) if kind == "messages" else upstream.count_tokens(req))
+                except UpstreamFailure as failure:
+                    deployment.breaker.failure(time.monotonic())
+                    call.attempts.append({"deployment": deployment.name, "status": failure.status,
+                                          "error": failure.error_type})
+                    last_failure, last_reply = failure, None
+                else:
+                    if reply.status not in RETRYABLE_STATUSES:
+                        deployment.breaker.success()
+                        if call.attempts:
+                            call.attempts.append({"deployment": deployment.name, "status": reply.status})
+                        return reply
+                    if reply.status not in (408, 429):  # busy is not broken: only failures trip the breaker
+                        deployment.breaker.failure(time.monotonic())
+                    call.attempts.append({"deployment": deployment.name, "status": reply.status})
+                    last_reply, last_failure = reply, None
+                    wait = _retry_after(reply.headers.get("retry-after"))
+                self.metrics.breaker.labels(deployment.name).set(1 if deployment.breaker.open else 0)
+                if attempt + 1 == policy.max_attempts:
+                    break
+                delay = wait if wait is not None else random.uniform(0, min(policy.max_delay,
+                                                                            policy.base_delay * 2 ** attempt))
+                if time.perf_counter() + delay >= deadline:
+                    break
+                self.metrics.retries.labels(route.model.id).inc()
+                await asyncio.sleep(delay)
+        if last_reply is not None:
+            return last_reply
+        if last_failure is not None:
+            raise last_failure
+        raise GatewayError(503, "every deployment of this model is unavailable (circuit open); try again later",
+                           "overloaded_error")
 
     async def _reserve(self, call: Call, metered: bool) -> None:
         p = call.principal
@@ -209,7 +295,8 @@ class Pipeline:
             model = call.route.model
             counted = count_input_tokens(call.body)
             # The mock counts exactly as the local count does; other upstreams get the margin.
-            margin = 1.0 if model.upstream.provider == "mock" else self.limiter.config.estimate_margin
+            exact = all(d.provider == "mock" for d in call.route.deployments)
+            margin = 1.0 if exact else self.limiter.config.estimate_margin
             input_tokens = math.ceil(counted * margin)
             max_tokens = int(call.body.get("max_tokens") or 0)
             estimate = Estimate(input_tokens, max_tokens, worst_case_micros(model.pricing, input_tokens, max_tokens))
@@ -234,13 +321,11 @@ class Pipeline:
 
     async def _forward(self, call: Call, kind: str) -> UpstreamReply:
         try:
-            req = self._prepare(call)
+            self._prepare(call)
             # count_tokens costs nothing upstream: it takes only request and concurrency limits.
             await self._reserve(call, metered=kind == "messages")
-            assert call.route is not None
-            upstream = call.route.upstream
             sent = time.perf_counter()
-            reply = await (upstream.messages(req) if kind == "messages" else upstream.count_tokens(req))
+            reply = await self._attempts(call, kind)
             call.answered = time.perf_counter()
             call.upstream_s = call.answered - sent
         except BaseException as exc:
@@ -280,12 +365,13 @@ class Pipeline:
                 request_id=call.request_id, route=call.route_name, key_id=p.key_id, user_id=p.user_id,
                 group_id=call.group_id, requested_model=requested or "", upstream_model=call.upstream_model,
                 usage=usage, cost=cost, started=call.started, status=status, error_type=error_type,
+                deployment=call.deployment, attempts=max(1, len(call.attempts)),
             )
         self.audit.record(
             "request", request_id=call.request_id, route=call.route_name,
             actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
             requested_model=requested, upstream_model=call.upstream_model or None, status=status,
-            error_type=error_type,
+            error_type=error_type, deployment=call.deployment, attempts=call.attempts or None,
             usage={"input": usage.input_tokens, "output": usage.output_tokens,
                    "cache_write": usage.cache_creation_input_tokens, "cache_read": usage.cache_read_input_tokens},
             cost_micros=cost, latency_ms=latency_ms, client=call.client, dlp=call.dlp or None,

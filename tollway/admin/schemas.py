@@ -206,6 +206,8 @@ class LedgerRow(BaseModel):
     latency_ms: int
     status: int
     error_type: str | None
+    deployment: str | None = None
+    attempts: int = 1
 
 
 class AuditPage(BaseModel):

@@ -47,7 +47,7 @@ class Meter:
     def record(
         self, *, request_id: str, route: str, key_id: str, user_id: str | None, group_id: str | None,
         requested_model: str, upstream_model: str, usage: Usage, cost: int, started: float, status: int,
-        error_type: str | None,
+        error_type: str | None, deployment: str | None = None, attempts: int = 1,
     ) -> dict[str, Any]:
         record = {
             "request_id": request_id,
@@ -66,6 +66,8 @@ class Meter:
             "latency_ms": int((time.perf_counter() - started) * 1000),
             "status": status,
             "error_type": error_type,
+            "deployment": deployment,
+            "attempts": attempts,
         }
         self.writer.put(record)
         return record

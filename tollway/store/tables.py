@@ -105,6 +105,9 @@ usage = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("status", Integer, nullable=False),
     Column("error_type", String(64), nullable=True),
+    # The deployment that answered, and how many attempts (retries, fallbacks) it took.
+    Column("deployment", String(200), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="1"),
 )
 
 # Daily rollup of the ledger, kept in the same transaction as the ledger rows it sums, so a

@@ -37,6 +37,7 @@ class WriteBehind:
         self._buf: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._lock = asyncio.Lock()
         self.flushed = 0
         self.spilled = 0
@@ -56,16 +57,19 @@ class WriteBehind:
         self._task = asyncio.create_task(self._run(), name=f"tollway-writer-{self.name}")
 
     async def stop(self) -> None:
-        """Drain: flush what is buffered (or spill it) before returning."""
+        """Drain: let a flush in progress finish, then flush what is left (or spill it).
+
+        The loop is asked to stop rather than cancelled, so a batch is never lost half-written.
+        """
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
@@ -88,10 +92,12 @@ class WriteBehind:
                 try:
                     await self._flush(part)
                     self.flushed += len(part)
-                except Exception as exc:
+                except BaseException as exc:  # cancelled included: the batch goes to disk, not away
                     log.warning("%s writer: store unavailable (%s); spilling %d records", self.name,
                                 type(exc).__name__, len(batch) - start)
                     self._spill(batch[start:])
+                    if not isinstance(exc, Exception):
+                        raise
                     return
 
     def _spill(self, records: list[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ def model_item(model: ModelConfig) -> dict[str, Any]:
         "created_at": created.isoformat().replace("+00:00", "Z"),
         "object": "model",
         "created": int(created.timestamp()),
-        "owned_by": "tollway" if model.upstream.provider == "mock" else model.upstream.provider,
+        "owned_by": "tollway" if model.primary.provider == "mock" else model.primary.provider,
     }
 
 
