@@ -47,6 +47,7 @@ def gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) ->
             ]},
             {"id": "all-down", "upstream": upstream(dead), "fallbacks": ["claude-sonnet-4-5-20250929"]},
             {"id": "tollway-mock-slow", "upstream": {"provider": "mock", "chunk_delay_ms": 50}},
+            {"id": "slow-first-byte", "upstream": {**upstream(emulator.base_url), "first_byte_timeout": 0.3}},
         ],
     }
     gateway = start_gateway(tmp_path_factory.mktemp("resilience"), config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
@@ -104,6 +105,15 @@ def test_retries_are_bounded_and_the_last_error_is_passed_on(gw: Gateway, upstre
     assert fast.value.status_code == 503 and len(upstream_emu.received) == 3
     time.sleep(1.6)
     assert client(gw).messages.create(model="claude-sonnet-4-5-20250929", **BODY).content
+
+
+def test_slow_first_byte_times_out_cleanly_after_retries(gw: Gateway, upstream_emu: AnthropicEmulator) -> None:
+    upstream_emu.script(*[JSONReply(200, {"late": True}, delay=1.0)] * 3)
+    resp = httpx.post(gw.base_url + "/v1/messages", headers={"x-api-key": gw.key},
+                      json={**BODY, "model": "slow-first-byte"}, timeout=10)
+    assert resp.status_code == 504
+    assert resp.json()["error"]["type"] == "timeout_error"
+    assert len(upstream_emu.received) == 3
 
 
 def test_client_errors_are_not_retried(gw: Gateway, upstream_emu: AnthropicEmulator) -> None:

@@ -3,6 +3,8 @@ unchanged. Only the credential is swapped for the provider key from the config."
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import orjson
 
@@ -57,7 +59,8 @@ class AnthropicUpstream:
         url = self.base_url + path + ("?" + req.query if req.query else "")
         data = req.raw if req.raw is not None else orjson.dumps(req.body)
         try:
-            resp = await self._session.post(url, data=data, headers=self._headers(req))
+            async with asyncio.timeout(self.cfg.first_byte_timeout):
+                resp = await self._session.post(url, data=data, headers=self._headers(req))
         except TimeoutError:
             raise UpstreamFailure(504, "timeout_error", "the upstream did not answer in time") from None
         except aiohttp.ClientError as exc:
