@@ -51,8 +51,9 @@ class UpstreamConfig(_Strict):
     base_url: str | None = None
     api_key: str | None = None
     model: str | None = None
-    connect_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(600.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to open a connection")
+    first_byte_timeout: float = Field(120.0, gt=0, description="seconds until the upstream's response headers")
+    read_timeout: float = Field(600.0, gt=0, description="seconds of silence allowed between body chunks")
     max_connections: int = Field(512, ge=1)
     chunk_delay_ms: float = Field(0.0, ge=0, description="mock only: pause between streamed events")
     organization: str | None = Field(None, description="openai only: sent as OpenAI-Organization")
