@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tollway.governance.dlp_policy import DlpConfig
+
 DEFAULT_CONFIG_ENV = "TOLLWAY_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -207,6 +209,7 @@ class Settings(_Strict):
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
     retries: RetryConfig = RetryConfig()
+    dlp: DlpConfig = DlpConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)

@@ -1,7 +1,8 @@
 """The single ordered list of governance steps every surface goes through.
 
     authenticate -> resolve the model (404) -> model access (403) -> limits and budget (429)
-      -> forward through the router -> settle limits, meter usage
+      -> DLP (400 block / redact / log; 500 if it cannot inspect) -> forward through the router
+      (retries, deployments, fallbacks) -> settle limits, meter usage, audit
 
 Surfaces call `admit` first (it needs only the headers, so a stranger's 32 MB body is never
 read), then hand the validated canonical request to `messages` or `count_tokens`. Whatever
@@ -29,6 +30,7 @@ import orjson
 from tollway.config import ModelConfig
 from tollway.governance.access import Catalogue
 from tollway.governance.audit import AuditLog
+from tollway.governance.dlp import DlpEngine, DlpError
 from tollway.governance.identity import CredentialError, KeyCache, Principal, extract_credential
 from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, Ticket, denial_message
 from tollway.governance.metering import Meter, cost_micros, worst_case_micros
@@ -135,7 +137,9 @@ def _body_usage(body: bytes) -> Usage:
 
 class Pipeline:
     def __init__(self, keys: KeyCache, catalogue: Catalogue, router: Router, limiter: Limiter,
-                 meter: Meter, audit: AuditLog, metrics: Metrics, access_log: bool = True) -> None:
+                 meter: Meter, audit: AuditLog, metrics: Metrics, dlp: DlpEngine | None,
+                 access_log: bool = True) -> None:
+        self.dlp = dlp
         self.keys = keys
         self.catalogue = catalogue
         self.router = router
@@ -312,6 +316,34 @@ class Pipeline:
             raise GatewayError(429, denial_message(denial), "rate_limit_error", headers)
         call.ticket = ticket
 
+    def _inspect(self, call: Call) -> None:
+        """DLP over everything the upstream will see. Fails closed: an engine error refuses the call."""
+        if self.dlp is None:
+            return
+        p = call.principal
+        assert p is not None
+        ids = (p.group_id,) if p.group_id else p.group_ids
+        names = [self.keys.group_names.get(g, g) for g in ids]
+        try:
+            result = self.dlp.inspect(call.body, names)
+        except DlpError as exc:
+            log.error("DLP inspection failed; refusing the request", extra={"request_id": call.request_id,
+                                                                            "reason": str(exc)})
+            raise GatewayError(500, "the request could not be inspected for data loss prevention and was not "
+                               "forwarded", "api_error") from None
+        if not result.findings:
+            return
+        call.dlp = [{"kind": f.kind, "category": f.category, "action": f.action, "where": f.where, "count": f.count}
+                    for f in result.findings]
+        for f in result.findings:
+            self.metrics.dlp.labels(f.kind, f.action).inc(f.count)
+        if result.blocked:
+            kinds = ", ".join(sorted(set(result.blocked_kinds)))
+            raise GatewayError(400, f"blocked by DLP policy '{result.policy}': the request contains {kinds}",
+                               "invalid_request_error", {"x-should-retry": "false"})
+        if result.changed:
+            call.body, call.raw = result.body, None
+
     async def messages(self, call: Call) -> UpstreamReply:
         return await self._forward(call, "messages")
 
@@ -324,6 +356,7 @@ class Pipeline:
             self._prepare(call)
             # count_tokens costs nothing upstream: it takes only request and concurrency limits.
             await self._reserve(call, metered=kind == "messages")
+            self._inspect(call)
             sent = time.perf_counter()
             reply = await self._attempts(call, kind)
             call.answered = time.perf_counter()
