@@ -20,6 +20,7 @@ from tollway.admin.api import create_admin_app
 from tollway.config import Settings, load_settings
 from tollway.governance.access import Catalogue
 from tollway.governance.audit import AuditLog, new_writer_id
+from tollway.governance.dlp import DlpEngine
 from tollway.governance.identity import KeyCache
 from tollway.governance.limits import Limiter, MemoryBackend, RedisBackend
 from tollway.governance.metering import Meter
@@ -77,7 +78,8 @@ def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
     metrics.watch_queue("usage", lambda: usage_writer.depth)
     metrics.watch_queue("audit", lambda: audit_writer.depth)
-    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer), audit, metrics,
+    dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
+    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer), audit, metrics, dlp,
                         settings.server.access_log)
     gateway = Gateway(settings, pipeline)
 
