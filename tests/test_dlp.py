@@ -178,3 +178,30 @@ def test_claude_code_prompt_with_a_secret_is_blocked(blocking: Gateway, tmp_path
     assert result["is_error"] is True
     assert result.get("api_error_status") == 400
     assert AWS not in json.dumps(result)
+
+
+def test_payload_capture_keeps_redacted_bodies_for_chosen_groups(emulator: AnthropicEmulator, tmp_path: Path) -> None:
+    cfg = {**config(emulator.base_url), "audit": {"payload_groups": ["recorded"]}}
+    gw = start_gateway(tmp_path / "capture", cfg, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    try:
+        h = {"x-api-key": admin_key(gw)}
+        httpx.post(gw.base_url + "/admin/v1/groups", json={"name": "recorded", "grants": ["*"]}, headers=h)
+        key = httpx.post(gw.base_url + "/admin/v1/keys", json={"name": "r", "group_id": "recorded"},
+                         headers=h).json()["key"]
+        captured = httpx.post(gw.base_url + "/v1/messages", headers={"x-api-key": key},
+                              json={**body(f"key {AWS}"), "model": "tollway-mock"})
+        plain = httpx.post(gw.base_url + "/v1/messages", headers={"x-api-key": gw.key},
+                           json={**body("not recorded"), "model": "tollway-mock"})
+        rid = captured.headers["request-id"]
+        audit_of(gw, rid)
+        payload = httpx.get(gw.base_url + f"/admin/v1/audit/payloads/{rid}", headers=h).json()
+        assert "[REDACTED:aws_access_key:1]" in payload["request_body"] and AWS not in payload["request_body"]
+        assert "You said: key [REDACTED:aws_access_key:1]" in payload["response_body"]
+        audit_of(gw, plain.headers["request-id"])
+        missing = httpx.get(gw.base_url + f"/admin/v1/audit/payloads/{plain.headers['request-id']}", headers=h)
+        assert missing.status_code == 404
+        assert "Pruned 0 audit record(s) and 1 payload(s)." in gw.cli("audit", "prune", "--payloads-older-than",
+                                                                     "0s").stdout
+        assert httpx.get(gw.base_url + f"/admin/v1/audit/payloads/{rid}", headers=h).status_code == 404
+    finally:
+        gw.stop()

@@ -80,7 +80,8 @@ def create_app(settings: Settings) -> Starlette:
     metrics.watch_queue("audit", lambda: audit_writer.depth)
     dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
     pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer), audit, metrics, dlp,
-                        settings.server.access_log)
+                        settings.server.access_log, frozenset(settings.audit.payload_groups),
+                        settings.audit.payload_max_bytes)
     gateway = Gateway(settings, pipeline)
 
     @asynccontextmanager

@@ -148,6 +148,13 @@ class RetryConfig(_Strict):
     breaker_cooldown: float = Field(30.0, gt=0, description="seconds open before one probe is let through")
 
 
+class AuditConfig(_Strict):
+    """Payload capture: request and response bodies, after DLP redaction, for chosen groups only."""
+
+    payload_groups: list[str] = Field(default_factory=list, description="group names whose payloads are kept")
+    payload_max_bytes: int = Field(1024 * 1024, ge=1024, description="each body is cut to this size")
+
+
 class StoreConfig(_Strict):
     url: str = "sqlite:///./tollway.db"
     # Where usage and audit records wait on disk while the database is unreachable.
@@ -210,6 +217,7 @@ class Settings(_Strict):
     limits: LimitsConfig = LimitsConfig()
     retries: RetryConfig = RetryConfig()
     dlp: DlpConfig = DlpConfig()
+    audit: AuditConfig = AuditConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)

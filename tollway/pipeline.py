@@ -86,6 +86,8 @@ class Call:
     # Which deployment answered, and every failed attempt before it (for usage and audit).
     deployment: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # The answer's bytes, kept only when the paying group has payload capture on.
+    captured: bytes | bytearray | None = None
     # Seconds the upstream took to answer (to its headers), and when the answer started here.
     upstream_s: float | None = None
     answered: float | None = None
@@ -138,8 +140,11 @@ def _body_usage(body: bytes) -> Usage:
 class Pipeline:
     def __init__(self, keys: KeyCache, catalogue: Catalogue, router: Router, limiter: Limiter,
                  meter: Meter, audit: AuditLog, metrics: Metrics, dlp: DlpEngine | None,
-                 access_log: bool = True) -> None:
+                 access_log: bool = True, payload_groups: frozenset[str] = frozenset(),
+                 payload_max_bytes: int = 1 << 20) -> None:
         self.dlp = dlp
+        self.payload_groups = payload_groups
+        self.payload_max_bytes = payload_max_bytes
         self.keys = keys
         self.catalogue = catalogue
         self.router = router
@@ -367,12 +372,18 @@ class Pipeline:
             raise
         reply.headers.update(call.ticket.headers)
         reply.headers["server-timing"] = call.timing()
+        capture = self._captures(call)
         if not reply.streaming:
+            if capture:
+                call.captured = reply.body[: self.payload_max_bytes]
             ok = reply.status < 400 and kind == "messages"
             await self.finish(call, reply.status, _body_usage(reply.body) if ok else Usage(),
                               None if reply.status < 400 else "upstream_error")
             return reply
         tap = reply.tap = StreamTap()
+        if capture:
+            tap.capture, tap.capture_limit = bytearray(), self.payload_max_bytes
+            call.captured = tap.capture
 
         async def close() -> None:
             # 499 (client closed) when the stream ended neither with message_stop nor an error.
@@ -382,6 +393,17 @@ class Pipeline:
 
         reply.aclose = close
         return reply
+
+    def _captures(self, call: Call) -> bool:
+        return bool(self.payload_groups) and self.keys.group_names.get(call.group_id or "") in self.payload_groups
+
+    def _payload(self, call: Call) -> dict[str, Any] | None:
+        """Request (as forwarded: after DLP redaction) and response bodies for payload capture."""
+        if not call.body or not self._captures(call):
+            return None
+        request = orjson.dumps(call.body)[: self.payload_max_bytes].decode("utf-8", "replace")
+        response = bytes(call.captured).decode("utf-8", "replace") if call.captured is not None else None
+        return {"request_id": call.request_id, "ts": time.time(), "request_body": request, "response_body": response}
 
     async def finish(self, call: Call, status: int, usage: Usage, error_type: str | None) -> None:
         """Settle the reservation, write the ledger and audit records: exactly once per call."""
@@ -401,7 +423,7 @@ class Pipeline:
                 deployment=call.deployment, attempts=max(1, len(call.attempts)),
             )
         self.audit.record(
-            "request", request_id=call.request_id, route=call.route_name,
+            "request", self._payload(call), request_id=call.request_id, route=call.route_name,
             actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
             requested_model=requested, upstream_model=call.upstream_model or None, status=status,
             error_type=error_type, deployment=call.deployment, attempts=call.attempts or None,

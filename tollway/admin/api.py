@@ -36,6 +36,7 @@ from tollway.admin.schemas import (
     LimitsIn,
     MemberIn,
     Page,
+    Payload,
     RotateIn,
     UsageReport,
     UsageRow,
@@ -357,6 +358,14 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
         data = rows[:limit]
         return AuditPage(data=data, has_more=len(rows) > limit, first_id=data[0]["id"] if data else None,
                          last_id=data[-1]["id"] if data else None)
+
+    @api.get("/audit/payloads/{request_id}", response_model=Payload, tags=["audit"])
+    async def audit_payload(request_id: PathRef) -> Payload:
+        """A captured request/response pair (after DLP redaction), for groups with capture on."""
+        found = await audit_store.payload(cache.db, request_id)
+        if found is None:
+            raise NotFound(f"no captured payload for {request_id}")
+        return Payload(**found)
 
     app.include_router(api)
     return app

@@ -218,3 +218,10 @@ class AuditPage(BaseModel):
     has_more: bool
     first_id: int | None
     last_id: int | None
+
+
+class Payload(BaseModel):
+    request_id: str
+    ts: datetime
+    request_body: str
+    response_body: str | None

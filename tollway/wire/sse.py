@@ -41,7 +41,8 @@ class Usage:
 class StreamTap:
     """Watches Anthropic SSE bytes and keeps usage, stop reason and whether the stream ended well."""
 
-    __slots__ = ("_tail", "delta_bytes", "error", "model", "saw_delta", "saw_stop", "stop_reason", "usage")
+    __slots__ = ("_tail", "capture", "capture_limit", "delta_bytes", "error", "model", "saw_delta", "saw_stop",
+                 "stop_reason", "usage")
 
     # Bytes of framing around a text delta's payload; what is left is roughly the text.
     _DELTA_OVERHEAD = 100
@@ -50,6 +51,9 @@ class StreamTap:
         self._tail = b""
         self.delta_bytes = 0
         self.saw_delta = False
+        # Set to a bytearray to keep a copy of the stream (payload capture), up to capture_limit.
+        self.capture: bytearray | None = None
+        self.capture_limit = 0
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.model: str | None = None
@@ -62,6 +66,8 @@ class StreamTap:
         return not self._tail
 
     def feed(self, chunk: bytes) -> None:
+        if self.capture is not None and len(self.capture) < self.capture_limit:
+            self.capture += chunk[: self.capture_limit - len(self.capture)]
         data = self._tail + chunk if self._tail else chunk
         end = data.rfind(b"\n\n")
         if end < 0:
