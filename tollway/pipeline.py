@@ -58,7 +58,7 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
 
-METERED_ROUTES = ("messages", "count_tokens")
+METERED_ROUTES = ("messages", "count_tokens", "chat_completions", "responses")
 
 
 @dataclass(slots=True)
