@@ -49,7 +49,7 @@ schema = schemathesis.pytest.from_fixture("admin_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_admin_api_never_fails_outside_its_contract(case: Any, fuzz_target: tuple[Gateway, str]) -> None:
     _, admin_key = fuzz_target
     case.call_and_validate(headers={"x-api-key": admin_key}, checks=CHECKS)
