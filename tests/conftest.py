@@ -103,10 +103,16 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
     raise AssertionError("tollway did not become ready in 20 s")
 
 
+NO_RETRIES = {"max_attempts": 1, "breaker_failures": 1000}
+
+
 def standard_config(upstream_url: str) -> dict[str, Any]:
     """The catalogue most tests share: the mock, two models on the emulator, one renamed."""
     return {
         "server": {"ping_interval": 0.3, "max_body_bytes": 1024 * 1024, "key_refresh_interval": 0.2},
+        # One attempt: these tests check what the client gets from a single upstream answer;
+        # retries and breakers have their own tests (test_resilience.py).
+        "retries": NO_RETRIES,
         "models": [
             {"id": "tollway-mock", "display_name": "Tollway mock", "upstream": {"provider": "mock"}},
             {"id": "tollway-mock-slow", "upstream": {"provider": "mock", "chunk_delay_ms": 20}},

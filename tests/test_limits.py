@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.conftest import UPSTREAM_KEY, Gateway, start_gateway
+from tests.conftest import NO_RETRIES, UPSTREAM_KEY, Gateway, start_gateway
 from tests.emulator import AnthropicEmulator, SSEReply, default_stream_events, sse_event
 
 REDIS_ENV = "TOLLWAY_TEST_REDIS_URL"
@@ -30,6 +30,7 @@ def limits_config(upstream_url: str, **limits: Any) -> dict[str, Any]:
     emu = {"provider": "anthropic", "base_url": upstream_url, "api_key": "${TEST_UPSTREAM_KEY}"}
     return {
         "server": {"key_refresh_interval": 0.2},
+        "retries": NO_RETRIES,
         "limits": limits or {"backend": "memory"},
         "models": [
             {"id": "tollway-mock", "upstream": {"provider": "mock"}, "pricing": PRICING},

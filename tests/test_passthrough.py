@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import UPSTREAM_KEY, Gateway, free_port, start_gateway
+from tests.conftest import NO_RETRIES, UPSTREAM_KEY, Gateway, free_port, start_gateway
 from tests.emulator import (
     AnthropicEmulator,
     JSONReply,
@@ -351,6 +351,7 @@ def second_gateway(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPat
     dead = f"http://127.0.0.1:{free_port()}"
     config = {
         "server": {"ping_interval": 0.2, "max_body_bytes": 1024 * 1024},
+        "retries": NO_RETRIES,
         "models": [
             {"id": DEAD, "upstream": {"provider": "anthropic", "base_url": dead,
                                       "api_key": "${TEST_UPSTREAM_KEY}", "connect_timeout": 2}},
