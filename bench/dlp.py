@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import string
@@ -278,30 +279,43 @@ def build_request(planted: bool, target_kb: int = 200, seed: int = 7) -> dict[st
         n = len(messages)
         messages[n // 4]["content"] = PLANTED_USER if isinstance(messages[n // 4]["content"], str) else \
             [*messages[n // 4]["content"], {"type": "text", "text": PLANTED_USER}]
-        messages.insert(n // 2, {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "toolu_planted_1", "name": "Bash", "input": {"command": PLANTED_COMMAND}}]})
-        messages.insert(n // 2 + 1, {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_planted_1", "content": _cat_n(PLANTED_FILE)}]})
+        k = next(i for i in range(n // 2, n) if messages[i]["role"] == "assistant")  # keep the turns alternating
+        messages[k:k] = [
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_planted_1", "name": "Bash", "input": {"command": PLANTED_COMMAND}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_planted_1", "content": _cat_n(PLANTED_FILE)}]},
+        ]
+    messages.append({"role": "assistant", "content": "Done: the change is in and the tests pass."})
     messages.append({"role": "user", "content": "Now run the tests again and fix what fails."})
     return {"model": "claude-sonnet-4-5", "max_tokens": 32_000, "stream": True,
             "system": system, "tools": tools, "messages": messages}
 
 
-def _time(engine: DlpEngine, body: dict[str, Any], runs: int) -> list[float]:
-    for _ in range(5):
-        engine.inspect(body)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        engine.inspect(body)
-        times.append((time.perf_counter() - t) * 1000)
+Times = dict[str, tuple[list[float], list[float]]]
+
+
+def _time(engine: DlpEngine, bodies: dict[str, dict[str, Any]], runs: int) -> Times:
+    """Wall-clock and CPU milliseconds of ``runs`` scans of each body, interleaved (after 5 warm-up rounds),
+    so that a change in the machine's load touches every body alike."""
+    times: Times = {name: ([], []) for name in bodies}
+    for i in range(runs + 5):
+        for name, body in bodies.items():
+            t, c = time.perf_counter(), time.process_time()
+            engine.inspect(body)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            if i >= 5:
+                times[name][0].append(wall * 1000)
+                times[name][1].append(cpu * 1000)
     return times
 
 
-def _summary(times: list[float]) -> dict[str, float]:
-    q = statistics.quantiles(times, n=100)
-    return {"p50_ms": round(statistics.median(times), 3), "p99_ms": round(q[98], 3),
-            "min_ms": round(min(times), 3), "max_ms": round(max(times), 3)}
+def _summary(times: tuple[list[float], list[float]]) -> dict[str, float]:
+    wall, cpu = times
+    q = statistics.quantiles(wall, n=100)
+    return {"p50_ms": round(statistics.median(wall), 3), "p99_ms": round(q[98], 3),
+            "min_ms": round(min(wall), 3), "max_ms": round(max(wall), 3),
+            "cpu_p50_ms": round(statistics.median(cpu), 3)}
 
 
 def main() -> int:
@@ -323,9 +337,10 @@ def main() -> int:
         "strings": {"tools": len(planted["tools"]), "messages": len(planted["messages"])},
         "planted_findings": [f"{f.kind}@{f.where}x{f.count}:{f.action}" for f in result.findings],
         "clean_findings": [f"{f.kind}@{f.where}x{f.count}" for f in clean_result.findings],
-        "planted": _summary(_time(engine, planted, args.runs)),
-        "clean": _summary(_time(engine, clean, args.runs)),
+        **{name: _summary(t) for name, t in _time(engine, {"planted": planted, "clean": clean}, args.runs).items()},
         "runs": args.runs,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -339,7 +354,9 @@ def main() -> int:
         for name in ("planted", "clean"):
             s = report[name]
             print(f"{name:>8}: p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
-                  f"(min {s['min_ms']:.2f}, max {s['max_ms']:.2f})")
+                  f"(min {s['min_ms']:.2f}, max {s['max_ms']:.2f}; CPU p50 {s['cpu_p50_ms']:.2f} ms)")
+        print(f"load average (1 min) at the end: {report['load_average_1m']} on {report['cpus']} CPUs "
+              "(other work on the machine inflates wall-clock times)")
     return 1 if clean_result.findings else 0
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from tollway.governance.dlp import DlpEngine, DlpError, DlpResult, RegexDetector, placeholder
@@ -107,10 +108,14 @@ TRUE_POSITIVES = [
     ("phone_number", "London +44 20 7946 0958"),
     ("phone_number", "cell 415.555.2671"),
     ("phone_number", "toll free 1-800-555-0199?"),
+    ("phone_number", "Tel. +4930123456789"),
+    ("phone_number", "+1 415-555-2671 ext 12"),
     ("payment_card", f"card {CARD} exp 12/27"),
     ("payment_card", "4111-1111-1111-1111"),
     ("payment_card", "pan=5555555555554444;"),
     ("payment_card", "amex 3782 822463 10005"),
+    ("payment_card", "exp 12/27 4111111111111111"),
+    ("payment_card", "4111 1111 1111 1111 12 27"),
     ("us_ssn", f"SSN: {SSN}"),
     ("us_ssn", "ssn 536 22 1234"),
     ("iban", f"IBAN {IBAN}"),
@@ -144,6 +149,7 @@ FALSE_POSITIVES = [
     "000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000",  # invalid SSN ranges
     "2024-01-15 10:30:00, 2024-01-15T10:30:00Z, 15/01/2024",  # dates and times
     "192.168.1.100 10.0.0.1:8080 v1.2.3 3.14159265358979",
+    '{"score": 0.6011000990139424, "ratio": 12.4111111111111111, "x": 1.2 4111}',  # Luhn-valid decimals
     "ts 1712345678901 id 123456789012345 size 4096 pid 31337",
     "phone-like 1234567890 and 555-1234",  # bare 10 digits, 7-digit local number
     "password = get_password()",
@@ -357,6 +363,37 @@ def test_default_config_is_secrets_redact_pii_log() -> None:
     assert result.policy == "default"
 
 
+EXAMPLE_YAML = """
+dlp:
+  enabled: true
+  timeout_ms: 200
+  binary: log
+  policies:
+    default:
+      actions: {secrets: redact, pii: log}
+      kinds: {aws_access_key: block, email: allow}
+    groups:
+      contractors: {actions: {pii: block}}
+  custom:
+    - {name: employee_id, pattern: "EMP-[0-9]{6}", action: block}
+"""
+
+
+def test_the_documented_yaml_loads_and_applies() -> None:
+    config = DlpConfig.model_validate(yaml.safe_load(EXAMPLE_YAML)["dlp"])
+    e = DlpEngine(config)
+    body = user(f"{AWS_KEY} {GITHUB} {EMAIL} {CARD} EMP-000042")
+    default = {f.kind: f.action for f in e.inspect(body).findings}
+    assert default == {"aws_access_key": "block", "github_token": "redact", "email": "allow",
+                       "payment_card": "log", "employee_id": "block"}
+    contractors = {f.kind: f.action for f in e.inspect(body, ["contractors"]).findings}
+    assert contractors == {**default, "payment_card": "block"}
+    with pytest.raises(ValidationError) as info:
+        DlpConfig.model_validate({"custom": [{"name": "x", "pattern": "(unclosed"}]})
+    assert "custom.0.pattern" in str(info.value)
+    assert "not a valid regular expression" in str(info.value)
+
+
 def test_kind_action_wins_over_category() -> None:
     e = engine(policies={"default": {"actions": {"secrets": "redact", "pii": "log"},
                                      "kinds": {"aws_access_key": "block", "email": "allow"}}})
@@ -480,6 +517,17 @@ def test_binary_content_gets_the_binary_action() -> None:
     assert engine(binary="allow").inspect(body).findings[0].action == "allow"
     assert not [f for f in engine().inspect(user([{"type": "document", "source": {
         "type": "text", "media_type": "text/plain", "data": "plain"}}])).findings if f.kind == "binary"]
+
+
+def test_url_sources_are_binary_and_their_url_is_scanned() -> None:
+    url = f"https://bucket.s3.amazonaws.com/x.png?X-Amz-Credential={AWS_KEY}%2F20240101"
+    body = user([{"type": "image", "source": {"type": "url", "url": url}},
+                 {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}])
+    result = engine().inspect(body)
+    assert [(f.kind, f.where) for f in result.findings] == [
+        ("binary", "messages[0].content[0]"), ("aws_access_key", "messages[0].content[0].source.url"),
+        ("binary", "messages[0].content[1]")]
+    assert AWS_KEY not in json.dumps(result.body)
 
 
 def test_binary_redact_replaces_the_block() -> None:

@@ -4,11 +4,11 @@
 text the upstream will see: ``tools[i]`` descriptions and input schemas, ``system`` (a string or
 text blocks), and every message: string content, text blocks, ``tool_use`` inputs (all JSON
 strings, keys included), ``tool_result`` content (a string or blocks, recursively), text
-``document`` sources (and their title/context) and blocks of types it does not know (all their
-strings). ``thinking``/``redacted_thinking`` blocks are not scanned: they are the upstream's own
-output from an earlier turn, bound to it by a signature that any change would break. Images and
-documents whose bytes cannot be read here (base64/PDF, URL and file sources) are ``binary``
-findings with the ``binary`` action. Pure CPU, no I/O.
+``document`` sources (and their title/context), the URLs of URL sources, and blocks of types it
+does not know (all their strings). ``thinking``/``redacted_thinking`` blocks are not scanned: they
+are the upstream's own output from an earlier turn, bound to it by a signature that any change
+would break. Images and documents whose bytes cannot be read here (base64/PDF, URL and file
+sources) are ``binary`` findings with the ``binary`` action. Pure CPU, no I/O.
 
 Output: a ``DlpResult`` with one ``Finding`` per (location, kind) and how many matches there were,
 whether the request is blocked, and the body to forward. Nothing in a result, a finding, or an
@@ -16,9 +16,9 @@ error ever holds a matched value; ``DlpResult.body`` is left out of its repr for
 
 Redaction replaces each matched value with ``[REDACTED:<kind>:<n>]``, where ``n`` numbers the
 distinct values of that kind in the request, from 1, in scan order (tools, then system, then
-messages). The same value gets the same placeholder everywhere in the request, and because the
-history is scanned oldest first, a conversation keeps its placeholders from turn to turn (so
-prompt caching still works). For an assignment (``password = "…"``) only the value is replaced.
+messages). The same value gets the same placeholder everywhere in the request; and because the
+history is scanned oldest first, a conversation that only appends keeps its placeholders from
+turn to turn (so prompt caching keeps working). For an assignment (``password = "…"``) only the value is replaced.
 A redacted image or binary document becomes a text block ``[REDACTED:binary:<n>]``. When nothing is
 redacted, ``result.body is body``; otherwise ``result.body`` is a deep copy and the input is never
 modified.
@@ -32,15 +32,20 @@ Fails closed: an exception inside a detector, or a scan running longer than ``ti
 after every 256K characters of built-in scanning and after every string a custom pattern scans,
 so one huge string can overrun before it is noticed.
 
-How it stays fast (see ``bench/dlp.py`` for the figures): all built-in detectors share ONE compiled
-regular expression, run once over all the strings of the request joined by NUL. Every alternative
-of it starts with a literal character, chosen to be rare in text (``AKIA`` starts at ``A``,
-``-----BEGIN`` at ``B`` with a look-behind, ``eyJ`` at ``J``, ``sk-`` at ``k``, e-mail at ``@``), so
-Python's ``re`` skips from one possible start to the next in C without trying a match at each
-position; an alternative that starts with a character class, or a group, loses that and makes the
-whole pass 3 to 30 times slower. The regex only finds candidates; checksums (Luhn, IBAN mod 97),
-ranges (SSN), ``phonenumbers`` and the other checks run in Python on those candidates alone. Custom
-patterns are compiled separately and cost one pass each.
+How it stays fast (``bench/dlp.py``, 200 KB Claude Code request on this 2-core machine: 2.5 ms with
+nothing found and 3.2 ms with redactions at best, 4.3 and 5.5 ms p50 while other test suites shared
+the machine, load average 2.5-3): all built-in detectors share ONE compiled regular
+expression, run once over all the strings of the request joined by NUL (one call instead of one per
+string). Every alternative of it starts with a literal character, as rare as the pattern allows
+(``AKIA`` at ``A``, ``-----BEGIN`` at ``B`` and ``eyJ`` at ``J`` with a look-behind, ``sk-`` and
+``token`` at ``k``, ``password`` at ``w``, ``secret`` at ``c``, e-mail at ``@``, numbers at a digit),
+so Python's ``re`` skips from one possible start to the next in C; an alternative that starts with
+a character class or a group loses that and makes the whole pass several times slower, and so
+does every extra anchor character (``(`` and ``+`` of phone numbers are picked up in Python for that
+reason). Digit runs must start a run and hold at least 9 digits before they leave the regex, which
+keeps dates, times and most numbers out of Python. The regex only finds candidates; checksums
+(Luhn, IBAN mod 97), ranges (SSN), ``phonenumbers`` and the other checks run in Python on those
+candidates alone. Custom patterns are compiled separately and cost one pass per string each.
 
 Why not ``detect-secrets``: measured here (1.5.0), its ``scan_line`` over a 200 KB request takes
 about 3.8 s, three orders of magnitude over the 5 ms budget, because it runs every plugin's
@@ -155,14 +160,17 @@ _KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "sign
 _BEHIND_KEY = "|".join(f"(?<={w})" for w in _KEY_WORDS)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 
-# Digit runs (cards, SSNs, phone numbers, IBANs with digits only after the check digits) and IBANs
-# with letters in them, after the anchor digit. The look-behind keeps to the start of a run (not after
-# a letter, digit, '_' or '.'); the atomic group takes the whole run, which must not run on into a
-# word. An IBAN is anchored on its first check digit, after its two letters. A leading '+' or '(' is
-# picked up in Python: as anchors of their own they would cost a match attempt at every '(' in code.
-# The look-ahead asks for {more} more digits (at most two separators apart) before anything else is tried:
-# fewer cannot be a finding, and it keeps dates (8 digits) and most numbers out of Python.
-_NUMBER = (r"(?:(?<![A-Za-z0-9_.].)(?=(?:[\-. ()/]{{0,2}}[0-9]){{{more}}})(?>[0-9\-. ()/]{{4,40}}[0-9])"
+# Numbers, after the anchor digit: digit runs (cards, SSNs, phone numbers, IBANs with digits only
+# after the check digits), or an IBAN with letters in it, anchored on its first check digit after
+# its two letters. For a run, in order: the look-behind keeps to the start of a run (not after a
+# letter, digit, '_' or '.'); the look-aheads ask for {more} more digits at most two separators apart
+# (fewer cannot be a finding, and dates have 8), then keep IPv4 addresses and decimal numbers out;
+# the atomic group takes the whole run, which must not run on into a word. Whatever fails here never
+# costs a Python call. A leading '+' or '(' is picked up in Python: as anchors of their own they
+# would cost a match attempt at every '(' of every line of code.
+_NUMBER = (r"(?:(?<![A-Za-z0-9_.].)(?=(?:[\-. ()/]{{0,2}}[0-9]){{{more}}})"
+           r"(?![0-9]{{0,2}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}(?![0-9]))"
+           r"(?![0-9]*\.[0-9]+(?![\-. ()/]*[0-9]))(?>[0-9\-. ()/]{{4,40}}[0-9])"
            r"(?![A-Za-z0-9_])|(?<=[A-Z][A-Z][0-9])[0-9](?:[ ]?[A-Z0-9]){{11,30}})")
 
 # ONE regex finds every built-in candidate. Every alternative starts with a literal character (see
@@ -184,7 +192,7 @@ _ALTERNATIVES = [
     r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?)",
     r"J(?P<jwt>(?<=eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*)",
     rf"K(?P<K>(?:EN|en)(?i:(?<=token)){_ASSIGN_GATE}|(?:EY|ey)(?i:{_BEHIND_KEY}){_ASSIGN_GATE})",
-    rf"@(?P<email>{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9\-]))",
+    rf"@(?P<email>{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9]))",
 ]
 
 
@@ -327,12 +335,12 @@ _FILE_TLDS = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp"
 
 def _h_email(text: str, at: int, end: int) -> Iterable[Span]:
     s = at
-    while s > 0 and at - s < 64 and text[s - 1] in _LOCAL_CHARS:
+    while s > 0 and at - s < 64 and text[s - 1] in _LOCAL_CHARS and not (text[s - 1] == "." == text[s]):
         s -= 1
     while s < at and text[s] in ".-+":
         s += 1
     local = text[s:at]
-    if not local or local.endswith(".") or ".." in local:
+    if not local or local.endswith("."):
         return ()
     if text[at + 1:end].rsplit(".", 1)[-1].lower() in _FILE_TLDS:
         return ()
@@ -394,6 +402,29 @@ _GROUPS = re.compile(r"[0-9]+")
 _PHONE_SEPS = frozenset((" ", "-", ".", ") ", ")", "(", " (", ")-", ")."))
 
 
+_NATIONAL_LENGTHS: dict[int, frozenset[int]] = {}
+
+
+def _plus_length_ok(digits: str) -> bool:
+    """Whether +digits starts with a country code and has a national number length that country uses."""
+    for n in (1, 2, 3):
+        cc = int(digits[:n])
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc)
+        if regions is None:
+            continue
+        lengths = _NATIONAL_LENGTHS.get(cc)
+        if lengths is None:
+            found: set[int] = set()
+            for region in regions:
+                meta = (phonenumbers.PhoneMetadata.metadata_for_nongeo_region(cc) if region == "001"
+                        else phonenumbers.PhoneMetadata.metadata_for_region(region))
+                if meta is not None and meta.general_desc is not None:
+                    found.update(meta.general_desc.possible_length or ())
+            lengths = _NATIONAL_LENGTHS[cc] = frozenset(found)
+        return len(digits) - n in lengths
+    return False
+
+
 class _Numbers:
     """Validators for digit runs: payment cards, US SSNs, phone numbers; and IBANs."""
 
@@ -426,7 +457,8 @@ class _Numbers:
                 digits = text[pos[0][0]:pos[0][1]]
                 if _card_brand_ok(digits) and _luhn(digits):
                     return [(start, end, "payment_card")]
-            elif lead == "+" and 7 <= n <= 15 and self._phone(text[start:end], n, [text[pos[0][0]:end]], [], True):
+            elif (lead == "+" and 7 <= n <= 15 and _plus_length_ok(text[pos[0][0]:end])
+                  and self._phone(text[start:end], n, [text[pos[0][0]:end]], [], True)):
                 return [(start, end, "phone_number")]
             return []
         seps = [text[pos[k][1]:pos[k + 1][0]] for k in range(len(pos) - 1)]
@@ -443,16 +475,19 @@ class _Numbers:
 
     def _at(self, text: str, pos: list[tuple[int, int]], lens: list[int], seps: list[str], i: int,
             lead: str) -> Span | None:
-        """The longest card, SSN or phone number starting at group i (after ``lead``, '+' or '('), if any."""
-        best: Span | None = None
-        total = 0
+        """The longest card, SSN or phone number starting at group i (after ``lead``, '+' or '('), if any.
+
+        Windows are tried longest first, so the first hit is the answer (and a long run whose whole is a
+        phone number costs one ``phonenumbers`` call, not one per prefix).
+        """
         phone_lengths = self.all_lengths
-        for j in range(i, len(pos)):
-            total += lens[j]
-            if total > 19:
+        last, total = i, lens[i]
+        while last + 1 < len(pos) and total + lens[last + 1] <= 19:
+            last += 1
+            total += lens[last]
+        for j in range(last, i, -1):
+            if total < 7:
                 break
-            if total < 7 or j == i:
-                continue
             window_seps = seps[i:j]
             same_sep = all(x == window_seps[0] for x in window_seps)
             s, e = pos[i][0] - len(lead), pos[j][1]
@@ -461,21 +496,27 @@ class _Numbers:
                 if (all(x == 4 for x in sizes[:-1]) and sizes[-1] <= 4) or sizes in ([4, 6, 5], [4, 6, 4]):
                     digits = "".join(text[a:b] for a, b in pos[i:j + 1])
                     if _card_brand_ok(digits) and _luhn(digits):
-                        best = (s, e, "payment_card")
-                        continue
+                        return (s, e, "payment_card")
             if (total == 9 and j == i + 2 and not lead and same_sep and window_seps[0] in ("-", " ")
                     and lens[i] == 3 and lens[i + 1] == 2):
                 a0, a1, a2 = (text[a:b] for a, b in pos[i:j + 1])
                 if _ssn_ok(a0, a1, a2):
-                    best = (s, e, "us_ssn")
-                    continue
-            if total <= 15 and (lead == "+" or (
-                    total in phone_lengths and lens[j] >= 3 and all(x >= 2 for x in lens[i + 1:j + 1])
-                    and (lens[i] >= 2 or total - 1 in phone_lengths))):  # "1 415 555 2671"
-                parts = [text[a:b] for a, b in pos[i:j + 1]]
-                if self._phone(text[s:e], total, parts, window_seps, lead == "+"):
-                    best = (s, e, "phone_number")
-        return best
+                    return (s, e, "us_ssn")
+            if total <= 15:
+                if lead == "+":
+                    plausible = _plus_length_ok("".join(text[a:b] for a, b in pos[i:j + 1]))
+                else:
+                    plausible = (total in phone_lengths and lens[j] >= 3 and all(x >= 2 for x in lens[i + 1:j + 1])
+                                 and (lens[i] >= 2 or total - 1 in phone_lengths))  # "1 415 555 2671"
+                if plausible and self._phone(text[s:e], total, [text[a:b] for a, b in pos[i:j + 1]],
+                                             window_seps, lead == "+"):
+                    return (s, e, "phone_number")
+            total -= lens[j]
+        if lens[i] >= 13 and not lead and (i == 0 or seps[i - 1] in (" ", "/")):  # a card without separators
+            digits = text[pos[i][0]:pos[i][1]]
+            if lens[i] <= 19 and _card_brand_ok(digits) and _luhn(digits):
+                return (pos[i][0], pos[i][1], "payment_card")
+        return None
 
     def _phone(self, candidate: str, ndigits: int, parts: list[str], seps: list[str], plus: bool) -> bool:
         if any(sep not in _PHONE_SEPS for sep in seps):
@@ -742,6 +783,7 @@ class _Scan:
                     self.json(block, "input", f"{where}[{j}].input")
             elif btype == "image":
                 self.binaries.append((len(self.texts), blocks, j, block.get("source"), f"{where}[{j}]"))
+                self.source_url(block.get("source"), f"{where}[{j}]")
             elif btype == "document":
                 self.document(blocks, j, block, f"{where}[{j}]")
             elif btype in ("thinking", "redacted_thinking"):
@@ -762,9 +804,15 @@ class _Scan:
                 self.blocks(content, f"{w}.source.content")
         else:  # base64 (PDF), URL or file: bytes this process cannot read
             self.binaries.append((len(self.texts), blocks, j, source, w))
+            self.source_url(source, w)
         for key in ("title", "context"):
             if isinstance(block.get(key), str):
                 self.text(block, key, f"{w}.{key}")
+
+    def source_url(self, source: Any, where: str) -> None:
+        """The URL of a URL source is text the upstream sees (a signed URL can carry a key)."""
+        if isinstance(source, dict) and source.get("type") == "url" and isinstance(source.get("url"), str):
+            self.text(source, "url", f"{where}.source.url")
 
     def json(self, parent: Any, key: Any, where: str) -> None:
         """Every string in a JSON value (dict keys included), reported at one location."""
@@ -908,19 +956,35 @@ _MISSING = object()
 
 
 def _copy(value: Any, edits: dict[tuple[int, Any], Any], renames: dict[tuple[int, str], str]) -> Any:
-    """A deep copy of a JSON value with the recorded edits (keyed by id of the original container) applied."""
-    if isinstance(value, dict):
-        vid = id(value)
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            new = edits.get((vid, k), _MISSING)
-            out[renames.get((vid, k), k) if renames else k] = _copy(v, edits, renames) if new is _MISSING else new
-        return out
-    if isinstance(value, list):
-        vid = id(value)
-        result = []
-        for i, v in enumerate(value):
-            new = edits.get((vid, i), _MISSING)
-            result.append(_copy(v, edits, renames) if new is _MISSING else new)
-        return result
-    return value
+    """A deep copy of a JSON value with the recorded edits (keyed by id of the original container) applied.
+
+    Strings and numbers are immutable and shared, as ``copy.deepcopy`` does; only the containers that
+    hold an edit take the slow path.
+    """
+    touched = {cid for cid, _ in edits} | {cid for cid, _ in renames}
+
+    def copy(v: Any) -> Any:
+        if isinstance(v, dict):
+            vid = id(v)
+            if vid in touched:
+                out: dict[Any, Any] = {}
+                for k, x in v.items():
+                    new = edits.get((vid, k), _MISSING)
+                    out[renames.get((vid, k), k)] = copy(x) if new is _MISSING else new
+                return out
+            return {k: copy(x) if isinstance(x, _CONTAINERS) else x for k, x in v.items()}
+        if isinstance(v, list):
+            vid = id(v)
+            if vid in touched:
+                items = []
+                for i, x in enumerate(v):
+                    new = edits.get((vid, i), _MISSING)
+                    items.append(copy(x) if new is _MISSING else new)
+                return items
+            return [copy(x) if isinstance(x, _CONTAINERS) else x for x in v]
+        return v
+
+    return copy(value)
+
+
+_CONTAINERS = (dict, list)

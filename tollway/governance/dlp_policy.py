@@ -13,9 +13,11 @@ config embeds it as ``dlp: DlpConfig = DlpConfig()``::
           kinds: {aws_access_key: block, email: allow}  # ...or per detector kind (wins over category)
         groups:                # per-group overrides by group name, merged over the default
           contractors: {actions: {pii: block}}
-      custom:                  # named regexes, category "custom"
-        - {name: employee_id, pattern: "EMP-[0-9]{6}", action: block}
+      custom:                  # named regexes (Python re syntax), category "custom"
+        - {name: employee_id, pattern: "EMP-[0-9]{6}", action: block}   # also: ignore_case: true
       phone_regions: [US]      # national phone formats to recognise (+-prefixed numbers always are)
+
+``enabled: false`` turns scanning off (every request passes unchanged, with no findings).
 
 How an action is chosen for a finding of kind K in category C, for a request whose policy is P
 (``default``, or the first of the caller's groups that has an entry under ``groups``):
@@ -23,7 +25,8 @@ How an action is chosen for a finding of kind K in category C, for a request who
 1. ``P.kinds`` is the default's ``kinds`` with the group's ``kinds`` merged over it, key by key;
    ``P.actions`` likewise for ``actions``.
 2. ``P.kinds[K]`` if set, else ``P.actions[C]`` if set, else the built-in action of C:
-   secrets → redact, pii → log, custom → redact, binary → the top-level ``binary`` setting.
+   secrets → redact, pii → log, custom → redact, binary → the top-level ``binary`` setting
+   (so ``binary`` may also be named in ``kinds`` or ``actions``, e.g. to block images for a group).
    A custom pattern's own ``action`` counts as an entry in ``policies.default.kinds``.
 
 Because kinds win over categories after merging, a group's ``actions: {pii: block}`` does not
