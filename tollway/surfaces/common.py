@@ -4,7 +4,6 @@ responses in the envelope, and the SSE relay with keep-alive pings."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -121,21 +120,21 @@ async def relay(reply: UpstreamReply, ping_interval: float, rename_to: str | Non
     """
     read = reply.read
     tap = reply.tap if reply.tap is not None else StreamTap()
-    pending: asyncio.Future[bytes] | None = None
     head = b""
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(read())
-            done, _ = await asyncio.wait((pending,), timeout=ping_interval)
-            if not done:
+            # A timeout scope per chunk is a timer, not a task: cheap enough for every event.
+            # Cancelling a pending read is safe (no buffered byte is consumed by it).
+            scope = asyncio.timeout(ping_interval)
+            try:
+                async with scope:
+                    chunk = await read()
+            except TimeoutError:
+                if not scope.expired():
+                    raise UpstreamFailure(504, "timeout_error", "the upstream stream stalled") from None
                 if tap.at_boundary:
                     yield PING
                 continue
-            try:
-                chunk = pending.result()
-            finally:
-                pending = None
             if rename_to is not None:
                 # Hold bytes back only until the first event is complete, then rename it once.
                 head += chunk
@@ -150,9 +149,78 @@ async def relay(reply: UpstreamReply, ping_interval: float, rename_to: str | Non
         tap.error = exc.error_type
         yield (b"" if tap.at_boundary else b"\n\n") + anthropic_error_event(exc.error_type, exc.message)
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
         reply.close()
         await reply.aclose()
+
+
+# -- The OpenAI dialect (DECISIONS.md 14): `/v1/chat/completions` and `/v1/responses` -------------
+
+# (type, code) of the OpenAI envelope for each status the gateway itself answers. openai-python
+# picks its exception class by status alone (401 AuthenticationError, 403 PermissionDeniedError,
+# 404 NotFoundError, 429 RateLimitError, ≥500 InternalServerError…), so the type string is for
+# people and logs: ours follows DECISIONS.md 5/6 (authentication_error, permission_error), the
+# codes are the ones OpenAI sends (invalid_api_key, model_not_found, rate_limit_exceeded,
+# insufficient_quota) or Kindo documents (invalid_body, model_access_denied).
+OPENAI_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "model_access_denied"),
+    404: ("invalid_request_error", "model_not_found"),
+    405: ("invalid_request_error", None),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    500: ("server_error", "internal_error"),
+    502: ("server_error", "upstream_error"),
+    503: ("server_error", "overloaded"),
+    504: ("server_error", "timeout"),
+    529: ("server_error", "overloaded"),
+}
+
+
+def openai_error_type(status: int) -> tuple[str, str | None]:
+    """(type, default code) for a status in the OpenAI envelope."""
+    found = OPENAI_ERRORS.get(status)
+    if found is not None:
+        return found
+    return ("server_error", None) if status >= 500 else ("invalid_request_error", None)
+
+
+def openai_headers(request_id: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """`request-id` and `x-request-id` (openai-python reads the latter into `.request_id`)."""
+    return {**(headers or {}), "request-id": request_id, "x-request-id": request_id}
+
+
+def openai_error_response(
+    status: int, message: str, request_id: str, *, error_type: str | None = None, code: str | None = None,
+    param: str | None = None, headers: dict[str, str] | None = None,
+) -> Response:
+    """`{"error": {"message", "type", "code", "param"}}` with the error headers of `error_headers`
+    plus `x-request-id`. Without `error_type`, the type and code come from `OPENAI_ERRORS`."""
+    if error_type is None:
+        error_type, default_code = openai_error_type(status)
+        code = code if code is not None else default_code
+    body = orjson.dumps({"error": {"message": message, "type": error_type, "code": code, "param": param}})
+    return Response(body, status, headers=openai_headers(request_id, error_headers(status, request_id, headers)),
+                    media_type=JSON)
+
+
+def openai_refusal(exc: Exception, request_id: str, call: Call | None = None) -> Response:
+    """Render a refusal raised on the way in (ours, the body's, or the upstream's) in the OpenAI
+    envelope. A refused budget (429 with `x-should-retry: false`) has code `insufficient_quota`,
+    as OpenAI's own exhausted quota does."""
+    from tollway.wire.openai_schema import ChatInvalid  # the OpenAI dialect's own validation error
+
+    timing = {"server-timing": call.timing()} if call is not None else {}
+    if isinstance(exc, ChatInvalid):
+        return openai_error_response(400, exc.message, request_id, code="invalid_body", param=exc.param,
+                                     headers=timing)
+    if isinstance(exc, RequestInvalid):
+        return openai_error_response(400, str(exc), request_id, code="invalid_body", headers=timing)
+    if isinstance(exc, GatewayError):
+        code = "insufficient_quota" if exc.status == 429 and exc.headers.get("x-should-retry") == "false" else None
+        param = "model" if exc.status in (403, 404) else None
+        return openai_error_response(exc.status, exc.message, request_id, code=code, param=param,
+                                     headers={**exc.headers, **timing})
+    if isinstance(exc, UpstreamFailure):
+        return openai_error_response(exc.status, exc.message, request_id, headers=timing)
+    raise exc
