@@ -30,18 +30,25 @@ from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
 from tollway.store.writebehind import WriteBehind
-from tollway.surfaces import messages, models, probes
-from tollway.surfaces.common import error_response, new_request_id
+from tollway.surfaces import chat_completions, messages, models, probes
+from tollway.surfaces.common import error_response, new_request_id, openai_error_response
 from tollway.surfaces.state import Gateway
 from tollway.upstream.router import Router
 
 log = logging.getLogger("tollway")
 
 
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/conversations")
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Unknown routes and wrong methods answer in the envelope, never as HTML or plain text."""
+    """Unknown routes and wrong methods answer in the route's envelope, never as HTML or text."""
     assert isinstance(exc, HTTPException)
     request_id = new_request_id()
+    if request.url.path.startswith(OPENAI_PATHS):
+        message = (f"method {request.method} is not allowed on {request.url.path}" if exc.status_code == 405
+                   else f"no route for {request.method} {request.url.path}")
+        return openai_error_response(exc.status_code, message, request_id, headers=dict(exc.headers or {}))
     if exc.status_code == 404:
         return error_response(404, f"no route for {request.method} {request.url.path}", request_id)
     if exc.status_code == 405:
@@ -110,6 +117,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/v1/messages", messages.create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        Route("/v1/chat/completions", chat_completions.create_chat_completion, methods=["POST"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
         Route("/", probes.root, methods=["GET", "HEAD"]),

@@ -39,6 +39,7 @@ from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamReques
 from tollway.upstream.router import Deployment, Route, Router
 from tollway.wire.errors import anthropic_type_for
 from tollway.wire.messages_schema import RequestInvalid
+from tollway.wire.openai_schema import ChatInvalid
 from tollway.wire.sse import StreamTap, Usage
 from tollway.wire.tokens import count_input_tokens
 
@@ -105,7 +106,7 @@ class Call:
 def _status_type(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, GatewayError):
         return exc.status, exc.error_type or anthropic_type_for(exc.status)
-    if isinstance(exc, RequestInvalid):
+    if isinstance(exc, RequestInvalid | ChatInvalid):
         return 400, "invalid_request_error"
     if isinstance(exc, UpstreamFailure):
         return exc.status, exc.error_type
