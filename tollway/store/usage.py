@@ -39,6 +39,8 @@ def _statements(dialect: str) -> tuple[Any, Any]:
 
 def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
     row = {c.name: record.get(c.name) for c in usage.columns}
+    # Records written before a column existed (replayed from a spill file) take its default.
+    row["attempts"] = row["attempts"] or 1
     ts = row["ts"]
     row["ts"] = datetime.fromtimestamp(ts, UTC) if isinstance(ts, int | float) else ts
     return row
