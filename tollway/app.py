@@ -30,7 +30,7 @@ from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
 from tollway.store.writebehind import WriteBehind
-from tollway.surfaces import chat_completions, messages, models, probes
+from tollway.surfaces import chat_completions, messages, models, probes, responses
 from tollway.surfaces.common import error_response, new_request_id, openai_error_response
 from tollway.surfaces.state import Gateway
 from tollway.upstream.router import Router
@@ -118,6 +118,16 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/messages", messages.create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions.create_chat_completion, methods=["POST"]),
+        Route("/v1/responses", responses.create_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
+        Route("/v1/conversations", responses.create_conversation, methods=["POST"]),
+        Route("/v1/conversations/{conversation_id}", responses.get_conversation, methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}", responses.delete_conversation, methods=["DELETE"]),
+        Route("/v1/conversations/{conversation_id}/items", responses.list_conversation_items, methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}/items/{item_id}", responses.get_conversation_item,
+              methods=["GET"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
         Route("/", probes.root, methods=["GET", "HEAD"]),

@@ -787,3 +787,28 @@ def audit_prune(
     records, payloads = _run(_settings(config), lambda db: audit_store.prune(
         db, records_before=records_before, payloads_before=payloads_before))
     console.print(f"Pruned {records} audit record(s) and {payloads} payload(s).", highlight=False)
+
+
+# -- conversations (/v1/responses state) ---------------------------------------------------
+
+conversations_app = typer.Typer(help="Stored /v1/responses state: responses and conversations.", no_args_is_help=True)
+app.add_typer(conversations_app, name="conversations")
+
+
+@conversations_app.command("prune")
+def conversations_prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Delete responses created, and conversations last "
+                                            "added to, before this (a span such as 30d, or an ISO date).")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Apply retention to stored responses and conversations (with their items)."""
+    from tollway.store.conversations import prune
+
+    before = _when(older_than, "--older-than")
+    assert before is not None
+    removed, conversations = _run(_settings(config), lambda db: prune(db, before))
+    if as_json:
+        typer.echo(json.dumps({"responses": removed, "conversations": conversations}))
+    else:
+        console.print(f"Pruned {removed} response(s) and {conversations} conversation(s).", highlight=False)

@@ -205,6 +205,40 @@ class ServerConfig(_Strict):
     shutdown_grace: float = Field(30.0, ge=0, description="seconds in-flight requests and streams get on SIGTERM")
 
 
+class ResponsesGroupConfig(_Strict):
+    """One group's overrides for `/v1/responses`; unset fields fall back to the global ones."""
+
+    store_default: bool | None = Field(None, description="`store` when a request leaves it out")
+    system_prompt: str | None = Field(None, description="the prompt `tollway.system_prompt: default` picks")
+
+
+class ResponsesConfig(_Strict):
+    """`/v1/responses`: stored state and curated system prompts (DECISIONS.md 15, 16).
+
+    `store_default` is what `store` means when a request leaves it out (OpenAI's default, true);
+    `system_prompts` are named prompts a request opts into with `{"tollway": {"system_prompt":
+    <name> | "default" | "off"}}`; `default_system_prompt` is what "default" picks when the
+    caller's group names none. `groups` is keyed by group name.
+    """
+
+    store_default: bool = True
+    system_prompts: dict[str, str] = Field(default_factory=dict)
+    default_system_prompt: str | None = None
+    groups: dict[str, ResponsesGroupConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _prompts_exist(self) -> ResponsesConfig:
+        for name in self.system_prompts:
+            if name in ("default", "off"):
+                raise ValueError(f"system_prompts: {name!r} is reserved (it is a choice a request makes)")
+        refs: list[tuple[str, str | None]] = [("default_system_prompt", self.default_system_prompt)] + [
+            (f"groups.{g}.system_prompt", c.system_prompt) for g, c in self.groups.items()]
+        for where, ref in refs:
+            if ref is not None and ref not in self.system_prompts:
+                raise ValueError(f"{where}: {ref!r} is not one of system_prompts")
+        return self
+
+
 def _default_models() -> list[ModelConfig]:
     return [ModelConfig(id="tollway-mock", display_name="Tollway mock", upstream=UpstreamConfig(provider="mock"))]
 
@@ -218,6 +252,7 @@ class Settings(_Strict):
     retries: RetryConfig = RetryConfig()
     dlp: DlpConfig = DlpConfig()
     audit: AuditConfig = AuditConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)

@@ -345,7 +345,7 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     @api.get("/audit", response_model=AuditPage, tags=["audit"])
     async def audit_records(
         limit: Limit = 50,
-        after: Annotated[int | None, Query(ge=1, description="cursor: the last id seen")] = None,
+        after: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="cursor: the last id seen")] = None,
         actor: After = None, model: After = None, status: Annotated[int | None, Query(ge=100, le=599)] = None,
         since: datetime | None = None, until: datetime | None = None, dlp: bool | None = None,
         kind: Annotated[str | None, Query(pattern="^(request|change)$")] = None, request_id: After = None,

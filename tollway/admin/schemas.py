@@ -153,7 +153,7 @@ class LimitsIn(_In):
     """A scope's own limits; they replace the config defaults for it. Omitted = unlimited."""
 
     rpm: int | None = Field(None, ge=1, le=10_000_000)
-    tpm: int | None = Field(None, ge=1, le=10_000_000_000)
+    tpm: int | None = Field(None, ge=1, le=2_000_000_000)  # an INTEGER column on PostgreSQL
     concurrent: int | None = Field(None, ge=1, le=1_000_000)
     budget_usd: float | None = Field(None, ge=0, le=1e9)
     budget_period: Literal["day", "month"] = "month"

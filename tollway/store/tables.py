@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -185,4 +186,49 @@ audit_payloads = Table(
     Column("ts", DateTime(timezone=True), nullable=False, index=True),
     Column("request_body", Text, nullable=False),
     Column("response_body", Text, nullable=True),
+)
+
+# `/v1/responses` state (migration 0006). Every row belongs to the key's owner — a user (personal
+# keys) or a group (service keys) — and records the key that made it. JSON is kept as the text
+# orjson wrote, so what a client reads back is byte for byte what was stored.
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner_kind", String(8), nullable=False),
+    Column("owner_id", String(40), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model", String(200), nullable=False),
+    Column("previous_response_id", String(64), nullable=True),
+    Column("conversation_id", String(64), nullable=True),
+    Column("body", Text, nullable=False),  # the Response object as last sent to the client
+    Column("input_items", Text, nullable=False),  # this request's own input, normalised, with ids
+    Column("output_items", Text, nullable=False),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner_kind", String(8), nullable=False),
+    Column("owner_id", String(40), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Last time items were added: retention counts from here, so a conversation in use is kept.
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("metadata", Text, nullable=False),
+    # Items so far; bumped first in every append, which also takes the row's write lock.
+    Column("item_count", Integer, nullable=False, server_default="0"),
+)
+
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column("conversation_id", String(64), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("item_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("item", Text, nullable=False),
+    Index("ix_conversation_items_item", "conversation_id", "item_id"),
 )
