@@ -326,6 +326,8 @@ class Limiter:
     def __init__(self, config: LimitsConfig, backend: Backend) -> None:
         self.config = config
         self.backend = backend
+        self._unlimited_defaults = frozenset(
+            s for s in SCOPES if LimitRule.from_defaults(s, "", "", getattr(config.defaults, s)).empty)
 
     def rules(self, overrides: dict[tuple[str, str], LimitRule], scopes: list[tuple[str, str, str]]) -> list[LimitRule]:
         """The rules for (scope, id, name) triples: a stored row wins over the config default."""
@@ -333,6 +335,8 @@ class Limiter:
         for scope, scope_id, name in scopes:
             rule = overrides.get((scope, scope_id))
             if rule is None:
+                if scope in self._unlimited_defaults:
+                    continue  # the common case: no default for this scope, nothing to build
                 rule = LimitRule.from_defaults(scope, scope_id, name, getattr(self.config.defaults, scope))
             if not rule.empty:
                 out.append(rule)

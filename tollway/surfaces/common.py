@@ -4,6 +4,7 @@ responses in the envelope, and the SSE relay with keep-alive pings."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -24,8 +25,13 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 DEFAULT_RETRY_AFTER = "2"
 
 
+_ID_PREFIX = "req_" + os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    """Unique without a syscall per request: a random per-process prefix and a counter."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def header_map(request: Request) -> dict[str, str]:

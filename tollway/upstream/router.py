@@ -70,6 +70,9 @@ class Route:
 
     def pick(self, tried: set[str], now: float) -> Deployment | None:
         """A deployment by weight, preferring ones not yet tried in this request, skipping open breakers."""
+        if len(self.deployments) == 1 and not tried:
+            only = self.deployments[0]
+            return only if only.breaker.opened_at is None or only.breaker.allow(now) else None
         fresh = [d for d in self.deployments if d.name not in tried]
         for pool in (fresh, self.deployments):
             ready = [d for d in pool if not d.breaker.open or d.breaker.allow(now)]
