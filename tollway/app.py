@@ -24,6 +24,7 @@ from tollway.governance.dlp import DlpEngine
 from tollway.governance.identity import KeyCache
 from tollway.governance.limits import Limiter, MemoryBackend, RedisBackend
 from tollway.governance.metering import Meter
+from tollway.hosted.registry import Registry
 from tollway.observability import Metrics
 from tollway.pipeline import Pipeline
 from tollway.store.audit import write_batch as write_audit
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
                         settings.server.access_log, frozenset(settings.audit.payload_groups),
                         settings.audit.payload_max_bytes)
     gateway = Gateway(settings, pipeline)
+    hosted = Registry(settings.hosted_tools)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
         await router.start()
         await usage_writer.start()
         await audit_writer.start()
+        await hosted.start()  # a server that fails is logged and skipped
         # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
         # reach, or every full collection rescans it (measured: ~100 ms pauses under load).
         gc.collect()
@@ -107,6 +110,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             gateway.ready = False
+            await hosted.close()
             await router.close()
             await usage_writer.stop()
             await audit_writer.stop()
@@ -144,6 +148,7 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={HTTPException: _http_error, Exception: _crash},
     )
     app.state.gateway = gateway
+    app.state.hosted = hosted
     return app
 
 

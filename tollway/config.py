@@ -239,6 +239,53 @@ class ResponsesConfig(_Strict):
         return self
 
 
+class WebFetchConfig(_Strict):
+    """The built-in `tollway_web_fetch`: GET a page whose host is on `allow_hosts` (exact names or
+    fnmatch globs such as `*.example.com`; the port is not part of the match). With no hosts the
+    tool is not offered."""
+
+    allow_hosts: list[str] = Field(default_factory=list)
+    max_bytes: int = Field(200_000, ge=1, le=10 * 1024 * 1024, description="the page text is cut to this size")
+
+
+class McpServerConfig(_Strict):
+    """One MCP server whose tools are offered as `tollway_<name>_<tool>`: `command` (argv, spawned
+    over stdio, with `env` added to its environment) or `url` (streamable HTTP)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9-]{1,40}$")
+    command: list[str] | None = Field(None, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
+        if self.url is not None and (self.env or self.cwd):
+            raise ValueError("env and cwd apply only to a command (stdio) server")
+        return self
+
+
+class HostedToolsConfig(_Strict):
+    """Tools Tollway runs itself for `/v1/responses` (README "Hosted tools")."""
+
+    max_iterations: int = Field(8, ge=1, le=64, description="model calls per request, hosted turns included")
+    timeout_s: float = Field(20.0, gt=0, description="seconds one hosted tool call may take")
+    connect_timeout_s: float = Field(30.0, gt=0, description="seconds an MCP server gets to start and list its tools")
+    web_fetch: WebFetchConfig = WebFetchConfig()
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_names(cls, servers: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [s.name for s in servers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"MCP server name {name!r} appears twice")
+        return servers
+
+
 def _default_models() -> list[ModelConfig]:
     return [ModelConfig(id="tollway-mock", display_name="Tollway mock", upstream=UpstreamConfig(provider="mock"))]
 
@@ -253,6 +300,7 @@ class Settings(_Strict):
     dlp: DlpConfig = DlpConfig()
     audit: AuditConfig = AuditConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    hosted_tools: HostedToolsConfig = HostedToolsConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)

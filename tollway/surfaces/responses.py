@@ -37,7 +37,13 @@ and are audited through the pipeline too, and never go upstream. Decisions:
   `web_search` / `web_search_preview` are OpenAI-hosted tools this gateway does not run yet:
   they are left out of what the model sees (it answers without searching) instead of failing
   the whole request. Any other non-function type is a 400 `unsupported_tool_type` (the
-  translator's rule). Hosted tools of our own will come in through the same `extra_tools` seam.
+  translator's rule), except `tollway_*`.
+* **Hosted tools** (README "Hosted tools"): `tollway_tools` / `tollway_<name>` types come in
+  through the translator's `extra_tools` seam and are expanded here from the registry
+  (`tollway.hosted`), checked against the key's grants (`tool:<name>`, 403
+  `tool_access_denied`). `_hosted_loop` runs the model's hosted calls and calls the model
+  again, each time a full pipeline call with request id `<id>-h<n>`; the calls appear as
+  `mcp_call` output items and are left out of stored state. Not with `stream: true` (400).
 * **Streams**: named events, each `data` carrying `type` and a rising `sequence_number`; they
   end with `response.completed`, `response.incomplete` or `response.failed` (after an `error`
   event), with no `[DONE]`. During upstream silence a `: ping` comment goes out.
@@ -46,10 +52,12 @@ and are audited through the pipeline too, and never go upstream. Decisions:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 import orjson
@@ -58,6 +66,8 @@ from starlette.responses import Response, StreamingResponse
 
 from tollway.config import ResponsesConfig
 from tollway.governance.identity import Principal
+from tollway.hosted.registry import PREFIX as HOSTED_PREFIX
+from tollway.hosted.registry import Registry
 from tollway.pipeline import Call, GatewayError
 from tollway.store.conversations import InvalidCursor, Owner, StateStore, new_response_id, page_of
 from tollway.surfaces.common import (
@@ -79,7 +89,9 @@ from tollway.wire.anthropic_to_responses import (
     MessagesStreamToResponses,
     frame,
     message_to_response,
+    response_output_items,
     response_skeleton,
+    response_usage,
 )
 from tollway.wire.messages_schema import RequestInvalid
 from tollway.wire.responses_to_anthropic import (
@@ -98,10 +110,28 @@ EXTENSION_KEYS = ("system_prompt",)
 OMITTED_TOOL_TYPES = ("web_search", "web_search_preview")
 # Tool types this surface handles itself; the translator skips them (its `extra_tools` seam).
 EXTRA_TOOL_TYPES = ("namespace", *OMITTED_TOOL_TYPES)
+HOSTED_ALL = "tollway_tools"  # every hosted tool the key may use (README "Hosted tools")
+HOSTED_ITEM = "mcp_call"  # the output item a hosted call appears as (module doc)
 MAX_METADATA = 16
 MAX_CONVERSATION_ITEMS = 20
 _UPSTREAM_CODES = {429: "rate_limit_exceeded", 500: "upstream_error", 502: "upstream_error", 503: "overloaded",
                    504: "timeout", 529: "overloaded"}
+
+
+class _WithHosted(Collection[str]):
+    """EXTRA_TOOL_TYPES plus every `tollway_*` type: the hosted tools this surface expands."""
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in EXTRA_TOOL_TYPES or (isinstance(kind, str) and kind.startswith(HOSTED_PREFIX))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(EXTRA_TOOL_TYPES)
+
+    def __len__(self) -> int:
+        return len(EXTRA_TOOL_TYPES)
+
+
+WITH_HOSTED = _WithHosted()
 
 
 class Refused(Exception):
@@ -335,6 +365,7 @@ class Turn:
     canonical: dict[str, Any] = field(default_factory=dict)
     input_items: list[dict[str, Any]] = field(default_factory=list)
     namespaces: dict[str, str] = field(default_factory=dict)
+    hosted: frozenset[str] = frozenset()
 
     def skeleton(self, model: str) -> dict[str, Any]:
         return response_skeleton(response_id=self.response_id, model=model, created_at=self.created_at,
@@ -342,7 +373,7 @@ class Turn:
                                  conversation_id=self.conversation_id, store=self.store)
 
 
-async def _plan(gw: Gateway, principal: Principal, body: Any) -> Turn:
+async def _plan(gw: Gateway, principal: Principal, body: Any, registry: Registry | None = None) -> Turn:
     """Check the request, load the history it continues, translate it (module doc)."""
     if not isinstance(body, dict):
         raise ResponsesInvalid("The request body must be a JSON object.", None)
@@ -375,10 +406,22 @@ async def _plan(gw: Gateway, principal: Principal, body: Any) -> Turn:
         if history is None:
             raise Refused(404, f"Conversation with id '{conversation[:100]}' not found.", "conversation_not_found",
                           "conversation")
-    canonical = responses_request_to_messages(body, history, prefix_system=prompt, extra_tools=EXTRA_TOOL_TYPES)
+    canonical = responses_request_to_messages(body, history, prefix_system=prompt, extra_tools=WITH_HOSTED)
     extra, turn.namespaces = namespace_tools(body.get("tools"))
     if extra:
         canonical["tools"] = [*canonical.get("tools", ()), *extra]
+    hosted = hosted_tools(body.get("tools"), registry, principal)
+    if hosted:
+        if turn.stream:
+            raise ResponsesInvalid("Hosted tools (tollway_*) cannot be combined with 'stream: true' on this gateway "
+                                   "yet; send the request without streaming.", "stream", "unsupported_parameter")
+        taken = {t.get("name") for t in canonical.get("tools", ())}
+        for tool in hosted:
+            if tool.name in taken:
+                raise ResponsesInvalid(f"Invalid 'tools': the function name '{tool.name}' is the name of a hosted "
+                                       "tool this request also asks for.", "tools")
+        canonical["tools"] = [*canonical.get("tools", ()), *(t.definition() for t in hosted)]
+        turn.hosted = frozenset(t.name for t in hosted)
     if not canonical.get("tools"):
         canonical.pop("tool_choice", None)  # only omitted tools were asked for
     turn.canonical = canonical
@@ -438,6 +481,139 @@ async def _render(gw: Gateway, reply: UpstreamReply, turn: Turn, request_id: str
     return _json(response, request_id, reply.status, reply.headers)
 
 
+# -- hosted tools (README "Hosted tools") ----------------------------------------------------------
+
+
+def hosted_allowed(principal: Principal, name: str) -> bool:
+    """A key may use hosted tool NAME when a grant of its groups matches `tool:<name>` and, if the
+    key narrows its models, one of the key's patterns matches it too: the rule models follow."""
+    target = f"tool:{name}"
+
+    def matches(patterns: tuple[str, ...]) -> bool:
+        return any(p == target or fnmatchcase(target, p) for p in patterns)
+
+    return matches(principal.grants) and (principal.key_models is None or matches(principal.key_models))
+
+
+def hosted_tools(tools: Any, registry: Registry | None, principal: Principal) -> list[Any]:
+    """The hosted tools a request's `tollway_*` tool types ask for: `tollway_tools` is every one
+    the key may use; a named one must exist (else 400 `unsupported_tool_type`) and be allowed
+    (else 403 `tool_access_denied`)."""
+    if not isinstance(tools, list):
+        return []
+    available = registry.tools if registry is not None else {}
+    chosen: dict[str, Any] = {}
+    for i, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if not isinstance(kind, str) or not kind.startswith(HOSTED_PREFIX):
+            continue
+        if kind == HOSTED_ALL:
+            for name, hosted in available.items():
+                if hosted_allowed(principal, name):
+                    chosen.setdefault(name, hosted)
+            continue
+        found = available.get(kind)
+        if found is None:
+            known = ", ".join(f"'{n}'" for n in (HOSTED_ALL, *sorted(available)))
+            raise ResponsesInvalid(f"Tool type '{kind[:100]}' is not a hosted tool of this gateway. Hosted tool "
+                                   f"types: {known}.", f"tools[{i}].type", "unsupported_tool_type")
+        if not hosted_allowed(principal, kind):
+            raise Refused(403, f"this API key is not allowed to use the hosted tool {kind}", "tool_access_denied",
+                          f"tools[{i}].type")
+        chosen[kind] = found
+    return list(chosen.values())
+
+
+def _hosted_items(message: dict[str, Any], base: str, hosted: dict[str, str],
+                  outcomes: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Output items of one model message, its hosted calls as `mcp_call` items (module doc).
+
+    HOSTED maps hosted tool name → server label; OUTCOMES maps tool_use id → Outcome; a hosted
+    call without one was not run (`incomplete`)."""
+    items = response_output_items(message, response_id=base)
+    uses = {b.get("id"): b for b in message.get("content") or () if isinstance(b, dict) and b.get("type") == "tool_use"}
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if item.get("type") != "function_call" or item.get("name") not in hosted:
+            out.append(item)
+            continue
+        use = uses.get(item.get("call_id"), {})
+        outcome = (outcomes or {}).get(str(use.get("id")))
+        out.append({
+            "id": "mcp_" + str(item["id"]).split("_", 1)[-1], "type": HOSTED_ITEM, "server_label": hosted[item["name"]],
+            "name": item["name"], "arguments": item["arguments"],
+            "output": None if outcome is None or outcome.is_error else outcome.text,
+            "error": outcome.text if outcome is not None and outcome.is_error else None,
+            "status": "incomplete" if outcome is None else ("failed" if outcome.is_error else "completed"),
+        })
+    return out
+
+
+def _add_usage(total: dict[str, int], usage: Any) -> None:
+    if isinstance(usage, dict):
+        for key, value in usage.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+
+
+async def _hosted_loop(gw: Gateway, registry: Registry, call: Call, turn: Turn, reply: UpstreamReply,
+                       request_id: str) -> Response:
+    """Run the model's hosted calls and call it again, until it answers, calls a client function,
+    or `hosted_tools.max_iterations` model calls were made (module doc). Each model call is a
+    full pipeline call (limits, DLP over the tool results, metering, audit) with its own request
+    id: the client's for the first, `<id>-h<n>` for the n-th."""
+    principal = call.principal
+    requested = call.requested_model
+    model = requested or str(turn.request["model"])
+    limit = gw.settings.hosted_tools.max_iterations
+    servers = {name: registry.tools[name].server for name in turn.hosted}
+    items: list[dict[str, Any]] = []
+    usage: dict[str, int] = {}
+    iteration = 1
+    while True:
+        if reply.status >= 400:
+            return _upstream_error(reply, request_id)
+        try:
+            message = orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "message":
+            return openai_error_response(502, "the upstream answered with something that is not a message",
+                                         request_id, headers=reply.headers)
+        _add_usage(usage, message.get("usage"))
+        uses = [b for b in message.get("content") or () if isinstance(b, dict) and b.get("type") == "tool_use"]
+        hosted = [u for u in uses if u.get("name") in turn.hosted]
+        if not hosted or len(hosted) != len(uses) or iteration >= limit:
+            break  # an answer, a client function call (the client's turn), or the cap
+        outcomes = await asyncio.gather(*(registry.run(str(u["name"]), u.get("input")) for u in hosted))
+        by_id = {str(u["id"]): o for u, o in zip(hosted, outcomes, strict=True)}
+        items.extend(_hosted_items(message, f"{turn.response_id}/h{iteration}", servers, by_id))
+        results = [{"type": "tool_result", "tool_use_id": str(u["id"]), "content": o.text or "(no output)",
+                    **({"is_error": True} if o.is_error else {})} for u, o in zip(hosted, outcomes, strict=True)]
+        body = {**call.body, "model": requested,
+                "messages": [*call.body["messages"], {"role": "assistant", "content": message["content"]},
+                             {"role": "user", "content": results}]}
+        iteration += 1
+        call = gw.pipeline.begin(f"{request_id}-h{iteration}", "responses", call.headers, call.client)
+        call.principal, call.body, call.stream = principal, body, False
+        reply = await gw.pipeline.messages(call)
+    response = message_to_response(
+        message, response_id=turn.response_id, model=model, created_at=turn.created_at, request=turn.request,
+        previous_response_id=turn.previous_response_id, conversation_id=turn.conversation_id, store=turn.store,
+        completed_at=int(time.time()),
+    )
+    capped = bool(hosted) and len(hosted) == len(uses)
+    response["output"] = [*items, *_hosted_items(message, turn.response_id, servers, None)]
+    response["usage"] = response_usage(usage)
+    if capped:
+        response["status"], response["completed_at"] = "incomplete", None
+        response["incomplete_details"] = {"reason": "max_hosted_iterations"}
+    tag_namespaces(response, turn.namespaces)
+    # Stored state keeps what a later turn can replay: the hosted calls are not part of it.
+    await _record(gw, turn, {**response, "output": [i for i in response["output"] if i["type"] != HOSTED_ITEM]})
+    return _json(response, request_id, reply.status, reply.headers)
+
+
 async def _events(gw: Gateway, reply: UpstreamReply, turn: Turn, model: str) -> AsyncIterator[bytes]:
     """The canonical event stream as Responses events. `relay` does the relaying proper (pings
     during silence, upstream failures as an `error` event, the metering tap, closing the reply);
@@ -485,10 +661,13 @@ async def create_response(request: Request) -> Response:
     try:
         principal = await gw.pipeline.admit(call)
         raw = await read_body(request, gw.settings.server.max_body_bytes)
-        turn = await _plan(gw, principal, parse_json(raw))
+        registry: Registry | None = getattr(request.app.state, "hosted", None)
+        turn = await _plan(gw, principal, parse_json(raw), registry)
         call.body, call.raw, call.query = turn.canonical, None, ""
         call.stream = turn.stream
         reply = await gw.pipeline.messages(call)
+        if turn.hosted and registry is not None and not reply.streaming:
+            return await _hosted_loop(gw, registry, call, turn, reply, request_id)
     except _REFUSALS as exc:
         await _account(gw, call, exc)
         return _render_refusal(exc, request_id, call)

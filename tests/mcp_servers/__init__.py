@@ -1,0 +1,1 @@
+"""MCP servers the hosted-tools tests connect to, written with the `mcp` SDK (MCPServer, v1's FastMCP)."""

@@ -1,0 +1,117 @@
+"""The hosted tools of this process: started with the app, stopped with it.
+
+Each tool is an Anthropic tool definition (`name`, `description`, `input_schema`) plus a runner.
+`Registry.run` never raises: a failure, a timeout or an unknown tool comes back as an `Outcome`
+with `is_error`, which the surface hands to the model as an `is_error` tool result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from tollway.config import HostedToolsConfig
+
+log = logging.getLogger("tollway.hosted")
+PREFIX = "tollway_"
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
+MAX_NAME = 128  # Anthropic's tool-name limit
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    text: str
+    is_error: bool = False
+
+
+Runner = Callable[[dict[str, Any]], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class HostedTool:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    server: str  # the MCP server's name, or "tollway" for built-ins
+    runner: Runner
+
+    def definition(self) -> dict[str, Any]:
+        """The Anthropic tool the model sees."""
+        return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+
+
+def tool_name(server: str, tool: str) -> str:
+    """`tollway_<server>_<tool>`, with characters a tool name may not hold replaced by `_`."""
+    return _NOT_NAME.sub("_", f"{PREFIX}{server}_{tool}")[:MAX_NAME]
+
+
+class Registry:
+    def __init__(self, cfg: HostedToolsConfig) -> None:
+        self.cfg = cfg
+        self.tools: dict[str, HostedTool] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._servers: list[Any] = []
+
+    async def start(self) -> None:
+        """Connect to every MCP server (concurrently); one that fails is logged and skipped."""
+        from tollway.hosted.mcp_tools import McpServer
+        from tollway.hosted.web_fetch import WebFetch
+
+        if self.cfg.web_fetch.allow_hosts:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+            self._add(WebFetch(self.cfg.web_fetch, self._http).tool())
+        servers = [McpServer(s, self.cfg.timeout_s, self.cfg.connect_timeout_s) for s in self.cfg.mcp_servers]
+        results = await asyncio.gather(*(s.start() for s in servers), return_exceptions=True)
+        for server, result in zip(servers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("MCP server %r did not start; its tools are not offered: %s", server.name,
+                          _describe(result))
+                await server.stop()
+                continue
+            self._servers.append(server)
+            for tool in result:
+                self._add(tool)
+        if self.tools:
+            log.info("hosted tools: %s", ", ".join(sorted(self.tools)))
+
+    def _add(self, tool: HostedTool) -> None:
+        if tool.name in self.tools:
+            log.error("hosted tool %s is offered twice; keeping the first", tool.name)
+            return
+        self.tools[tool.name] = tool
+
+    async def close(self) -> None:
+        for server in self._servers:
+            await server.stop()
+        self._servers.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def run(self, name: str, arguments: Any) -> Outcome:
+        """Run one hosted tool within `timeout_s`; every failure is an error outcome, never a raise."""
+        tool = self.tools.get(name)
+        if tool is None:
+            return Outcome(f"unknown hosted tool {name}", True)
+        if not isinstance(arguments, dict):
+            return Outcome("the tool input must be a JSON object", True)
+        try:
+            return await asyncio.wait_for(tool.runner(arguments), self.cfg.timeout_s)
+        except TimeoutError:
+            return Outcome(f"the tool {name} did not answer within {self.cfg.timeout_s:g} s and was cut off", True)
+        except Exception as exc:
+            log.warning("hosted tool %s failed: %s", name, _describe(exc))
+            return Outcome(f"the tool {name} failed: {_describe(exc)}", True)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an exception, unwrapping the exception groups anyio raises."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:500]
