@@ -274,3 +274,18 @@ def test_iteration_cap(emulator: AnthropicEmulator, search_url: str, tmp_path: P
         assert len(org.ledger(raw.headers["request-id"], 1)) == 1
     finally:
         gw.stop()
+
+
+def test_each_hosted_run_is_audited_without_its_data(org: Org) -> None:
+    """Every hosted call is an audit record of its own: tool, outcome, duration; never the data."""
+    resp = _ask(org, 'call tollway_files_read_note with {"name": "todo.txt"}', [{"type": "tollway_tools"}]).parse()
+    assert resp.status == "completed"
+    deadline = time.monotonic() + 10
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not found:
+        data = httpx.get(org.gw.base_url + "/admin/v1/audit", params={"limit": 100},
+                         headers={"x-api-key": org.admin}).json()["data"]
+        found = [r for r in data if r["kind"] == "hosted_tool" and r["tool"] == "tollway_files_read_note"]
+        time.sleep(0.1)
+    assert found and found[0]["status"] == "ok" and found[0]["output_chars"] > 0
+    assert "buy milk" not in json.dumps(found) and "todo.txt" not in json.dumps(found)

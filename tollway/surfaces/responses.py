@@ -67,7 +67,7 @@ from starlette.responses import Response, StreamingResponse
 from tollway.config import ResponsesConfig
 from tollway.governance.identity import Principal
 from tollway.hosted.registry import PREFIX as HOSTED_PREFIX
-from tollway.hosted.registry import Registry
+from tollway.hosted.registry import Outcome, Registry
 from tollway.pipeline import Call, GatewayError
 from tollway.store.conversations import InvalidCursor, Owner, StateStore, new_response_id, page_of
 from tollway.surfaces.common import (
@@ -556,6 +556,21 @@ def _add_usage(total: dict[str, int], usage: Any) -> None:
                 total[key] = total.get(key, 0) + value
 
 
+async def _run_audited(gw: Gateway, registry: Registry, call: Call, use: dict[str, Any]) -> Outcome:
+    """Run one hosted call and audit it like a model call: who, which tool, how long, the outcome
+    (never its arguments or output, which may hold data)."""
+    started = time.perf_counter()
+    outcome = await registry.run(str(use["name"]), use.get("input"))
+    p = call.principal
+    gw.pipeline.audit.record(
+        "hosted_tool", request_id=call.request_id, route="responses", tool=str(use["name"]),
+        actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
+        status="error" if outcome.is_error else "ok", output_chars=len(outcome.text or ""),
+        latency_ms=int((time.perf_counter() - started) * 1000),
+    )
+    return outcome
+
+
 async def _hosted_loop(gw: Gateway, registry: Registry, call: Call, turn: Turn, reply: UpstreamReply,
                        request_id: str) -> Response:
     """Run the model's hosted calls and call it again, until it answers, calls a client function,
@@ -585,7 +600,7 @@ async def _hosted_loop(gw: Gateway, registry: Registry, call: Call, turn: Turn, 
         hosted = [u for u in uses if u.get("name") in turn.hosted]
         if not hosted or len(hosted) != len(uses) or iteration >= limit:
             break  # an answer, a client function call (the client's turn), or the cap
-        outcomes = await asyncio.gather(*(registry.run(str(u["name"]), u.get("input")) for u in hosted))
+        outcomes = await asyncio.gather(*(_run_audited(gw, registry, call, u) for u in hosted))
         by_id = {str(u["id"]): o for u, o in zip(hosted, outcomes, strict=True)}
         items.extend(_hosted_items(message, f"{turn.response_id}/h{iteration}", servers, by_id))
         results = [{"type": "tool_result", "tool_use_id": str(u["id"]), "content": o.text or "(no output)",
