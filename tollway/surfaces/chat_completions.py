@@ -46,6 +46,7 @@ from tollway.surfaces.common import (
     openai_error_response,
     openai_headers,
     openai_refusal,
+    openai_upstream_error,
     parse_json,
     read_body,
     relay,
@@ -64,10 +65,6 @@ _REFUSALS = (GatewayError, RequestInvalid, ChatInvalid, UpstreamFailure)
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": ping\n\n"
 # Codes for upstream errors that carried none of their own.
-_UPSTREAM_CODES = {429: "rate_limit_exceeded", 500: "upstream_error", 502: "upstream_error", 503: "overloaded",
-                   504: "timeout", 529: "overloaded"}
-
-
 def _data(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -92,30 +89,9 @@ def _canonical(gw: Gateway, chat: dict[str, Any]) -> tuple[dict[str, Any], Abstr
     return body, passthrough(body, native) if native is not None else nullcontext()
 
 
-def _upstream_error(reply: UpstreamReply, request_id: str) -> Response:
-    """An upstream's error (an Anthropic envelope from any adapter) in the OpenAI envelope."""
-    error: Any = None
-    try:
-        parsed = orjson.loads(reply.body)
-        error = parsed.get("error") if isinstance(parsed, dict) else None
-    except orjson.JSONDecodeError:
-        pass
-    status = reply.status if reply.status >= 400 else 502
-    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
-        return openai_error_response(status, f"the upstream answered HTTP {reply.status} without an error body",
-                                     request_id, headers=reply.headers)
-    code = error.get("code")
-    param = error.get("param")
-    return openai_error_response(
-        status, error["message"], request_id,
-        code=str(code) if isinstance(code, str | int) else _UPSTREAM_CODES.get(status),
-        param=param if isinstance(param, str) else None, headers=reply.headers,
-    )
-
-
 def _render(reply: UpstreamReply, request_id: str, model: str) -> Response:
     if reply.status >= 400:
-        return _upstream_error(reply, request_id)
+        return openai_upstream_error(reply, request_id)
     try:
         message = orjson.loads(reply.body)
     except orjson.JSONDecodeError:

@@ -230,3 +230,29 @@ def openai_refusal(exc: Exception, request_id: str, call: Call | None = None) ->
     if isinstance(exc, UpstreamFailure):
         return openai_error_response(exc.status, exc.message, request_id, headers=timing)
     raise exc
+
+
+# Default `code` of an upstream's error that carries none, by status (both OpenAI routes).
+UPSTREAM_CODES = {429: "rate_limit_exceeded", 500: "upstream_error", 502: "upstream_error", 503: "overloaded",
+                  504: "timeout", 529: "overloaded"}
+
+
+def openai_upstream_error(reply: UpstreamReply, request_id: str) -> Response:
+    """An upstream's error (an Anthropic envelope from any adapter) in the OpenAI envelope."""
+    error: Any = None
+    try:
+        parsed = orjson.loads(reply.body)
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+    except orjson.JSONDecodeError:
+        pass
+    status = reply.status if reply.status >= 400 else 502
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return openai_error_response(status, f"the upstream answered HTTP {reply.status} without an error body",
+                                     request_id, headers=reply.headers)
+    code = error.get("code")
+    param = error.get("param")
+    return openai_error_response(
+        status, error["message"], request_id,
+        code=str(code) if isinstance(code, str | int) else UPSTREAM_CODES.get(status),
+        param=param if isinstance(param, str) else None, headers=reply.headers,
+    )

@@ -79,6 +79,7 @@ from tollway.surfaces.common import (
     openai_error_response,
     openai_headers,
     openai_refusal,
+    openai_upstream_error,
     parse_json,
     read_body,
     relay,
@@ -114,10 +115,6 @@ HOSTED_ALL = "tollway_tools"  # every hosted tool the key may use (README "Hoste
 HOSTED_ITEM = "mcp_call"  # the output item a hosted call appears as (module doc)
 MAX_METADATA = 16
 MAX_CONVERSATION_ITEMS = 20
-_UPSTREAM_CODES = {429: "rate_limit_exceeded", 500: "upstream_error", 502: "upstream_error", 503: "overloaded",
-                   504: "timeout", 529: "overloaded"}
-
-
 class _WithHosted(Collection[str]):
     """EXTRA_TOOL_TYPES plus every `tollway_*` type: the hosted tools this surface expands."""
 
@@ -441,29 +438,9 @@ async def _record(gw: Gateway, turn: Turn, response: dict[str, Any]) -> None:
         log.error("could not store response %s", turn.response_id, exc_info=exc)
 
 
-def _upstream_error(reply: UpstreamReply, request_id: str) -> Response:
-    """An upstream's error (an Anthropic envelope from any adapter) in the OpenAI envelope."""
-    error: Any = None
-    try:
-        parsed = orjson.loads(reply.body)
-        error = parsed.get("error") if isinstance(parsed, dict) else None
-    except orjson.JSONDecodeError:
-        pass
-    status = reply.status if reply.status >= 400 else 502
-    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
-        return openai_error_response(status, f"the upstream answered HTTP {reply.status} without an error body",
-                                     request_id, headers=reply.headers)
-    code, param = error.get("code"), error.get("param")
-    return openai_error_response(
-        status, error["message"], request_id,
-        code=str(code) if isinstance(code, str | int) else _UPSTREAM_CODES.get(status),
-        param=param if isinstance(param, str) else None, headers=reply.headers,
-    )
-
-
 async def _render(gw: Gateway, reply: UpstreamReply, turn: Turn, request_id: str, model: str) -> Response:
     if reply.status >= 400:
-        return _upstream_error(reply, request_id)
+        return openai_upstream_error(reply, request_id)
     try:
         message = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
@@ -587,7 +564,7 @@ async def _hosted_loop(gw: Gateway, registry: Registry, call: Call, turn: Turn, 
     iteration = 1
     while True:
         if reply.status >= 400:
-            return _upstream_error(reply, request_id)
+            return openai_upstream_error(reply, request_id)
         try:
             message = orjson.loads(reply.body)
         except orjson.JSONDecodeError:
