@@ -26,9 +26,11 @@ $(JS)/node_modules/.installed: $(JS)/package-lock.json
 run: $(VENV)/.runtime
 	$(BIN)/tollway serve
 
-## Lint, type-check and run the whole test suite.
+## Lint, type-check and run the whole test suite. Files run in 3 parallel workers (each file in
+## one worker, so module fixtures are shared as written): the suite waits on subprocesses far
+## more than it computes.
 test: $(VENV)/.test $(JS)/node_modules/.installed lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check tollway tests bench
