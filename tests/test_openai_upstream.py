@@ -91,6 +91,7 @@ def ogw(emu: OpenAIEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                                              "api_key": "${TEST_OPENAI_KEY}", "api_version": "2024-10-21",
                                              "deployment": "prod-4o"}},
             {"id": "gpt-then-mock", "upstream": up, "fallbacks": ["tollway-mock"]},
+            {"id": "gpt-slow-first-byte", "upstream": {**up, "first_byte_timeout": 0.3}},
             {"id": "tollway-mock", "upstream": {"provider": "mock"}},
         ],
     }
@@ -429,3 +430,16 @@ def test_claude_code_runs_bash_over_openai_upstream(ogw: Gateway, oai: OpenAIEmu
 def test_models_list_includes_openai_models(ogw: Gateway) -> None:
     ids = [m["id"] for m in httpx.get(ogw.base_url + "/v1/models", headers={"x-api-key": ogw.key}).json()["data"]]
     assert {"gpt-emu", "gpt-azure"} <= set(ids)
+
+
+def test_first_byte_timeout_applies_to_openai_upstreams(claude: anthropic.Anthropic, oai: OpenAIEmulator) -> None:
+    """The same transport rules as the Anthropic adapter: an upstream silent past
+    `first_byte_timeout` is a clean 504 timeout_error, not a hung request."""
+    from tests.emulator import JSONReply
+
+    oai.script(JSONReply(200, {"late": True}, delay=1.5))
+    with pytest.raises(anthropic.APIStatusError) as exc:
+        claude.messages.create(model="gpt-slow-first-byte", max_tokens=5,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.status_code == 504
+    assert exc.value.body["error"]["type"] == "timeout_error"

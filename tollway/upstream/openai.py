@@ -53,6 +53,7 @@ import orjson
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
+from tollway.upstream.http import new_session, post, read_body, read_chunk, relayed
 from tollway.wire.anthropic_to_openai import ToolNames, messages_request_to_chat, restore_tool_id
 from tollway.wire.errors import anthropic_type_for
 from tollway.wire.openai_to_anthropic import ChatStreamToMessages, chat_response_to_message
@@ -61,7 +62,6 @@ from tollway.wire.sse_decode import SSEDecoder
 from tollway.wire.tokens import count_input_tokens
 from tollway.wire.tokens_openai import count_chat_tokens, encoding_for_model
 
-RELAYED_HEADERS = ("retry-after", "x-should-retry")
 JSON = "application/json"
 SSE = "text/event-stream; charset=utf-8"
 
@@ -277,12 +277,7 @@ class _Stream:
             if self._finished:
                 await self._drain()
                 break
-            try:
-                data = await self._content.readany()
-            except TimeoutError:
-                raise UpstreamFailure(504, "timeout_error", "the upstream stream stalled") from None
-            except aiohttp.ClientError:
-                raise UpstreamFailure(502, "api_error", "the upstream stream broke off") from None
+            data = await read_chunk(self._content)
             if not data:
                 self._eof = True
             out = self._events(data, end=not data)
@@ -324,11 +319,7 @@ class OpenAIUpstream:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.cfg.max_connections, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout, sock_read=self.cfg.read_timeout)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
-        )
+        self._session = new_session(self.cfg)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -349,30 +340,18 @@ class OpenAIUpstream:
         chat, names, _ = chat_request(req.body, self.cfg, req.stream)
         model = str(req.body.get("model") or "")
         accept = "text/event-stream" if req.stream else JSON
-        try:
-            resp = await self._session.post(self.url, data=orjson.dumps(chat),
-                                            headers={**self._headers, "accept": accept})
-        except TimeoutError:
-            raise UpstreamFailure(504, "timeout_error", "the upstream did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure(502, "api_error", f"the upstream could not be reached ({type(exc).__name__})") \
-                from None
-        relayed = {h: resp.headers[h] for h in RELAYED_HEADERS if h in resp.headers}
+        resp = await post(self._session, self.url, orjson.dumps(chat), {**self._headers, "accept": accept},
+                          self.cfg.first_byte_timeout)
+        relayed_headers = relayed(resp)
         content_type = resp.headers.get("content-type", "")
         if req.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
             convert = ChatStreamToMessages(model, names, input_tokens=count_input_tokens(req.body))
             stream = _Stream(resp, convert)
-            return UpstreamReply(200, SSE, headers=relayed, read=stream.read, close=stream.close, streaming=True)
-        try:
-            body = await resp.read()
-        except TimeoutError:
-            raise UpstreamFailure(504, "timeout_error", "the upstream did not finish in time") from None
-        except aiohttp.ClientError:
-            raise UpstreamFailure(502, "api_error", "the upstream broke off its answer") from None
-        finally:
-            resp.release()
+            return UpstreamReply(200, SSE, headers=relayed_headers, read=stream.read, close=stream.close,
+                                 streaming=True)
+        body = await read_body(resp)
         if resp.status >= 400:
-            return error_reply(resp.status, body, relayed, resp.headers.get("x-request-id"))
+            return error_reply(resp.status, body, relayed_headers, resp.headers.get("x-request-id"))
         try:
             completion = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -383,4 +362,4 @@ class OpenAIUpstream:
             convert = ChatStreamToMessages(model, names, input_tokens=count_input_tokens(req.body))
             return _frames(convert.feed(_completion_as_chunk(completion)) + convert.finish())
         message = chat_response_to_message(completion, model, names)
-        return UpstreamReply(resp.status, JSON, body=orjson.dumps(message), headers=relayed)
+        return UpstreamReply(resp.status, JSON, body=orjson.dumps(message), headers=relayed_headers)

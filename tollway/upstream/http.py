@@ -1,0 +1,64 @@
+"""The HTTP plumbing every network adapter shares: one pooled session per upstream, the
+request with its time-to-first-byte limit, and the mapping of transport failures to
+`UpstreamFailure` (502 unreachable or broken off, 504 too slow). One place, so a timeout or an
+error rule cannot exist for one provider and be missing for another."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import aiohttp
+
+from tollway.config import UpstreamConfig
+from tollway.upstream.base import UpstreamFailure
+
+# Upstream response headers worth relaying: they tell the client whether and when to retry.
+RELAYED_HEADERS = ("retry-after", "x-should-retry")
+
+
+def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:
+    """A keep-alive pool with the upstream's connect and between-chunks (idle) timeouts."""
+    connector = aiohttp.TCPConnector(limit=cfg.max_connections, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, connect=cfg.connect_timeout, sock_read=cfg.read_timeout)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
+                                 skip_auto_headers=("User-Agent",))
+
+
+async def post(session: aiohttp.ClientSession, url: str, data: bytes, headers: Mapping[str, str],
+               first_byte_timeout: float) -> aiohttp.ClientResponse:
+    """POST and wait for the response headers, within the first-byte limit."""
+    try:
+        async with asyncio.timeout(first_byte_timeout):
+            return await session.post(url, data=data, headers=dict(headers))
+    except TimeoutError:
+        raise UpstreamFailure(504, "timeout_error", "the upstream did not answer in time") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure(502, "api_error", f"the upstream could not be reached ({type(exc).__name__})") \
+            from None
+
+
+async def read_body(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body of a non-streaming answer; the connection goes back to the pool."""
+    try:
+        return await resp.read()
+    except TimeoutError:
+        raise UpstreamFailure(504, "timeout_error", "the upstream did not finish in time") from None
+    except aiohttp.ClientError:
+        raise UpstreamFailure(502, "api_error", "the upstream broke off its answer") from None
+    finally:
+        resp.release()
+
+
+async def read_chunk(content: aiohttp.StreamReader) -> bytes:
+    """The next chunk of a streamed answer (b"" at its end)."""
+    try:
+        return await content.readany()
+    except TimeoutError:
+        raise UpstreamFailure(504, "timeout_error", "the upstream stream stalled") from None
+    except aiohttp.ClientError:
+        raise UpstreamFailure(502, "api_error", "the upstream stream broke off") from None
+
+
+def relayed(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    return {h: resp.headers[h] for h in RELAYED_HEADERS if h in resp.headers}
