@@ -11,13 +11,12 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from tollway.store.bulk import insert_many
 from tollway.store.db import Database
 from tollway.store.tables import audit_checkpoints, audit_log, audit_payloads
 
@@ -41,28 +40,23 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=4)
-def _statements(dialect: str) -> tuple[Any, Any]:
-    """Built once and run as executemany (see store.usage._statements for why)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert(audit_log).on_conflict_do_nothing(index_elements=["writer", "seq"]),
-            insert(audit_payloads).on_conflict_do_nothing(index_elements=["request_id"]))
+AUDIT_COLUMNS = ("writer", "seq", "ts", "kind", "request_id", "actor_key_id", "actor_user_id", "actor_group_id",
+                 "route", "model", "status", "dlp_hit", "body", "prev_hash", "hash")
+PAYLOAD_COLUMNS = ("request_id", "ts", "request_body", "response_body")
 
 
 async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> None:
-    """Insert records (and captured payloads); a replayed record is skipped, not duplicated."""
+    """Insert records (and captured payloads); a replayed record is skipped, not duplicated.
+
+    Sent as plain executemany (see `store.bulk`) with `ON CONFLICT DO NOTHING` on the chain
+    position and the payload's request id, which is what makes a replay harmless.
+    """
     rows = [_row(r) for r in records]
-    payloads = [
-        {"request_id": r["payload"]["request_id"], "ts": datetime.fromtimestamp(r["payload"]["ts"], UTC),
-         "request_body": r["payload"]["request_body"], "response_body": r["payload"].get("response_body")}
-        for r in records if r.get("payload")
-    ]
+    payloads = [{**p, "ts": datetime.fromtimestamp(p["ts"], UTC), "response_body": p.get("response_body")}
+                for r in records if (p := r.get("payload"))]
     async with db.engine.begin() as conn:
-        log_stmt, payload_stmt = _statements(conn.dialect.name)
-        if rows:
-            await conn.execute(log_stmt, rows)
-        if payloads:
-            await conn.execute(payload_stmt, payloads)
+        await insert_many(conn, "audit_log", AUDIT_COLUMNS, rows, conflict=("writer", "seq"))
+        await insert_many(conn, "audit_payloads", PAYLOAD_COLUMNS, payloads, conflict=("request_id",))
 
 
 @dataclass(slots=True)

@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
+from tollway.store.bulk import insert_many
 from tollway.store.db import Database
 from tollway.store.tables import usage, usage_daily
 
@@ -37,8 +39,11 @@ def _statements(dialect: str) -> tuple[Any, Any]:
     return ledger, up
 
 
+LEDGER_COLUMNS = tuple(c.name for c in usage.columns)
+
+
 def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
-    row = {c.name: record.get(c.name) for c in usage.columns}
+    row = {c: record.get(c) for c in LEDGER_COLUMNS}
     # Records written before a column existed (replayed from a spill file) take its default.
     row["attempts"] = row["attempts"] or 1
     ts = row["ts"]
@@ -46,29 +51,47 @@ def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _rollup(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows summed per (day, key, user, group, model): what the daily rollup gains."""
+    totals: dict[tuple[str, ...], dict[str, int]] = {}
+    for row in rows:
+        key = (row["ts"].strftime("%Y-%m-%d"), row["key_id"], row["user_id"] or "", row["group_id"] or "",
+               row["requested_model"])
+        agg = totals.get(key)
+        if agg is None:
+            agg = totals[key] = dict.fromkeys(SUM_COLUMNS, 0)
+        agg["requests"] += 1
+        agg["errors"] += 1 if row["status"] >= 400 else 0
+        for col in (*TOKEN_COLUMNS, "cost_micros"):
+            agg[col] += int(row[col] or 0)
+    return [dict(zip(("day", "key_id", "user_id", "group_id", "model"), k, strict=True), **v)
+            for k, v in totals.items()]
+
+
 async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> int:
-    """Insert ledger rows and roll them up; returns how many were new."""
+    """Insert ledger rows and roll them up; returns how many were new.
+
+    A fresh batch is sent as one plain executemany (see `store.bulk`): its request ids are new,
+    so every row counts. Only a batch written before — replayed after a crash between commit and
+    acknowledgement — collides on the primary key; that rolls the transaction back, and the batch
+    is then written the careful way, counting only the rows the database did not have.
+    """
     if not records:
         return 0
     rows = [_ledger_row(r) for r in records]
+    try:
+        async with db.engine.begin() as conn:
+            await insert_many(conn, "usage", LEDGER_COLUMNS, rows)
+            await conn.execute(_statements(conn.dialect.name)[1], _rollup(rows))
+        return len(rows)
+    except IntegrityError:
+        pass
     async with db.engine.begin() as conn:
         ledger_stmt, rollup_stmt = _statements(conn.dialect.name)
         new_ids = set((await conn.execute(ledger_stmt, rows)).scalars())
-        totals: dict[tuple[str, ...], dict[str, int]] = {}
-        for row in rows:
-            if row["request_id"] not in new_ids:
-                continue
-            key = (row["ts"].strftime("%Y-%m-%d"), row["key_id"], row["user_id"] or "", row["group_id"] or "",
-                   row["requested_model"])
-            agg = totals.setdefault(key, dict.fromkeys(SUM_COLUMNS, 0))
-            agg["requests"] += 1
-            agg["errors"] += 1 if row["status"] >= 400 else 0
-            for col in (*TOKEN_COLUMNS, "cost_micros"):
-                agg[col] += int(row[col] or 0)
-        if totals:
-            values = [dict(zip(("day", "key_id", "user_id", "group_id", "model"), k, strict=True), **v)
-                      for k, v in totals.items()]
-            await conn.execute(rollup_stmt, values)
+        fresh = [row for row in rows if row["request_id"] in new_ids]
+        if fresh:
+            await conn.execute(rollup_stmt, _rollup(fresh))
     return len(new_ids)
 
 
