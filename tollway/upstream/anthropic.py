@@ -8,10 +8,10 @@ import orjson
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamReply, UpstreamRequest
-from tollway.upstream.http import new_session, post, read_body, read_chunk, relayed
+from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, read_chunk, relayed
 
-# Client headers an Anthropic upstream needs to see as they came (DECISIONS.md 3).
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id")
+# Client headers an Anthropic upstream needs to see as they came (DECISIONS.md 3), and the trace context.
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id", *TRACE_HEADERS)
 DEFAULT_VERSION = "2023-06-01"
 
 

@@ -15,6 +15,9 @@ from tollway.upstream.base import UpstreamFailure
 
 # Upstream response headers worth relaying: they tell the client whether and when to retry.
 RELAYED_HEADERS = ("retry-after", "x-should-retry")
+# W3C Trace Context: every network adapter forwards the client's, so an external trace connects
+# through the gateway; with tracing on, the pipeline replaces them with its own (tollway/tracing.py).
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:

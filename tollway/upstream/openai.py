@@ -12,7 +12,8 @@ Decisions, each with its reason:
 * **Endpoint**: `{base_url}/chat/completions` with `Authorization: Bearer <api_key>` (none
   without a key: local vLLM/Ollama need none) and `OpenAI-Organization` when configured; Azure
   (`api_version` + `deployment`): `{base_url}/openai/deployments/{deployment}/chat/completions
-  ?api-version=…` with an `api-key` header. Client headers are never forwarded (DECISIONS.md 3).
+  ?api-version=…` with an `api-key` header. Client headers are never forwarded (DECISIONS.md 3)
+  but the W3C trace context (`traceparent`, `tracestate`), so a trace connects through us.
 * **Streams always ask for usage** (`stream_options.include_usage`): without it OpenAI reports no
   usage at all and the call could not be metered.
 * **Errors**: an upstream HTTP error becomes an Anthropic envelope with the upstream's status, its
@@ -53,7 +54,7 @@ import orjson
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
-from tollway.upstream.http import new_session, post, read_body, read_chunk, relayed
+from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, read_chunk, relayed
 from tollway.wire.anthropic_to_openai import ToolNames, messages_request_to_chat, restore_tool_id
 from tollway.wire.errors import anthropic_type_for
 from tollway.wire.openai_to_anthropic import ChatStreamToMessages, chat_response_to_message
@@ -340,8 +341,12 @@ class OpenAIUpstream:
         chat, names, _ = chat_request(req.body, self.cfg, req.stream)
         model = str(req.body.get("model") or "")
         accept = "text/event-stream" if req.stream else JSON
-        resp = await post(self._session, self.url, orjson.dumps(chat), {**self._headers, "accept": accept},
-                          self.cfg.first_byte_timeout)
+        headers = {**self._headers, "accept": accept}
+        for name in TRACE_HEADERS:
+            value = req.headers.get(name)
+            if value is not None:
+                headers[name] = value
+        resp = await post(self._session, self.url, orjson.dumps(chat), headers, self.cfg.first_byte_timeout)
         relayed_headers = relayed(resp)
         content_type = resp.headers.get("content-type", "")
         if req.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
