@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from tollway import tracing
 from tollway.admin.api import create_admin_app
 from tollway.config import Settings, load_settings
 from tollway.governance.access import Catalogue
@@ -82,14 +83,16 @@ def create_app(settings: Settings) -> Starlette:
         backend = MemoryBackend(load_spent)
     limiter = Limiter(settings.limits, backend)
     audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(settings.store.spill_dir))
-    audit = AuditLog(audit_writer.put, new_writer_id("gateway"))
+    audit = AuditLog(audit_writer.put, new_writer_id("gateway"), enabled=settings.audit.enabled)
     metrics = Metrics()
     metrics.watch_queue("usage", lambda: usage_writer.depth)
     metrics.watch_queue("audit", lambda: audit_writer.depth)
     dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
-    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, Meter(usage_writer), audit, metrics, dlp,
+    meter = Meter(usage_writer, settings.metering.enabled)
+    pipeline = Pipeline(keys, Catalogue(settings), router, limiter, meter, audit, metrics, dlp,
                         settings.server.access_log, frozenset(settings.audit.payload_groups),
                         settings.audit.payload_max_bytes)
+    pipeline.tracer = tracing.start(settings.tracing)  # None when off: the SDK is never imported
     gateway = Gateway(settings, pipeline)
     hosted = Registry(settings.hosted_tools)
 
@@ -105,6 +108,10 @@ def create_app(settings: Settings) -> Starlette:
         # reach, or every full collection rescans it (measured: ~100 ms pauses under load).
         gc.collect()
         gc.freeze()
+        for what, on in (("audit", settings.audit.enabled), ("metering", settings.metering.enabled)):
+            if not on:
+                log.warning("%s.enabled is false: this gateway keeps no %s records", what,
+                            "audit" if what == "audit" else "usage")
         gateway.ready = True
         try:
             yield
@@ -114,6 +121,8 @@ def create_app(settings: Settings) -> Starlette:
             await router.close()
             await usage_writer.stop()
             await audit_writer.stop()
+            if pipeline.tracer is not None:  # export the spans still queued (bounded: FLUSH_SECONDS)
+                await pipeline.tracer.shutdown()
             await limiter.close()
             await keys.stop()
             await db.close()

@@ -120,7 +120,8 @@ def _with_store(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
         try:
             await db.migrate()
             result = await work(db)
-            await _audit_cli_change(db, result)
+            if settings.audit.enabled:
+                await _audit_cli_change(db, result)
             return result
         finally:
             await db.close()
@@ -299,7 +300,10 @@ def serve(
     console.print(f"Tollway listening on http://{bind_host}:{bind_port} ({n_workers} worker(s))", highlight=False)
     options: dict[str, Any] = {"host": bind_host, "port": bind_port, "loop": "uvloop", "http": "httptools",
                                "access_log": False, "log_level": "warning", "lifespan": "on", "log_config": None,
-                               "timeout_graceful_shutdown": settings.server.shutdown_grace}
+                               "timeout_graceful_shutdown": settings.server.shutdown_grace,
+                               # No `server: uvicorn` on every response: it names the software to an
+                               # attacker and costs a header (uvicorn regex-checks each one it writes).
+                               "server_header": False}
     if n_workers == 1:
         uvicorn.run(create_app(settings), **options)
         return

@@ -149,10 +149,20 @@ class RetryConfig(_Strict):
 
 
 class AuditConfig(_Strict):
-    """Payload capture: request and response bodies, after DLP redaction, for chosen groups only."""
+    """The audit log, and payload capture: request and response bodies, after DLP redaction, for
+    chosen groups only."""
 
+    enabled: bool = Field(True, description="false records nothing at all (no requests, no changes): for "
+                                            "benchmarks and throwaway gateways, never for a governed one")
     payload_groups: list[str] = Field(default_factory=list, description="group names whose payloads are kept")
     payload_max_bytes: int = Field(1024 * 1024, ge=1024, description="each body is cut to this size")
+
+
+class MeteringConfig(_Strict):
+    """The usage ledger (one row per data-plane request) and its daily rollup."""
+
+    enabled: bool = Field(True, description="false writes no ledger rows: no usage reports, and budgets "
+                                            "are refused (they are settled against the ledger)")
 
 
 class StoreConfig(_Strict):
@@ -286,6 +296,30 @@ class HostedToolsConfig(_Strict):
         return servers
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces, exported over OTLP/HTTP (protobuf) in batches off the request path.
+
+    Off by default: then the OpenTelemetry SDK is not even imported, and the client's own
+    `traceparent`/`tracestate` pass through to the upstream unchanged. `headers` go with every
+    export (an auth token: use `${VAR}`). The standard `OTEL_EXPORTER_OTLP_*` variables apply
+    where this section leaves a field out; what it sets wins.
+    """
+
+    enabled: bool = False
+    endpoint: str = Field("http://127.0.0.1:4318/v1/traces", description="the collector's OTLP/HTTP traces URL")
+    service_name: str = Field("tollway", min_length=1, description="the `service.name` resource attribute")
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="share of new traces kept; a sampled parent's "
+                                "decision is followed (parent-based)")
+    headers: dict[str, str] = Field(default_factory=dict, description="sent with every export request")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, endpoint: str) -> str:
+        if not endpoint.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces)")
+        return endpoint
+
+
 def _default_models() -> list[ModelConfig]:
     return [ModelConfig(id="tollway-mock", display_name="Tollway mock", upstream=UpstreamConfig(provider="mock"))]
 
@@ -299,8 +333,10 @@ class Settings(_Strict):
     retries: RetryConfig = RetryConfig()
     dlp: DlpConfig = DlpConfig()
     audit: AuditConfig = AuditConfig()
+    metering: MeteringConfig = MeteringConfig()
     responses: ResponsesConfig = ResponsesConfig()
     hosted_tools: HostedToolsConfig = HostedToolsConfig()
+    tracing: TracingConfig = TracingConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -325,6 +361,15 @@ class Settings(_Strict):
         problem = deployment_problem(self, self.server.workers)
         if problem:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _budgets_need_the_ledger(self) -> Settings:
+        if not self.metering.enabled:
+            for scope in ("key", "user", "group"):
+                if getattr(self.limits.defaults, scope).budget_usd is not None:
+                    raise ValueError(f"limits.defaults.{scope}.budget_usd needs metering.enabled: true (a budget "
+                                     "is settled against the usage ledger)")
         return self
 
     @model_validator(mode="after")

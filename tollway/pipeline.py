@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -42,6 +42,9 @@ from tollway.wire.messages_schema import RequestInvalid
 from tollway.wire.openai_schema import ChatInvalid
 from tollway.wire.sse import StreamTap, Usage
 from tollway.wire.tokens import count_input_tokens
+
+if TYPE_CHECKING:
+    from tollway.tracing import CallTrace, Tracing
 
 log = logging.getLogger("tollway.access")
 
@@ -92,6 +95,8 @@ class Call:
     # Seconds the upstream took to answer (to its headers), and when the answer started here.
     upstream_s: float | None = None
     answered: float | None = None
+    # The call's spans when tracing is on (tollway/tracing.py); None costs the hot path one test.
+    trace: CallTrace | None = None
 
     def timing(self) -> str:
         """The Server-Timing value for a response starting now."""
@@ -154,12 +159,16 @@ class Pipeline:
         self.audit = audit
         self.metrics = metrics
         self.access_log = access_log
+        self.tracer: Tracing | None = None  # set by the app when tracing is enabled
 
     # -- authentication and access ----------------------------------------------------------
 
     def begin(self, request_id: str, route_name: str, headers: Mapping[str, str], client: dict[str, Any]) -> Call:
         """Open a call; from here on it ends in exactly one `finish` (audit, and ledger once admitted)."""
-        return Call(request_id, route_name, headers, client)
+        call = Call(request_id, route_name, headers, client)
+        if self.tracer is not None:
+            self.tracer.begin(call)
+        return call
 
     async def admit(self, call: Call) -> Principal:
         """Authenticate a data-plane request (401 for anything but an active data key)."""
@@ -255,7 +264,8 @@ class Pipeline:
                 upstream = deployment.upstream
                 wait: float | None = None
                 try:
-                    reply = await (upstream.messages(req) if kind == "messages" else upstream.count_tokens(req))
+                    send = upstream.messages if kind == "messages" else upstream.count_tokens
+                    reply = await (send(req) if call.trace is None else call.trace.attempt(call, deployment, req, send))
                 except UpstreamFailure as failure:
                     deployment.breaker.failure(time.monotonic())
                     call.attempts.append({"deployment": deployment.name, "status": failure.status,
@@ -415,14 +425,24 @@ class Pipeline:
         cost = cost_micros(model.pricing, usage) if model else 0
         p = call.principal
         requested = call.requested_model or (str(call.body.get("model")) if "model" in call.body else None)
-        latency_ms = int((time.perf_counter() - call.started) * 1000)
-        if p is not None and call.route_name in METERED_ROUTES:
+        if p is not None and self.meter.enabled and call.route_name in METERED_ROUTES:
             self.meter.record(
                 request_id=call.request_id, route=call.route_name, key_id=p.key_id, user_id=p.user_id,
                 group_id=call.group_id, requested_model=requested or "", upstream_model=call.upstream_model,
                 usage=usage, cost=cost, started=call.started, status=status, error_type=error_type,
                 deployment=call.deployment, attempts=max(1, len(call.attempts)),
             )
+        if self.audit.enabled:
+            self._audit(call, status, usage, error_type, requested, cost)
+        self._observe(call, status, usage, cost, requested, error_type)
+        if call.trace is not None:
+            call.trace.end(call, status, usage, cost, error_type)
+        tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
+        await self.limiter.settle(call.ticket, tokens, cost)
+
+    def _audit(self, call: Call, status: int, usage: Usage, error_type: str | None, requested: str | None,
+               cost: int) -> None:
+        p = call.principal
         self.audit.record(
             "request", self._payload(call), request_id=call.request_id, route=call.route_name,
             actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
@@ -430,29 +450,30 @@ class Pipeline:
             error_type=error_type, deployment=call.deployment, attempts=call.attempts or None,
             usage={"input": usage.input_tokens, "output": usage.output_tokens,
                    "cache_write": usage.cache_creation_input_tokens, "cache_read": usage.cache_read_input_tokens},
-            cost_micros=cost, latency_ms=latency_ms, client=call.client, dlp=call.dlp or None,
+            cost_micros=cost, latency_ms=int((time.perf_counter() - call.started) * 1000), client=call.client,
+            dlp=call.dlp or None,
         )
-        self._observe(call, status, usage, cost, requested, error_type)
-        tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
-        await self.limiter.settle(call.ticket, tokens, cost)
 
     def _observe(self, call: Call, status: int, usage: Usage, cost: int, model: str | None,
                  error_type: str | None) -> None:
         m = self.metrics
         now = time.perf_counter()
-        label = model or "-"
-        m.requests.labels(call.route_name, label, str(status)).inc()
-        m.latency.labels(call.route_name).observe(now - call.started)
+        # The catalogue id of the model that answered (a fallback's, after a fallback), never the
+        # string the client sent: glob aliases and 404s would let a client mint series at will.
+        label = call.route.model.id if call.route is not None else "-"
+        route = call.route_name
+        m.child(m.requests, route, label, str(status)).inc()
+        m.child(m.latency, route).observe(now - call.started)
         if call.upstream_s is not None and call.answered is not None:
-            m.upstream.labels(call.route_name).observe(call.upstream_s)
-            m.overhead.labels(call.route_name).observe(call.answered - call.started - call.upstream_s)
+            m.child(m.upstream, route).observe(call.upstream_s)
+            m.child(m.overhead, route).observe(call.answered - call.started - call.upstream_s)
         if cost:
-            m.cost.labels(label).inc(cost / 1_000_000)
+            m.child(m.cost, label).inc(cost / 1_000_000)
         for kind, n in (("input", usage.input_tokens), ("output", usage.output_tokens),
                         ("cache_write", usage.cache_creation_input_tokens),
                         ("cache_read", usage.cache_read_input_tokens)):
             if n:
-                m.tokens.labels(label, kind).inc(n)
+                m.child(m.tokens, label, kind).inc(n)
         if self.access_log:
             p = call.principal
             log.info("request", extra={

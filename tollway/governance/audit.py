@@ -28,13 +28,18 @@ def new_writer_id(role: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, sink: Sink, writer_id: str) -> None:
+    def __init__(self, sink: Sink, writer_id: str, enabled: bool = True) -> None:
+        # Off only when the config says `audit.enabled: false`; callers on the hot path test it
+        # first so that nothing is even built for a record nobody keeps.
+        self.enabled = enabled
         self.sink = sink
         self.writer = writer_id
         self.seq = 0
         self.prev = GENESIS
 
-    def record(self, kind: str, payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    def record(self, kind: str, payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any] | None:
+        if not self.enabled:
+            return None
         self.seq += 1
         data = {"writer": self.writer, "seq": self.seq, "ts": round(time.time(), 6), "kind": kind, **fields}
         body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()

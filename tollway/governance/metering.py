@@ -41,14 +41,18 @@ def worst_case_micros(p: Pricing, input_tokens: int, max_tokens: int) -> int:
 class Meter:
     """Turns finished calls into ledger records on a write-behind queue."""
 
-    def __init__(self, writer: WriteBehind) -> None:
+    def __init__(self, writer: WriteBehind, enabled: bool = True) -> None:
         self.writer = writer
+        # Off only when the config says `metering.enabled: false` (no ledger rows at all).
+        self.enabled = enabled
 
     def record(
         self, *, request_id: str, route: str, key_id: str, user_id: str | None, group_id: str | None,
         requested_model: str, upstream_model: str, usage: Usage, cost: int, started: float, status: int,
         error_type: str | None, deployment: str | None = None, attempts: int = 1,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        if not self.enabled:
+            return None
         record = {
             "request_id": request_id,
             "ts": time.time(),

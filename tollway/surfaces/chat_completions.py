@@ -41,6 +41,7 @@ from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
     client_info,
+    client_left,
     header_map,
     new_request_id,
     openai_error_response,
@@ -50,6 +51,7 @@ from tollway.surfaces.common import (
     parse_json,
     read_body,
     relay,
+    while_connected,
 )
 from tollway.surfaces.state import Gateway, gateway_of
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
@@ -147,7 +149,7 @@ async def create_chat_completion(request: Request) -> Response:
         call.body, call.raw, call.query = body, None, ""
         call.stream = bool(chat.get("stream"))
         with native:
-            reply = await gw.pipeline.messages(call)
+            reply = await while_connected(request, gw.pipeline.messages(call), call)
     except _REFUSALS as exc:
         # The pipeline accounts a body refusal as what it is, a 400 invalid_request_error.
         counted = GatewayError(400, exc.message, "invalid_request_error") if isinstance(exc, ChatInvalid) else exc
@@ -157,6 +159,8 @@ async def create_chat_completion(request: Request) -> Response:
         log.error("unhandled error on POST /v1/chat/completions", exc_info=exc)
         await gw.pipeline.refused(call, GatewayError(500, "internal error in the gateway"))
         return openai_error_response(500, "internal error in the gateway", request_id)
+    if reply is None:
+        return client_left(request_id)
     model = call.requested_model or str(chat["model"])
     if not reply.streaming:
         return _render(reply, request_id, model)

@@ -1,17 +1,19 @@
 """What every Anthropic-dialect surface shares: request ids, bounded body reading, error
-responses in the envelope, and the SSE relay with keep-alive pings."""
+responses in the envelope, the SSE relay with keep-alive pings, and the watch on the client
+while the gateway waits for the upstream."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, TypeVar
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from tollway.pipeline import Call, GatewayError
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
@@ -87,24 +89,32 @@ def refusal(exc: Exception, request_id: str, call: Call | None = None) -> Respon
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing with 413 past `limit` before reading it all when we can."""
+    """The request body, refusing with 413 past `limit` before reading it all when we can.
+
+    A client that disconnects mid-body is a refusal like any other (499 client_closed_request),
+    so the admitted call is recorded once and no traceback is logged; the response goes nowhere.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError:
-            raise GatewayError(400, "content-length: not a number") from None
-        if too_big:
-            raise GatewayError(413, f"request body is larger than the {limit} byte limit")
-        return await request.body()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(413, f"request body is larger than the {limit} byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                raise GatewayError(400, "content-length: not a number") from None
+            if too_big:
+                raise GatewayError(413, f"request body is larger than the {limit} byte limit")
+            return await request.body()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(413, f"request body is larger than the {limit} byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except ClientDisconnect:
+        raise GatewayError(499, "the client closed the connection before sending its whole request",
+                           "client_closed_request") from None
 
 
 def parse_json(raw: bytes) -> Any:
@@ -114,6 +124,69 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestInvalid(f"request body is not valid JSON: {exc}") from None
+
+
+T = TypeVar("T")
+
+
+async def _watch(receive: Receive, task: asyncio.Task[Any], call: Call | None) -> bool:
+    """Wait for the client to disconnect, then cancel TASK (the request's handler). True if it did.
+
+    Once the request body has been read, uvicorn's `receive()` blocks until the connection is
+    lost (or the response is sent, but the watch is stopped before that), so this costs one task
+    and one pending future per request, no polling. A CALL that is already settling (its
+    `finish` started: the upstream has answered) is left alone: what remains is local work, and
+    cancelling it midway could leave a limits reservation unsettled.
+    """
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server whose receive() fails gives nothing to watch
+        return False
+    if call is not None and call.finished:
+        return False
+    task.cancel()
+    return True
+
+
+def _fired(watcher: asyncio.Task[bool]) -> bool:
+    return watcher.done() and not watcher.cancelled() and watcher.result()
+
+
+async def while_connected(request: Request, work: Awaitable[T], call: Call | None = None) -> T | None:
+    """WORK's result, or None when the client disconnected first (WORK was then cancelled).
+
+    Why: a non-streaming request (and a streaming one before the upstream's first byte) would
+    otherwise keep waiting for the upstream's whole answer after its client left, holding an
+    upstream connection and paying for tokens nobody reads. A watcher task (`_watch`) cancels
+    this task when the client goes; the cancellation unwinds the pipeline, whose `finish`
+    records the call once as 499 `client_closed_request`, and aiohttp closes the upstream
+    connection. The watcher is cancelled synchronously as soon as WORK ends, so its cancel can
+    only land inside WORK's awaits, never in what the surface does afterwards. A cancellation
+    that is not the watcher's (uvicorn's at the end of the shutdown grace) still propagates:
+    `Task.uncancel()` tells the two apart. With None the handler returns any response: uvicorn
+    drops it, the connection being gone, and logs nothing.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.get_running_loop().create_task(_watch(request.receive, task, call))
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        if _fired(watcher) and task.uncancel() == 0:
+            return None
+        raise
+    finally:
+        watcher.cancel()
+    if _fired(watcher):  # WORK swallowed the cancellation; the client is gone all the same
+        task.uncancel()
+        return None
+    return result
+
+
+def client_left(request_id: str) -> Response:
+    """What a handler returns when `while_connected` gave None: nobody will read it."""
+    return Response(None, 499, headers={"request-id": request_id})
 
 
 async def relay(reply: UpstreamReply, ping_interval: float, rename_to: str | None = None) -> AsyncIterator[bytes]:

@@ -10,6 +10,7 @@ from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
     client_info,
+    client_left,
     error_headers,
     error_response,
     header_map,
@@ -19,6 +20,7 @@ from tollway.surfaces.common import (
     read_body,
     refusal,
     relay,
+    while_connected,
 )
 from tollway.surfaces.state import gateway_of
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
@@ -57,10 +59,12 @@ async def create_message(request: Request) -> Response:
         changed = strip_ingress(body)
         call.body, call.raw, call.query = body, None if changed else raw, query_string(request)
         call.stream = bool(body.get("stream"))
-        reply = await gw.pipeline.messages(call)
+        reply = await while_connected(request, gw.pipeline.messages(call), call)
     except _REFUSALS as exc:
         await gw.pipeline.refused(call, exc)
         return refusal(exc, request_id, call)
+    if reply is None:
+        return client_left(request_id)
     rename_to = call.requested_model if call.renamed else None
     if not reply.streaming:
         return _render(reply, request_id, rename_to)
@@ -84,8 +88,10 @@ async def count_tokens(request: Request) -> Response:
         # Anthropic refuses max_tokens and stream here (DECISIONS.md 12); clients send them anyway.
         changed = strip_ingress(body, ("max_tokens", "stream"))
         call.body, call.raw, call.query = body, None if changed else raw, query_string(request)
-        reply = await gw.pipeline.count_tokens(call)
+        reply = await while_connected(request, gw.pipeline.count_tokens(call), call)
     except _REFUSALS as exc:
         await gw.pipeline.refused(call, exc)
         return refusal(exc, request_id, call)
+    if reply is None:
+        return client_left(request_id)
     return _render(reply, request_id)

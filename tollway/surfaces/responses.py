@@ -74,6 +74,7 @@ from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
     client_info,
+    client_left,
     header_map,
     new_request_id,
     openai_error_response,
@@ -83,6 +84,7 @@ from tollway.surfaces.common import (
     parse_json,
     read_body,
     relay,
+    while_connected,
 )
 from tollway.surfaces.state import Gateway, gateway_of
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
@@ -537,23 +539,31 @@ async def _run_audited(gw: Gateway, registry: Registry, call: Call, use: dict[st
     """Run one hosted call and audit it like a model call: who, which tool, how long, the outcome
     (never its arguments or output, which may hold data)."""
     started = time.perf_counter()
-    outcome = await registry.run(str(use["name"]), use.get("input"))
     p = call.principal
-    gw.pipeline.audit.record(
-        "hosted_tool", request_id=call.request_id, route="responses", tool=str(use["name"]),
-        actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
-        status="error" if outcome.is_error else "ok", output_chars=len(outcome.text or ""),
-        latency_ms=int((time.perf_counter() - started) * 1000),
-    )
+
+    def audit(status: str, output_chars: int) -> None:
+        gw.pipeline.audit.record(
+            "hosted_tool", request_id=call.request_id, route="responses", tool=str(use["name"]),
+            actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
+            status=status, output_chars=output_chars, latency_ms=int((time.perf_counter() - started) * 1000),
+        )
+
+    try:
+        outcome = await registry.run(str(use["name"]), use.get("input"))
+    except asyncio.CancelledError:  # the client left while the tool ran: it ran, so it is audited
+        audit("cancelled", 0)
+        raise
+    audit("error" if outcome.is_error else "ok", len(outcome.text or ""))
     return outcome
 
 
-async def _hosted_loop(gw: Gateway, registry: Registry, call: Call, turn: Turn, reply: UpstreamReply,
-                       request_id: str) -> Response:
+async def _hosted_loop(request: Request, gw: Gateway, registry: Registry, call: Call, turn: Turn,
+                       reply: UpstreamReply, request_id: str) -> Response:
     """Run the model's hosted calls and call it again, until it answers, calls a client function,
     or `hosted_tools.max_iterations` model calls were made (module doc). Each model call is a
     full pipeline call (limits, DLP over the tool results, metering, audit) with its own request
-    id: the client's for the first, `<id>-h<n>` for the n-th."""
+    id: the client's for the first, `<id>-h<n>` for the n-th. When the client leaves, the tool
+    runs or the model call under way are cancelled (`while_connected`) and the loop ends."""
     principal = call.principal
     requested = call.requested_model
     model = requested or str(turn.request["model"])
@@ -577,7 +587,10 @@ async def _hosted_loop(gw: Gateway, registry: Registry, call: Call, turn: Turn, 
         hosted = [u for u in uses if u.get("name") in turn.hosted]
         if not hosted or len(hosted) != len(uses) or iteration >= limit:
             break  # an answer, a client function call (the client's turn), or the cap
-        outcomes = await asyncio.gather(*(_run_audited(gw, registry, call, u) for u in hosted))
+        outcomes = await while_connected(request, asyncio.gather(*(_run_audited(gw, registry, call, u)
+                                                                   for u in hosted)))
+        if outcomes is None:
+            return client_left(request_id)
         by_id = {str(u["id"]): o for u, o in zip(hosted, outcomes, strict=True)}
         items.extend(_hosted_items(message, f"{turn.response_id}/h{iteration}", servers, by_id))
         results = [{"type": "tool_result", "tool_use_id": str(u["id"]), "content": o.text or "(no output)",
@@ -588,7 +601,10 @@ async def _hosted_loop(gw: Gateway, registry: Registry, call: Call, turn: Turn, 
         iteration += 1
         call = gw.pipeline.begin(f"{request_id}-h{iteration}", "responses", call.headers, call.client)
         call.principal, call.body, call.stream = principal, body, False
-        reply = await gw.pipeline.messages(call)
+        answered = await while_connected(request, gw.pipeline.messages(call), call)
+        if answered is None:
+            return client_left(request_id)
+        reply = answered
     response = message_to_response(
         message, response_id=turn.response_id, model=model, created_at=turn.created_at, request=turn.request,
         previous_response_id=turn.previous_response_id, conversation_id=turn.conversation_id, store=turn.store,
@@ -657,9 +673,12 @@ async def create_response(request: Request) -> Response:
         turn = await _plan(gw, principal, parse_json(raw), registry)
         call.body, call.raw, call.query = turn.canonical, None, ""
         call.stream = turn.stream
-        reply = await gw.pipeline.messages(call)
+        answered = await while_connected(request, gw.pipeline.messages(call), call)
+        if answered is None:
+            return client_left(request_id)
+        reply = answered
         if turn.hosted and registry is not None and not reply.streaming:
-            return await _hosted_loop(gw, registry, call, turn, reply, request_id)
+            return await _hosted_loop(request, gw, registry, call, turn, reply, request_id)
     except _REFUSALS as exc:
         await _account(gw, call, exc)
         return _render_refusal(exc, request_id, call)
