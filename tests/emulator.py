@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import socket
+import struct
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -77,6 +80,18 @@ class SSEReply:
     delay: float = 0.0  # seconds to sleep before each chunk after the first
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    # After this many chunks, reset the connection (TCP RST, SO_LINGER 0) instead of going on.
+    reset_after: int | None = None
+
+
+def _reset(request: web.Request) -> None:
+    """Abort the connection with a TCP RST, as a crashed upstream or a middlebox does mid-stream."""
+    transport = request.transport
+    assert transport is not None
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def sse_event(event: dict) -> bytes:
@@ -165,6 +180,7 @@ class AnthropicEmulator:
         self.api_key = api_key
         self.received: list[Received] = []  # appended from the server thread under self._cond
         self.disconnects = 0  # replies cut short: client went away (write failed / handler cancelled)
+        self.disconnected_at: list[float] = []  # time.monotonic() of each cut, in order
         self._cond = threading.Condition()
         self._script: deque[JSONReply | SSEReply] = deque()
         self._request_ids = itertools.count(1)
@@ -211,11 +227,12 @@ class AnthropicEmulator:
         return f"http://127.0.0.1:{self._port}"
 
     def reset(self) -> None:
-        """Forget received requests, queued replies and the disconnect count."""
+        """Forget received requests, queued replies and the disconnects."""
         with self._cond:
             self.received.clear()
             self._script.clear()
             self.disconnects = 0
+            self.disconnected_at.clear()
 
     def script(self, *replies: JSONReply | SSEReply) -> None:
         """Queue replies, consumed in order by the next POST /v1/messages(/count_tokens) requests."""
@@ -266,8 +283,12 @@ class AnthropicEmulator:
             self._cond.notify_all()
 
     def _cut_short(self) -> None:
+        # With handler_cancellation the handler is cancelled as soon as the connection is lost, so
+        # this is when the client (the gateway) closed it, to a few milliseconds.
+        at = time.monotonic()
         with self._cond:
             self.disconnects += 1
+            self.disconnected_at.append(at)
             self._cond.notify_all()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -356,6 +377,9 @@ class AnthropicEmulator:
             writer = await resp.prepare(request)
             assert writer is not None
             for i, chunk in enumerate(reply.chunks):
+                if i == reply.reset_after:
+                    _reset(request)
+                    return resp
                 if i and reply.delay:
                     await asyncio.sleep(reply.delay)
                 await resp.write(chunk)

@@ -4,6 +4,8 @@ answered, byte for byte, with only keep-alive pings added between events."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -411,3 +413,36 @@ def test_stalled_stream_ends_with_error_frame(second_gateway: Gateway, upstream:
     assert error["type"] == "error"
     assert error["error"]["type"] == "timeout_error"
     upstream.wait_for_disconnects(1)  # the gateway hung up on the upstream; nothing lingers
+
+
+def test_upstream_reset_mid_stream_ends_with_error_frame_and_is_recorded(
+        second_gateway: Gateway, upstream: AnthropicEmulator) -> None:
+    """An upstream connection reset (TCP RST) after the stream started: the client gets the events
+    relayed so far, then one `event: error` (api_error), and the stream ends; the ledger has the
+    request once, as an error. The SDK surfaces the error frame as an APIStatusError."""
+    events = _text_events("Cut off in the middle of a sentence.")
+    upstream.script(SSEReply(events, reset_after=3))
+    resp, data = _stream_raw(second_gateway, {"model": MODEL, "max_tokens": 50, "messages": USER_HI, "stream": True})
+    assert resp.status_code == 200
+    frames = [f for f in _frames(data) if not _is_ping(f)]
+    assert frames[:3] == events[:3]
+    assert len(frames) == 4
+    assert frames[3].startswith(b"event: error\ndata: ")
+    error = orjson.loads(frames[3][len(b"event: error\ndata: "):])
+    assert error["error"]["type"] == "api_error"
+    request_id = resp.headers["request-id"]
+
+    upstream.script(SSEReply(events, reset_after=3))
+    sdk = anthropic.Anthropic(base_url=second_gateway.base_url, api_key=second_gateway.key, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError), sdk.messages.stream(
+            model=MODEL, max_tokens=50, messages=USER_HI) as stream:
+        for _ in stream:
+            pass
+
+    deadline = time.monotonic() + 10
+    rows: list[tuple[int, str | None]] = []
+    while time.monotonic() < deadline and not rows:
+        time.sleep(0.2)  # the ledger is written behind the request path
+        with sqlite3.connect(second_gateway.workdir / "tollway.db") as db:
+            rows = db.execute("SELECT status, error_type FROM usage WHERE request_id = ?", (request_id,)).fetchall()
+    assert rows == [(200, "api_error")]

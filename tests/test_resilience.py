@@ -1,5 +1,6 @@
-"""Resilience with the upstream emulator made to misbehave: retries, breakers, fallbacks,
-client disconnects, SIGTERM with streams in flight."""
+"""Resilience with the upstream emulator made to misbehave: retries, breakers, fallbacks, slow
+first byte and slow connect, client disconnects, SIGTERM with streams in flight. (Disconnects of
+non-streaming requests on every surface: test_disconnect.py.)"""
 
 from __future__ import annotations
 
@@ -33,7 +34,29 @@ def upstream(url: str, model: str | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def black_hole() -> Iterator[str]:
+    """The URL of a port where TCP connects hang, as to a host that drops SYNs (slow connect).
+
+    A listening socket with a backlog of 0 that never accepts: one connection, made here, fills
+    its accept queue, and Linux then drops further SYNs instead of answering them, so a client's
+    connect waits in SYN retransmission until its own timeout. Checked here, so a system where
+    this does not hold fails loudly instead of testing nothing."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=1)
+    with socket.socket() as probe:
+        probe.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            probe.connect(("127.0.0.1", port))
+    yield f"http://127.0.0.1:{port}"
+    filler.close()
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def gw(emulator: AnthropicEmulator, black_hole: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     dead = f"http://127.0.0.1:{free_port()}"
     config = {
         "server": {"ping_interval": 5},
@@ -41,13 +64,10 @@ def gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) ->
                     "breaker_cooldown": 1.5},
         "models": [
             {"id": "claude-sonnet-4-5-20250929", "upstream": upstream(emulator.base_url)},
-            {"id": "balanced", "deployments": [
-                {"name": "dead-one", "weight": 1, "upstream": upstream(dead, "claude-dead")},
-                {"name": "live-one", "weight": 1, "upstream": upstream(emulator.base_url, "claude-live")},
-            ]},
             {"id": "all-down", "upstream": upstream(dead), "fallbacks": ["claude-sonnet-4-5-20250929"]},
             {"id": "tollway-mock-slow", "upstream": {"provider": "mock", "chunk_delay_ms": 50}},
             {"id": "slow-first-byte", "upstream": {**upstream(emulator.base_url), "first_byte_timeout": 0.3}},
+            {"id": "slow-connect", "upstream": {**upstream(black_hole), "connect_timeout": 0.5}},
         ],
     }
     gateway = start_gateway(tmp_path_factory.mktemp("resilience"), config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
@@ -56,9 +76,32 @@ def gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
+def balanced_gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A model with a dead and a live deployment, on a gateway whose breakers stay open far longer
+    than the test runs: with `gw`'s 1.5 s cooldown a slow machine reaches the half-open probe
+    mid-test, and which request carries the probe is then a matter of timing."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = {
+        "retries": {"max_attempts": 3, "base_delay": 0.05, "max_delay": 0.2, "breaker_failures": 3,
+                    "breaker_cooldown": 600},
+        "models": [{"id": "balanced", "deployments": [
+            {"name": "dead-one", "weight": 1, "upstream": upstream(dead, "claude-dead")},
+            {"name": "live-one", "weight": 1, "upstream": upstream(emulator.base_url, "claude-live")},
+        ]}],
+    }
+    gateway = start_gateway(tmp_path_factory.mktemp("balanced"), config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    yield gateway
+    gateway.stop()
+
+
+def admin_client(gateway: Gateway) -> httpx.Client:
+    key = json.loads(gateway.cli("keys", "create", "--name", "ops", "--admin", "--json").stdout)["key"]
+    return httpx.Client(base_url=gateway.base_url + "/admin/v1", headers={"x-api-key": key}, timeout=10)
+
+
+@pytest.fixture(scope="module")
 def admin(gw: Gateway) -> httpx.Client:
-    key = json.loads(gw.cli("keys", "create", "--name", "ops", "--admin", "--json").stdout)["key"]
-    return httpx.Client(base_url=gw.base_url + "/admin/v1", headers={"x-api-key": key}, timeout=10)
+    return admin_client(gw)
 
 
 def ledger_row(admin: httpx.Client, request_id: str) -> dict[str, Any]:
@@ -116,6 +159,25 @@ def test_slow_first_byte_times_out_cleanly_after_retries(gw: Gateway, upstream_e
     assert len(upstream_emu.received) == 3
 
 
+def test_slow_connect_times_out_cleanly_after_retries(gw: Gateway, admin: httpx.Client) -> None:
+    """An upstream whose TCP connect hangs (`black_hole`): each attempt gives up at the model's
+    connect_timeout (0.5 s), the retries stay within their budget (3 attempts, backoff at most
+    0.05 + 0.1 s here), and the client gets a clean 504 timeout_error in the Anthropic envelope,
+    recorded as such."""
+    started = time.monotonic()
+    with pytest.raises(anthropic.GatewayTimeoutError) as exc:
+        anthropic.Anthropic(base_url=gw.base_url, api_key=gw.key, max_retries=0, timeout=10).messages.create(
+            model="slow-connect", **BODY)
+    assert time.monotonic() - started >= 3 * 0.5
+    assert exc.value.status_code == 504
+    assert isinstance(exc.value.body, dict) and exc.value.body["type"] == "error"
+    assert exc.value.body["error"]["type"] == "timeout_error"
+    row = ledger_row(admin, exc.value.response.headers["request-id"])
+    assert row["status"] == 504 and row["error_type"] == "timeout_error" and row["attempts"] == 3
+    # The gateway's own time (client-side timing would include the SDK's first-call imports).
+    assert 1500 <= row["latency_ms"] < 1500 + 150 + 1000, row["latency_ms"]
+
+
 def test_client_errors_are_not_retried(gw: Gateway, upstream_emu: AnthropicEmulator) -> None:
     upstream_emu.script(JSONReply(400, {"type": "error", "error": {"type": "invalid_request_error",
                                                                    "message": "bad"}}))
@@ -124,18 +186,22 @@ def test_client_errors_are_not_retried(gw: Gateway, upstream_emu: AnthropicEmula
     assert len(upstream_emu.received) == 1
 
 
-def test_a_dead_deployment_is_skipped_and_its_breaker_opens(gw: Gateway, upstream_emu: AnthropicEmulator,
-                                                            admin: httpx.Client) -> None:
-    for _ in range(20):  # the dead one is picked first about half the time: 3 failures come quickly
-        resp = client(gw).messages.with_raw_response.create(model="balanced", **BODY)
-        assert resp.http_response.status_code == 200
+def test_a_dead_deployment_is_skipped_and_its_breaker_opens(balanced_gw: Gateway,
+                                                            upstream_emu: AnthropicEmulator) -> None:
+    rows = []
+    with admin_client(balanced_gw) as admin:
+        for _ in range(20):  # the dead one is picked first about half the time: 3 failures come quickly
+            resp = client(balanced_gw).messages.with_raw_response.create(model="balanced", **BODY)
+            assert resp.http_response.status_code == 200
+            rows.append(ledger_row(admin, resp.http_response.headers["request-id"]))
     # Every request reached the live deployment, renamed for it; the dead one cost retries only
     # until its breaker opened (3 failures), after which requests go straight to the live one.
     assert {r.json["model"] for r in upstream_emu.received} == {"claude-live"}
-    metrics = httpx.get(gw.base_url + "/metrics").text
+    assert all(row["deployment"] == "live-one" for row in rows)
+    assert sum(row["attempts"] - 1 for row in rows) == 3  # exactly the three failures that open it
+    metrics = httpx.get(balanced_gw.base_url + "/metrics").text
     assert 'tollway_breaker_open{deployment="dead-one"} 1.0' in metrics
-    last = ledger_row(admin, resp.http_response.headers["request-id"])
-    assert last["deployment"] == "live-one" and last["attempts"] == 1
+    assert rows[-1]["attempts"] == 1
 
 
 def test_fallback_model_answers_when_all_deployments_fail(gw: Gateway, upstream_emu: AnthropicEmulator,
