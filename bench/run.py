@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -82,12 +82,14 @@ class Processes:
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, argv: Sequence[str], stdout: IO[bytes] | int, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(self, argv: Sequence[str], stdout: IO[bytes] | int, cwd: Path | None = None,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start one child; `env`, when given, replaces the inherited environment."""
         # A session of its own keeps a terminal's Ctrl-C away from the children: this script gets
         # it alone and stops them in order, instead of every process dying mid-write at once.
         proc = subprocess.Popen(
             list(argv), stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            env=env, start_new_session=True, preexec_fn=_die_with_parent,
         )
         self._procs.append(proc)
         return proc
@@ -192,11 +194,13 @@ class RawConnection:
             self._writer.close()
         self._reader = self._writer = None
 
-    async def send(self, request: bytes, keep_body: bool = False) -> tuple[int, int, int, bytes]:
+    async def send(self, request: bytes, keep_body: bool = False,
+                   on_first: Callable[[], None] | None = None) -> tuple[int, int, int, bytes]:
         """(status, ns to the first body byte, ns to the last byte, body if asked) for one request.
 
         For a chunked (streaming) answer the first body byte is the first chunk's size line, which
-        a server writes together with the chunk, so that moment is when the first event arrived."""
+        a server writes together with the chunk, so that moment is when the first event arrived.
+        `on_first` is called at that moment (bench/compare.py counts streams that are open)."""
         if self._writer is None:
             await self.open()
         reader, writer = self._reader, self._writer
@@ -211,6 +215,8 @@ class RawConnection:
             if chunked:
                 line = await reader.readuntil(b"\r\n")
                 first = time.perf_counter_ns()
+                if on_first is not None:
+                    on_first()
                 while True:
                     size = int(line.split(b";", 1)[0], 16)
                     if size == 0:
@@ -222,6 +228,8 @@ class RawConnection:
                     line = await reader.readuntil(b"\r\n")
             else:
                 first = time.perf_counter_ns()
+                if on_first is not None:
+                    on_first()
                 if length:
                     parts.append(await reader.readexactly(length))
             end = time.perf_counter_ns()
@@ -292,11 +300,13 @@ class CpuMeter:
 
 
 async def _python_load(port: int, request: bytes, concurrency: int, seconds: float, warmup: float,
-                       ttfb: bool, meter: CpuMeter) -> Result:
+                       ttfb: bool, meter: CpuMeter, timeout: float | None = None) -> Result:
     """`concurrency` connections, each sending `request` back to back for `seconds`.
 
     The garbage collector is off while measuring: its pauses would be the load generator's, not
-    the server's, and would show up in p99."""
+    the server's, and would show up in p99. With `timeout` (seconds), a request that takes longer
+    counts as an error and its connection is replaced, so a stuck server cannot stall the run
+    (bench/compare.py, which measures gateways it does not control, sets it)."""
     conns = [RawConnection(port) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in conns))
     samples: list[int] = []
@@ -306,8 +316,13 @@ async def _python_load(port: int, request: bytes, concurrency: int, seconds: flo
         nonlocal errors
         while time.perf_counter() < until:
             try:
-                status, first_ns, total_ns, _ = await conn.send(request)
-            except ResponseError:
+                if timeout is None:
+                    status, first_ns, total_ns, _ = await conn.send(request)
+                else:
+                    async with asyncio.timeout(timeout):
+                        status, first_ns, total_ns, _ = await conn.send(request)
+            except (ResponseError, TimeoutError):
+                conn.close()  # after a timeout the response is half read: the next send reconnects
                 if record:
                     errors += 1
                 continue
@@ -338,8 +353,8 @@ async def _python_load(port: int, request: bytes, concurrency: int, seconds: flo
 
 
 def python_load(port: int, request: bytes, concurrency: int, seconds: float, warmup: float,
-                ttfb: bool, meter: CpuMeter) -> Result:
-    return uvloop.run(_python_load(port, request, concurrency, seconds, warmup, ttfb, meter))
+                ttfb: bool, meter: CpuMeter, timeout: float | None = None) -> Result:
+    return uvloop.run(_python_load(port, request, concurrency, seconds, warmup, ttfb, meter, timeout))
 
 
 _WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -691,16 +706,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> int:
-    args = parse_args()
+def run_with_processes(run_fn: Callable[[argparse.Namespace, Processes, Path], int], args: argparse.Namespace,
+                       prefix: str) -> int:
+    """Run a benchmark with a scratch directory and a process list, stopping every child it started
+    (by PID) however it ends: normally, on an error, on Ctrl-C or on `kill`. Shared by the bench
+    scripts."""
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     # A shell that starts this in the background ignores SIGINT for it; take it back, so that
     # `kill -INT` stops a run as cleanly as Ctrl-C does.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     procs = Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="tollway-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        return run(args, procs, tmp)
+        return run_fn(args, procs, tmp)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping the processes this run started", file=sys.stderr)
         return 130
@@ -710,6 +728,10 @@ def main() -> int:
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    return run_with_processes(run, parse_args(), "tollway-bench-")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ Every answer is pre-encoded at start-up so the upstream costs as little CPU as p
 spends is a cycle the gateway does not get. It runs in its own process (aiohttp on uvloop) so it
 never shares an event loop with the code being measured.
 
-    .venv/bin/python bench/upstream.py --port 9100 [--delay-ms 0]
+    .venv/bin/python bench/upstream.py --port 9100 [--delay-ms 0] [--chunk-interval-ms 0]
+
+`--chunk-interval-ms N` pauses N ms between streamed events (default 0: written back to back), so
+a stream lasts about 8 x N ms; bench/compare.py uses it to hold hundreds of streams open at once.
 """
 
 from __future__ import annotations
@@ -71,9 +74,11 @@ BAD_REQUEST = orjson.dumps({
 })
 
 
-def make_app(delay_ms: float) -> web.Application:
-    """The app; `delay_ms` emulates model latency before the first byte of every answer."""
+def make_app(delay_ms: float, chunk_interval_ms: float = 0.0) -> web.Application:
+    """The app; `delay_ms` emulates model latency before the first byte of every answer, and
+    `chunk_interval_ms` a model that trickles its stream out (the pause between two events)."""
     delay = delay_ms / 1000.0
+    interval = chunk_interval_ms / 1000.0
 
     async def messages(request: web.Request) -> web.StreamResponse:
         try:
@@ -86,7 +91,9 @@ def make_app(delay_ms: float) -> web.Application:
             return web.Response(body=MESSAGE_BYTES, content_type="application/json")
         resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await resp.prepare(request)
-        for event in STREAM_EVENTS:
+        for i, event in enumerate(STREAM_EVENTS):
+            if interval and i:
+                await asyncio.sleep(interval)
             await resp.write(event)
         await resp.write_eof()
         return resp
@@ -101,10 +108,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="pause before answering each request")
+    parser.add_argument("--chunk-interval-ms", type=float, default=0.0,
+                        help="pause between two events of a streamed answer (default 0: none)")
+    parser.add_argument("--backlog", type=int, default=128,
+                        help="listen backlog (default 128); raise it when hundreds of clients connect at once")
     args = parser.parse_args()
     # No access log and no banner: both cost CPU per request that the gateway would then lack.
-    web.run_app(make_app(args.delay_ms), host=args.host, port=args.port, access_log=None, print=None,
-                loop=uvloop.new_event_loop())
+    web.run_app(make_app(args.delay_ms, args.chunk_interval_ms), host=args.host, port=args.port,
+                access_log=None, print=None, backlog=args.backlog, loop=uvloop.new_event_loop())
 
 
 if __name__ == "__main__":
