@@ -162,6 +162,8 @@ class KeyCache:
 
     async def reload(self) -> None:
         version, snap = await self.directory.snapshot()
+        if version < self._version:
+            return  # a concurrent reload already applied a newer snapshot: never go back
         self._by_hash = _principals(snap, datetime.now().astimezone())
         self.limit_rules = _limit_rules(snap)
         self.group_names = snap.group_names
@@ -196,10 +198,13 @@ class KeyCache:
         mono = time.monotonic()
         if self._unknown.get(digest, 0.0) > mono:
             return None
-        if await self.refresh():
-            principal = self._by_hash.get(digest)
-            if principal is not None:
-                return None if principal.expired(now) else principal
+        await self.refresh()
+        # Looked up again whether or not this call reloaded: the poller may have reloaded while
+        # it awaited the version, and then this refresh finds nothing new although the key is
+        # now cached (a fresh key refused once with 401 under load, before this).
+        principal = self._by_hash.get(digest)
+        if principal is not None:
+            return None if principal.expired(now) else principal
         if len(self._unknown) >= _NEGATIVE_MAX:
             self._unknown.clear()
         self._unknown[digest] = mono + _NEGATIVE_TTL
