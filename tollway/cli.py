@@ -298,7 +298,10 @@ def serve(
     bind_port = settings.server.port if port is None else port
     configure_logging()
     console.print(f"Tollway listening on http://{bind_host}:{bind_port} ({n_workers} worker(s))", highlight=False)
-    options: dict[str, Any] = {"host": bind_host, "port": bind_port, "loop": "uvloop", "http": "httptools",
+    options: dict[str, Any] = {"host": bind_host, "port": bind_port, "loop": "uvloop",
+                               # uvicorn's httptools protocol, each answer's head and body in one
+                               # write (tollway/serving.py). A string: worker processes import it.
+                               "http": "tollway.serving:HttpProtocol",
                                "access_log": False, "log_level": "warning", "lifespan": "on", "log_config": None,
                                "timeout_graceful_shutdown": settings.server.shutdown_grace,
                                # No `server: uvicorn` on every response: it names the software to an
