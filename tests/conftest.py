@@ -75,8 +75,9 @@ class Gateway:
         return out or ""
 
 
-def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> Gateway:
-    """Write CONFIG, create a key with the CLI, start `tollway serve`, wait until /ready."""
+def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None,
+                  serve_args: tuple[str, ...] = ()) -> Gateway:
+    """Write CONFIG, create a key with the CLI, start `tollway serve` (with SERVE_ARGS), wait until /ready."""
     workdir.mkdir(parents=True, exist_ok=True)
     config.setdefault("store", {"url": f"sqlite:///{workdir}/tollway.db"})
     path = workdir / "tollway.yaml"
@@ -84,7 +85,7 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
     created = json.loads(run_cli("keys", "create", "--name", "test", "--json", config=path, env=env).stdout)
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN), "serve", "--config", str(path), "--port", str(port)],
+        [str(BIN), "serve", "--config", str(path), "--port", str(port), *serve_args],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, **(env or {})},
     )

@@ -1,0 +1,82 @@
+"""`tollway serve --workers N`: N processes on one port, sharing the store and the limits.
+
+Each process draws its request ids from its own random prefix (surfaces/common.py), so the ids
+tell which process answered. Runs with Redis (TOLLWAY_TEST_REDIS_URL, set by `.ci/run`): more
+than one worker is refused with the in-memory limits backend.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import BIN, UPSTREAM_KEY, Gateway, free_port, start_gateway
+from tests.emulator import AnthropicEmulator
+from tests.test_limits import Admin, limits_config
+
+REDIS_ENV = "TOLLWAY_TEST_REDIS_URL"
+BODY = {"model": "tollway-mock", "max_tokens": 8, "messages": [{"role": "user", "content": "which process?"}]}
+
+
+@pytest.fixture(scope="module")
+def workers(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"more than one worker needs Redis limits: set {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0)")
+    config = limits_config(emulator.base_url, backend="redis", redis_url=url)
+    gateway = start_gateway(tmp_path_factory.mktemp("workers"), config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY},
+                            serve_args=("--workers", "2"))
+    yield gateway
+    gateway.stop()
+
+
+def process_of(request_id: str) -> str:
+    return request_id[: len("req_") + 12]  # "req_" and the process's 6 random bytes in hex
+
+
+def post_fresh(gw: Gateway, key: str) -> httpx.Response:
+    """One request on a new connection: the kernel hands each connection to one process."""
+    with httpx.Client(timeout=10) as http:
+        return http.post(gw.base_url + "/v1/messages", json=BODY, headers={"x-api-key": key})
+
+
+def test_two_workers_answer_on_one_port_and_record_every_request(workers: Gateway) -> None:
+    answered: list[httpx.Response] = []
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(10):  # rounds of 16 concurrent connections, until both processes have answered
+            answered += pool.map(lambda _: post_fresh(workers, workers.key), range(16))
+            if len({process_of(r.headers["request-id"]) for r in answered}) == 2:
+                break
+    assert all(r.status_code == 200 for r in answered)
+    assert len({process_of(r.headers["request-id"]) for r in answered}) == 2
+    admin = Admin(workers)
+    rows = admin.ledger(workers.key_id, len(answered))
+    assert {r["request_id"] for r in rows} == {r.headers["request-id"] for r in answered}
+
+
+def test_a_rate_limit_holds_across_workers(workers: Gateway) -> None:
+    admin = Admin(workers)
+    key = admin.key("limited", rpm=12)
+    with ThreadPoolExecutor(8) as pool:
+        answered = list(pool.map(lambda _: post_fresh(workers, key["key"]), range(36)))
+    statuses = [r.status_code for r in answered]
+    assert statuses.count(200) == 12 and statuses.count(429) == 24
+    assert len({process_of(r.headers["request-id"]) for r in answered}) == 2, "both processes took part"
+
+
+def test_the_memory_limits_backend_is_refused_with_two_workers(emulator: AnthropicEmulator, tmp_path: Any) -> None:
+    path = tmp_path / "tollway.yaml"
+    config = {**limits_config(emulator.base_url), "store": {"url": f"sqlite:///{tmp_path}/tollway.db"}}
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([str(BIN), "serve", "--config", str(path), "--port", str(free_port()), "--workers", "2"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TEST_UPSTREAM_KEY": UPSTREAM_KEY, "COLUMNS": "200"})
+    assert proc.returncode == 2
+    assert "limits.backend 'memory'" in proc.stderr and "redis" in proc.stderr
