@@ -5,7 +5,10 @@ Tollway runs); `proxy` forwards the body once to the upstream with one pooled ai
 as Tollway does, and relays the answer. Nothing else: no parsing, no governance. What Tollway
 counts above `proxy` is Tollway's own work.
 
-    .venv/bin/python bench/floor_app.py PORT static|proxy UPSTREAM_PORT
+    .venv/bin/python bench/floor_app.py PORT static|proxy UPSTREAM_PORT [httptools|one-write]
+
+The last argument picks the server protocol: uvicorn's own (the default) or Tollway's, which
+writes each answer's head and body together (tollway/serving.py; compared by one_write.py).
 """
 
 from __future__ import annotations
@@ -45,5 +48,7 @@ def make_app(mode: str, upstream_port: int) -> Starlette:
 
 if __name__ == "__main__":
     port, mode, upstream = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    uvicorn.run(make_app(mode, upstream), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    protocol = sys.argv[4] if len(sys.argv) > 4 else "httptools"
+    http = "tollway.serving:HttpProtocol" if protocol == "one-write" else "httptools"
+    uvicorn.run(make_app(mode, upstream), host="127.0.0.1", port=port, loop="uvloop", http=http,
                 access_log=False, log_level="warning", server_header=False)
