@@ -20,12 +20,14 @@ from tests.emulator import (
     JSONReply,
     SSEReply,
     count_input_tokens,
+    default_message,
     default_stream_events,
     error_body,
     sse_event,
 )
 
 MODEL = "claude-sonnet-4-5-20250929"
+BY_NAME = "upstream-by-name"
 RENAMED = "claude-renamed"
 RENAMED_UPSTREAM = "claude-haiku-4-5-20251001"
 USER_HI = [{"role": "user", "content": "hi"}]
@@ -359,6 +361,11 @@ def second_gateway(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPat
                                       "api_key": "${TEST_UPSTREAM_KEY}", "connect_timeout": 2}},
             {"id": MODEL, "upstream": {"provider": "anthropic", "base_url": emulator.base_url,
                                        "api_key": "${TEST_UPSTREAM_KEY}", "read_timeout": 0.5}},
+            # By host name: HTTP clients keep no cookies from bare IP addresses, so only a named
+            # upstream shows whether its cookies are kept.
+            {"id": BY_NAME, "upstream": {"provider": "anthropic", "api_key": "${TEST_UPSTREAM_KEY}",
+                                         "base_url": emulator.base_url.replace("127.0.0.1", "localhost"),
+                                         "model": MODEL}},
         ],
     }
     gw = start_gateway(tmp_path_factory.mktemp("second"), config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
@@ -446,3 +453,18 @@ def test_upstream_reset_mid_stream_ends_with_error_frame_and_is_recorded(
         with sqlite3.connect(second_gateway.workdir / "tollway.db") as db:
             rows = db.execute("SELECT status, error_type FROM usage WHERE request_id = ?", (request_id,)).fetchall()
     assert rows == [(200, "api_error")]
+
+
+def test_an_upstream_cookie_never_reaches_another_request(second_gateway: Gateway,
+                                                          upstream: AnthropicEmulator) -> None:
+    """The upstream session is shared by every caller: a cookie one answer sets must not ride
+    along on the next request (someone else's, possibly)."""
+    upstream.script(JSONReply(200, default_message(MODEL), headers={"set-cookie": "lb=node-7; Path=/"}))
+    body = orjson.dumps({"model": BY_NAME, "max_tokens": 10, "messages": USER_HI})
+    for _ in range(2):
+        resp = httpx.post(second_gateway.base_url + "/v1/messages", headers=_headers(second_gateway),
+                          content=body, timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert "set-cookie" not in resp.headers
+    assert len(upstream.received) == 2
+    assert [r.headers.get("cookie") for r in upstream.received] == [None, None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamReply, UpstreamRequest
@@ -13,6 +14,7 @@ from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, r
 # Client headers an Anthropic upstream needs to see as they came (DECISIONS.md 3), and the trace context.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id", *TRACE_HEADERS)
 DEFAULT_VERSION = "2023-06-01"
+MESSAGES, COUNT_TOKENS = "/v1/messages", "/v1/messages/count_tokens"
 
 
 class AnthropicUpstream:
@@ -21,6 +23,7 @@ class AnthropicUpstream:
     def __init__(self, cfg: UpstreamConfig) -> None:
         self.cfg = cfg
         self.base_url = cfg.resolved_base_url
+        self._urls = {path: URL(self.base_url + path) for path in (MESSAGES, COUNT_TOKENS)}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -40,14 +43,14 @@ class AnthropicUpstream:
         return headers
 
     async def messages(self, req: UpstreamRequest) -> UpstreamReply:
-        return await self._post("/v1/messages", req)
+        return await self._post(MESSAGES, req)
 
     async def count_tokens(self, req: UpstreamRequest) -> UpstreamReply:
-        return await self._post("/v1/messages/count_tokens", req)
+        return await self._post(COUNT_TOKENS, req)
 
     async def _post(self, path: str, req: UpstreamRequest) -> UpstreamReply:
         assert self._session is not None, "upstream used before start()"
-        url = self.base_url + path + ("?" + req.query if req.query else "")
+        url = self.base_url + path + "?" + req.query if req.query else self._urls[path]
         data = req.raw if req.raw is not None else orjson.dumps(req.body)
         resp = await post(self._session, url, data, self._headers(req), self.cfg.first_byte_timeout)
         headers = relayed(resp)

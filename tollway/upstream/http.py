@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Mapping
 
 import aiohttp
+from yarl import URL
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamFailure
@@ -24,16 +25,20 @@ def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:
     """A keep-alive pool with the upstream's connect and between-chunks (idle) timeouts."""
     connector = aiohttp.TCPConnector(limit=cfg.max_connections, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, connect=cfg.connect_timeout, sock_read=cfg.read_timeout)
+    # No cookie jar: the session is shared by every caller of this upstream, so a cookie one
+    # answer set would ride along on everybody else's requests (and filtering the jar costs
+    # time on each of them).
     return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
-                                 skip_auto_headers=("User-Agent",))
+                                 skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
 
 
-async def post(session: aiohttp.ClientSession, url: str, data: bytes, headers: Mapping[str, str],
+async def post(session: aiohttp.ClientSession, url: str | URL, data: bytes, headers: Mapping[str, str],
                first_byte_timeout: float) -> aiohttp.ClientResponse:
-    """POST and wait for the response headers, within the first-byte limit."""
+    """POST and wait for the response headers, within the first-byte limit. A URL parsed once
+    (a `yarl.URL`) spares aiohttp parsing the string again on every request."""
     try:
         async with asyncio.timeout(first_byte_timeout):
-            return await session.post(url, data=data, headers=dict(headers))
+            return await session.post(url, data=data, headers=headers)
     except TimeoutError:
         raise UpstreamFailure(504, "timeout_error", "the upstream did not answer in time") from None
     except aiohttp.ClientError as exc:

@@ -51,6 +51,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
@@ -306,9 +307,9 @@ class OpenAIUpstream:
         self.cfg = cfg
         base = cfg.resolved_base_url
         if cfg.deployment is not None:
-            self.url = f"{base}/openai/deployments/{cfg.deployment}/chat/completions?api-version={cfg.api_version}"
+            self.url = URL(f"{base}/openai/deployments/{cfg.deployment}/chat/completions?api-version={cfg.api_version}")
         else:
-            self.url = f"{base}/chat/completions"
+            self.url = URL(f"{base}/chat/completions")
         headers = {"content-type": JSON}
         if cfg.deployment is not None:
             headers["api-key"] = cfg.api_key or ""
