@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tollway import tracing
-from tollway.admin.api import create_admin_app
 from tollway.config import Settings, load_settings
 from tollway.governance.access import Catalogue
 from tollway.governance.audit import AuditLog, new_writer_id
@@ -64,6 +64,30 @@ async def _crash(request: Request, exc: Exception) -> Response:
     """Last resort: log the traceback server-side, show the client only an envelope."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal error in the gateway", new_request_id())
+
+
+class OnFirstRequest:
+    """An ASGI app built when its first request arrives.
+
+    Why: the admin API is FastAPI, and FastAPI with what it imports is about 12 MB of a gateway's
+    memory. A data-plane process that never sees an admin request never pays for it; the first
+    admin request pays the import once (a few hundred milliseconds).
+    """
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self._build = build
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = self._build()
+        await self._app(scope, receive, send)
+
+
+def _admin_app(settings: Settings, keys: KeyCache, audit: AuditLog) -> ASGIApp:
+    from tollway.admin.api import create_admin_app
+
+    return create_admin_app(settings, keys, audit)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -149,7 +173,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", probes.health, methods=["GET", "HEAD"]),
         Route("/ready", probes.ready, methods=["GET", "HEAD"]),
         Route("/metrics", probes.metrics, methods=["GET"]),
-        Mount("/admin/v1", create_admin_app(settings, keys, audit)),
+        Mount("/admin/v1", OnFirstRequest(lambda: _admin_app(settings, keys, audit))),
     ]
     app = Starlette(
         routes=routes,
