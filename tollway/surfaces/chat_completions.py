@@ -34,12 +34,13 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from tollway.pipeline import GatewayError
 from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
+    RelayResponse,
     client_info,
     client_left,
     header_map,
@@ -166,7 +167,7 @@ async def create_chat_completion(request: Request) -> Response:
         return _render(reply, request_id, model)
     options = chat.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return StreamingResponse(
+    return RelayResponse(
         _chunks(reply, gw.settings.server.ping_interval, model, include_usage),
         200,
         headers=openai_headers(request_id, {**SSE_HEADERS, **reply.headers}),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from tollway.pipeline import GatewayError
 from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
+    RelayResponse,
     client_info,
     client_left,
     error_headers,
@@ -68,7 +69,7 @@ async def create_message(request: Request) -> Response:
     rename_to = call.requested_model if call.renamed else None
     if not reply.streaming:
         return _render(reply, request_id, rename_to)
-    return StreamingResponse(
+    return RelayResponse(
         relay(reply, gw.settings.server.ping_interval, rename_to),
         200,
         headers={**SSE_HEADERS, **reply.headers, "request-id": request_id},

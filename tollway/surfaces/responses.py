@@ -62,7 +62,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from tollway.config import ResponsesConfig
 from tollway.governance.identity import Principal
@@ -73,6 +73,7 @@ from tollway.store.conversations import InvalidCursor, Owner, StateStore, new_re
 from tollway.surfaces.common import (
     JSON,
     SSE_HEADERS,
+    RelayResponse,
     client_info,
     client_left,
     header_map,
@@ -689,7 +690,7 @@ async def create_response(request: Request) -> Response:
     model = call.requested_model or str(turn.request["model"])
     if not reply.streaming:
         return await _render(gw, reply, turn, request_id, model)
-    return StreamingResponse(
+    return RelayResponse(
         _events(gw, reply, turn, model),
         200,
         headers=openai_headers(request_id, {**SSE_HEADERS, **reply.headers}),
