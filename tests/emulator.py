@@ -25,11 +25,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.loopback import LoopbackServer
 
 API_KEY_DEFAULT = "sk-ant-upstream-test"
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's limit for Messages and Token Counting
@@ -169,14 +170,17 @@ def count_input_tokens(body: dict) -> int:
     return max(1, len(orjson.dumps(payload)) // 4)
 
 
-class AnthropicEmulator:
+class AnthropicEmulator(LoopbackServer):
     """Anthropic's API on 127.0.0.1 (free port). Default behaviour, in order, for every request:
     record it; 401 unless ``x-api-key`` (or ``Authorization: Bearer``, which anthropic-python 2.x
     sends for ``api_key=``) equals the key; 400 if ``anthropic-version`` is missing; then route.
     A queued scripted reply replaces the default answer of the next POST /v1/messages or
     /v1/messages/count_tokens request (no body validation then)."""
 
+    thread_name = "anthropic-emulator"
+
     def __init__(self, api_key: str = API_KEY_DEFAULT) -> None:
+        super().__init__()
         self.api_key = api_key
         self.received: list[Received] = []  # appended from the server thread under self._cond
         self.disconnects = 0  # replies cut short: client went away (write failed / handler cancelled)
@@ -184,43 +188,6 @@ class AnthropicEmulator:
         self._cond = threading.Condition()
         self._script: deque[JSONReply | SSEReply] = deque()
         self._request_ids = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
-
-    # ----- lifecycle (called from the test thread) -----
-    def start(self) -> AnthropicEmulator:
-        """Start serving in a daemon thread; returns once the socket is listening."""
-        ready = threading.Event()
-        errors: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, errors), daemon=True, name="anthropic-emulator"
-        )
-        self._thread.start()
-        if not ready.wait(10):
-            raise TimeoutError("emulator did not start listening within 10 s")
-        if errors:
-            raise errors[0]
-        return self
-
-    def stop(self) -> None:
-        """Stop the server (in-flight handlers are cancelled) and join the thread."""
-        loop, runner = self._loop, self._runner
-        if loop is None or runner is None or self._thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(10)
-        self._loop = self._runner = self._thread = None
-
-    def __enter__(self) -> AnthropicEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
@@ -252,20 +219,6 @@ class AnthropicEmulator:
                 raise TimeoutError(f"expected {n} disconnects, got {self.disconnects}")
 
     # ----- server side (runs on the emulator's own event loop) -----
-    def _serve(self, ready: threading.Event, errors: list[BaseException]) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._listen())
-        except BaseException as exc:  # surface bind failures to start()
-            errors.append(exc)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.close()
-
     async def _listen(self) -> None:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)

@@ -20,7 +20,6 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +29,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from tests.loopback import LoopbackServer
 
 KINDS = {Span.SPAN_KIND_INTERNAL: "INTERNAL", Span.SPAN_KIND_SERVER: "SERVER", Span.SPAN_KIND_CLIENT: "CLIENT",
          Span.SPAN_KIND_PRODUCER: "PRODUCER", Span.SPAN_KIND_CONSUMER: "CONSUMER"}
@@ -72,47 +73,18 @@ def _attributes(kvs: Any) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in kvs}
 
 
-class OtlpReceiver:
+class OtlpReceiver(LoopbackServer):
     """An OTLP/HTTP traces endpoint on 127.0.0.1 (free port)."""
 
+    thread_name = "otlp-receiver"
+
     def __init__(self) -> None:
+        super().__init__()
         self.spans: list[SpanRecord] = []
         self.exports: list[dict[str, str]] = []  # the headers of each export request
         self.connections = 0
         self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
-
-    # ----- lifecycle (test thread) -----
-    def start(self) -> OtlpReceiver:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, args=(ready, errors), daemon=True, name="otlp-receiver")
-        self._thread.start()
-        if not ready.wait(10):
-            raise TimeoutError("OTLP receiver did not start listening within 10 s")
-        if errors:
-            raise errors[0]
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._loop = self._thread = None
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def endpoint(self) -> str:
@@ -138,20 +110,6 @@ class OtlpReceiver:
         return [s for s in spans if s.trace_id == trace_id]
 
     # ----- server side (the receiver's own loop) -----
-    def _serve(self, ready: threading.Event, errors: list[BaseException]) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._listen())
-        except BaseException as exc:
-            errors.append(exc)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.close()
-
     async def _listen(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/traces", self._export)
@@ -172,8 +130,7 @@ class OtlpReceiver:
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super()._close()
 
     async def _export(self, request: web.Request) -> web.Response:
         data = await request.read()
