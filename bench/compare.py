@@ -23,13 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import gc
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -63,6 +61,7 @@ from run import (
     run_with_processes,
     tail,
     wait_for,
+    write_report,
     wrk_load,
 )
 from upstream import STREAM_EVENTS, TEXT_PIECES
@@ -923,21 +922,14 @@ def run(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     if checks:
         print("All targets met." if not missed else f"{len(missed)} of {len(checks)} targets missed.")
 
-    report = {
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "node": _node_version()},
-        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+    write_report(args.output, load_before, {
         "plan": asdict(plan),
         "upstreams": {"ports": asdict(upstreams), "pids": upstream_pids, "slow_delay_ms": SLOW_UPSTREAM_MS,
                       "events_per_stream": len(STREAM_EVENTS)},
         "targets": [{**asdict(r), "added": asdict(derive(r, rows.get("direct")))} for r in ordered],
         "checks": [asdict(c) for c in checks],
         "markdown": markdown,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}", file=sys.stderr)
+    }, machine={"node": _node_version()})
     return 0 if not missed or not args.strict else 1
 
 

@@ -678,21 +678,30 @@ def run(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     missed = [t for t in targets if not t.met]
     print("All targets met." if not missed else f"{len(missed)} of {len(targets)} targets missed.")
 
-    report = {
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+    write_report(args.output, load_before, {
         "settings": {"seconds_per_measurement": seconds, "warmup_seconds": warmup, "quick": args.quick,
                      "wrk": wrk, "upstream_delay_ms": args.upstream_delay_ms, "concurrency_high": HIGH_CONCURRENCY},
         "scenarios": [{**asdict(s), "added_p50_ms": s.added_p50_ms,
                        "added_p99_ms": s.added_p99_ms} for s in ordered],
         "targets": [asdict(t) for t in targets],
         "markdown": table,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}", file=sys.stderr)
+    })
     return 0 if not missed or not args.strict else 1
+
+
+def write_report(path: Path, load_before: float, results: dict[str, Any],
+                 machine: dict[str, Any] | None = None) -> None:
+    """The JSON a benchmark leaves behind: when, on what machine, under what load, then RESULTS."""
+    report = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    **(machine or {})},
+        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+        **results,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {path}", file=sys.stderr)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
