@@ -282,14 +282,14 @@ class Pipeline:
                     call.attempts.append({"deployment": deployment.name, "status": reply.status})
                     last_reply, last_failure = reply, None
                     wait = _retry_after(reply.headers.get("retry-after"))
-                self.metrics.breaker.labels(deployment.name).set(1 if deployment.breaker.open else 0)
+                self.metrics.child(self.metrics.breaker, deployment.name).set(1 if deployment.breaker.open else 0)
                 if attempt + 1 == policy.max_attempts:
                     break
                 delay = wait if wait is not None else random.uniform(0, min(policy.max_delay,
                                                                             policy.base_delay * 2 ** attempt))
                 if time.perf_counter() + delay >= deadline:
                     break
-                self.metrics.retries.labels(route.model.id).inc()
+                self.metrics.child(self.metrics.retries, route.model.id).inc()
                 await asyncio.sleep(delay)
         if last_reply is not None:
             return last_reply
@@ -352,7 +352,7 @@ class Pipeline:
         call.dlp = [{"kind": f.kind, "category": f.category, "action": f.action, "where": f.where, "count": f.count}
                     for f in result.findings]
         for f in result.findings:
-            self.metrics.dlp.labels(f.kind, f.action).inc(f.count)
+            self.metrics.child(self.metrics.dlp, f.kind, f.action).inc(f.count)
         if result.blocked:
             kinds = ", ".join(sorted(set(result.blocked_kinds)))
             raise GatewayError(400, f"blocked by DLP policy '{result.policy}': the request contains {kinds}",
