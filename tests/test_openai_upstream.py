@@ -29,7 +29,7 @@ from tests.openai_emulator import (
 )
 from tests.test_node_clients import CLAUDE
 from tollway.config import UpstreamConfig
-from tollway.upstream.openai import chat_request, passthrough, passthrough_body
+from tollway.upstream.openai import chat_request, passthrough_body
 from tollway.wire.openai_to_anthropic import chat_request_to_messages
 from tollway.wire.tokens_openai import count_chat_tokens
 
@@ -319,28 +319,22 @@ def test_dlp_redaction_turns_passthrough_off(gpt: openai.OpenAI, oai: OpenAIEmul
     assert "seed" not in sent.json and sent.json["temperature"] == 1.0  # translated from the redacted form
 
 
-def test_passthrough_is_dropped_once_the_canonical_request_changes() -> None:
-    """What keeps passthrough from bypassing a governance step: a step (DLP redaction, say) that
-    replaces or rewrites the canonical request makes the adapter translate that one instead."""
+def test_passthrough_sends_the_native_body_only_when_given_one() -> None:
+    """The client's body rides on the request as `native` (no registry beside it): the adapter
+    sends it, with the deployment's model id, when the pipeline hands it on, and translates the
+    canonical request when it does not (the pipeline drops it once a step changed the request)."""
     chat = {"model": "gpt-emu", "messages": [{"role": "user", "content": "my key is sk-live-123"}], "seed": 1}
     canonical = chat_request_to_messages(chat)
-    keys = set(canonical)
     native = passthrough_body(chat)
     assert native is not None
     cfg = UpstreamConfig(provider="openai")
-    with passthrough(canonical, native):
-        assert set(canonical) == keys  # nothing rides in the canonical request itself
-        canonical["model"] = "gpt-4o-mini"  # what the pipeline does per deployment: still passthrough
-        sent, _, used = chat_request(canonical, cfg, stream=False)
-        assert used and sent["seed"] == 1 and sent["model"] == "gpt-4o-mini"
-        redacted = {**canonical, "messages": [{"role": "user", "content": [{"type": "text", "text": "key [X]"}]}]}
-        sent, _, used = chat_request(redacted, cfg, stream=False)
-        assert not used and "seed" not in sent and sent["messages"] == [{"role": "user", "content": "key [X]"}]
-        canonical["messages"][0]["content"][0]["text"] = "changed in place"
-        sent, _, used = chat_request(canonical, cfg, stream=False)
-        assert not used and sent["messages"] == [{"role": "user", "content": "changed in place"}]
-    sent, _, used = chat_request(canonical, cfg, stream=False)
-    assert not used  # the registration ends with the call
+    canonical["model"] = "gpt-4o-mini"  # what the pipeline does per deployment
+    sent, _, used = chat_request(canonical, cfg, stream=False, native=native)
+    assert used and sent["seed"] == 1 and sent["model"] == "gpt-4o-mini"
+    assert native["model"] == "gpt-emu"  # the client's body itself is never modified
+    redacted = {**canonical, "messages": [{"role": "user", "content": [{"type": "text", "text": "key [X]"}]}]}
+    sent, _, used = chat_request(redacted, cfg, stream=False)
+    assert not used and "seed" not in sent and sent["messages"] == [{"role": "user", "content": "key [X]"}]
 
 
 def test_passthrough_only_for_bodies_the_translation_carries_completely() -> None:

@@ -141,13 +141,20 @@ def test_retries_are_bounded_and_the_last_error_is_passed_on(gw: Gateway, upstre
     with pytest.raises(anthropic.InternalServerError) as exc:
         client(gw).messages.create(model="claude-sonnet-4-5-20250929", **BODY)
     assert exc.value.status_code == 529 and len(upstream_emu.received) == 3
-    # Three failures in a row opened the breaker: the next call fails fast without reaching
-    # the upstream, and after the cooldown one probe closes it again.
-    with pytest.raises(anthropic.InternalServerError) as fast:
-        client(gw).messages.create(model="claude-sonnet-4-5-20250929", **BODY)
-    assert fast.value.status_code == 503 and len(upstream_emu.received) == 3
-    time.sleep(1.6)
-    assert client(gw).messages.create(model="claude-sonnet-4-5-20250929", **BODY).content
+
+
+def test_a_model_with_nowhere_else_to_go_is_never_refused_by_its_breaker(gw: Gateway,
+                                                                         upstream_emu: AnthropicEmulator) -> None:
+    """Issue 12: upstream blips opened a one-deployment model's breaker, and the next good request
+    got `503 … circuit open` for everyone. A breaker exists to fail over: with one deployment and
+    no fallback the request goes to the upstream, whatever the breaker thinks."""
+    upstream_emu.script(*[JSONReply(529, OVERLOADED)] * 6)
+    for _ in range(2):  # two requests, each retried three times: six failures, threshold 3
+        with pytest.raises(anthropic.InternalServerError):
+            client(gw).messages.create(model="claude-sonnet-4-5-20250929", **BODY)
+    assert len(upstream_emu.received) == 6
+    msg = client(gw).messages.create(model="claude-sonnet-4-5-20250929", **BODY)
+    assert msg.content and len(upstream_emu.received) == 7
 
 
 def test_slow_first_byte_times_out_cleanly_after_retries(gw: Gateway, upstream_emu: AnthropicEmulator) -> None:

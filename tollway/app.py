@@ -33,8 +33,15 @@ from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
 from tollway.store.writebehind import WriteBehind
-from tollway.surfaces import chat_completions, messages, models, probes, responses
-from tollway.surfaces.common import error_response, new_request_id, openai_error_response
+from tollway.surfaces import conversations as state
+from tollway.surfaces import probes
+from tollway.surfaces.chat_completions import ChatCompletionsDialect
+from tollway.surfaces.common import new_request_id
+from tollway.surfaces.envelopes import error_response, openai_error_response
+from tollway.surfaces.handler import endpoint
+from tollway.surfaces.messages import CountTokensDialect, MessagesDialect
+from tollway.surfaces.models import GetModel, ListModels
+from tollway.surfaces.responses import ResponsesDialect
 from tollway.surfaces.state import Gateway
 from tollway.upstream.router import Router
 
@@ -99,7 +106,9 @@ def _admin_app(settings: Settings, keys: KeyCache, audit: AuditLog) -> ASGIApp:
 def create_app(settings: Settings) -> Starlette:
     db = Database(settings.store.url)
     keys = KeyCache(db, settings.server.key_refresh_interval)
-    router = Router(settings)
+    metrics = Metrics()
+    router = Router(settings, on_breaker=lambda name, state: metrics.child(metrics.breaker, name).set(
+        0 if state == "closed" else 1))
     usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(settings.store.spill_dir))
 
     async def load_spent(scope: str, scope_id: str, since: date) -> int:
@@ -114,7 +123,6 @@ def create_app(settings: Settings) -> Starlette:
     limiter = Limiter(settings.limits, backend)
     audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(settings.store.spill_dir))
     audit = AuditLog(audit_writer.put, new_writer_id("gateway"), enabled=settings.audit.enabled)
-    metrics = Metrics()
     metrics.watch_queue("usage", lambda: usage_writer.depth)
     metrics.watch_queue("audit", lambda: audit_writer.depth)
     dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
@@ -158,21 +166,21 @@ def create_app(settings: Settings) -> Starlette:
             await db.close()
 
     routes = [
-        Route("/v1/messages", messages.create_message, methods=["POST"]),
-        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
-        Route("/v1/chat/completions", chat_completions.create_chat_completion, methods=["POST"]),
-        Route("/v1/responses", responses.create_response, methods=["POST"]),
-        Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
-        Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
-        Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
-        Route("/v1/conversations", responses.create_conversation, methods=["POST"]),
-        Route("/v1/conversations/{conversation_id}", responses.get_conversation, methods=["GET"]),
-        Route("/v1/conversations/{conversation_id}", responses.delete_conversation, methods=["DELETE"]),
-        Route("/v1/conversations/{conversation_id}/items", responses.list_conversation_items, methods=["GET"]),
-        Route("/v1/conversations/{conversation_id}/items/{item_id}", responses.get_conversation_item,
+        Route("/v1/messages", endpoint(MessagesDialect()), methods=["POST"]),
+        Route("/v1/messages/count_tokens", endpoint(CountTokensDialect()), methods=["POST"]),
+        Route("/v1/chat/completions", endpoint(ChatCompletionsDialect()), methods=["POST"]),
+        Route("/v1/responses", endpoint(ResponsesDialect()), methods=["POST"]),
+        Route("/v1/responses/{response_id}", endpoint(state.GET_RESPONSE), methods=["GET"]),
+        Route("/v1/responses/{response_id}", endpoint(state.DELETE_RESPONSE), methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", endpoint(state.INPUT_ITEMS), methods=["GET"]),
+        Route("/v1/conversations", endpoint(state.CREATE_CONVERSATION), methods=["POST"]),
+        Route("/v1/conversations/{conversation_id}", endpoint(state.GET_CONVERSATION), methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}", endpoint(state.DELETE_CONVERSATION), methods=["DELETE"]),
+        Route("/v1/conversations/{conversation_id}/items", endpoint(state.CONVERSATION_ITEMS), methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}/items/{item_id}", endpoint(state.CONVERSATION_ITEM),
               methods=["GET"]),
-        Route("/v1/models", models.list_models, methods=["GET"]),
-        Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
+        Route("/v1/models", endpoint(ListModels()), methods=["GET"]),
+        Route("/v1/models/{model_id:path}", endpoint(GetModel()), methods=["GET"]),
         Route("/", probes.root, methods=["GET", "HEAD"]),
         Route("/api/hello", probes.hello, methods=["GET", "HEAD"]),
         Route("/api/event_logging/batch", probes.event_logging, methods=["POST"]),

@@ -20,105 +20,64 @@ import math
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tollway.answer import Answer
+from tollway.call import Call
 from tollway.config import ModelConfig
-from tollway.governance.access import Catalogue
+from tollway.governance.access import Catalogue, matches
 from tollway.governance.audit import AuditLog
 from tollway.governance.dlp import DlpEngine, DlpError
 from tollway.governance.identity import CredentialError, KeyCache, Principal, extract_credential
-from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, Ticket, denial_message
+from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, denial_message
 from tollway.governance.metering import Meter, cost_micros, worst_case_micros
-from tollway.observability import Metrics, server_timing
+from tollway.observability import Metrics
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
 from tollway.upstream.router import Deployment, Route, Router
 from tollway.wire.errors import anthropic_type_for
-from tollway.wire.messages_schema import RequestInvalid
-from tollway.wire.openai_schema import ChatInvalid
-from tollway.wire.sse import StreamTap, Usage
+from tollway.wire.refusal import Refusal
+from tollway.wire.sse import Usage
 from tollway.wire.tokens import count_input_tokens
 
 if TYPE_CHECKING:
-    from tollway.tracing import CallTrace, Tracing
+    from tollway.tracing import Tracing
 
 log = logging.getLogger("tollway.access")
+upstream_log = logging.getLogger("tollway.upstream")
 
-
-class GatewayError(Exception):
-    """A refusal the gateway originates; surfaces render it in their dialect's envelope."""
-
-    def __init__(
-        self, status: int, message: str, error_type: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type
-        self.headers = headers or {}
-
+# The refusal the gateway originates. One type for every refusal (wire/refusal.py); the old
+# name stays for the call sites that read better with it.
+GatewayError = Refusal
+__all__ = ["METERED_ROUTES", "Call", "GatewayError", "Pipeline", "Refusal"]
 
 METERED_ROUTES = ("messages", "count_tokens", "chat_completions", "responses")
+INTERNAL_ERROR = "internal error in the gateway"
+# An upstream id is the upstream's string: bounded before it is recorded (the column is 200).
+MAX_UPSTREAM_ID = 200
 
 
-@dataclass(slots=True)
-class Call:
-    """One data-plane request on its way through the pipeline, in canonical form."""
-
-    request_id: str
-    route_name: str
-    headers: Mapping[str, str]
-    client: dict[str, Any]
-    principal: Principal | None = None
-    body: dict[str, Any] = field(default_factory=dict)
-    raw: bytes | None = None
-    query: str = ""
-    stream: bool = False
-    route: Route | None = field(default=None)
-    # The id the client asked for, and the one the upstream was sent (they differ for aliases).
-    requested_model: str = ""
-    upstream_model: str = ""
-    group_id: str | None = None
-    ticket: Ticket = field(default_factory=Ticket)
-    started: float = field(default_factory=time.perf_counter)
-    finished: bool = False
-    dlp: list[dict[str, Any]] = field(default_factory=list)
-    # Which deployment answered, and every failed attempt before it (for usage and audit).
-    deployment: str | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    # The answer's bytes, kept only when the paying group has payload capture on.
-    captured: bytes | bytearray | None = None
-    # Seconds the upstream took to answer (to its headers), and when the answer started here.
-    upstream_s: float | None = None
-    answered: float | None = None
-    # The call's spans when tracing is on (tollway/tracing.py); None costs the hot path one test.
-    trace: CallTrace | None = None
-
-    def timing(self) -> str:
-        """The Server-Timing value for a response starting now."""
-        gateway = time.perf_counter() - self.started - (self.upstream_s or 0.0)
-        return server_timing(gateway, self.upstream_s)
-
-    @property
-    def renamed(self) -> bool:
-        return self.requested_model != self.upstream_model
-
-
-def _status_type(exc: BaseException) -> tuple[int, str]:
-    if isinstance(exc, GatewayError):
+def outcome_of(exc: BaseException) -> tuple[int, str]:
+    """(status, error type) a call that ended with EXC is recorded as: a refusal as what the
+    client sees, a cancellation (the client left, or shutdown) as 499, anything else as 500."""
+    if isinstance(exc, Refusal):
         return exc.status, exc.error_type or anthropic_type_for(exc.status)
-    if isinstance(exc, RequestInvalid | ChatInvalid):
-        return 400, "invalid_request_error"
-    if isinstance(exc, UpstreamFailure):
-        return exc.status, exc.error_type
-    return 499, "client_closed_request"
+    if isinstance(exc, asyncio.CancelledError):
+        return 499, "client_closed_request"
+    return 500, "api_error"
 
 
 RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504, 529))
+
+
+def counts_as_failure(status: int, retry_after: float | None) -> bool:
+    """Whether an upstream answer counts against its deployment's breaker (upstream/breaker.py):
+    busy is not broken, so 408 and 429 never do, nor a 503/529 that says when to come back."""
+    if status in (408, 429):
+        return False
+    return not (status in (503, 529) and retry_after is not None)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -175,31 +134,31 @@ class Pipeline:
         try:
             secret = extract_credential(call.headers)
         except CredentialError as exc:
-            raise GatewayError(401, str(exc)) from None
+            raise Refusal(401, str(exc)) from None
         principal = await self.keys.authenticate(secret)
         if principal is None:
-            raise GatewayError(401, "invalid API key (unknown, revoked, expired, or its user is disabled)")
+            raise Refusal(401, "invalid API key (unknown, revoked, expired, or its user is disabled)")
         if principal.kind != "data":
-            raise GatewayError(401, "this is an admin key: it opens only the control plane (/admin/v1)")
+            raise Refusal(401, "this is an admin key: it opens only the control plane (/admin/v1)")
         call.principal = principal
         return principal
 
     async def done(self, call: Call, status: int = 200) -> None:
-        """End a call the gateway answered itself (the model list)."""
+        """End a call the gateway answered itself (the model list, stored state)."""
         await self.finish(call, status, Usage(), None)
 
     async def refused(self, call: Call, exc: BaseException) -> None:
-        """End a call that was refused before or while forwarding (a no-op if already ended)."""
-        status, error_type = _status_type(exc)
+        """End a call that was refused or failed before its answer (a no-op if already ended)."""
+        status, error_type = outcome_of(exc)
         await self.finish(call, status, Usage(), error_type)
 
     def authorize(self, principal: Principal, requested: str) -> ModelConfig:
         """The catalogue model a request means: 404 when unknown, 403 when the key may not use it."""
         model = self.catalogue.resolve(requested)
         if model is None:
-            raise GatewayError(404, f"model: {requested}")
+            raise Refusal(404, f"model: {requested}")
         if not self.catalogue.allowed(principal, model.id):
-            raise GatewayError(403, f"this API key is not allowed to use model {requested}")
+            raise Refusal(403, f"this API key is not allowed to use model {requested}")
         return model
 
     def visible_models(self, principal: Principal) -> list[ModelConfig]:
@@ -214,7 +173,7 @@ class Pipeline:
         if principal.group_id:
             return principal.group_id
         for group_id, patterns in principal.group_grants:
-            if any(p == model_id or fnmatchcase(model_id, p) for p in patterns):
+            if matches(patterns, model_id):
                 return group_id
         return None
 
@@ -230,36 +189,71 @@ class Pipeline:
         call.route = route
         call.group_id = self.paying_group(call.principal, model.id)
 
+    def routes_for(self, call: Call) -> list[Route]:
+        """The model's route, then each fallback the caller may use. A fallback the caller's grants
+        do not cover is skipped, and the skip logged: a fallback never widens what a key reaches."""
+        assert call.route is not None and call.principal is not None
+        routes = [call.route]
+        for fallback in call.route.model.fallbacks:
+            route = self.router.get(fallback)
+            if route is None:
+                continue
+            if not self.catalogue.allowed(call.principal, route.model.id):
+                log.warning("fallback skipped: the caller may not use it", extra={
+                    "request_id": call.request_id, "model": call.route.model.id, "fallback": route.model.id,
+                    "key_id": call.principal.key_id})
+                continue
+            routes.append(route)
+        return routes
+
     def _request_for(self, call: Call, deployment: Deployment) -> UpstreamRequest:
-        """The request one deployment gets: the client's bytes while its model id is unchanged."""
-        call.upstream_model = deployment.upstream_model
-        call.body["model"] = deployment.upstream_model
-        raw = call.raw if deployment.upstream_model == call.requested_model else None
-        return UpstreamRequest(call.body, raw, call.headers, call.stream, call.query)
+        """The request one deployment gets: the client's bytes while its model id is unchanged.
+        Each attempt gets its own copy of the body, so what is recorded (usage, audit, payload
+        capture) is what the deployment that answered was sent."""
+        model = deployment.upstream_model
+        body = call.body if call.body.get("model") == model else {**call.body, "model": model}
+        raw = call.raw if model == call.requested_model else None
+        return UpstreamRequest(body, raw, call.headers, call.stream, call.query, native=call.native)
+
+    def _attempt_failed(self, call: Call, deployment: Deployment, attempt: int, failed: set[str],
+                        status: int, error: str, counts: bool, upstream_id: str | None) -> None:
+        """Book and log one failed attempt; its deployment's breaker hears of it once per request."""
+        call.attempts.append({"deployment": deployment.name, "status": status, "error": error,
+                              **({"upstream_request_id": upstream_id} if upstream_id else {})})
+        upstream_log.warning("upstream attempt failed", extra={
+            "request_id": call.request_id, "model": deployment.upstream_model, "deployment": deployment.name,
+            "status": status, "error": error, "attempt": attempt, "upstream_request_id": upstream_id})
+        if counts and deployment.name not in failed:
+            failed.add(deployment.name)
+            deployment.breaker.failure()
 
     async def _attempts(self, call: Call, kind: str) -> UpstreamReply:
         """Send to the model's deployments, then its fallbacks, retrying what may be retried.
 
         Retries happen only here, before anything reaches the client: on connection errors,
         timeouts, 429, 5xx and 529, with full-jitter exponential backoff that honours the
-        upstream's retry-after, all within the retry deadline. A deployment's breaker records
-        every outcome. The last answer (or failure) is what the client gets when all fail.
+        upstream's retry-after, all within the retry deadline. Breakers are consulted only when
+        the request has more than one deployment to choose from (a breaker exists to fail
+        over), and each hears of a request's failures once. The last answer (or failure) is
+        what the client gets when all fail, its message naming the model and deployment.
         """
         assert call.route is not None
         policy = self.router.retry
         deadline = call.started + policy.deadline
-        routes = [call.route] + [r for f in call.route.model.fallbacks if (r := self.router.get(f)) is not None]
+        routes = self.routes_for(call)
+        use_breakers = sum(len(r.deployments) for r in routes) > 1
         last_reply: UpstreamReply | None = None
         last_failure: UpstreamFailure | None = None
+        failed: set[str] = set()
+        attempt_no = 0
         for route in routes:
             tried: set[str] = set()
             for attempt in range(policy.max_attempts):
-                now = time.monotonic()
-                deployment = route.pick(tried, now)
+                deployment = route.pick(tried, use_breakers)
                 if deployment is None:
                     break  # every deployment of this model is open: go to the fallbacks
                 tried.add(deployment.name)
-                call.route, call.deployment = route, deployment.name
+                attempt_no += 1
                 req = self._request_for(call, deployment)
                 upstream = deployment.upstream
                 wait: float | None = None
@@ -267,22 +261,23 @@ class Pipeline:
                     send = upstream.messages if kind == "messages" else upstream.count_tokens
                     reply = await (send(req) if call.trace is None else call.trace.attempt(call, deployment, req, send))
                 except UpstreamFailure as failure:
-                    deployment.breaker.failure(time.monotonic())
-                    call.attempts.append({"deployment": deployment.name, "status": failure.status,
-                                          "error": failure.error_type})
-                    last_failure, last_reply = failure, None
+                    self._attempt_failed(call, deployment, attempt_no, failed, failure.status, failure.error_type,
+                                         True, None)
+                    last_failure, last_reply = _naming(failure, route, deployment), None
+                    call.route, call.deployment, call.upstream_model = route, deployment.name, deployment.upstream_model
                 else:
+                    call.route, call.deployment, call.upstream_model = route, deployment.name, deployment.upstream_model
+                    call.body = req.body
+                    call.upstream_request_id = _bounded(reply.request_id)
                     if reply.status not in RETRYABLE_STATUSES:
                         deployment.breaker.success()
                         if call.attempts:
                             call.attempts.append({"deployment": deployment.name, "status": reply.status})
                         return reply
-                    if reply.status not in (408, 429):  # busy is not broken: only failures trip the breaker
-                        deployment.breaker.failure(time.monotonic())
-                    call.attempts.append({"deployment": deployment.name, "status": reply.status})
-                    last_reply, last_failure = reply, None
                     wait = _retry_after(reply.headers.get("retry-after"))
-                self.metrics.child(self.metrics.breaker, deployment.name).set(1 if deployment.breaker.open else 0)
+                    self._attempt_failed(call, deployment, attempt_no, failed, reply.status, f"HTTP {reply.status}",
+                                         counts_as_failure(reply.status, wait), call.upstream_request_id)
+                    last_reply, last_failure = reply, None
                 if attempt + 1 == policy.max_attempts:
                     break
                 delay = wait if wait is not None else random.uniform(0, min(policy.max_delay,
@@ -295,8 +290,9 @@ class Pipeline:
             return last_reply
         if last_failure is not None:
             raise last_failure
-        raise GatewayError(503, "every deployment of this model is unavailable (circuit open); try again later",
-                           "overloaded_error")
+        wait_s = min((d.breaker.retry_in() for r in routes for d in r.deployments), default=1.0)
+        raise Refusal(529, f"every deployment of model {call.route.model.id} is unavailable (circuit open); "
+                      "try again later", "overloaded_error", {"retry-after": str(max(1, math.ceil(wait_s)))})
 
     async def _reserve(self, call: Call, metered: bool) -> None:
         p = call.principal
@@ -358,16 +354,18 @@ class Pipeline:
             raise GatewayError(400, f"blocked by DLP policy '{result.policy}': the request contains {kinds}",
                                "invalid_request_error", {"x-should-retry": "false"})
         if result.changed:
-            call.body, call.raw = result.body, None
+            call.body, call.raw, call.native = result.body, None, None
 
-    async def messages(self, call: Call) -> UpstreamReply:
+    async def messages(self, call: Call) -> Answer:
         return await self._forward(call, "messages")
 
-    async def count_tokens(self, call: Call) -> UpstreamReply:
+    async def count_tokens(self, call: Call) -> Answer:
         call.route_name = "count_tokens"
         return await self._forward(call, "count_tokens")
 
-    async def _forward(self, call: Call, kind: str) -> UpstreamReply:
+    async def _forward(self, call: Call, kind: str) -> Answer:
+        """Run the steps and forward; the call is finished here unless the answer is a stream,
+        whose `Answer.events()` finishes it (tollway/answer.py)."""
         try:
             self._prepare(call)
             # count_tokens costs nothing upstream: it takes only request and concurrency limits.
@@ -378,11 +376,13 @@ class Pipeline:
             call.answered = time.perf_counter()
             call.upstream_s = call.answered - sent
         except BaseException as exc:
-            status, error_type = _status_type(exc)
-            await self.finish(call, status, Usage(), error_type)
+            await self.refused(call, exc)
             raise
         reply.headers.update(call.ticket.headers)
         reply.headers["server-timing"] = call.timing()
+        if call.upstream_request_id:
+            reply.headers["upstream-request-id"] = call.upstream_request_id
+        answer = Answer(call, reply, self.finish)
         capture = self._captures(call)
         if not reply.streaming:
             if capture:
@@ -390,20 +390,11 @@ class Pipeline:
             ok = reply.status < 400 and kind == "messages"
             await self.finish(call, reply.status, _body_usage(reply.body) if ok else Usage(),
                               None if reply.status < 400 else "upstream_error")
-            return reply
-        tap = reply.tap = StreamTap()
+            return answer
         if capture:
-            tap.capture, tap.capture_limit = bytearray(), self.payload_max_bytes
-            call.captured = tap.capture
-
-        async def close() -> None:
-            # 499 (client closed) when the stream ended neither with message_stop nor an error.
-            status = 200 if tap.saw_stop or tap.error else 499
-            await self.finish(call, status, tap.final_usage(), tap.error if tap.error else
-                              (None if tap.saw_stop else "stream_incomplete"))
-
-        reply.aclose = close
-        return reply
+            answer.tap.capture, answer.tap.capture_limit = bytearray(), self.payload_max_bytes
+            call.captured = answer.tap.capture
+        return answer
 
     def _captures(self, call: Call) -> bool:
         return bool(self.payload_groups) and self.keys.group_names.get(call.group_id or "") in self.payload_groups
@@ -431,6 +422,7 @@ class Pipeline:
                 group_id=call.group_id, requested_model=requested or "", upstream_model=call.upstream_model,
                 usage=usage, cost=cost, started=call.started, status=status, error_type=error_type,
                 deployment=call.deployment, attempts=max(1, len(call.attempts)),
+                upstream_request_id=call.upstream_request_id,
             )
         if self.audit.enabled:
             self._audit(call, status, usage, error_type, requested, cost)
@@ -448,6 +440,7 @@ class Pipeline:
             actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
             requested_model=requested, upstream_model=call.upstream_model or None, status=status,
             error_type=error_type, deployment=call.deployment, attempts=call.attempts or None,
+            upstream_request_id=call.upstream_request_id,
             usage={"input": usage.input_tokens, "output": usage.output_tokens,
                    "cache_write": usage.cache_creation_input_tokens, "cache_read": usage.cache_read_input_tokens},
             cost_micros=cost, latency_ms=int((time.perf_counter() - call.started) * 1000), client=call.client,
@@ -482,3 +475,17 @@ class Pipeline:
                 "latency_ms": round((now - call.started) * 1000, 2),
                 "upstream_ms": round(call.upstream_s * 1000, 2) if call.upstream_s is not None else None,
             })
+
+
+def _bounded(value: str | None) -> str | None:
+    """An upstream's request id as recorded: NULs removed, at most MAX_UPSTREAM_ID characters."""
+    if not value:
+        return None
+    value = value.replace("\x00", "")
+    return value[:MAX_UPSTREAM_ID] or None
+
+
+def _naming(failure: UpstreamFailure, route: Route, deployment: Deployment) -> UpstreamFailure:
+    """The failure as the client sees it: its message names the model and deployment that failed."""
+    return UpstreamFailure(failure.status, failure.error_type,
+                           f"{failure.message} (model {route.model.id}, deployment {deployment.name})")

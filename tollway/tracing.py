@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
 
-    from tollway.pipeline import Call
+    from tollway.call import Call
     from tollway.upstream.base import UpstreamReply, UpstreamRequest
     from tollway.upstream.router import Deployment
     from tollway.wire.sse import Usage

@@ -208,6 +208,7 @@ class LedgerRow(BaseModel):
     error_type: str | None
     deployment: str | None = None
     attempts: int = 1
+    upstream_request_id: str | None = None
 
 
 class AuditPage(BaseModel):

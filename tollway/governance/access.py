@@ -1,4 +1,4 @@
-"""Which model a request means, and whether its key may use it.
+"""Which model a request means, and whether its key may use it (and which hosted tools).
 
 A requested id resolves to a catalogue model by exact id, then by alias (exact, then globs in
 config order). A principal may use a catalogue model when one of its groups' grants matches
@@ -9,14 +9,23 @@ lookup.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 from tollway.config import ModelConfig, Settings
 from tollway.governance.identity import Principal
 
 
-def _matches(patterns: tuple[str, ...], model_id: str) -> bool:
-    return any(p == model_id or fnmatchcase(model_id, p) for p in patterns)
+def matches(patterns: Iterable[str], name: str) -> bool:
+    """The one glob matcher of grants: exact ids and `fnmatch` patterns (`claude-*`, `tool:*`)."""
+    return any(p == name or fnmatchcase(name, p) for p in patterns)
+
+
+def tool_allowed(principal: Principal, name: str) -> bool:
+    """A key may use hosted tool NAME when a grant of its groups matches `tool:<name>` and, if the
+    key narrows its models, one of the key's patterns matches it too: the rule models follow."""
+    target = f"tool:{name}"
+    return matches(principal.grants, target) and (principal.key_models is None or matches(principal.key_models, target))
 
 
 class Catalogue:
@@ -44,8 +53,8 @@ class Catalogue:
     def allowed(principal: Principal, model_id: str) -> bool:
         decision = principal.decisions.get(model_id)
         if decision is None:
-            decision = _matches(principal.grants, model_id) and (
-                principal.key_models is None or _matches(principal.key_models, model_id)
+            decision = matches(principal.grants, model_id) and (
+                principal.key_models is None or matches(principal.key_models, model_id)
             )
             principal.decisions[model_id] = decision
         return decision

@@ -50,6 +50,7 @@ class Meter:
         self, *, request_id: str, route: str, key_id: str, user_id: str | None, group_id: str | None,
         requested_model: str, upstream_model: str, usage: Usage, cost: int, started: float, status: int,
         error_type: str | None, deployment: str | None = None, attempts: int = 1,
+        upstream_request_id: str | None = None,
     ) -> dict[str, Any] | None:
         if not self.enabled:
             return None
@@ -72,6 +73,7 @@ class Meter:
             "error_type": error_type,
             "deployment": deployment,
             "attempts": attempts,
+            "upstream_request_id": upstream_request_id,
         }
         self.writer.put(record)
         return record

@@ -23,7 +23,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from tollway.config import McpServerConfig
-from tollway.hosted.registry import HostedTool, Outcome, tool_name
+from tollway.hosted.tool import HostedTool, Outcome, tool_name
 
 log = logging.getLogger("tollway.hosted")
 

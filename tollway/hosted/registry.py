@@ -9,46 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from tollway.config import HostedToolsConfig
+from tollway.hosted.tool import PREFIX, HostedTool, Outcome, Runner, tool_name
+
+__all__ = ["PREFIX", "HostedTool", "Outcome", "Registry", "Runner", "tool_name"]
 
 log = logging.getLogger("tollway.hosted")
-PREFIX = "tollway_"
-_NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
-MAX_NAME = 128  # Anthropic's tool-name limit
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    text: str
-    is_error: bool = False
-
-
-Runner = Callable[[dict[str, Any]], Awaitable[Outcome]]
-
-
-@dataclass(frozen=True, slots=True)
-class HostedTool:
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-    server: str  # the MCP server's name, or "tollway" for built-ins
-    runner: Runner
-
-    def definition(self) -> dict[str, Any]:
-        """The Anthropic tool the model sees."""
-        return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
-
-
-def tool_name(server: str, tool: str) -> str:
-    """`tollway_<server>_<tool>`, with characters a tool name may not hold replaced by `_`."""
-    return _NOT_NAME.sub("_", f"{PREFIX}{server}_{tool}")[:MAX_NAME]
 
 
 class Registry:

@@ -8,14 +8,14 @@ decoded (the response's charset, else UTF-8 with replacement).
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from tollway.config import WebFetchConfig
-from tollway.hosted.registry import PREFIX, HostedTool, Outcome
+from tollway.governance.access import matches
+from tollway.hosted.tool import PREFIX, HostedTool, Outcome
 
 NAME = f"{PREFIX}web_fetch"
 MAX_REDIRECTS = 5
@@ -46,7 +46,7 @@ class WebFetch:
             return f"not a valid URL: {url[:200]}"
         if parts.scheme not in ("http", "https") or not host:
             return f"only http and https URLs can be fetched, not {url[:200]}"
-        if not any(host == h or fnmatchcase(host, h) for h in self.hosts):
+        if not matches(self.hosts, host):
             return f"the host {host} is not on this gateway's web_fetch allow-list"
         return None
 

@@ -109,6 +109,9 @@ usage = Table(
     # The deployment that answered, and how many attempts (retries, fallbacks) it took.
     Column("deployment", String(200), nullable=True),
     Column("attempts", Integer, nullable=False, server_default="1"),
+    # The upstream's own id for the request (its `request-id` / `x-request-id` header), so an
+    # operator can quote it to the provider.
+    Column("upstream_request_id", String(200), nullable=True),
 )
 
 # Daily rollup of the ledger, kept in the same transaction as the ledger rows it sums, so a

@@ -20,54 +20,36 @@ answer is rendered back (`message_to_chat_response`, `MessagesStreamToChat`). De
 * The **`tollway` extension block** is refused with 400 (DECISIONS.md 16), by `validate_chat`.
 * A request with **no user or assistant message** (only system/developer ones) is a 400: the
   canonical form needs a turn to answer.
-* **OpenAI upstreams** get the client's own body (upstream/openai.py, "passthrough"), registered
-  for the call when the model or one of its fallbacks has an OpenAI deployment, and used only
-  while no governance step changed the request; other deployments get the canonical form.
+* **OpenAI upstreams** get the client's own body (upstream/openai.py, "passthrough"), carried on
+  the call as its `native` body when the model or one of its fallbacks has an OpenAI
+  deployment, and handed on only while no governance step changed the request; other
+  deployments get the canonical form.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.pipeline import GatewayError
-from tollway.surfaces.common import (
-    JSON,
-    SSE_HEADERS,
-    RelayResponse,
-    client_info,
-    client_left,
-    header_map,
-    new_request_id,
-    openai_error_response,
-    openai_headers,
-    openai_refusal,
-    openai_upstream_error,
-    parse_json,
-    read_body,
-    relay,
-    while_connected,
-)
-from tollway.surfaces.state import Gateway, gateway_of
-from tollway.upstream.base import UpstreamFailure, UpstreamReply
-from tollway.upstream.openai import passthrough, passthrough_body
+from tollway.answer import Answer
+from tollway.surfaces.common import JSON, SSE_HEADERS
+from tollway.surfaces.envelopes import openai_error_response, openai_headers, openai_refusal, openai_upstream_error
+from tollway.surfaces.handler import Exchange, ForwardingDialect
+from tollway.surfaces.state import Gateway
+from tollway.upstream.openai import passthrough_body
 from tollway.wire.anthropic_to_openai import MessagesStreamToChat, StreamFailed, message_to_chat_response
-from tollway.wire.messages_schema import RequestInvalid
 from tollway.wire.openai_schema import ChatInvalid, validate_chat
 from tollway.wire.openai_to_anthropic import chat_request_to_messages
+from tollway.wire.refusal import Refusal
 from tollway.wire.sse_decode import SSEDecoder
 
-log = logging.getLogger("tollway")
-_REFUSALS = (GatewayError, RequestInvalid, ChatInvalid, UpstreamFailure)
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": ping\n\n"
-# Codes for upstream errors that carried none of their own.
+
+
 def _data(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -83,93 +65,73 @@ def _has_openai_deployment(gw: Gateway, requested: str) -> bool:
     return any(d.provider == "openai" for r in routes if r is not None for d in r.deployments)
 
 
-def _canonical(gw: Gateway, chat: dict[str, Any]) -> tuple[dict[str, Any], AbstractContextManager[None]]:
-    """The canonical request, and what to hold while the pipeline forwards it (passthrough)."""
-    body = chat_request_to_messages(chat)
-    if not body["messages"]:
-        raise ChatInvalid("Invalid 'messages': at least one user or assistant message is required.", "messages")
-    native = passthrough_body(chat) if _has_openai_deployment(gw, chat["model"]) else None
-    return body, passthrough(body, native) if native is not None else nullcontext()
+class OpenAIDialect(ForwardingDialect):
+    """What the OpenAI surfaces share: the OpenAI envelope and `x-request-id`."""
+
+    def render_error(self, refusal: Refusal, ex: Exchange) -> Response:
+        return openai_refusal(refusal, ex.request_id, {"server-timing": ex.call.timing()})
+
+    def stream_headers(self, ex: Exchange, answer: Answer) -> dict[str, str]:
+        return openai_headers(ex.request_id, {**SSE_HEADERS, **answer.headers})
+
+    def model(self, ex: Exchange) -> str:
+        """The id every answer reports: the one the client asked for."""
+        return ex.call.requested_model or str(ex.body["model"])
 
 
-def _render(reply: UpstreamReply, request_id: str, model: str) -> Response:
-    if reply.status >= 400:
-        return openai_upstream_error(reply, request_id)
-    try:
-        message = orjson.loads(reply.body)
-    except orjson.JSONDecodeError:
-        message = None
-    if not isinstance(message, dict) or message.get("type") != "message":
-        return openai_error_response(502, "the upstream answered with something that is not a message",
-                                     request_id, headers=reply.headers)
-    body = orjson.dumps(message_to_chat_response(message, model))
-    return Response(body, reply.status, headers=openai_headers(request_id, reply.headers), media_type=JSON)
+class ChatCompletionsDialect(OpenAIDialect):
+    route_name = "chat_completions"
 
-
-async def _chunks(reply: UpstreamReply, ping_interval: float, model: str, include_usage: bool) -> AsyncIterator[bytes]:
-    """The canonical event stream as chat.completion.chunk lines.
-
-    `relay` does the relaying proper (pings while the upstream is silent, its failures as an
-    `error` event, the metering tap, closing the reply); this only re-frames its events."""
-    convert = MessagesStreamToChat(model, include_usage)
-    decoder = SSEDecoder()
-    source: AsyncGenerator[bytes, None] = relay(reply, ping_interval)  # type: ignore[assignment]
-    try:
-        async for data in source:
-            out: list[bytes] = []
-            for event in decoder.feed(data):
-                if event.event == "ping":
-                    out.append(KEEPALIVE)
-                    continue
-                try:
-                    parsed = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    continue
-                try:
-                    out.extend(_data(c) for c in convert.feed(parsed))
-                except StreamFailed as failed:
-                    yield b"".join(out) + _data(failed.payload()) + DONE
-                    return
-            if out:
-                yield b"".join(out)
-        yield DONE
-    finally:
-        await source.aclose()
-
-
-async def create_chat_completion(request: Request) -> Response:
-    gw = gateway_of(request)
-    request_id = new_request_id()
-    headers = header_map(request)
-    call = gw.pipeline.begin(request_id, "chat_completions", headers, client_info(request, headers))
-    try:
-        await gw.pipeline.admit(call)
-        raw = await read_body(request, gw.settings.server.max_body_bytes)
-        chat = validate_chat(parse_json(raw))
-        body, native = _canonical(gw, chat)
+    async def to_canonical(self, ex: Exchange) -> None:
+        chat = validate_chat(ex.body)
+        body = chat_request_to_messages(chat)
+        if not body["messages"]:
+            raise ChatInvalid("Invalid 'messages': at least one user or assistant message is required.", "messages")
+        call = ex.call
         call.body, call.raw, call.query = body, None, ""
         call.stream = bool(chat.get("stream"))
-        with native:
-            reply = await while_connected(request, gw.pipeline.messages(call), call)
-    except _REFUSALS as exc:
-        # The pipeline accounts a body refusal as what it is, a 400 invalid_request_error.
-        counted = GatewayError(400, exc.message, "invalid_request_error") if isinstance(exc, ChatInvalid) else exc
-        await gw.pipeline.refused(call, counted)
-        return openai_refusal(exc, request_id, call)
-    except Exception as exc:  # a bug of ours: the client still gets its dialect's envelope
-        log.error("unhandled error on POST /v1/chat/completions", exc_info=exc)
-        await gw.pipeline.refused(call, GatewayError(500, "internal error in the gateway"))
-        return openai_error_response(500, "internal error in the gateway", request_id)
-    if reply is None:
-        return client_left(request_id)
-    model = call.requested_model or str(chat["model"])
-    if not reply.streaming:
-        return _render(reply, request_id, model)
-    options = chat.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return RelayResponse(
-        _chunks(reply, gw.settings.server.ping_interval, model, include_usage),
-        200,
-        headers=openai_headers(request_id, {**SSE_HEADERS, **reply.headers}),
-        media_type="text/event-stream",
-    )
+        call.native = passthrough_body(chat) if _has_openai_deployment(ex.gw, chat["model"]) else None
+        ex.body = chat
+
+    async def render(self, ex: Exchange, answer: Answer) -> Response:
+        if answer.status >= 400:
+            return openai_upstream_error(answer.reply, ex.request_id)
+        try:
+            message = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "message":
+            return openai_error_response(502, "the upstream answered with something that is not a message",
+                                         ex.request_id, headers=answer.headers)
+        body = orjson.dumps(message_to_chat_response(message, self.model(ex)))
+        return Response(body, answer.status, headers=openai_headers(ex.request_id, answer.headers), media_type=JSON)
+
+    async def reframe(self, ex: Exchange, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The canonical event stream as chat.completion.chunk lines (pings as comments, a failure
+        as an error line, then `[DONE]`); closing this closes the answer's stream, which ends the call."""
+        options = ex.body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        convert = MessagesStreamToChat(self.model(ex), include_usage)
+        decoder = SSEDecoder()
+        source: Any = events
+        try:
+            async for data in source:
+                out: list[bytes] = []
+                for event in decoder.feed(data):
+                    if event.event == "ping":
+                        out.append(KEEPALIVE)
+                        continue
+                    try:
+                        parsed = orjson.loads(event.data)
+                    except orjson.JSONDecodeError:
+                        continue
+                    try:
+                        out.extend(_data(c) for c in convert.feed(parsed))
+                    except StreamFailed as failed:
+                        yield b"".join(out) + _data(failed.payload()) + DONE
+                        return
+                if out:
+                    yield b"".join(out)
+            yield DONE
+        finally:
+            await source.aclose()

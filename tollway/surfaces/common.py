@@ -1,13 +1,13 @@
-"""What every Anthropic-dialect surface shares: request ids, bounded body reading, error
-responses in the envelope, the SSE relay with keep-alive pings, and the watch on the client
-while the gateway waits for the upstream."""
+"""What every surface shares: request ids, the header map, bounded body reading, JSON parsing,
+and the watch on the client while the gateway waits (`while_connected`, `RelayResponse`).
+Error envelopes are in surfaces/envelopes.py, the request runner in surfaces/handler.py."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -15,16 +15,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from tollway.pipeline import Call, GatewayError
-from tollway.upstream.base import UpstreamFailure, UpstreamReply
-from tollway.wire.errors import anthropic_error, anthropic_error_event, anthropic_type_for
+from tollway.call import Call
 from tollway.wire.messages_schema import RequestInvalid
-from tollway.wire.rename import rename_stream_start
-from tollway.wire.sse import PING, StreamTap
+from tollway.wire.refusal import Refusal
 
 JSON = "application/json"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-DEFAULT_RETRY_AFTER = "2"
 
 
 _ID_PREFIX = "req_" + os.urandom(6).hex()
@@ -57,37 +53,6 @@ def client_info(request: Request, headers: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def error_headers(status: int, request_id: str, headers: dict[str, str] | None = None) -> dict[str, str]:
-    """`request-id` on every error, and `retry-after` wherever a retry makes sense (DECISIONS.md 8),
-    whether the error is ours or an upstream's passed through."""
-    out = {**(headers or {}), "request-id": request_id}
-    if status in (429, 503, 529) and "retry-after" not in out:
-        out["retry-after"] = DEFAULT_RETRY_AFTER
-    return out
-
-
-def error_response(
-    status: int, message: str, request_id: str, error_type: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """An Anthropic envelope with the headers `error_headers` gives."""
-    out = error_headers(status, request_id, headers)
-    body = anthropic_error(error_type or anthropic_type_for(status), message, request_id)
-    return Response(body, status, headers=out, media_type=JSON)
-
-
-def refusal(exc: Exception, request_id: str, call: Call | None = None) -> Response:
-    """Render any refusal raised on the way in (ours, the dialect's, or the upstream's)."""
-    timing = {"server-timing": call.timing()} if call is not None else {}
-    if isinstance(exc, GatewayError):
-        return error_response(exc.status, exc.message, request_id, exc.error_type, {**exc.headers, **timing})
-    if isinstance(exc, RequestInvalid):
-        return error_response(400, str(exc), request_id, headers=timing)
-    if isinstance(exc, UpstreamFailure):
-        return error_response(exc.status, exc.message, request_id, exc.error_type, timing)
-    raise exc
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing with 413 past `limit` before reading it all when we can.
 
@@ -100,20 +65,20 @@ async def read_body(request: Request, limit: int) -> bytes:
             try:
                 too_big = int(declared) > limit
             except ValueError:
-                raise GatewayError(400, "content-length: not a number") from None
+                raise Refusal(400, "content-length: not a number") from None
             if too_big:
-                raise GatewayError(413, f"request body is larger than the {limit} byte limit")
+                raise Refusal(413, f"request body is larger than the {limit} byte limit")
             return await request.body()
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise GatewayError(413, f"request body is larger than the {limit} byte limit")
+                raise Refusal(413, f"request body is larger than the {limit} byte limit")
             chunks.append(chunk)
         return b"".join(chunks)
     except ClientDisconnect:
-        raise GatewayError(499, "the client closed the connection before sending its whole request",
+        raise Refusal(499, "the client closed the connection before sending its whole request",
                            "client_closed_request") from None
 
 
@@ -220,145 +185,3 @@ class RelayResponse(StreamingResponse):
 def client_left(request_id: str) -> Response:
     """What a handler returns when `while_connected` gave None: nobody will read it."""
     return Response(None, 499, headers={"request-id": request_id})
-
-
-async def relay(reply: UpstreamReply, ping_interval: float, rename_to: str | None = None) -> AsyncIterator[bytes]:
-    """Relay an upstream SSE stream unchanged, inserting pings while the upstream is silent.
-
-    A ping goes out only between events, never inside one. An upstream failure after the
-    first byte becomes an `event: error` frame and ends the stream (DECISIONS.md 8). When the
-    client goes away the generator is closed and the upstream connection with it. With
-    `rename_to`, the first event (`message_start`) reports that model id instead.
-    """
-    read = reply.read
-    tap = reply.tap if reply.tap is not None else StreamTap()
-    head = b""
-    try:
-        while True:
-            # A timeout scope per chunk is a timer, not a task: cheap enough for every event.
-            # Cancelling a pending read is safe (no buffered byte is consumed by it).
-            scope = asyncio.timeout(ping_interval)
-            try:
-                async with scope:
-                    chunk = await read()
-            except TimeoutError:
-                if not scope.expired():
-                    raise UpstreamFailure(504, "timeout_error", "the upstream stream stalled") from None
-                if tap.at_boundary:
-                    yield PING
-                continue
-            if rename_to is not None:
-                # Hold bytes back only until the first event is complete, then rename it once.
-                head += chunk
-                if b"\n\n" not in head and chunk:
-                    continue
-                chunk, head, rename_to = rename_stream_start(head, rename_to), b"", None
-            if not chunk:
-                break
-            tap.feed(chunk)
-            yield chunk
-    except UpstreamFailure as exc:
-        tap.error = exc.error_type
-        yield (b"" if tap.at_boundary else b"\n\n") + anthropic_error_event(exc.error_type, exc.message)
-    finally:
-        reply.close()
-        await reply.aclose()
-
-
-# -- The OpenAI dialect (DECISIONS.md 14): `/v1/chat/completions` and `/v1/responses` -------------
-
-# (type, code) of the OpenAI envelope for each status the gateway itself answers. openai-python
-# picks its exception class by status alone (401 AuthenticationError, 403 PermissionDeniedError,
-# 404 NotFoundError, 429 RateLimitError, ≥500 InternalServerError…), so the type string is for
-# people and logs: ours follows DECISIONS.md 5/6 (authentication_error, permission_error), the
-# codes are the ones OpenAI sends (invalid_api_key, model_not_found, rate_limit_exceeded,
-# insufficient_quota) or Kindo documents (invalid_body, model_access_denied).
-OPENAI_ERRORS: dict[int, tuple[str, str | None]] = {
-    400: ("invalid_request_error", None),
-    401: ("authentication_error", "invalid_api_key"),
-    403: ("permission_error", "model_access_denied"),
-    404: ("invalid_request_error", "model_not_found"),
-    405: ("invalid_request_error", None),
-    413: ("invalid_request_error", "request_too_large"),
-    429: ("rate_limit_error", "rate_limit_exceeded"),
-    500: ("server_error", "internal_error"),
-    502: ("server_error", "upstream_error"),
-    503: ("server_error", "overloaded"),
-    504: ("server_error", "timeout"),
-    529: ("server_error", "overloaded"),
-}
-
-
-def openai_error_type(status: int) -> tuple[str, str | None]:
-    """(type, default code) for a status in the OpenAI envelope."""
-    found = OPENAI_ERRORS.get(status)
-    if found is not None:
-        return found
-    return ("server_error", None) if status >= 500 else ("invalid_request_error", None)
-
-
-def openai_headers(request_id: str, headers: dict[str, str] | None = None) -> dict[str, str]:
-    """`request-id` and `x-request-id` (openai-python reads the latter into `.request_id`)."""
-    return {**(headers or {}), "request-id": request_id, "x-request-id": request_id}
-
-
-def openai_error_response(
-    status: int, message: str, request_id: str, *, error_type: str | None = None, code: str | None = None,
-    param: str | None = None, headers: dict[str, str] | None = None,
-) -> Response:
-    """`{"error": {"message", "type", "code", "param"}}` with the error headers of `error_headers`
-    plus `x-request-id`. Without `error_type`, the type and code come from `OPENAI_ERRORS`."""
-    if error_type is None:
-        error_type, default_code = openai_error_type(status)
-        code = code if code is not None else default_code
-    body = orjson.dumps({"error": {"message": message, "type": error_type, "code": code, "param": param}})
-    return Response(body, status, headers=openai_headers(request_id, error_headers(status, request_id, headers)),
-                    media_type=JSON)
-
-
-def openai_refusal(exc: Exception, request_id: str, call: Call | None = None) -> Response:
-    """Render a refusal raised on the way in (ours, the body's, or the upstream's) in the OpenAI
-    envelope. A refused budget (429 with `x-should-retry: false`) has code `insufficient_quota`,
-    as OpenAI's own exhausted quota does."""
-    from tollway.wire.openai_schema import ChatInvalid  # the OpenAI dialect's own validation error
-
-    timing = {"server-timing": call.timing()} if call is not None else {}
-    if isinstance(exc, ChatInvalid):
-        return openai_error_response(400, exc.message, request_id, code="invalid_body", param=exc.param,
-                                     headers=timing)
-    if isinstance(exc, RequestInvalid):
-        return openai_error_response(400, str(exc), request_id, code="invalid_body", headers=timing)
-    if isinstance(exc, GatewayError):
-        code = "insufficient_quota" if exc.status == 429 and exc.headers.get("x-should-retry") == "false" else None
-        param = "model" if exc.status in (403, 404) else None
-        return openai_error_response(exc.status, exc.message, request_id, code=code, param=param,
-                                     headers={**exc.headers, **timing})
-    if isinstance(exc, UpstreamFailure):
-        return openai_error_response(exc.status, exc.message, request_id, headers=timing)
-    raise exc
-
-
-# Default `code` of an upstream's error that carries none, by status (both OpenAI routes).
-UPSTREAM_CODES = {429: "rate_limit_exceeded", 500: "upstream_error", 502: "upstream_error", 503: "overloaded",
-                  504: "timeout", 529: "overloaded"}
-
-
-def openai_upstream_error(reply: UpstreamReply, request_id: str) -> Response:
-    """An upstream's error (an Anthropic envelope from any adapter) in the OpenAI envelope."""
-    error: Any = None
-    try:
-        parsed = orjson.loads(reply.body)
-        error = parsed.get("error") if isinstance(parsed, dict) else None
-    except orjson.JSONDecodeError:
-        pass
-    status = reply.status if reply.status >= 400 else 502
-    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
-        return openai_error_response(status, f"the upstream answered HTTP {reply.status} without an error body",
-                                     request_id, headers=reply.headers)
-    code = error.get("code")
-    param = error.get("param")
-    return openai_error_response(
-        status, error["message"], request_id,
-        code=str(code) if isinstance(code, str | int) else UPSTREAM_CODES.get(status),
-        param=param if isinstance(param, str) else None, headers=reply.headers,
-    )

@@ -1,98 +1,62 @@
-"""Anthropic Messages: `POST /v1/messages` (JSON and SSE) and `POST /v1/messages/count_tokens`."""
+"""Anthropic Messages, the canonical dialect: `POST /v1/messages` (JSON and SSE) and
+`POST /v1/messages/count_tokens`.
+
+The client's body is the canonical request: it is validated (`wire.messages_schema`), the ingress
+fields DECISIONS.md 2 lists are stripped, and the client's exact bytes are forwarded while
+nothing had to change. Answers pass through unchanged but for the model id, which an alias
+renames back to the one the client asked for (the pipeline's answer does it for streams).
+"""
 
 from __future__ import annotations
 
-from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.pipeline import GatewayError
-from tollway.surfaces.common import (
-    JSON,
-    SSE_HEADERS,
-    RelayResponse,
-    client_info,
-    client_left,
-    error_headers,
-    error_response,
-    header_map,
-    new_request_id,
-    parse_json,
-    query_string,
-    read_body,
-    refusal,
-    relay,
-    while_connected,
-)
-from tollway.surfaces.state import gateway_of
-from tollway.upstream.base import UpstreamFailure, UpstreamReply
-from tollway.wire.errors import is_anthropic_envelope
-from tollway.wire.messages_schema import RequestInvalid, strip_ingress, validate_count_tokens, validate_create
+from tollway.answer import Answer
+from tollway.surfaces.common import JSON, query_string
+from tollway.surfaces.envelopes import anthropic_refusal, anthropic_upstream_error
+from tollway.surfaces.handler import Exchange, ForwardingDialect
+from tollway.wire.messages_schema import strip_ingress, validate_count_tokens, validate_create
+from tollway.wire.refusal import Refusal
 from tollway.wire.rename import rename_message
 
-_REFUSALS = (GatewayError, RequestInvalid, UpstreamFailure)
+
+class AnthropicDialect(ForwardingDialect):
+    """What both Messages routes share: the Anthropic envelope and pass-through rendering."""
+
+    def render_error(self, refusal: Refusal, ex: Exchange) -> Response:
+        return anthropic_refusal(refusal, ex.request_id, {"server-timing": ex.call.timing()})
+
+    async def render(self, ex: Exchange, answer: Answer) -> Response:
+        call = ex.call
+        if answer.status >= 400:
+            return anthropic_upstream_error(answer.reply, ex.request_id)
+        body = rename_message(answer.body, call.requested_model) if call.renamed and not self.count_tokens \
+            else answer.body
+        return Response(body, answer.status, headers={**answer.headers, "request-id": ex.request_id},
+                        media_type=JSON)
+
+    def stream_type(self, answer: Answer) -> str:
+        return answer.content_type
 
 
-def _render(reply: UpstreamReply, request_id: str, rename_to: str | None = None) -> Response:
-    """A finished (non-streaming) upstream answer, passed through when it is already ours."""
-    if reply.status < 400:
-        body = rename_message(reply.body, rename_to) if rename_to else reply.body
-        return Response(body, reply.status, headers={**reply.headers, "request-id": request_id}, media_type=JSON)
-    if is_anthropic_envelope(reply.body):
-        headers = error_headers(reply.status, request_id, reply.headers)
-        return Response(reply.body, reply.status, headers=headers, media_type=JSON)
-    return error_response(
-        reply.status if reply.status >= 400 else 502,
-        f"the upstream answered HTTP {reply.status} without an Anthropic error body",
-        request_id,
-        headers=reply.headers,
-    )
+class MessagesDialect(AnthropicDialect):
+    route_name = "messages"
 
-
-async def create_message(request: Request) -> Response:
-    gw = gateway_of(request)
-    request_id = new_request_id()
-    headers = header_map(request)
-    call = gw.pipeline.begin(request_id, "messages", headers, client_info(request, headers))
-    try:
-        await gw.pipeline.admit(call)
-        raw = await read_body(request, gw.settings.server.max_body_bytes)
-        body = validate_create(parse_json(raw))
+    async def to_canonical(self, ex: Exchange) -> None:
+        body = validate_create(ex.body)
         changed = strip_ingress(body)
-        call.body, call.raw, call.query = body, None if changed else raw, query_string(request)
+        call = ex.call
+        call.body, call.raw, call.query = body, None if changed else ex.raw, query_string(ex.request)
         call.stream = bool(body.get("stream"))
-        reply = await while_connected(request, gw.pipeline.messages(call), call)
-    except _REFUSALS as exc:
-        await gw.pipeline.refused(call, exc)
-        return refusal(exc, request_id, call)
-    if reply is None:
-        return client_left(request_id)
-    rename_to = call.requested_model if call.renamed else None
-    if not reply.streaming:
-        return _render(reply, request_id, rename_to)
-    return RelayResponse(
-        relay(reply, gw.settings.server.ping_interval, rename_to),
-        200,
-        headers={**SSE_HEADERS, **reply.headers, "request-id": request_id},
-        media_type=reply.content_type,
-    )
 
 
-async def count_tokens(request: Request) -> Response:
-    gw = gateway_of(request)
-    request_id = new_request_id()
-    headers = header_map(request)
-    call = gw.pipeline.begin(request_id, "count_tokens", headers, client_info(request, headers))
-    try:
-        await gw.pipeline.admit(call)
-        raw = await read_body(request, gw.settings.server.max_body_bytes)
-        body = validate_count_tokens(parse_json(raw))
+class CountTokensDialect(AnthropicDialect):
+    route_name = "count_tokens"
+    count_tokens = True
+
+    async def to_canonical(self, ex: Exchange) -> None:
+        body = validate_count_tokens(ex.body)
         # Anthropic refuses max_tokens and stream here (DECISIONS.md 12); clients send them anyway.
         changed = strip_ingress(body, ("max_tokens", "stream"))
-        call.body, call.raw, call.query = body, None if changed else raw, query_string(request)
-        reply = await while_connected(request, gw.pipeline.count_tokens(call), call)
-    except _REFUSALS as exc:
-        await gw.pipeline.refused(call, exc)
-        return refusal(exc, request_id, call)
-    if reply is None:
-        return client_left(request_id)
-    return _render(reply, request_id)
+        call = ex.call
+        call.body, call.raw, call.query = body, None if changed else ex.raw, query_string(ex.request)

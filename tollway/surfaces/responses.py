@@ -5,7 +5,9 @@ the model, limits and budget, DLP, forward, meter, audit): the request is transl
 canonical Messages request (`wire.responses_to_anthropic`, whose docstring holds every mapping
 decision), and the canonical answer rendered back (`wire.anthropic_to_responses`). The state
 routes (`GET`/`DELETE /v1/responses/{id}`, `…/input_items`, `/v1/conversations…`) authenticate
-and are audited through the pipeline too, and never go upstream. Decisions:
+and are audited through the pipeline too, and never go upstream (surfaces/conversations.py).
+This module is the Responses dialect; its parameter checks are in wire/responses_schema.py, the
+hosted-tool loop in hosted/loop.py. Decisions:
 
 * **Errors** are OpenAI envelopes with `request-id` and `x-request-id` (DECISIONS.md 14), 401
   included. A malformed request is 400 `invalid_request_error` with `param` the path at fault
@@ -41,9 +43,10 @@ and are audited through the pipeline too, and never go upstream. Decisions:
 * **Hosted tools** (README "Hosted tools"): `tollway_tools` / `tollway_<name>` types come in
   through the translator's `extra_tools` seam and are expanded here from the registry
   (`tollway.hosted`), checked against the key's grants (`tool:<name>`, 403
-  `tool_access_denied`). `_hosted_loop` runs the model's hosted calls and calls the model
-  again, each time a full pipeline call with request id `<id>-h<n>`; the calls appear as
-  `mcp_call` output items and are left out of stored state. Not with `stream: true` (400).
+  `tool_access_denied`, `governance.access.tool_allowed`). `hosted.loop` runs the model's
+  hosted calls and calls the model again, each time a full pipeline call with request id
+  `<id>-h<n>`; the calls appear as `mcp_call` output items and are left out of stored
+  state. Not with `stream: true` (400).
 * **Streams**: named events, each `data` carrying `type` and a rising `sequence_number`; they
   end with `response.completed`, `response.incomplete` or `response.failed` (after an `error`
   event), with no `[DONE]`. During upstream silence a `: ping` comment goes out.
@@ -52,58 +55,44 @@ and are audited through the pipeline too, and never go upstream. Decisions:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.answer import Answer
 from tollway.config import ResponsesConfig
 from tollway.governance.identity import Principal
-from tollway.hosted.registry import PREFIX as HOSTED_PREFIX
-from tollway.hosted.registry import Outcome, Registry
-from tollway.pipeline import Call, GatewayError
-from tollway.store.conversations import InvalidCursor, Owner, StateStore, new_response_id, page_of
-from tollway.surfaces.common import (
-    JSON,
-    SSE_HEADERS,
-    RelayResponse,
-    client_info,
-    client_left,
-    header_map,
-    new_request_id,
-    openai_error_response,
-    openai_headers,
-    openai_refusal,
-    openai_upstream_error,
-    parse_json,
-    read_body,
-    relay,
-    while_connected,
-)
-from tollway.surfaces.state import Gateway, gateway_of
-from tollway.upstream.base import UpstreamFailure, UpstreamReply
+from tollway.hosted.loop import HOSTED_ITEM, hosted_items, hosted_loop, hosted_tools
+from tollway.hosted.registry import Registry
+from tollway.hosted.tool import PREFIX as HOSTED_PREFIX
+from tollway.store.conversations import Owner, StateStore, new_response_id
+from tollway.surfaces.chat_completions import OpenAIDialect
+from tollway.surfaces.common import JSON, client_left, while_connected
+from tollway.surfaces.envelopes import openai_error_response, openai_headers, openai_upstream_error
+from tollway.surfaces.handler import Exchange
+from tollway.surfaces.state import Gateway
 from tollway.wire.anthropic_to_responses import (
     MessagesStreamToResponses,
     frame,
     message_to_response,
-    response_output_items,
     response_skeleton,
     response_usage,
 )
-from tollway.wire.messages_schema import RequestInvalid
-from tollway.wire.responses_to_anthropic import (
-    ResponsesInvalid,
-    input_items,
-    normalise_items,
-    responses_request_to_messages,
+from tollway.wire.refusal import Refusal
+from tollway.wire.responses_schema import (
+    bad_type,
+    conversation_id,
+    metadata,
+    namespace_tools,
+    optional_bool,
+    tag_namespaces,
 )
+from tollway.wire.responses_to_anthropic import ResponsesInvalid, input_items, responses_request_to_messages
 from tollway.wire.sse_decode import SSEDecoder
 
 log = logging.getLogger("tollway")
@@ -114,10 +103,8 @@ EXTENSION_KEYS = ("system_prompt",)
 OMITTED_TOOL_TYPES = ("web_search", "web_search_preview")
 # Tool types this surface handles itself; the translator skips them (its `extra_tools` seam).
 EXTRA_TOOL_TYPES = ("namespace", *OMITTED_TOOL_TYPES)
-HOSTED_ALL = "tollway_tools"  # every hosted tool the key may use (README "Hosted tools")
-HOSTED_ITEM = "mcp_call"  # the output item a hosted call appears as (module doc)
-MAX_METADATA = 16
-MAX_CONVERSATION_ITEMS = 20
+
+
 class _WithHosted(Collection[str]):
     """EXTRA_TOOL_TYPES plus every `tollway_*` type: the hosted tools this surface expands."""
 
@@ -134,96 +121,16 @@ class _WithHosted(Collection[str]):
 WITH_HOSTED = _WithHosted()
 
 
-class Refused(Exception):
-    """A refusal this surface renders itself: status, message, OpenAI `code` and `param`."""
-
-    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
-
-
-_REFUSALS = (GatewayError, RequestInvalid, UpstreamFailure, Refused, ResponsesInvalid)
-
-
-def _owner(principal: Principal) -> Owner:
+def owner_of(principal: Principal) -> Owner:
+    """Who stored state belongs to: the user of a personal key, the group of a service key."""
     if principal.user_id:
         return Owner("user", principal.user_id)
     assert principal.group_id is not None, "a data key has a user or a group"
     return Owner("group", principal.group_id)
 
 
-def _render_refusal(exc: Exception, request_id: str, call: Call) -> Response:
-    timing = {"server-timing": call.timing()}
-    if isinstance(exc, Refused):
-        return openai_error_response(exc.status, exc.message, request_id, code=exc.code, param=exc.param,
-                                     headers=timing)
-    if isinstance(exc, ResponsesInvalid):
-        return openai_error_response(400, exc.message, request_id, code=exc.code, param=exc.param, headers=timing)
-    return openai_refusal(exc, request_id, call)
-
-
-async def _account(gw: Gateway, call: Call, exc: Exception) -> None:
-    """End a refused call in the pipeline's books as the status the client sees."""
-    if isinstance(exc, Refused):
-        await gw.pipeline.refused(call, GatewayError(exc.status, exc.message))
-    elif isinstance(exc, ResponsesInvalid):
-        await gw.pipeline.refused(call, GatewayError(400, exc.message, "invalid_request_error"))
-    else:
-        await gw.pipeline.refused(call, exc)
-
-
-def _json(body: Any, request_id: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(body: Any, request_id: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers=openai_headers(request_id, headers), media_type=JSON)
-
-
-# -- request checks ------------------------------------------------------------------------------
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def _bad_type(param: str, expected: str, value: Any) -> ResponsesInvalid:
-    return ResponsesInvalid(f"Invalid type for '{param}': expected {expected}, but got {_kind(value)} instead.",
-                            param)
-
-
-def _metadata(value: Any) -> dict[str, str]:
-    """OpenAI's metadata: up to 16 string pairs, keys ≤ 64 and values ≤ 512 characters."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _bad_type("metadata", "an object", value)
-    if len(value) > MAX_METADATA:
-        raise ResponsesInvalid(f"Invalid 'metadata': too many keys ({len(value)}); at most {MAX_METADATA}.",
-                               "metadata")
-    for key, item in value.items():
-        if len(key) > 64:
-            raise ResponsesInvalid(f"Invalid 'metadata': key '{key[:64]}…' is longer than 64 characters.",
-                                   "metadata")
-        if not isinstance(item, str):
-            raise _bad_type(f"metadata.{key}", "a string", item)
-        if len(item) > 512:
-            raise ResponsesInvalid(f"Invalid 'metadata.{key}': longer than 512 characters.", f"metadata.{key}")
-    return value
-
-
-def _optional_bool(body: dict[str, Any], name: str) -> bool | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise _bad_type(name, "a boolean", value)
-    return value
 
 
 def _group_name(gw: Gateway, principal: Principal, model: Any) -> str | None:
@@ -241,7 +148,7 @@ def curated_prompt(cfg: ResponsesConfig, group: str | None, block: Any) -> str |
     if block is None:
         return None
     if not isinstance(block, dict):
-        raise _bad_type(EXTENSION, "an object", block)
+        raise bad_type(EXTENSION, "an object", block)
     for key in block:
         if key not in EXTENSION_KEYS:
             raise ResponsesInvalid(f"Unknown parameter: '{EXTENSION}.{key}'. The '{EXTENSION}' block accepts: "
@@ -251,7 +158,7 @@ def curated_prompt(cfg: ResponsesConfig, group: str | None, block: Any) -> str |
     if choice is None or choice == "off":
         return None
     if not isinstance(choice, str):
-        raise _bad_type(f"{EXTENSION}.system_prompt", "a string", choice)
+        raise bad_type(f"{EXTENSION}.system_prompt", "a string", choice)
     if choice == "default":
         overrides = cfg.groups.get(group) if group else None
         name = (overrides.system_prompt if overrides else None) or cfg.default_system_prompt
@@ -268,82 +175,6 @@ def _store_default(cfg: ResponsesConfig, group: str | None) -> bool:
     if overrides is not None and overrides.store_default is not None:
         return overrides.store_default
     return cfg.store_default
-
-
-def _conversation_id(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        inner = value.get("id")
-        if not isinstance(inner, str) or not inner:
-            raise ResponsesInvalid("Invalid 'conversation.id': expected a non-empty string.", "conversation.id")
-        return inner
-    if not isinstance(value, str) or not value:
-        raise _bad_type("conversation", "a string or an object with 'id'", value)
-    return value
-
-
-def namespace_tools(tools: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """(Anthropic tools for the functions inside `namespace` tools, function name → namespace).
-
-    The translator has already checked `tools` is a list of objects. Names must stay unique
-    once flattened, among themselves and with the top-level functions."""
-    if not isinstance(tools, list):
-        return [], {}
-    taken = {t.get("name") for t in tools if isinstance(t, dict) and t.get("type") == "function"}
-    out: list[dict[str, Any]] = []
-    names: dict[str, str] = {}
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict) or tool.get("type") != "namespace":
-            continue
-        path = f"tools[{i}]"
-        space = tool.get("name")
-        if not isinstance(space, str) or not space:
-            raise ResponsesInvalid(f"Invalid '{path}.name': expected a non-empty string.", f"{path}.name")
-        members = tool.get("tools")
-        if not isinstance(members, list):
-            raise _bad_type(f"{path}.tools", "an array", members)
-        for j, member in enumerate(members):
-            where = f"{path}.tools[{j}]"
-            if not isinstance(member, dict):
-                raise _bad_type(where, "an object", member)
-            if member.get("type") != "function":
-                raise ResponsesInvalid(f"Tool type '{member.get('type')}' is not supported inside a namespace on "
-                                       "this gateway; only 'function' tools are.", f"{where}.type",
-                                       "unsupported_tool_type")
-            name = member.get("name")
-            if not isinstance(name, str) or not name:
-                raise ResponsesInvalid(f"Invalid '{where}.name': expected a non-empty string.", f"{where}.name")
-            if name in taken:
-                raise ResponsesInvalid(f"Invalid '{where}.name': the function name '{name}' is used twice; "
-                                       "function names must be unique across namespaces.", f"{where}.name")
-            taken.add(name)
-            names[name] = space
-            schema = member.get("parameters")
-            schema = dict(schema) if isinstance(schema, dict) else {"type": "object", "properties": {}}
-            schema.setdefault("type", "object")
-            converted: dict[str, Any] = {"name": name, "input_schema": schema}
-            if isinstance(member.get("description"), str) and member["description"]:
-                converted["description"] = member["description"]
-            if isinstance(member.get("strict"), bool):
-                converted["strict"] = member["strict"]
-            out.append(converted)
-    return out, names
-
-
-def _tag(item: Any, names: dict[str, str]) -> None:
-    if isinstance(item, dict) and item.get("type") == "function_call" and item.get("name") in names:
-        item["namespace"] = names[item["name"]]
-
-
-def tag_namespaces(data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """Put `namespace` back on the function calls of a Response or stream event (module doc)."""
-    if names:
-        _tag(data.get("item"), names)
-        response = data["response"] if isinstance(data.get("response"), dict) else data
-        for item in response.get("output") or ():
-            _tag(item, names)
-    return data
 
 
 # -- POST /v1/responses ----------------------------------------------------------------------------
@@ -380,18 +211,18 @@ async def _plan(gw: Gateway, principal: Principal, body: Any, registry: Registry
     cfg = gw.settings.responses
     group = _group_name(gw, principal, body.get("model"))
     prompt = curated_prompt(cfg, group, body.get(EXTENSION))
-    store = _optional_bool(body, "store")
-    stream = _optional_bool(body, "stream")
-    _metadata(body.get("metadata"))
+    store = optional_bool(body, "store")
+    stream = optional_bool(body, "stream")
+    metadata(body.get("metadata"))
     previous = body.get("previous_response_id")
     if previous is not None and (not isinstance(previous, str) or not previous):
-        raise _bad_type("previous_response_id", "a non-empty string", previous)
-    conversation = _conversation_id(body.get("conversation"))
+        raise bad_type("previous_response_id", "a non-empty string", previous)
+    conversation = conversation_id(body.get("conversation"))
     if previous is not None and conversation is not None:
         raise ResponsesInvalid("Mutually exclusive parameters: Ensure you are only providing one of: "
                                "'previous_response_id' or 'conversation'.", "conversation",
                                "mutually_exclusive_parameters")
-    owner = _owner(principal)
+    owner = owner_of(principal)
     turn = Turn(body, new_response_id(), int(time.time()), owner, principal.key_id,
                 _store_default(cfg, group) if store is None else store, bool(stream), previous, conversation)
     states = StateStore(gw.pipeline.keys.db)
@@ -399,13 +230,13 @@ async def _plan(gw: Gateway, principal: Principal, body: Any, registry: Registry
     if previous is not None:
         history = await states.history(owner, previous)
         if history is None:
-            raise Refused(404, f"Previous response with id '{previous[:100]}' not found.",
-                          "previous_response_not_found", "previous_response_id")
+            raise Refusal(404, f"Previous response with id '{previous[:100]}' not found.",
+                          code="previous_response_not_found", param="previous_response_id")
     elif conversation is not None:
         history = await states.all_items(owner, conversation)
         if history is None:
-            raise Refused(404, f"Conversation with id '{conversation[:100]}' not found.", "conversation_not_found",
-                          "conversation")
+            raise Refusal(404, f"Conversation with id '{conversation[:100]}' not found.",
+                          code="conversation_not_found", param="conversation")
     canonical = responses_request_to_messages(body, history, prefix_system=prompt, extra_tools=WITH_HOSTED)
     extra, turn.namespaces = namespace_tools(body.get("tools"))
     if extra:
@@ -441,195 +272,12 @@ async def _record(gw: Gateway, turn: Turn, response: dict[str, Any]) -> None:
         log.error("could not store response %s", turn.response_id, exc_info=exc)
 
 
-async def _render(gw: Gateway, reply: UpstreamReply, turn: Turn, request_id: str, model: str) -> Response:
-    if reply.status >= 400:
-        return openai_upstream_error(reply, request_id)
-    try:
-        message = orjson.loads(reply.body)
-    except orjson.JSONDecodeError:
-        message = None
-    if not isinstance(message, dict) or message.get("type") != "message":
-        return openai_error_response(502, "the upstream answered with something that is not a message",
-                                     request_id, headers=reply.headers)
-    response = message_to_response(
-        message, response_id=turn.response_id, model=model, created_at=turn.created_at, request=turn.request,
-        previous_response_id=turn.previous_response_id, conversation_id=turn.conversation_id, store=turn.store,
-        completed_at=int(time.time()),
-    )
-    tag_namespaces(response, turn.namespaces)
-    await _record(gw, turn, response)
-    return _json(response, request_id, reply.status, reply.headers)
-
-
-# -- hosted tools (README "Hosted tools") ----------------------------------------------------------
-
-
-def hosted_allowed(principal: Principal, name: str) -> bool:
-    """A key may use hosted tool NAME when a grant of its groups matches `tool:<name>` and, if the
-    key narrows its models, one of the key's patterns matches it too: the rule models follow."""
-    target = f"tool:{name}"
-
-    def matches(patterns: tuple[str, ...]) -> bool:
-        return any(p == target or fnmatchcase(target, p) for p in patterns)
-
-    return matches(principal.grants) and (principal.key_models is None or matches(principal.key_models))
-
-
-def hosted_tools(tools: Any, registry: Registry | None, principal: Principal) -> list[Any]:
-    """The hosted tools a request's `tollway_*` tool types ask for: `tollway_tools` is every one
-    the key may use; a named one must exist (else 400 `unsupported_tool_type`) and be allowed
-    (else 403 `tool_access_denied`)."""
-    if not isinstance(tools, list):
-        return []
-    available = registry.tools if registry is not None else {}
-    chosen: dict[str, Any] = {}
-    for i, tool in enumerate(tools):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if not isinstance(kind, str) or not kind.startswith(HOSTED_PREFIX):
-            continue
-        if kind == HOSTED_ALL:
-            for name, hosted in available.items():
-                if hosted_allowed(principal, name):
-                    chosen.setdefault(name, hosted)
-            continue
-        found = available.get(kind)
-        if found is None:
-            known = ", ".join(f"'{n}'" for n in (HOSTED_ALL, *sorted(available)))
-            raise ResponsesInvalid(f"Tool type '{kind[:100]}' is not a hosted tool of this gateway. Hosted tool "
-                                   f"types: {known}.", f"tools[{i}].type", "unsupported_tool_type")
-        if not hosted_allowed(principal, kind):
-            raise Refused(403, f"this API key is not allowed to use the hosted tool {kind}", "tool_access_denied",
-                          f"tools[{i}].type")
-        chosen[kind] = found
-    return list(chosen.values())
-
-
-def _hosted_items(message: dict[str, Any], base: str, hosted: dict[str, str],
-                  outcomes: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Output items of one model message, its hosted calls as `mcp_call` items (module doc).
-
-    HOSTED maps hosted tool name → server label; OUTCOMES maps tool_use id → Outcome; a hosted
-    call without one was not run (`incomplete`)."""
-    items = response_output_items(message, response_id=base)
-    uses = {b.get("id"): b for b in message.get("content") or () if isinstance(b, dict) and b.get("type") == "tool_use"}
-    out: list[dict[str, Any]] = []
-    for item in items:
-        if item.get("type") != "function_call" or item.get("name") not in hosted:
-            out.append(item)
-            continue
-        use = uses.get(item.get("call_id"), {})
-        outcome = (outcomes or {}).get(str(use.get("id")))
-        out.append({
-            "id": "mcp_" + str(item["id"]).split("_", 1)[-1], "type": HOSTED_ITEM, "server_label": hosted[item["name"]],
-            "name": item["name"], "arguments": item["arguments"],
-            "output": None if outcome is None or outcome.is_error else outcome.text,
-            "error": outcome.text if outcome is not None and outcome.is_error else None,
-            "status": "incomplete" if outcome is None else ("failed" if outcome.is_error else "completed"),
-        })
-    return out
-
-
-def _add_usage(total: dict[str, int], usage: Any) -> None:
-    if isinstance(usage, dict):
-        for key, value in usage.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-
-
-async def _run_audited(gw: Gateway, registry: Registry, call: Call, use: dict[str, Any]) -> Outcome:
-    """Run one hosted call and audit it like a model call: who, which tool, how long, the outcome
-    (never its arguments or output, which may hold data)."""
-    started = time.perf_counter()
-    p = call.principal
-
-    def audit(status: str, output_chars: int) -> None:
-        gw.pipeline.audit.record(
-            "hosted_tool", request_id=call.request_id, route="responses", tool=str(use["name"]),
-            actor={"key_id": p.key_id, "user_id": p.user_id, "group_id": call.group_id} if p else None,
-            status=status, output_chars=output_chars, latency_ms=int((time.perf_counter() - started) * 1000),
-        )
-
-    try:
-        outcome = await registry.run(str(use["name"]), use.get("input"))
-    except asyncio.CancelledError:  # the client left while the tool ran: it ran, so it is audited
-        audit("cancelled", 0)
-        raise
-    audit("error" if outcome.is_error else "ok", len(outcome.text or ""))
-    return outcome
-
-
-async def _hosted_loop(request: Request, gw: Gateway, registry: Registry, call: Call, turn: Turn,
-                       reply: UpstreamReply, request_id: str) -> Response:
-    """Run the model's hosted calls and call it again, until it answers, calls a client function,
-    or `hosted_tools.max_iterations` model calls were made (module doc). Each model call is a
-    full pipeline call (limits, DLP over the tool results, metering, audit) with its own request
-    id: the client's for the first, `<id>-h<n>` for the n-th. When the client leaves, the tool
-    runs or the model call under way are cancelled (`while_connected`) and the loop ends."""
-    principal = call.principal
-    requested = call.requested_model
-    model = requested or str(turn.request["model"])
-    limit = gw.settings.hosted_tools.max_iterations
-    servers = {name: registry.tools[name].server for name in turn.hosted}
-    items: list[dict[str, Any]] = []
-    usage: dict[str, int] = {}
-    iteration = 1
-    while True:
-        if reply.status >= 400:
-            return openai_upstream_error(reply, request_id)
-        try:
-            message = orjson.loads(reply.body)
-        except orjson.JSONDecodeError:
-            message = None
-        if not isinstance(message, dict) or message.get("type") != "message":
-            return openai_error_response(502, "the upstream answered with something that is not a message",
-                                         request_id, headers=reply.headers)
-        _add_usage(usage, message.get("usage"))
-        uses = [b for b in message.get("content") or () if isinstance(b, dict) and b.get("type") == "tool_use"]
-        hosted = [u for u in uses if u.get("name") in turn.hosted]
-        if not hosted or len(hosted) != len(uses) or iteration >= limit:
-            break  # an answer, a client function call (the client's turn), or the cap
-        outcomes = await while_connected(request, asyncio.gather(*(_run_audited(gw, registry, call, u)
-                                                                   for u in hosted)))
-        if outcomes is None:
-            return client_left(request_id)
-        by_id = {str(u["id"]): o for u, o in zip(hosted, outcomes, strict=True)}
-        items.extend(_hosted_items(message, f"{turn.response_id}/h{iteration}", servers, by_id))
-        results = [{"type": "tool_result", "tool_use_id": str(u["id"]), "content": o.text or "(no output)",
-                    **({"is_error": True} if o.is_error else {})} for u, o in zip(hosted, outcomes, strict=True)]
-        body = {**call.body, "model": requested,
-                "messages": [*call.body["messages"], {"role": "assistant", "content": message["content"]},
-                             {"role": "user", "content": results}]}
-        iteration += 1
-        call = gw.pipeline.begin(f"{request_id}-h{iteration}", "responses", call.headers, call.client)
-        call.principal, call.body, call.stream = principal, body, False
-        answered = await while_connected(request, gw.pipeline.messages(call), call)
-        if answered is None:
-            return client_left(request_id)
-        reply = answered
-    response = message_to_response(
-        message, response_id=turn.response_id, model=model, created_at=turn.created_at, request=turn.request,
-        previous_response_id=turn.previous_response_id, conversation_id=turn.conversation_id, store=turn.store,
-        completed_at=int(time.time()),
-    )
-    capped = bool(hosted) and len(hosted) == len(uses)
-    response["output"] = [*items, *_hosted_items(message, turn.response_id, servers, None)]
-    response["usage"] = response_usage(usage)
-    if capped:
-        response["status"], response["completed_at"] = "incomplete", None
-        response["incomplete_details"] = {"reason": "max_hosted_iterations"}
-    tag_namespaces(response, turn.namespaces)
-    # Stored state keeps what a later turn can replay: the hosted calls are not part of it.
-    await _record(gw, turn, {**response, "output": [i for i in response["output"] if i["type"] != HOSTED_ITEM]})
-    return _json(response, request_id, reply.status, reply.headers)
-
-
-async def _events(gw: Gateway, reply: UpstreamReply, turn: Turn, model: str) -> AsyncIterator[bytes]:
-    """The canonical event stream as Responses events. `relay` does the relaying proper (pings
-    during silence, upstream failures as an `error` event, the metering tap, closing the reply);
-    this re-frames its events and stores the state before the last event goes out."""
+async def _events(gw: Gateway, source: Any, turn: Turn, model: str) -> AsyncIterator[bytes]:
+    """The canonical event stream as Responses events. The pipeline's answer does the relaying
+    proper (pings during silence, upstream failures as an `error` event, the metering tap, ending
+    the call); this re-frames its events and stores the state before the last event goes out."""
     convert = MessagesStreamToResponses(turn.skeleton(model))
     decoder = SSEDecoder()
-    source: AsyncGenerator[bytes, None] = relay(reply, gw.settings.server.ping_interval)  # type: ignore[assignment]
     recorded = False
 
     async def framed(events: list[tuple[str, dict[str, Any]]]) -> bytes:
@@ -662,207 +310,86 @@ async def _events(gw: Gateway, reply: UpstreamReply, turn: Turn, model: str) -> 
         await source.aclose()
 
 
-async def create_response(request: Request) -> Response:
-    gw = gateway_of(request)
-    request_id = new_request_id()
-    headers = header_map(request)
-    call = gw.pipeline.begin(request_id, "responses", headers, client_info(request, headers))
-    try:
-        principal = await gw.pipeline.admit(call)
-        raw = await read_body(request, gw.settings.server.max_body_bytes)
-        registry: Registry | None = getattr(request.app.state, "hosted", None)
-        turn = await _plan(gw, principal, parse_json(raw), registry)
+class ResponsesDialect(OpenAIDialect):
+    """`POST /v1/responses` (module doc)."""
+
+    route_name = "responses"
+
+    async def to_canonical(self, ex: Exchange) -> None:
+        assert ex.call.principal is not None
+        registry: Registry | None = getattr(ex.request.app.state, "hosted", None)
+        turn = await _plan(ex.gw, ex.call.principal, ex.body, registry)
+        ex.state["turn"], ex.state["registry"] = turn, registry
+        call = ex.call
         call.body, call.raw, call.query = turn.canonical, None, ""
         call.stream = turn.stream
-        answered = await while_connected(request, gw.pipeline.messages(call), call)
-        if answered is None:
-            return client_left(request_id)
-        reply = answered
-        if turn.hosted and registry is not None and not reply.streaming:
-            return await _hosted_loop(request, gw, registry, call, turn, reply, request_id)
-    except _REFUSALS as exc:
-        await _account(gw, call, exc)
-        return _render_refusal(exc, request_id, call)
-    except Exception as exc:  # a bug of ours: the client still gets its dialect's envelope
-        log.error("unhandled error on POST /v1/responses", exc_info=exc)
-        await gw.pipeline.refused(call, GatewayError(500, "internal error in the gateway"))
-        return openai_error_response(500, "internal error in the gateway", request_id)
-    model = call.requested_model or str(turn.request["model"])
-    if not reply.streaming:
-        return await _render(gw, reply, turn, request_id, model)
-    return RelayResponse(
-        _events(gw, reply, turn, model),
-        200,
-        headers=openai_headers(request_id, {**SSE_HEADERS, **reply.headers}),
-        media_type="text/event-stream",
-    )
+
+    def model(self, ex: Exchange) -> str:
+        return ex.call.requested_model or str(ex.state["turn"].request["model"])
+
+    async def answered(self, ex: Exchange, answer: Answer) -> Response:
+        turn: Turn = ex.state["turn"]
+        registry: Registry | None = ex.state["registry"]
+        if turn.hosted and registry is not None and not answer.streaming:
+            return await self._hosted(ex, registry, answer)
+        return await super().answered(ex, answer)
+
+    async def render(self, ex: Exchange, answer: Answer) -> Response:
+        turn: Turn = ex.state["turn"]
+        message = _message(answer)
+        if message is None:
+            return _not_a_message(answer, ex.request_id)
+        response = message_to_response(
+            message, response_id=turn.response_id, model=self.model(ex), created_at=turn.created_at,
+            request=turn.request, previous_response_id=turn.previous_response_id,
+            conversation_id=turn.conversation_id, store=turn.store, completed_at=int(time.time()),
+        )
+        tag_namespaces(response, turn.namespaces)
+        await _record(ex.gw, turn, response)
+        return json_response(response, ex.request_id, answer.status, answer.headers)
+
+    def reframe(self, ex: Exchange, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return _events(ex.gw, events, ex.state["turn"], self.model(ex))
+
+    async def _hosted(self, ex: Exchange, registry: Registry, answer: Answer) -> Response:
+        """The hosted-tool loop (hosted/loop.py), then the Response with its `mcp_call` items."""
+        turn: Turn = ex.state["turn"]
+        end = await hosted_loop(ex.gw.pipeline, registry, ex.call, answer, names=turn.hosted,
+                                response_id=turn.response_id, max_iterations=ex.gw.settings.hosted_tools.max_iterations,
+                                guard=lambda work, call: while_connected(ex.request, work, call))
+        if end.left:
+            return client_left(ex.request_id)
+        if end.message is None:
+            return _not_a_message(end.answer, ex.request_id)
+        servers = {name: registry.tools[name].server for name in turn.hosted}
+        response = message_to_response(
+            end.message, response_id=turn.response_id, model=self.model(ex), created_at=turn.created_at,
+            request=turn.request, previous_response_id=turn.previous_response_id,
+            conversation_id=turn.conversation_id, store=turn.store, completed_at=int(time.time()),
+        )
+        response["output"] = [*end.items, *hosted_items(end.message, turn.response_id, servers, None)]
+        response["usage"] = response_usage(end.usage)
+        if end.capped:
+            response["status"], response["completed_at"] = "incomplete", None
+            response["incomplete_details"] = {"reason": "max_hosted_iterations"}
+        tag_namespaces(response, turn.namespaces)
+        # Stored state keeps what a later turn can replay: the hosted calls are not part of it.
+        await _record(ex.gw, turn, {**response, "output": [i for i in response["output"] if i["type"] != HOSTED_ITEM]})
+        return json_response(response, ex.request_id, end.answer.status, end.answer.headers)
 
 
-# -- the state routes --------------------------------------------------------------------------------
-
-Work = Callable[[Gateway, Owner, Principal], Awaitable[Any]]
-
-
-async def _state_route(request: Request, route_name: str, work: Work) -> Response:
-    """Authenticate (and audit) through the pipeline, run `work`, answer its JSON or the refusal."""
-    gw = gateway_of(request)
-    request_id = new_request_id()
-    headers = header_map(request)
-    call = gw.pipeline.begin(request_id, route_name, headers, client_info(request, headers))
+def _message(answer: Answer) -> dict[str, Any] | None:
+    if answer.status >= 400:
+        return None
     try:
-        principal = await gw.pipeline.admit(call)
-        call.group_id = principal.group_id
-        body = await work(gw, _owner(principal), principal)
-    except _REFUSALS as exc:
-        await _account(gw, call, exc)
-        return _render_refusal(exc, request_id, call)
-    except Exception as exc:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        await gw.pipeline.refused(call, GatewayError(500, "internal error in the gateway"))
-        return openai_error_response(500, "internal error in the gateway", request_id)
-    await gw.pipeline.done(call)
-    return _json(body, request_id)
+        message = orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) and message.get("type") == "message" else None
 
 
-def _not_found(what: str, ident: str) -> Refused:
-    return Refused(404, f"{what} with id '{ident[:100]}' not found.", "not_found")
-
-
-def _list_params(request: Request) -> tuple[int, str, str | None]:
-    """limit (1-100, default 20), order (asc|desc, default desc), after (an item id)."""
-    q = request.query_params
-    raw_limit = q.get("limit", "20")
-    try:
-        limit = int(raw_limit)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 100:
-        raise ResponsesInvalid(f"Invalid 'limit': expected an integer between 1 and 100, got '{raw_limit[:20]}'.",
-                               "limit")
-    order = q.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise ResponsesInvalid(f"Invalid 'order': expected 'asc' or 'desc', got '{order[:20]}'.", "order")
-    after = q.get("after") or None
-    return limit, order, after
-
-
-def _bad_cursor(after: str) -> Refused:
-    return Refused(400, f"Invalid 'after': '{after[:100]}' is not an item of this list.", "invalid_cursor", "after")
-
-
-async def get_response(request: Request) -> Response:
-    response_id = request.path_params["response_id"]
-
-    async def work(gw: Gateway, owner: Owner, _: Principal) -> Any:
-        found = await StateStore(gw.pipeline.keys.db).get_response(owner, response_id)
-        if found is None:
-            raise _not_found("Response", response_id)
-        return found
-
-    return await _state_route(request, "responses_get", work)
-
-
-async def delete_response(request: Request) -> Response:
-    response_id = request.path_params["response_id"]
-
-    async def work(gw: Gateway, owner: Owner, _: Principal) -> Any:
-        if not await StateStore(gw.pipeline.keys.db).delete_response(owner, response_id):
-            raise _not_found("Response", response_id)
-        return {"id": response_id, "object": "response.deleted", "deleted": True}
-
-    return await _state_route(request, "responses_delete", work)
-
-
-async def list_input_items(request: Request) -> Response:
-    response_id = request.path_params["response_id"]
-
-    async def work(gw: Gateway, owner: Owner, _: Principal) -> Any:
-        limit, order, after = _list_params(request)
-        items = await StateStore(gw.pipeline.keys.db).input_items(owner, response_id)
-        if items is None:
-            raise _not_found("Response", response_id)
-        try:
-            return page_of(items, limit=limit, order=order, after=after).body()
-        except InvalidCursor:
-            raise _bad_cursor(after or "") from None
-
-    return await _state_route(request, "responses_input_items", work)
-
-
-async def create_conversation(request: Request) -> Response:
-    async def work(gw: Gateway, owner: Owner, principal: Principal) -> Any:
-        raw = await read_body(request, gw.settings.server.max_body_bytes)
-        body = parse_json(raw) if raw.strip() else {}
-        if not isinstance(body, dict):
-            raise ResponsesInvalid("The request body must be a JSON object.", None)
-        metadata = _metadata(body.get("metadata"))
-        items: list[dict[str, Any]] = []
-        if body.get("items") is not None:
-            value = body["items"]
-            if not isinstance(value, list):
-                raise _bad_type("items", "an array of items", value)
-            if len(value) > MAX_CONVERSATION_ITEMS:
-                raise ResponsesInvalid(f"Invalid 'items': at most {MAX_CONVERSATION_ITEMS} items at a time, got "
-                                       f"{len(value)}.", "items")
-            normalise_items(value, "items")  # names `items[i]…` in its errors
-            items = input_items({"input": value})
-        return await StateStore(gw.pipeline.keys.db).create_conversation(owner, principal.key_id, metadata=metadata,
-                                                                         items=items)
-
-    return await _state_route(request, "conversations_create", work)
-
-
-async def get_conversation(request: Request) -> Response:
-    conversation_id = request.path_params["conversation_id"]
-
-    async def work(gw: Gateway, owner: Owner, _: Principal) -> Any:
-        found = await StateStore(gw.pipeline.keys.db).get_conversation(owner, conversation_id)
-        if found is None:
-            raise _not_found("Conversation", conversation_id)
-        return found
-
-    return await _state_route(request, "conversations_get", work)
-
-
-async def delete_conversation(request: Request) -> Response:
-    conversation_id = request.path_params["conversation_id"]
-
-    async def work(gw: Gateway, owner: Owner, _: Principal) -> Any:
-        if not await StateStore(gw.pipeline.keys.db).delete_conversation(owner, conversation_id):
-            raise _not_found("Conversation", conversation_id)
-        return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
-
-    return await _state_route(request, "conversations_delete", work)
-
-
-async def list_conversation_items(request: Request) -> Response:
-    conversation_id = request.path_params["conversation_id"]
-
-    async def work(gw: Gateway, owner: Owner, _: Principal) -> Any:
-        limit, order, after = _list_params(request)
-        try:
-            page = await StateStore(gw.pipeline.keys.db).list_items(owner, conversation_id, limit=limit, order=order,
-                                                                    after=after)
-        except InvalidCursor:
-            raise _bad_cursor(after or "") from None
-        if page is None:
-            raise _not_found("Conversation", conversation_id)
-        return page.body()
-
-    return await _state_route(request, "conversations_items", work)
-
-
-async def get_conversation_item(request: Request) -> Response:
-    conversation_id = request.path_params["conversation_id"]
-    item_id = request.path_params["item_id"]
-
-    async def work(gw: Gateway, owner: Owner, _: Principal) -> Any:
-        states = StateStore(gw.pipeline.keys.db)
-        item = await states.get_item(owner, conversation_id, item_id)
-        if item is None:
-            if await states.get_conversation(owner, conversation_id) is None:
-                raise _not_found("Conversation", conversation_id)
-            raise _not_found("Item", item_id)
-        return item
-
-    return await _state_route(request, "conversations_item", work)
+def _not_a_message(answer: Answer, request_id: str) -> Response:
+    if answer.status >= 400:
+        return openai_upstream_error(answer.reply, request_id)
+    return openai_error_response(502, "the upstream answered with something that is not a message",
+                                 request_id, headers=answer.headers)

@@ -54,6 +54,7 @@ class AnthropicUpstream:
         data = req.raw if req.raw is not None else orjson.dumps(req.body)
         resp = await post(self._session, url, data, self._headers(req), self.cfg.first_byte_timeout)
         headers = relayed(resp)
+        upstream_id = resp.headers.get("request-id")
         content_type = resp.headers.get("content-type", "application/json")
         if req.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
             content = resp.content
@@ -62,7 +63,8 @@ class AnthropicUpstream:
                 return await read_chunk(content)
 
             return UpstreamReply(
-                resp.status, content_type, headers=headers, read=read, close=resp.close, streaming=True
+                resp.status, content_type, headers=headers, read=read, close=resp.close, streaming=True,
+                request_id=upstream_id,
             )
         body = await read_body(resp)
-        return UpstreamReply(resp.status, content_type, body=body, headers=headers)
+        return UpstreamReply(resp.status, content_type, body=body, headers=headers, request_id=upstream_id)

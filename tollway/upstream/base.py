@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from tollway.wire.sse import StreamTap
+from tollway.wire.refusal import Refusal
 
 
-class UpstreamFailure(Exception):
+class UpstreamFailure(Refusal):
     """The upstream could not be reached or broke off; becomes 502/504 (or an SSE error event)."""
 
+    error_type: str
+
     def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
+        super().__init__(status, message, error_type)
 
 
 @dataclass(slots=True)
@@ -35,6 +33,10 @@ class UpstreamRequest:
     headers: Mapping[str, str]
     stream: bool
     query: str = ""
+    # The client's own body in the upstream's native dialect (an OpenAI chat body for an OpenAI
+    # deployment), when the surface had one and no governance step changed the request since.
+    # An adapter of that dialect may send it instead of translating `body` (upstream/openai.py).
+    native: dict[str, Any] | None = None
 
 
 async def _no_chunk() -> bytes:
@@ -42,10 +44,6 @@ async def _no_chunk() -> bytes:
 
 
 def _nothing() -> None:
-    return None
-
-
-async def _anothing() -> None:
     return None
 
 
@@ -60,10 +58,9 @@ class UpstreamReply:
     read: Callable[[], Awaitable[bytes]] = _no_chunk
     close: Callable[[], None] = _nothing
     streaming: bool = False
-    # Set by the pipeline on streams: the tap the relay feeds, and the async close that ends
-    # the call (settles limits, writes the ledger record) once the relay is done.
-    tap: StreamTap | None = None
-    aclose: Callable[[], Awaitable[None]] = _anothing
+    # The upstream's own id for this request (Anthropic `request-id`, OpenAI `x-request-id`),
+    # recorded in usage and audit and returned to the client as `upstream-request-id`.
+    request_id: str | None = None
 
 
 class Upstream(Protocol):

@@ -28,12 +28,10 @@ Decisions, each with its reason:
   its own request body is sent (model id swapped, `stream_options` set, fields DECISIONS.md 2
   strips and free-text fields the translation drops left out), not a re-translation of the
   canonical form: nothing OpenAI-only is lost (`seed`, `logit_bias`, exact `temperature`,
-  `max_completion_tokens`, `response_format`…). The surface registers the body for the duration
-  of the pipeline call with `passthrough(canonical, body)`; the registry is keyed by the
-  canonical request *object* and also holds a digest of its content. This adapter uses the
-  client's body only while the request it receives is that same object with that same content.
-  So any governance step that changed the request (DLP redaction replaces it with a redacted
-  copy) turns passthrough off, and the changed canonical form is what gets translated and sent:
+  `max_completion_tokens`, `response_format`…). The surface puts that body on the call as its
+  `native` body; the pipeline hands it to the adapter (`UpstreamRequest.native`) only while no
+  governance step changed the request: DLP redaction drops it (`Call.native = None`), and the
+  changed canonical form is what gets translated and sent:
   passthrough can never bypass a step. Nothing is added to the canonical request itself, so no
   other adapter, the audit or payload capture ever sees the client's original body. Only bodies
   whose every message and part the translation carries completely are eligible
@@ -44,9 +42,6 @@ Decisions, each with its reason:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -67,9 +62,6 @@ from tollway.wire.tokens_openai import count_chat_tokens, encoding_for_model
 JSON = "application/json"
 SSE = "text/event-stream; charset=utf-8"
 
-# id(canonical request) -> (that request, the client's chat body, digest of the request's
-# content), while the chat.completions surface has a call in the pipeline (module doc).
-_PASSTHROUGH: dict[int, tuple[dict[str, Any], dict[str, Any], str]] = {}
 # Top-level fields left out of a passthrough body: those DECISIONS.md 2 strips, free text the
 # translation drops and the governance steps therefore never saw, and `n` (one choice is
 # translated back, so more would be paid for and never shown).
@@ -134,31 +126,13 @@ def passthrough_body(chat: dict[str, Any]) -> dict[str, Any] | None:
     return body
 
 
-def _digest(canonical: dict[str, Any]) -> str:
-    """The canonical request's content but its model id, which the pipeline sets per deployment."""
-    view = {k: v for k, v in canonical.items() if k != "model"}
-    return hashlib.blake2b(orjson.dumps(view), digest_size=16).hexdigest()
-
-
-@contextmanager
-def passthrough(canonical: dict[str, Any], body: dict[str, Any]) -> Iterator[None]:
-    """While inside, an OpenAI adapter given `canonical` (the request translated from the same
-    client body, final: no later change of the surface's) sends `body` (from `passthrough_body`)
-    instead of translating, as long as `canonical` is unchanged (module doc)."""
-    key = id(canonical)
-    _PASSTHROUGH[key] = (canonical, body, _digest(canonical))
-    try:
-        yield
-    finally:
-        _PASSTHROUGH.pop(key, None)
-
-
-def chat_request(body: dict[str, Any], cfg: UpstreamConfig, stream: bool) -> tuple[dict[str, Any], ToolNames, bool]:
+def chat_request(body: dict[str, Any], cfg: UpstreamConfig, stream: bool,
+                 native: dict[str, Any] | None = None) -> tuple[dict[str, Any], ToolNames, bool]:
     """(chat.completions body to send, the tool-name mapping for the answer, whether it is the
-    client's own body passed through)."""
-    entry = _PASSTHROUGH.get(id(body))
-    if entry is not None and entry[0] is body and entry[2] == _digest(body):
-        chat = dict(entry[1])
+    client's own body passed through). NATIVE is the client's body from `passthrough_body`,
+    which the pipeline hands on only while no governance step changed the request (module doc)."""
+    if native is not None:
+        chat = dict(native)
         chat["model"] = body["model"]
         passthrough = True
         names = ToolNames()
@@ -339,7 +313,7 @@ class OpenAIUpstream:
 
     async def messages(self, req: UpstreamRequest) -> UpstreamReply:
         assert self._session is not None, "upstream used before start()"
-        chat, names, _ = chat_request(req.body, self.cfg, req.stream)
+        chat, names, _ = chat_request(req.body, self.cfg, req.stream, req.native)
         model = str(req.body.get("model") or "")
         accept = "text/event-stream" if req.stream else JSON
         headers = {**self._headers, "accept": accept}
@@ -349,15 +323,18 @@ class OpenAIUpstream:
                 headers[name] = value
         resp = await post(self._session, self.url, orjson.dumps(chat), headers, self.cfg.first_byte_timeout)
         relayed_headers = relayed(resp)
+        upstream_id = resp.headers.get("x-request-id")
         content_type = resp.headers.get("content-type", "")
         if req.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
             convert = ChatStreamToMessages(model, names, input_tokens=count_input_tokens(req.body))
             stream = _Stream(resp, convert)
             return UpstreamReply(200, SSE, headers=relayed_headers, read=stream.read, close=stream.close,
-                                 streaming=True)
+                                 streaming=True, request_id=upstream_id)
         body = await read_body(resp)
         if resp.status >= 400:
-            return error_reply(resp.status, body, relayed_headers, resp.headers.get("x-request-id"))
+            reply = error_reply(resp.status, body, relayed_headers, upstream_id)
+            reply.request_id = upstream_id
+            return reply
         try:
             completion = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -366,6 +343,9 @@ class OpenAIUpstream:
             raise _bad_body("a JSON body without choices")
         if req.stream:
             convert = ChatStreamToMessages(model, names, input_tokens=count_input_tokens(req.body))
-            return _frames(convert.feed(_completion_as_chunk(completion)) + convert.finish())
+            framed = _frames(convert.feed(_completion_as_chunk(completion)) + convert.finish())
+            framed.request_id = upstream_id
+            return framed
         message = chat_response_to_message(completion, model, names)
-        return UpstreamReply(resp.status, JSON, body=orjson.dumps(message), headers=relayed_headers)
+        return UpstreamReply(resp.status, JSON, body=orjson.dumps(message), headers=relayed_headers,
+                             request_id=upstream_id)

@@ -2,49 +2,21 @@
 
 Adapters are created once at start-up and shared by every deployment that points at the same
 endpoint with the same settings, so each upstream has exactly one connection pool. Each
-deployment has a circuit breaker: after `breaker_failures` consecutive failures it opens for
-`breaker_cooldown` seconds, then lets one probe through; the probe's outcome closes or reopens it.
+deployment has a circuit breaker (upstream/breaker.py), consulted only when the request has
+somewhere else to go.
 """
 
 from __future__ import annotations
 
 import random
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tollway.config import ModelConfig, RetryConfig, Settings, UpstreamConfig
 from tollway.upstream.anthropic import AnthropicUpstream
 from tollway.upstream.base import Upstream
+from tollway.upstream.breaker import Breaker, Clock
 from tollway.upstream.mock import MockUpstream
-
-
-@dataclass(slots=True)
-class Breaker:
-    threshold: int
-    cooldown: float
-    failures: int = 0
-    opened_at: float | None = None
-    probing: bool = False
-
-    @property
-    def open(self) -> bool:
-        return self.opened_at is not None
-
-    def allow(self, now: float) -> bool:
-        if self.opened_at is None:
-            return True
-        if not self.probing and now - self.opened_at >= self.cooldown:
-            self.probing = True  # half-open: exactly one request finds out
-            return True
-        return False
-
-    def success(self) -> None:
-        self.failures, self.opened_at, self.probing = 0, None, False
-
-    def failure(self, now: float) -> None:
-        self.failures += 1
-        if self.probing or self.failures >= self.threshold:
-            self.opened_at, self.probing = now, False
 
 
 @dataclass(slots=True)
@@ -68,24 +40,20 @@ class Route:
     model: ModelConfig
     deployments: list[Deployment] = field(default_factory=list)
 
-    def pick(self, tried: set[str], now: float) -> Deployment | None:
-        """A deployment by weight, preferring ones not yet tried in this request, skipping open breakers."""
+    def pick(self, tried: set[str], use_breakers: bool = True) -> Deployment | None:
+        """A deployment by weight, preferring ones not yet tried in this request, skipping open
+        breakers unless USE_BREAKERS is false (the request has nowhere else to go)."""
         if len(self.deployments) == 1 and not tried:
             only = self.deployments[0]
-            return only if only.breaker.opened_at is None or only.breaker.allow(now) else None
+            return only if not use_breakers or only.breaker.allow() else None
         fresh = [d for d in self.deployments if d.name not in tried]
         for pool in (fresh, self.deployments):
-            ready = [d for d in pool if not d.breaker.open or d.breaker.allow(now)]
+            ready = [d for d in pool if not use_breakers or d.breaker.allow()]
             if ready:
                 if len(ready) == 1:
                     return ready[0]
                 return random.choices(ready, weights=[d.weight for d in ready])[0]
         return None
-
-    @property
-    def upstream(self) -> Upstream:
-        """The first deployment's adapter (for callers that need just one)."""
-        return self.deployments[0].upstream
 
 
 def _make(cfg: UpstreamConfig) -> Upstream:
@@ -98,9 +66,9 @@ def _make(cfg: UpstreamConfig) -> Upstream:
     return MockUpstream(cfg)
 
 
-
 class Router:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None,
+                 on_breaker: Callable[[str, str], None] | None = None) -> None:
         pools: dict[UpstreamConfig, Upstream] = {}
         self.retry: RetryConfig = settings.retries
         self.routes: dict[str, Route] = {}
@@ -110,16 +78,14 @@ class Router:
                 key = cfg.model_copy(update={"model": None})  # same endpoint and settings: one pool
                 if key not in pools:
                     pools[key] = _make(cfg)
-                breaker = Breaker(settings.retries.breaker_failures, settings.retries.breaker_cooldown)
+                breaker = Breaker(settings.retries.breaker_failures, settings.retries.breaker_cooldown, name=name,
+                                  on_change=on_breaker, **({"clock": clock} if clock is not None else {}))
                 route.deployments.append(Deployment(name, weight, pools[key], cfg, cfg.model or model.id, breaker))
             self.routes[model.id] = route
         self._upstreams = list(pools.values())
 
     def get(self, model_id: str) -> Route | None:
         return self.routes.get(model_id)
-
-    def deployments(self) -> list[Deployment]:
-        return [d for r in self.routes.values() for d in r.deployments]
 
     async def start(self) -> None:
         for upstream in self._upstreams:
@@ -129,6 +95,3 @@ class Router:
         for upstream in self._upstreams:
             await upstream.close()
 
-
-def monotonic() -> float:
-    return time.monotonic()

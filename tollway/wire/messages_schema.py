@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from tollway.wire.refusal import Refusal
+
 # Fields removed before any upstream sees the body (DECISIONS.md 2).
 STRIPPED_FIELDS = ("metadata", "litellm_metadata", "proxy_server_request")
 # Our own extension block: accepted only on /v1/responses (DECISIONS.md 16).
 EXTENSION_FIELD = "tollway"
 
 
-class RequestInvalid(ValueError):
+class RequestInvalid(Refusal, ValueError):
     """A request that must be refused with 400 invalid_request_error; the message names the field."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message, "invalid_request_error", code="invalid_body")
 
 
 def _check_messages(messages: Any) -> None:

@@ -14,21 +14,21 @@ from typing import Any
 
 import orjson
 
+from tollway.wire.refusal import Refusal
+
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 # Our own extension block: accepted only on /v1/responses (DECISIONS.md 16).
 EXTENSION_FIELD = "tollway"
 
 
-class ChatInvalid(ValueError):
+class ChatInvalid(Refusal, ValueError):
     """A chat.completions request to refuse with 400 `invalid_request_error`.
 
     `param` is the OpenAI-style path of the field at fault (`messages[2].role`), or None.
     """
 
     def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
+        super().__init__(400, message, "invalid_request_error", code="invalid_body", param=param)
 
 
 def validate_chat(body: Any) -> dict[str, Any]:

@@ -81,6 +81,7 @@ from tollway.wire.openai_to_anthropic import (
     chat_request_to_messages,
     parse_arguments,
 )
+from tollway.wire.refusal import Refusal
 
 ROLES = ("user", "assistant", "system", "developer")
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
@@ -90,7 +91,7 @@ PLACEHOLDER_TOOL = "__tollway_extra_tools__"
 ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
 
-class ResponsesInvalid(ValueError):
+class ResponsesInvalid(Refusal, ValueError):
     """A Responses request to refuse with 400 `invalid_request_error`.
 
     `param` is the OpenAI-style path of the field at fault (`input[2].call_id`) or None; `code`
@@ -98,10 +99,7 @@ class ResponsesInvalid(ValueError):
     """
 
     def __init__(self, message: str, param: str | None = None, code: str = "invalid_body") -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
+        super().__init__(400, message, "invalid_request_error", code=code, param=param)
 
 
 # ---------------------------------------------------------------------------------------------
