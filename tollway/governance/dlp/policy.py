@@ -47,7 +47,7 @@ Category = Literal["secrets", "pii", "custom", "binary"]
 
 CATEGORIES: tuple[str, ...] = ("secrets", "pii", "custom", "binary")
 
-#: Every built-in detector kind and its category. ``tollway.governance.dlp`` implements exactly these.
+#: Every built-in detector kind and its category. ``tollway.governance.dlp.candidates`` implements exactly these.
 BUILTIN_KINDS: dict[str, str] = {
     "aws_access_key": "secrets",
     "aws_secret_key": "secrets",
