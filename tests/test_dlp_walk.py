@@ -26,7 +26,7 @@ def test_every_field_the_red_team_found_is_scanned_and_redacted() -> None:
         "model": "m", "max_tokens": 10,
         "stop_sequences": [f"stop {TOKEN}"],
         "some_future_field": {"nested": [f"x {TOKEN}"]},
-        "tool_choice": {"type": "tool", "name": f"t_{TOKEN}"},
+        "tool_choice": {"type": "tool", "name": TOKEN},
         "tools": [{"name": f"n {TOKEN}", "description": "d", "input_schema": {"type": "object"},
                    "x_extra": f"e {TOKEN}"}],
         "mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "m",
@@ -58,7 +58,7 @@ def test_every_field_the_red_team_found_is_scanned_and_redacted() -> None:
     }
     assert out["stop_sequences"] == [f"stop {PH}"]
     assert out["mcp_servers"][0]["authorization_token"] == PH
-    assert out["tool_choice"]["name"] == f"t_{PH}"
+    assert out["tool_choice"]["name"] == PH
     # The bytes of base64 sources are not text and are left as they are.
     assert out["messages"][0]["content"][0]["source"]["data"] == "iVBORw0KGgo="
 

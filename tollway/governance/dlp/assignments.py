@@ -10,15 +10,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from tollway.governance.dlp.placeholders import is_placeholder
 from tollway.governance.dlp.result import Span
 from tollway.governance.dlp.text import WORD
 
 # After a keyword: end of the identifier, an assignment operator and at least 6 characters of value.
 # A look-ahead, so that the scan goes on inside the value; _ASSIGN_VALUE then reads the value.
-ASSIGN_GATE = (r"""(?=(?![A-Za-z0-9_])\\?["']?[ \t]*(?::=|=>|=(?!=)|:(?![:/]))[ \t]*"""
-                r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6}))""")
+# The operator: ``=``, ``:``, ``:=``, ``=>``, ``"KEY"] =`` (a map or environment entry), or a comma after a quoted
+# name (``setProperty("X_TOKEN", "…")``, ``put("password", "…")``), which then needs a quoted value.
+_OP = r"(?::=|=>|=(?!=)|:(?![:/]))"
+_OPERATOR = rf"""(?:\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}|\\?["'][ \t]*,(?=[ \t]*\\?["']))"""
+ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_]){_OPERATOR}[ \t]*"""
+               r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6}))""")
 _ASSIGN_VALUE = re.compile(
-    r"""(?![A-Za-z0-9_])\\?["']?[ \t]*(?::=|=>|=(?!=)|:(?![:/]))[ \t]*"""
+    rf"""(?![A-Za-z0-9_]){_OPERATOR}[ \t]*"""
     r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]{1,256}?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]{1,256}))"""
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
@@ -28,8 +33,6 @@ _KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "sign
 BEHIND_KEY = "|".join(f"(?<={w})" for w in _KEY_WORDS)
 
 
-_PLACEHOLDER_WORDS = ("your", "example", "placeholder", "changeme", "change_me", "dummy", "xxxx", "****",
-                      "redacted", "<", ">", "{{", "}}", "${", "%(", "...", "\u2026")
 _TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "required", "optional", "string",
                       "str", "bytes", "int", "empty", "default", "unknown", "hidden", "masked", "secret",
                       "password", "passwd", "token", "api_key", "apikey"))
@@ -46,10 +49,16 @@ def _nontrivial(value: str, quoted: bool) -> bool:
     if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
         return False
     low = value.lower()
-    if low in _TRIVIAL or any(w in low for w in _PLACEHOLDER_WORDS) or len(set(value)) <= 2:
+    if low in _TRIVIAL or is_placeholder(value):
         return False
-    if "{" in value or any(c.isspace() for c in value):  # a template, or words: only "Bearer <token>" counts
-        return _BEARER.fullmatch(value) is not None
+    if "{" in value:  # a template
+        return False
+    if any(c.isspace() for c in value):  # "Bearer <token>", or a passphrase (quoted, a few words, not a sentence)
+        if _BEARER.fullmatch(value) is not None:
+            return True
+        words = value.split()
+        return (quoted and 2 <= len(words) <= 6 and len(value) >= 10 and value[-1] not in ".?!:;,"
+                and (len(words) >= 4 or any(not w.isalpha() for w in words)))
     if _WORDY.fullmatch(value):  # snake_case / kebab-case / dotted names, ENV_VAR_NAMES, #colours
         return False
     classes = (any(c.islower() for c in value) + any(c.isupper() for c in value)
@@ -79,5 +88,7 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     key = text[k:vm.start()].lower()
     if "secret" in key and ("aws" in key or "access" in key) and _AWS_SECRET.fullmatch(value):
         return ((vs, ve, "aws_secret_key"),)
+    if key.endswith(("accountkey", "sharedaccesskey")):  # Azure connection strings
+        return ((vs, ve, "azure_storage_key"),)
     return ((vs, ve, "password_assignment"),)
 

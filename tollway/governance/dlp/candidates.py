@@ -11,9 +11,19 @@ from collections.abc import Callable, Iterable, Sequence
 
 from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, on_assignment
 from tollway.governance.dlp.numbers import Numbers
-from tollway.governance.dlp.pii import on_email, on_iban
+from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
 from tollway.governance.dlp.result import DetectorFailed, Span
-from tollway.governance.dlp.secrets import on_aws_or_gcp, on_g, on_jwt, on_k, on_pem, on_slack
+from tollway.governance.dlp.secrets import (
+    AUTHZ,
+    TOKENS,
+    make_on_token,
+    on_authorization,
+    on_jwt,
+    on_pem,
+    on_sk,
+    token_width,
+    url_credentials,
+)
 from tollway.governance.dlp.text import DIGITS, WORD, boundary_before
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
@@ -32,46 +42,71 @@ _NUMBER = (r"(?:(?<![A-Za-z0-9_.].)(?=(?:[\-. ()/]{{0,2}}[0-9]){{{more}}})"
            r"(?![A-Za-z0-9_])|(?<=[A-Z][A-Z][0-9])[0-9](?:[ ]?[A-Z0-9]){{11,30}})")
 
 # ONE regex finds every built-in candidate. Every alternative starts with a literal character (see
-# the module docstring), the most frequent anchors first (alternatives are tried in order), and
-# wraps the rest in a named group, so m.lastgroup says which alternative matched and m.start() is
-# the anchor.
-_ALTERNATIVES = [
-    rf"c(?P<c>ret(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE})",
-    r"g(?P<g>h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[A-Za-z0-9_]{22,255}|lpat-[A-Za-z0-9_\-]{20,255})",
-    rf"w(?P<w>(?:ord|d)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE})",
-    r"k(?P<k>_live_(?<=[sr]k_live_)[A-Za-z0-9]{16,255}|-(?<=sk-)[A-Za-z0-9_\-]{20,300}"
-    rf"|en(?i:(?<=token)){ASSIGN_GATE}|ey(?i:{BEHIND_KEY}){ASSIGN_GATE})",
-    *(f"{d}(?P<n{d}>{{number}})" for d in "1203456789"),
-    r"x(?P<x>ox[abprs]-[A-Za-z0-9\-]{10,255})",
-    r"A(?P<A>(?:KIA|SIA)[A-Z0-9]{16}|Iza[0-9A-Za-z_\-]{35})",
-    rf"C(?P<C>RET(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE})",
-    rf"W(?P<W>(?:ORD|D)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE})",
-    r"B(?P<pem>EGIN(?<=-----BEGIN)[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^\-\x00]+|-(?!----))*+"
-    r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?)",
-    r"J(?P<jwt>(?<=eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*)",
-    rf"K(?P<K>(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE})",
-    rf"@(?P<email>{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9]))",
-]
+# the package docstring), the most frequent anchors first (alternatives are tried in order); each
+# branch after an anchor is a named group, so m.lastgroup says which branch matched and m.start()
+# is the anchor.
+_ASSIGN = {
+    "c": rf"ret(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE}",
+    "C": rf"RET(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE}",
+    "w": rf"(?:ord|d)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
+    "W": rf"(?:ORD|D)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
+    "k": rf"en(?i:(?<=token)){ASSIGN_GATE}|ey(?i:{BEHIND_KEY}){ASSIGN_GATE}",
+    "K": rf"(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE}",
+}
+_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvy"
+
+
+def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, str]]]:
+    """Per anchor character, its (group name, pattern after the anchor) branches, in the order tried."""
+    out: dict[str, list[tuple[str, str]]] = {a: [] for a in _ANCHOR_ORDER}
+    for i, (_kind, before, anchor, after, _offset) in enumerate(TOKENS):
+        behind = f"(?<={before}{re.escape(anchor)})" if before else ""
+        out[anchor].append((f"t{i}", behind + after))
+    for anchor, pattern in _ASSIGN.items():
+        out[anchor].append((anchor, pattern))
+    out["k"].append(("sk", r"-(?<=sk-)[A-Za-z0-9_\-]{20,300}"))
+    number = _NUMBER.format(more=min_digits - 1)
+    for d in DIGITS:
+        if ip_addresses:
+            out[d].append((f"ip{d}", _IPV4))
+        out[d].append((f"n{d}", number))
+    out["B"].append(("pem", r"EGIN(?<=-----BEGIN)[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^\-\x00]+|-(?!----))*+"
+                            r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"))
+    out["J"].append(("jwt", r"(?<=eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"))
+    out["z"].append(("authz", AUTHZ))
+    out["@"].append(("email", rf"{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9])"))
+    out["@"].append(("at", ""))  # any other '@': maybe scheme://user:password@host
+    return out
+
+
+# An IPv4 address (opt-in kind): four dotted octets, not inside a longer dotted or word run.
+_IPV4 = r"(?<![A-Za-z0-9_.:].)[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?![0-9]|\.[0-9])"
 
 
 @functools.lru_cache(maxsize=8)
-def candidates(min_digits: int) -> re.Pattern[str]:
+def candidates(min_digits: int, ip_addresses: bool = False) -> re.Pattern[str]:
     """The combined regex; digit runs need ``min_digits`` digits (9, or fewer when a phone region needs it)."""
-    number = _NUMBER.format(more=min_digits - 1)
-    return re.compile("|".join(a.replace("{number}", number) for a in _ALTERNATIVES))
+    parts = []
+    for anchor, branches in _branches(min_digits, ip_addresses).items():
+        if branches:
+            parts.append(re.escape(anchor) + "(?:" + "|".join(f"(?P<{g}>{p})" for g, p in branches) + ")")
+    return re.compile("|".join(parts))
+
+
 MIN_LEN = 6  # shorter text cannot hold a built-in finding
 SEP = "\x00"  # joins the strings of a request for one scan; no candidate pattern matches across it
 BATCH = 256 * 1024  # characters scanned between two checks of the clock
 
 
-# Which detectors each alternative of the combined regex feeds (named in the error when a validator fails).
-_NUMBER_GROUPS = tuple(f"n{d}" for d in DIGITS)
-_ALTERNATIVE_KINDS = {
-    "A": "aws_access_key/gcp_api_key", "pem": "private_key", "g": "github_token/gitlab_token", "x": "slack_token",
-    "k": "stripe_key/openai_key/anthropic_key/password_assignment", "jwt": "jwt", "email": "email",
-    **{name: "password_assignment/aws_secret_key" for name in ("K", "w", "W", "c", "C")},
-    **{name: "payment_card/us_ssn/phone_number/iban" for name in _NUMBER_GROUPS},
-}
+def _kinds_of(group: str) -> str:
+    """Which detectors a branch feeds (named in the error when a validator fails)."""
+    if group.startswith("t"):
+        return TOKENS[int(group[1:])][0]
+    if group[0] == "n" or group[:2] == "ip":
+        return "payment_card/us_ssn/phone_number/iban/ip_address"
+    named = {"pem": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
+             "authz": "authorization_header", "sk": "openai_key/anthropic_key"}
+    return named.get(group, "password_assignment/aws_secret_key")
 
 
 class Builtin:
@@ -80,16 +115,19 @@ class Builtin:
     Every handler gets the position of the anchor character (the match start) and the match end.
     """
 
-    def __init__(self, phone_regions: Sequence[str]) -> None:
+    def __init__(self, phone_regions: Sequence[str], ip_addresses: bool = False) -> None:
         self.numbers = Numbers(phone_regions)
         # An SSN has 9 digits, a card 13 or more; a phone number as few as its regions allow. A number
         # written with + and fewer than 9 digits (a few small countries) is not looked for.
-        self.candidates = candidates(min(9, *self.numbers.all_lengths))
-        self.handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
-            "A": on_aws_or_gcp, "pem": on_pem, "g": on_g, "x": on_slack, "k": on_k, "K": on_assignment,
-            "w": on_assignment, "W": on_assignment, "c": on_assignment, "C": on_assignment, "jwt": on_jwt,
-            "email": on_email, **{name: self._number for name in _NUMBER_GROUPS},
+        self.candidates = candidates(min(9, *self.numbers.all_lengths), ip_addresses)
+        handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
+            "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
+            **{a: on_assignment for a in _ASSIGN},
+            **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
         }
+        for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):
+            handlers[f"t{i}"] = make_on_token(kind, token_width(before), offset)
+        self.handlers = handlers
 
     def _number(self, text: str, start: int, end: int) -> Iterable[Span]:
         if start >= 2 and "A" <= text[start - 1] <= "Z" and "A" <= text[start - 2] <= "Z":
@@ -107,6 +145,16 @@ class Builtin:
             try:
                 spans.extend(handlers[name](text, m.start(), m.end()))
             except Exception as exc:
-                raise DetectorFailed(_ALTERNATIVE_KINDS[name], type(exc).__name__) from None
+                raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
         return spans
 
+
+
+def _on_at(text: str, start: int, end: int) -> Iterable[Span]:
+    found = url_credentials(text, start)
+    return (found,) if found is not None else ()
+
+
+def _on_email(text: str, start: int, end: int) -> Iterable[Span]:
+    found = url_credentials(text, start)  # https://user:password@host.example.com/ is not a mailbox
+    return (found,) if found is not None else on_email(text, start, end)

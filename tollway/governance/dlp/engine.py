@@ -25,7 +25,7 @@ class DlpEngine:
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.config = config
         self.clock = clock
-        self.builtin = Builtin(config.phone_regions)
+        self.builtin = Builtin(config.phone_regions, config.ip_addresses)
         taken = set(BUILTIN_KINDS) | {c.name for c in config.custom}
         for d in extra_detectors:
             if d.kind in taken:

@@ -21,7 +21,19 @@ _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
     (62, 62, 2, (16, 17, 18, 19)),               # UnionPay
     (5018, 5018, 4, (13, 15, 16, 19)), (5020, 5020, 4, (13, 15, 16, 19)), (5038, 5038, 4, (13, 15, 16, 19)),
     (5893, 5893, 4, (13, 16, 19)), (6304, 6304, 4, (13, 16, 19)), (6759, 6759, 4, (13, 16, 19)),
-    (6761, 6763, 4, (13, 16, 19)),               # Maestro
+    (6761, 6763, 4, (13, 16, 19)), (56, 58, 2, (13, 16, 19)),  # Maestro
+    (2200, 2204, 4, (16, 17, 18, 19)),           # Mir
+    (2205, 2205, 4, (16,)),                      # BORICA
+    (60, 60, 2, (16,)), (81, 82, 2, (16,)), (508, 508, 3, (16,)), (353, 353, 3, (16,)), (356, 356, 3, (16,)),  # RuPay
+    (5019, 5019, 4, (16,)),                      # Dankort
+    (5060, 5061, 4, (16, 18, 19)), (6500, 6500, 4, (16, 18, 19)),  # Verve
+    (509, 509, 3, (16,)),                        # Elo (the ranges outside Visa's and Discover's)
+    (636, 636, 3, (16, 17, 18, 19)), (637, 639, 3, (16,)),  # InterPayment, InstaPayment
+    (31, 31, 2, (19,)),                          # China T-Union
+    (1946, 1946, 4, (16, 18, 19)),               # GPN (Indonesia)
+    (9792, 9792, 4, (16,)),                      # Troy
+    (9704, 9704, 4, (16, 19)),                   # Napas
+    (9860, 9860, 4, (16,)),                      # Humo
 )
 
 
@@ -38,7 +50,7 @@ def _luhn(digits: str) -> bool:
 
 
 def _card_brand_ok(digits: str) -> bool:
-    if digits[0] not in "23456":
+    if digits[0] not in "12345689":
         return False
     n = len(digits)
     p4 = int(digits[:4])
@@ -46,6 +58,14 @@ def _card_brand_ok(digits: str) -> bool:
 
 
 _SCALE = {1: 1000, 2: 100, 3: 10, 4: 1}
+
+
+_SSN_CONTEXT = re.compile(r"(?i)(?:\bssn|social[ _\-]?security|\bss[ _]?#|\bssa\b|\btin\b|\bitin\b)")
+
+
+def _ssn_context(text: str, start: int) -> bool:
+    """A bare 9-digit number is an SSN only after a word that says so, within 40 characters."""
+    return _SSN_CONTEXT.search(text, max(0, start - 40), start) is not None
 
 
 _SSN_BAD = frozenset(("078051120", "219099999"))  # numbers published in advertising, never valid
@@ -117,6 +137,10 @@ class Numbers:
                 digits = text[pos[0][0]:pos[0][1]]
                 if _card_brand_ok(digits) and _luhn(digits):
                     return [(start, end, "payment_card")]
+            elif n == 9 and not lead and _ssn_context(text, start):
+                digits = text[pos[0][0]:pos[0][1]]
+                if _ssn_ok(digits[:3], digits[3:5], digits[5:]):
+                    return [(start, end, "us_ssn")]
             elif (lead == "+" and 7 <= n <= 15 and _plus_length_ok(text[pos[0][0]:end])
                   and self._phone(text[start:end], n, [text[pos[0][0]:end]], [], True)):
                 return [(start, end, "phone_number")]

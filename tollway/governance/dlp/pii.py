@@ -71,3 +71,18 @@ def on_iban(text: str, start: int) -> Iterable[Span]:
         return ()
     return ((s, pos, "iban"),) if _iban_mod97_ok("".join(chars)) else ()
 
+
+
+# RFC 5737 documentation ranges and addresses that identify no one.
+_IP_NOT_PII = ("192.0.2.", "198.51.100.", "203.0.113.", "0.0.0.0", "127.", "255.255.255.255")
+
+
+def on_ipv4(text: str, start: int, end: int) -> Iterable[Span]:
+    """An IPv4 address (opt-in: ``ip_addresses: true``): every octet at most 255, not a documentation address."""
+    if text[max(0, start - 9):start].lower().rstrip(" :=@").endswith(("v", "version", "release")):
+        return ()  # 1.2.3.4 after "version": a version number
+    value = text[start:end]
+    octets = value.split(".")
+    if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets) or value.startswith(_IP_NOT_PII):
+        return ()
+    return ((start, end, "ip_address"),)

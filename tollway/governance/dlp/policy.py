@@ -15,7 +15,9 @@ config embeds it as ``dlp: DlpConfig = DlpConfig()``::
           contractors: {actions: {pii: block}}
       custom:                  # named regexes (Python re syntax), category "custom"
         - {name: employee_id, pattern: "EMP-[0-9]{6}", action: block}   # also: ignore_case: true
-      phone_regions: [US]      # national phone formats to recognise (+-prefixed numbers always are)
+      phone_regions: [US, GB]  # national phone formats to recognise (+-prefixed numbers always are);
+                               # default: DEFAULT_PHONE_REGIONS
+      ip_addresses: false      # opt in to the pii kind ip_address
 
 ``enabled: false`` turns scanning off (every request passes unchanged, with no findings).
 
@@ -56,18 +58,37 @@ BUILTIN_KINDS: dict[str, str] = {
     "github_token": "secrets",
     "gitlab_token": "secrets",
     "slack_token": "secrets",
+    "slack_webhook": "secrets",
     "stripe_key": "secrets",
     "openai_key": "secrets",
     "anthropic_key": "secrets",
+    "azure_storage_key": "secrets",
+    "azure_client_secret": "secrets",
+    "twilio_api_key": "secrets",
+    "sendgrid_key": "secrets",
+    "npm_token": "secrets",
+    "pypi_token": "secrets",
+    "huggingface_token": "secrets",
+    "databricks_token": "secrets",
+    "hashicorp_token": "secrets",
+    "digitalocean_token": "secrets",
+    "sentry_token": "secrets",
     "jwt": "secrets",
+    "url_credentials": "secrets",
+    "authorization_header": "secrets",
     "password_assignment": "secrets",
     "email": "pii",
     "phone_number": "pii",
     "payment_card": "pii",
     "us_ssn": "pii",
     "iban": "pii",
+    "ip_address": "pii",
     "binary": "binary",
 }
+
+#: National phone formats recognised by default (numbers written with + are recognised for every region).
+DEFAULT_PHONE_REGIONS = ("US", "CA", "GB", "IE", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "SE", "PL", "IN",
+                         "AU", "BR", "MX", "JP")
 
 #: The action of a category that no policy mentions (binary: see ``DlpConfig.binary``).
 BUILTIN_CATEGORY_ACTIONS: dict[str, str] = {"secrets": "redact", "pii": "log", "custom": "redact"}
@@ -135,10 +156,12 @@ class DlpConfig(_Strict):
     policies: DlpPolicies = Field(default_factory=DlpPolicies)
     custom: list[CustomPattern] = Field(default_factory=list)
     phone_regions: list[str] = Field(
-        default_factory=lambda: ["US"],
+        default_factory=lambda: list(DEFAULT_PHONE_REGIONS),
         description="regions (ISO 3166 alpha-2) whose national phone formats are recognised; "
                     "numbers written with a leading + are recognised for every region",
     )
+
+    ip_addresses: bool = Field(False, description="report IPv4 addresses as the pii kind ip_address (opt-in)")
 
     @field_validator("phone_regions")
     @classmethod
