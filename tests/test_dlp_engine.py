@@ -590,7 +590,7 @@ def test_timeout_fails_closed_on_a_real_scan() -> None:
     body = user([{"type": "text", "text": f"line {i} of some text with numbers 415-555-{i:04d}" * 50}
                  for i in range(200)])
     with pytest.raises(DlpError, match=re.escape("timeout_ms=0.001")):
-        engine(timeout_ms=0.001).inspect(body)
+        engine(timeout_ms=0.001, timeout_ms_per_mb=0).inspect(body)
     # The same body with time to finish (a generous budget: this checks the scan, not the speed,
     # and a loaded CI machine can take longer than the 200 ms default).
     assert engine(timeout_ms=10_000).inspect(body).findings

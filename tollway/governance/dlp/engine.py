@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tollway.governance.dlp.candidates import Builtin
+from tollway.governance.dlp.cache import VerdictCache, fingerprint
+from tollway.governance.dlp.candidates import MIN_LEN, Builtin
 from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
 from tollway.governance.dlp.result import DetectorFailed, DlpError, DlpResult, RegexDetector, TimedOut
 from tollway.governance.dlp.scan import Scan
@@ -22,9 +24,16 @@ class DlpEngine:
     """
 
     def __init__(self, config: DlpConfig, *, extra_detectors: Sequence[RegexDetector] = (),
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, cache: VerdictCache | None = None) -> None:
         self.config = config
         self.clock = clock
+        #: The verdict cache (``cache_items: 0`` turns it off); pass one to share it between engines.
+        self.cache = cache if cache is not None else (VerdictCache(config.cache_items) if config.cache_items else None)
+        self.fingerprint = fingerprint([
+            config.model_dump_json(),
+            *(f"{d.kind}\x00{d.category}\x00{d.regex.pattern}\x00{d.regex.flags}\x00"
+              f"{getattr(d.check, '__qualname__', d.check)}" for d in extra_detectors),
+        ])
         self.builtin = Builtin(config.phone_regions, config.ip_addresses)
         taken = set(BUILTIN_KINDS) | {c.name for c in config.custom}
         for d in extra_detectors:
@@ -36,6 +45,8 @@ class DlpEngine:
             for c in config.custom
         ]
         self.detectors: tuple[RegexDetector, ...] = (*custom, *extra_detectors)
+        #: Strings shorter than this cannot hold a finding (custom and code detectors may match anything).
+        self.min_len = 1 if self.detectors else MIN_LEN
         self.categories: dict[str, str] = {**BUILTIN_KINDS, **{d.kind: d.category for d in self.detectors}}
         self._tables: dict[str | None, dict[str, str]] = {}
         for group in (None, *config.policies.groups):
@@ -51,23 +62,62 @@ class DlpEngine:
         return next((g for g in groups if g in overrides), None)
 
     def inspect(self, body: dict[str, Any], groups: Sequence[str] = ()) -> DlpResult:
-        """Scan everything the upstream will see in ``body``; see the module docstring."""
+        """Scan everything the upstream will see in ``body``; see the package docstring. Runs on the caller's thread."""
+        scan, policy = self._begin(groups)
+        if scan is None:
+            return DlpResult([], False, [], policy, body, False)
+        try:
+            scan.run(body)
+            return scan.result(body, policy)
+        except Exception as exc:
+            error = _refusal(exc, self.config)
+        raise error  # raised outside the handler: no chained exception carries data
+
+    async def ainspect(self, body: dict[str, Any], groups: Sequence[str] = ()) -> DlpResult:
+        """``inspect`` for the event loop: what the cache does not know, when large, is scanned in a worker thread.
+
+        The walk and the cache look-ups run inline (they are cheap); when more than ``INLINE_CHARS``
+        characters are new, the detectors run in the default executor in batches of ``THREAD_BATCH``
+        characters, so the thread gives the interpreter back to the loop between batches and no request
+        stalls the others for more than a few milliseconds.
+        """
+        scan, policy = self._begin(groups)
+        if scan is None:
+            return DlpResult([], False, [], policy, body, False)
+        try:
+            scan.prepare(body)
+            if scan.missed_chars > INLINE_CHARS:
+                await asyncio.get_running_loop().run_in_executor(None, scan.scan_misses, THREAD_BATCH)
+            else:
+                scan.scan_misses()
+            scan.finish()
+            return scan.result(body, policy)
+        except Exception as exc:
+            error = _refusal(exc, self.config)
+        raise error
+
+    def _begin(self, groups: Sequence[str]) -> tuple[Scan | None, str]:
         if isinstance(groups, str):  # one name passed bare: not a sequence of one-letter names
             groups = (groups,)
         group = self.policy_for(groups)
         policy = group if group is not None else "default"
         if not self.config.enabled:
-            return DlpResult([], False, [], policy, body, False)
-        scan = Scan(self, self._tables[group])
-        try:
-            scan.run(body)
-            return scan.result(body, policy)
-        except DetectorFailed as exc:
-            message = f"DLP detector {exc.detector} failed ({exc.error}); the request is refused"
-        except TimedOut:
-            message = (f"DLP scan exceeded its time budget (timeout_ms={self.config.timeout_ms:g}); "
-                       "the request is refused")
-        except Exception as exc:  # fail closed, without the exception's text (it may quote data)
-            message = f"DLP scan failed ({type(exc).__name__}); the request is refused"
-        raise DlpError(message)  # raised outside the handlers: no chained exception carries data
+            return None, policy
+        return Scan(self, self._tables[group]), policy
 
+
+#: New text up to this many characters is scanned on the event loop (about 1 ms); more goes to a thread.
+INLINE_CHARS = 64 * 1024
+#: Characters per batch in a worker thread: one batch holds the interpreter for a few milliseconds at most.
+THREAD_BATCH = 64 * 1024
+
+
+def _refusal(exc: Exception, config: DlpConfig) -> DlpError:
+    """The ``DlpError`` for a failure in a scan: fail closed, never with the exception's text (it may quote data)."""
+    if isinstance(exc, DetectorFailed):
+        return DlpError(f"DLP detector {exc.detector} failed ({exc.error}); the request is refused")
+    if isinstance(exc, TimedOut):
+        return DlpError(f"the request is too large to inspect for data loss prevention within its time budget "
+                        f"(timeout_ms={config.timeout_ms:g} plus timeout_ms_per_mb={config.timeout_ms_per_mb:g}); "
+                        "send less text per request", 413, "request_too_large")
+    return DlpError(f"DLP scan failed ({type(exc).__name__}); the request is refused")

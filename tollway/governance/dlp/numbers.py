@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import phonenumbers
 
+from tollway.governance.dlp.phones import valid_international, valid_national
 from tollway.governance.dlp.result import Span
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
@@ -205,7 +206,7 @@ class Numbers:
     def _phone(self, candidate: str, ndigits: int, parts: list[str], seps: list[str], plus: bool) -> bool:
         if any(sep not in _PHONE_SEPS for sep in seps):
             return False
-        regions: Sequence[str | None] = (None,)
+        regions: Sequence[str] = ()
         if not plus:
             # National numbers: separated groups of 2+ digits, not a date or an address, of a length the
             # region uses, and (checked below) grouped exactly as the region writes them.
@@ -214,19 +215,7 @@ class Numbers:
             if _DATE_LIKE.match(candidate) or (all(sep == "." for sep in seps) and all(len(p) <= 3 for p in parts)):
                 return False
             regions = [r for r in self.regions if ndigits in self.lengths[r]]
-        for region in regions:
-            try:
-                number = phonenumbers.parse(candidate, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if not phonenumbers.is_valid_number(number):
-                continue
-            if plus:
-                return True
-            national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-            if _GROUPS.findall(national) == parts or (
-                    len(parts) > 1 and parts[0] == str(number.country_code) and
-                    _GROUPS.findall(national) == parts[1:]):
-                return True
-        return False
+        if plus:
+            return valid_international("".join(parts))
+        return valid_national(parts, regions)
 

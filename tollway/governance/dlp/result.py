@@ -11,7 +11,17 @@ Span = tuple[int, int, str]  # start, end, kind
 
 
 class DlpError(Exception):
-    """The scan could not be completed; the request must be refused. The message holds no matched data."""
+    """The scan could not be completed; the request must be refused. The message holds no matched data.
+
+    ``status`` and ``error_type`` say how to refuse: 413 ``request_too_large`` when the input is too large to
+    scan in its time budget (a property of the input: retrying the same request cannot help), 500
+    ``api_error`` when a detector failed.
+    """
+
+    def __init__(self, message: str, status: int = 500, error_type: str = "api_error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
+from tollway.governance.dlp.cache import unit_digest
 from tollway.governance.dlp.candidates import BATCH, SEP
 from tollway.governance.dlp.result import DetectorFailed, DlpResult, Finding, Span, TimedOut, placeholder
 from tollway.governance.dlp.walk import Walk
@@ -15,12 +16,14 @@ if TYPE_CHECKING:
 
 
 class Scan:
-    """The state of one ``inspect`` call.
+    """The state of one ``inspect`` call, in three steps (``ainspect`` may run the middle one in a thread).
 
-    First the walk collects every string to scan (with where it sits) and every binary block; then the
-    built-in detectors run once over all strings joined by NUL (no candidate pattern crosses a NUL, and
-    one call instead of one per string saves the per-call overhead); then custom detectors run per
-    string; then findings are counted and redactions recorded, in walk order.
+    ``prepare`` walks the body (every string to scan, with where it sits, in content units, and every
+    binary block) and looks each unit up in the verdict cache. ``scan_misses`` runs the detectors over
+    the units the cache did not know: the built-in ones once over their strings joined by NUL, in batches
+    (no candidate pattern crosses a NUL, and one call instead of one per string saves the per-call
+    overhead), custom ones per string; then stores what it found for each unit. ``finish`` counts the
+    findings and records redactions in walk order.
     """
 
     def __init__(self, engine: DlpEngine, table: dict[str, str]) -> None:
@@ -30,42 +33,90 @@ class Scan:
         self.timeout_s = engine.config.timeout_ms / 1000.0
         self.started = self.clock()
         self.walk = Walk()
+        self.found: dict[int, list[Span]] = {}
+        self.missed: list[tuple[int, int, bytes | None]] = []  # first string, end, digest of each unit to scan
+        self.missed_chars = 0
         self.counts: dict[tuple[str, str], int] = {}
         self.placeholders: dict[str, str] = {}
         self.numbering: dict[str, int] = {}
         self.edits: dict[tuple[int, Any], Any] = {}
         self.renames: dict[tuple[int, str], str] = {}
 
-    # --- scanning ---
-
     def run(self, body: dict[str, Any]) -> None:
-        self.walk.body(body)
+        self.prepare(body)
+        self.scan_misses()
+        self.finish()
+
+    def prepare(self, body: dict[str, Any]) -> None:
+        walk = self.walk
+        walk.body(body)
+        texts = walk.texts
+        bounds = [*walk.units, len(texts)]
+        cache = self.engine.cache
+        key = self.engine.fingerprint
+        found = self.found
+        missed = self.missed
+        chars = 0
+        min_len = self.engine.min_len
+        for k in range(len(bounds) - 1):
+            a, b = bounds[k], bounds[k + 1]
+            if a == b or (b == a + 1 and len(texts[a]) < min_len):  # too short to hold a finding
+                continue
+            if cache is None:
+                missed.append((a, b, None))
+                chars += sum(len(t) for t in texts[a:b])
+                continue
+            joined = texts[a] if b == a + 1 else SEP.join(texts[a:b])
+            digest = unit_digest(key, joined)
+            entry = cache.get(digest)
+            if entry is None:
+                missed.append((a, b, digest))
+                chars += len(joined)
+            else:
+                for i, s, e, kind in entry:
+                    found.setdefault(a + i, []).append((s, e, kind))
+        self.missed_chars = chars
+        # The time budget grows with the text to scan, so that large ordinary input never times out.
+        self.timeout_s += self.engine.config.timeout_ms_per_mb * chars / 1_000_000 / 1000.0
+
+    def scan_misses(self, batch: int = BATCH) -> None:
         texts = self.walk.texts
         found: dict[int, list[Span]] = {}
+        order = [i for a, b, _ in self.missed for i in range(a, b)]
         builtin = self.engine.builtin
         first = 0
-        while first < len(texts):  # batches of about BATCH characters, with a time check after each
+        while first < len(order):  # batches of about ``batch`` characters, with a time check after each
             last, size = first, 0
-            while last < len(texts) and (size < BATCH or last == first):
-                size += len(texts[last]) + 1
+            while last < len(order) and (size < batch or last == first):
+                size += len(texts[order[last]]) + 1
                 last += 1
-            batch = texts[first:last]
-            offsets = list(accumulate([len(t) + 1 for t in batch], initial=0))
-            for s, e, kind in builtin.scan(SEP.join(batch)):
-                i = bisect_right(offsets, s) - 1
-                found.setdefault(first + i, []).append((s - offsets[i], e - offsets[i], kind))
+            idx = order[first:last]
+            offsets = list(accumulate([len(texts[i]) + 1 for i in idx], initial=0))
+            for s, e, kind in builtin.scan(SEP.join([texts[i] for i in idx])):
+                j = bisect_right(offsets, s) - 1
+                found.setdefault(idx[j], []).append((s - offsets[j], e - offsets[j], kind))
             self.check_time()
             first = last
         for detector in self.engine.detectors:
             kind = detector.kind
-            for i, text in enumerate(texts):
+            for i in order:
                 try:
-                    hits = [(s, e, kind) for s, e in detector.find(text)]
+                    hits = [(s, e, kind) for s, e in detector.find(texts[i])]
                 except Exception as exc:
                     raise DetectorFailed(kind, type(exc).__name__) from None
                 if hits:
                     found.setdefault(i, []).extend(hits)
                 self.check_time()
+        cache = self.engine.cache
+        for a, b, digest in self.missed:
+            if digest is not None and cache is not None:
+                cache.put(digest, tuple((i - a, s, e, kind) for i in range(a, b) for s, e, kind in found.get(i, ())))
+        for i, spans in found.items():
+            self.found.setdefault(i, []).extend(spans)
+
+    def finish(self) -> None:
+        texts = self.walk.texts
+        found = self.found
         binaries = self.walk.binaries
         b = 0
         for i, (parent, key, where, is_key) in enumerate(self.walk.slots):

@@ -131,7 +131,11 @@ _URL_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s/:@\"'`]{0,1
 
 def url_credentials(text: str, at: int) -> Span | None:
     """A password in a URL whose ``@`` is at ``at`` (``postgres://app:pw@db/x``), if any."""
-    m = _URL_CREDENTIALS.search(text, max(0, at - 420), at + 1)
+    lo = max(0, at - 420)
+    scheme = text.rfind("://", lo, at)
+    if scheme < 0 or text.find("@", scheme, at) >= 0:  # no "scheme://" right before this '@': most e-mails
+        return None
+    m = _URL_CREDENTIALS.search(text, max(lo, scheme - 32), at + 1)
     if m is None:
         return None
     value = m.group(1)
