@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tollway.governance.dlp import DlpEngine
-from tollway.governance.dlp_policy import DlpConfig
+from tollway.governance.dlp.policy import DlpConfig
 
 WORDS = (
     "the", "a", "an", "of", "to", "in", "for", "on", "with", "by", "from", "as", "at", "is", "are", "be", "this",

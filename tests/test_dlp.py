@@ -125,6 +125,20 @@ def test_every_place_the_upstream_reads_is_scanned(redacting: Gateway, upstream:
     assert seen["messages"][2]["content"][0]["content"][0]["text"] == "echoed [REDACTED:aws_access_key:1]"
 
 
+def test_fields_outside_the_content_are_redacted_before_the_upstream(redacting: Gateway,
+                                                                     upstream: AnthropicEmulator) -> None:
+    """Issue 17.6: stop sequences, tool names, extra tool fields and unknown fields are forwarded, so scanned."""
+    payload = body("go", stop_sequences=[f"halt {AWS}"],
+                   tools=[{"name": "Bash", "description": "run", "input_schema": {"type": "object"},
+                           "x_note": f"key {AWS}"}],
+                   x_client_field={"k": f"v {AWS}"})
+    assert send(redacting, "/v1/messages", payload).status_code == 200
+    seen = upstream.received[-1].json
+    assert AWS not in json.dumps(seen)
+    assert seen["stop_sequences"] == ["halt [REDACTED:aws_access_key:1]"]
+    assert seen["tools"][0]["x_note"] == "key [REDACTED:aws_access_key:1]"
+
+
 def test_block_names_the_policy_and_kinds_never_the_data(blocking: Gateway, upstream: AnthropicEmulator) -> None:
     resp = send(blocking, "/v1/messages", body(f"here is {AWS}"))
     assert resp.status_code == 400

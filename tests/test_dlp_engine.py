@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from tollway.governance.dlp import DlpEngine, DlpError, DlpResult, RegexDetector, placeholder
-from tollway.governance.dlp_policy import BUILTIN_KINDS, DlpConfig
+from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
 
 # --- values used throughout (all fake) -----------------------------------------------------------
 
@@ -85,7 +85,7 @@ TRUE_POSITIVES = [
     ("private_key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"),
     ("github_token", f"git clone https://{GITHUB}@github.com/org/repo"),
     ("github_token", f"token {GITHUB_PAT}"),
-    ("github_token", "gho_16C7e42F292c6912E7710c838347Ae178B4a here"),
+    ("github_token", "gho_27D8f53A303d7a23F8821d949458Bf289C5b here"),
     ("gitlab_token", f"PRIVATE-TOKEN: {GITLAB}"),
     ("slack_token", f"SLACK_BOT={SLACK}"),
     ("stripe_key", f"Stripe.api_key = {STRIPE}"),
@@ -131,7 +131,9 @@ def test_detector_finds(kind: str, text: str) -> None:
 
 
 def test_every_builtin_kind_has_a_true_positive() -> None:
-    assert {k for k, _ in TRUE_POSITIVES} == set(BUILTIN_KINDS) - {"binary"}
+    from tests.test_dlp_detectors import POSITIVES  # the kinds added for issue 15
+
+    assert {k for k, _ in TRUE_POSITIVES} | {k for k, _ in POSITIVES} == set(BUILTIN_KINDS) - {"binary"}
 
 
 # --- detectors: false positives --------------------------------------------------------------------
@@ -180,8 +182,9 @@ def test_no_false_positive(text: str) -> None:
 
 def test_phone_regions_config() -> None:
     text = "ruf uns an: 030 12345678"
-    assert "phone_number" not in kinds(text)
+    assert "phone_number" not in kinds(text, phone_regions=["US"])
     assert "phone_number" in kinds(text, phone_regions=["DE"])
+    assert "phone_number" in kinds(text)  # Germany is one of the default regions
     with pytest.raises(ValidationError, match="phone_regions"):
         DlpConfig(phone_regions=["XX"])
 
@@ -265,7 +268,7 @@ def test_redaction_never_leaves_the_value_anywhere() -> None:
         {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": text, AWS_KEY: [text]}}]})
     everything = {"secrets": "redact", "pii": "redact"}
     result = engine(policies={"default": {"actions": everything}}).inspect(body)
-    assert {f.kind for f in result.findings} == set(BUILTIN_KINDS) - {"binary"}
+    assert {f.kind for f in result.findings} == {k for k, _ in TRUE_POSITIVES}
     assert_no_value(result, [*secrets, PEM, "MIIEowIBAAKCAQEA"])
     forwarded = json.dumps(result.body)
     for value in [*secrets, "MIIEowIBAAKCAQEA", "4111", "0532 0130"]:
@@ -326,12 +329,12 @@ def test_every_location_is_scanned() -> None:
         "messages[5].content[0].source.data",
         "messages[5].content[0].title",
         "messages[5].content[1].source.content[0]",
+        "messages[6].content[0].thinking",
         "messages[7].content[0]",
     }
     assert "system" in {f.where for f in engine().inspect(body_with_string_system).findings}
     redacted = engine(policies={"default": {"actions": {"pii": "redact"}}}).inspect(body).body
-    leftover = [s for s in strings(redacted) if EMAIL in s]
-    assert leftover == [EMAIL]  # only inside the thinking block, which is not scanned (see module docstring)
+    assert not [s for s in strings(redacted) if EMAIL in s]  # thinking blocks too: they are forwarded
 
 
 def test_counts_aggregate_per_location_and_kind() -> None:
@@ -587,7 +590,7 @@ def test_timeout_fails_closed_on_a_real_scan() -> None:
     body = user([{"type": "text", "text": f"line {i} of some text with numbers 415-555-{i:04d}" * 50}
                  for i in range(200)])
     with pytest.raises(DlpError, match=re.escape("timeout_ms=0.001")):
-        engine(timeout_ms=0.001).inspect(body)
+        engine(timeout_ms=0.001, timeout_ms_per_mb=0).inspect(body)
     # The same body with time to finish (a generous budget: this checks the scan, not the speed,
     # and a loaded CI machine can take longer than the 200 ms default).
     assert engine(timeout_ms=10_000).inspect(body).findings

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tollway.governance.dlp_policy import DlpConfig
+from tollway.governance.dlp.policy import DlpConfig
 
 DEFAULT_CONFIG_ENV = "TOLLWAY_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

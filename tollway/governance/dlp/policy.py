@@ -5,7 +5,9 @@ config embeds it as ``dlp: DlpConfig = DlpConfig()``::
 
     dlp:
       enabled: true
-      timeout_ms: 200          # a scan slower than this is an error (fail closed)
+      timeout_ms: 200          # a scan slower than this is an error (fail closed)...
+      timeout_ms_per_mb: 500   # ...plus this per MB of new text (413 when exceeded)
+      cache_items: 50000       # verdict cache bound (units plus findings); 0 turns it off
       binary: log              # content that cannot be inspected (images, PDF/base64 documents)
       policies:
         default:               # the global policy
@@ -15,7 +17,9 @@ config embeds it as ``dlp: DlpConfig = DlpConfig()``::
           contractors: {actions: {pii: block}}
       custom:                  # named regexes (Python re syntax), category "custom"
         - {name: employee_id, pattern: "EMP-[0-9]{6}", action: block}   # also: ignore_case: true
-      phone_regions: [US]      # national phone formats to recognise (+-prefixed numbers always are)
+      phone_regions: [US, GB]  # national phone formats to recognise (+-prefixed numbers always are);
+                               # default: DEFAULT_PHONE_REGIONS
+      ip_addresses: false      # opt in to the pii kind ip_address
 
 ``enabled: false`` turns scanning off (every request passes unchanged, with no findings).
 
@@ -47,7 +51,7 @@ Category = Literal["secrets", "pii", "custom", "binary"]
 
 CATEGORIES: tuple[str, ...] = ("secrets", "pii", "custom", "binary")
 
-#: Every built-in detector kind and its category. ``tollway.governance.dlp`` implements exactly these.
+#: Every built-in detector kind and its category. ``tollway.governance.dlp.candidates`` implements exactly these.
 BUILTIN_KINDS: dict[str, str] = {
     "aws_access_key": "secrets",
     "aws_secret_key": "secrets",
@@ -56,18 +60,37 @@ BUILTIN_KINDS: dict[str, str] = {
     "github_token": "secrets",
     "gitlab_token": "secrets",
     "slack_token": "secrets",
+    "slack_webhook": "secrets",
     "stripe_key": "secrets",
     "openai_key": "secrets",
     "anthropic_key": "secrets",
+    "azure_storage_key": "secrets",
+    "azure_client_secret": "secrets",
+    "twilio_api_key": "secrets",
+    "sendgrid_key": "secrets",
+    "npm_token": "secrets",
+    "pypi_token": "secrets",
+    "huggingface_token": "secrets",
+    "databricks_token": "secrets",
+    "hashicorp_token": "secrets",
+    "digitalocean_token": "secrets",
+    "sentry_token": "secrets",
     "jwt": "secrets",
+    "url_credentials": "secrets",
+    "authorization_header": "secrets",
     "password_assignment": "secrets",
     "email": "pii",
     "phone_number": "pii",
     "payment_card": "pii",
     "us_ssn": "pii",
     "iban": "pii",
+    "ip_address": "pii",
     "binary": "binary",
 }
+
+#: National phone formats recognised by default (numbers written with + are recognised for every region).
+DEFAULT_PHONE_REGIONS = ("US", "CA", "GB", "IE", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "SE", "PL", "IN",
+                         "AU", "BR", "MX", "JP")
 
 #: The action of a category that no policy mentions (binary: see ``DlpConfig.binary``).
 BUILTIN_CATEGORY_ACTIONS: dict[str, str] = {"secrets": "redact", "pii": "log", "custom": "redact"}
@@ -131,14 +154,19 @@ class DlpConfig(_Strict):
 
     enabled: bool = True
     timeout_ms: float = Field(200.0, gt=0, description="a scan slower than this refuses the request")
+    timeout_ms_per_mb: float = Field(
+        500.0, ge=0, description="added to timeout_ms per MB of text not found in the verdict cache")
+    cache_items: int = Field(50_000, ge=0, description="verdict cache bound (units plus findings); 0 turns it off")
     binary: Action = Field("log", description="action for content that cannot be inspected")
     policies: DlpPolicies = Field(default_factory=DlpPolicies)
     custom: list[CustomPattern] = Field(default_factory=list)
     phone_regions: list[str] = Field(
-        default_factory=lambda: ["US"],
+        default_factory=lambda: list(DEFAULT_PHONE_REGIONS),
         description="regions (ISO 3166 alpha-2) whose national phone formats are recognised; "
                     "numbers written with a leading + are recognised for every region",
     )
+
+    ip_addresses: bool = Field(False, description="report IPv4 addresses as the pii kind ip_address (opt-in)")
 
     @field_validator("phone_regions")
     @classmethod

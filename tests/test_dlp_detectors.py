@@ -1,0 +1,173 @@
+"""The detectors added for issue 15: a positive, a negative and a placeholder case for each. Pure CPU.
+
+Values are synthetic, built from the documented formats (see docs/dlp.md for each source) with a
+seeded generator, so no real credential is in this file.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Any
+
+import pytest
+
+from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp.policy import DlpConfig
+
+_rng = random.Random(15)
+ALNUM = string.ascii_letters + string.digits
+HEX = "0123456789abcdef"
+B64 = ALNUM + "+/"
+
+
+def rnd(n: int, alphabet: str = ALNUM) -> str:
+    return "".join(_rng.choice(alphabet) for _ in range(n))
+
+
+def luhn_complete(prefix: str, length: int) -> str:
+    body = prefix + "".join(_rng.choice(string.digits) for _ in range(length - len(prefix) - 1))
+    for check in string.digits:
+        digits = body + check
+        total = sum(int(c) if i % 2 == 0 else sum(divmod(int(c) * 2, 10)) for i, c in enumerate(reversed(digits)))
+        if total % 10 == 0:
+            return digits
+    raise AssertionError
+
+
+def kinds(text: str, **config: Any) -> set[str]:
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    return {f.kind for f in DlpEngine(DlpConfig(**config)).inspect(body).findings}
+
+
+GITLAB_FAMILIES = ["glpat", "gldt", "glrt", "glcbt", "glptt", "glft", "glimt", "glagent", "gloas", "glsoat", "glffct"]
+
+POSITIVES: list[tuple[str, str]] = [
+    *[("gitlab_token", f"token: {fam}-{rnd(20, ALNUM + '_-')}") for fam in GITLAB_FAMILIES],
+    ("gitlab_token", f"--registration-token GR1348941{rnd(20)}"),
+    ("stripe_key", f"STRIPE_KEY={'sk'}_test_{rnd(24)}"),
+    ("stripe_key", f"restricted {'rk'}_test_{rnd(24)} and {'rk'}_live_{rnd(24)}"),
+    ("stripe_key", f"endpoint secret whsec_{rnd(32)}"),
+    ("slack_token", f"SLACK_APP_TOKEN=xapp-1-A{rnd(10, string.ascii_uppercase + string.digits)}"
+                    f"-{rnd(13, string.digits)}-{rnd(64, HEX)}"),
+    ("slack_token", f"refresh xoxe-1-{rnd(140, ALNUM + '-')}"),
+    ("slack_token", f"rotating xoxe.xoxp-1-{rnd(140, ALNUM + '-')}"),
+    ("slack_webhook", f"curl -X POST https://hooks.slack.com/services/T{rnd(8, string.ascii_uppercase)}"
+                      f"/B{rnd(8, string.ascii_uppercase)}/{rnd(24)}"),
+    ("aws_access_key", f"aws_access_key_id = ABIA{rnd(16, string.ascii_uppercase + '234567')}"),
+    ("aws_access_key", f"key ACCA{rnd(16, string.ascii_uppercase + '234567')}"),
+    ("azure_storage_key", f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={rnd(86, B64)}==;"
+                          "EndpointSuffix=core.windows.net"),
+    ("azure_storage_key", f"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;"
+                          f"SharedAccessKey={rnd(43, B64)}="),
+    ("azure_storage_key", f"https://a.blob.core.windows.net/c/b?sv=2022-11-02&ss=b&sig={rnd(44, ALNUM)}%3D"),
+    ("azure_client_secret", f'"clientSecret": "{rnd(3)}8Q~{rnd(34, ALNUM + "_~.-")}"'),
+    ("twilio_api_key", f"TWILIO_API_KEY=SK{rnd(32, HEX)}"),
+    ("sendgrid_key", f"SENDGRID_API_KEY=SG.{rnd(22, ALNUM + '_-')}.{rnd(43, ALNUM + '_-')}"),
+    ("npm_token", f"//registry.npmjs.org/:_authToken=npm_{rnd(36)}"),
+    ("pypi_token", f"password = pypi-AgEIcHlwaS5vcmc{rnd(70, ALNUM + '_-')}"),
+    ("huggingface_token", f"HF_TOKEN=hf_{rnd(34, string.ascii_letters)}"),
+    ("huggingface_token", f"org api_org_{rnd(34, string.ascii_letters)}"),
+    ("databricks_token", f"DATABRICKS_TOKEN=dapi{rnd(32, HEX)}"),
+    ("hashicorp_token", f"VAULT_TOKEN=hvs.{rnd(90, ALNUM + '_-')}"),
+    ("hashicorp_token", f"token = \"{rnd(14, string.ascii_lowercase + string.digits)}.atlasv1.{rnd(67, ALNUM)}\""),
+    ("digitalocean_token", f"DIGITALOCEAN_TOKEN=dop_v1_{rnd(64, HEX)}"),
+    ("sentry_token", f"SENTRY_AUTH_TOKEN=sntryu_{rnd(64, HEX)}"),
+    ("url_credentials", f"DATABASE_URL=postgres://app:{rnd(16)}@db.internal:5432/app"),
+    ("url_credentials", f"redis://default:{rnd(20)}@localhost:6379/0"),
+    ("url_credentials", f"https://deploy:{rnd(12)}@git.example-corp.com/org/repo.git"),
+    ("authorization_header", f"Authorization: Basic {rnd(24, B64)}="),
+    ("authorization_header", f'curl -H "Authorization: Bearer {rnd(40, ALNUM + "._-")}" https://api'),
+    ("authorization_header", f"headers = {{'Authorization': 'token {rnd(40, HEX)}'}}"),
+    ("password_assignment", 'password = "correct horse battery staple"'),
+    ("password_assignment", f'System.setProperty("DB_TOKEN", "{rnd(20)}");'),
+    ("password_assignment", f'os.environ["API_KEY"] = "{rnd(24)}"'),
+    ("password_assignment", f'config.put("password", "{rnd(12)}9!");'),
+    ("payment_card", f"mir {luhn_complete('2200', 16)}"),
+    ("payment_card", f"rupay {luhn_complete('6521', 16)}"),
+    ("payment_card", f"troy {luhn_complete('9792', 16)}"),
+    ("payment_card", f"maestro {luhn_complete('5612', 16)}"),
+    ("us_ssn", "SSN: 536221234"),
+    ("us_ssn", "social security number 536221234"),
+    ("phone_number", "Tel.: 030 12345678"),
+    ("phone_number", "call 020 7946 0958 today"),
+    ("iban", "IBAN: NL91ABNA0417164300"),
+    ("ip_address", "client 81.2.69.160 connected"),
+]
+IP_CONFIG = {"ip_addresses": True}
+
+
+@pytest.mark.parametrize(("kind", "text"), POSITIVES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(POSITIVES)])
+def test_positive(kind: str, text: str) -> None:
+    assert kind in kinds(text, **(IP_CONFIG if kind == "ip_address" else {}))
+
+
+NEGATIVES: list[tuple[str, str]] = [
+    ("gitlab_token", "see glpat-short and the gl-pattern docs"),
+    ("stripe_key", f"publishable pk_test_{rnd(24)} is public"),
+    ("slack_webhook", "https://hooks.slack.com/services/ (set the URL here)"),
+    ("aws_access_key", "AIDAJQABLZS4A3QDU576 is a user id, not a key"),
+    ("twilio_api_key", f"TASK{rnd(32, HEX)}"),
+    ("npm_token", "npm_config_cache=/tmp/npm"),
+    ("huggingface_token", "hf_hub_download(repo_id='x')"),
+    ("databricks_token", "dapi-client v2"),
+    ("url_credentials", "postgres://app@db:5432/app and https://example.org/a:b@c"),
+    ("url_credentials", "ssh git@github.com:org/repo.git"),
+    ("authorization_header", "Authorization: Bearer"),
+    ("authorization_header", "the Authorization header carries a bearer token"),
+    ("password_assignment", 'token = "end of file"'),
+    ("password_assignment", 'error_message = "Password must be at least 8 characters."'),
+    ("payment_card", f"order {luhn_complete('7', 16)}"),
+    ("us_ssn", "order id 536221234 shipped"),
+    ("ip_address", "version 1.2.3.4 of the lib"),
+    ("ip_address", "server 256.1.1.1 and 10.0.0.300"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text"), NEGATIVES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(NEGATIVES)])
+def test_negative(kind: str, text: str) -> None:
+    assert kind not in kinds(text, **IP_CONFIG)
+
+
+def test_ip_addresses_are_opt_in() -> None:
+    assert "ip_address" not in kinds("client 81.2.69.160 connected")
+
+
+PLACEHOLDERS: list[tuple[str, str]] = [
+    ("aws_access_key", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE"),
+    ("aws_secret_key", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("github_token", "GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("github_token", "example: ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
+    ("gcp_api_key", 'apiKey: "AIzaSyDOCAbC123dEf456GhI789jKl012-MnO"'),
+    ("stripe_key", "Stripe.api_key = 'sk_test_4eC39HqLyjWDarjtT1zdp7dc'"),
+    ("gitlab_token", "glpat-XXXXXXXXXXXXXXXXXXXX"),
+    ("npm_token", "npm_000000000000000000000000000000000000"),
+    ("password_assignment", 'password = "<your-password>"'),
+    ("password_assignment", "API_KEY=${API_KEY}"),
+    ("password_assignment", "token: {{ secrets.TOKEN }}"),
+    ("password_assignment", "secret = 'xxxxxxxxxxxx'"),
+    ("url_credentials", "postgres://user:password@localhost/db"),
+    ("url_credentials", "mysql://root:${DB_PASSWORD}@db/app"),
+    ("url_credentials", "https://user:<token>@example.com"),
+    ("authorization_header", "Authorization: Bearer <token>"),
+    ("authorization_header", "Authorization: Bearer ${TOKEN}"),
+    ("authorization_header", "Authorization: Bearer xxxxxxxxxxxxxxxx"),
+    ("private_key", "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----"),
+    ("openai_key", "OPENAI_API_KEY=sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("ip_address", "server 192.0.2.10 (documentation range)"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text"), PLACEHOLDERS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(PLACEHOLDERS)])
+def test_placeholder_is_not_a_finding(kind: str, text: str) -> None:
+    assert kinds(text, **IP_CONFIG) == set()
+
+
+def test_only_the_secret_part_is_redacted() -> None:
+    password = rnd(16)
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": f"postgres://app:{password}@db:5432/x"},
+        {"type": "text", "text": f"AccountName=a;AccountKey={rnd(86, B64)}==;EndpointSuffix=x"}]}]}
+    out = DlpEngine(DlpConfig()).inspect(body).body["messages"][0]["content"]
+    assert out[0]["text"] == "postgres://app:[REDACTED:url_credentials:1]@db:5432/x"
+    assert out[1]["text"] == "AccountName=a;AccountKey=[REDACTED:azure_storage_key:1];EndpointSuffix=x"

@@ -1,0 +1,62 @@
+"""The phone checks in ``dlp.phones`` answer as ``phonenumbers`` does, on every default region. Pure CPU."""
+
+from __future__ import annotations
+
+import random
+
+import phonenumbers
+import pytest
+
+from tollway.governance.dlp.phones import valid_international, valid_national
+from tollway.governance.dlp.policy import DEFAULT_PHONE_REGIONS
+
+_GROUPS = __import__("re").compile(r"[0-9]+")
+
+
+def reference_national(parts: list[str], region: str) -> bool:
+    """What the engine decided before, with phonenumbers: valid, and grouped as the region writes it."""
+    try:
+        number = phonenumbers.parse(" ".join(parts), region)
+    except phonenumbers.NumberParseException:
+        return False
+    if not phonenumbers.is_valid_number(number):
+        return False
+    national = _GROUPS.findall(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
+    return national == parts or (len(parts) > 1 and parts[0] == str(number.country_code) and national == parts[1:])
+
+
+def samples(region: str) -> list[list[str]]:
+    """Example numbers of every type, in national format, plus random digit strings grouped the same way."""
+    rng = random.Random(region)
+    out = []
+    for t in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE,
+              phonenumbers.PhoneNumberType.TOLL_FREE):
+        example = phonenumbers.example_number_for_type(region, t)
+        if example is None:
+            continue
+        parts = _GROUPS.findall(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL))
+        out.append(parts)
+        for _ in range(30):
+            out.append(["".join(rng.choice("0123456789") for _ in p) for p in parts])
+    return out
+
+
+@pytest.mark.parametrize("region", DEFAULT_PHONE_REGIONS)
+def test_national_checks_agree_with_phonenumbers(region: str) -> None:
+    cases = samples(region)
+    assert cases
+    for parts in cases:
+        assert valid_national(parts, [region]) == reference_national(parts, region), (region, parts)
+
+
+@pytest.mark.parametrize("region", DEFAULT_PHONE_REGIONS)
+def test_international_checks_agree_with_phonenumbers(region: str) -> None:
+    rng = random.Random(region + "+")
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    assert example is not None
+    digits = f"{example.country_code}{example.national_number}"
+    assert valid_international(digits)
+    for _ in range(50):
+        candidate = digits[:2] + "".join(rng.choice("0123456789") for _ in digits[2:])
+        expected = phonenumbers.is_valid_number(phonenumbers.parse("+" + candidate, None))
+        assert valid_international(candidate) == expected, candidate

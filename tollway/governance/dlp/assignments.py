@@ -1,0 +1,94 @@
+"""Assignments to secret-named variables: ``password = "…"``, ``API_KEY: …``, ``token => …``.
+
+The candidate matcher finds the keyword followed by an assignment operator (``ASSIGN_GATE``, a
+look-ahead); ``on_assignment`` reads the value and decides whether it looks like a real credential.
+Only the value is reported (and so redacted), never the name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from tollway.governance.dlp.placeholders import is_placeholder
+from tollway.governance.dlp.result import Span
+from tollway.governance.dlp.text import WORD
+
+# After a keyword: end of the identifier, an assignment operator and at least 6 characters of value.
+# A look-ahead, so that the scan goes on inside the value; _ASSIGN_VALUE then reads the value.
+# The operator: ``=``, ``:``, ``:=``, ``=>``, ``"KEY"] =`` (a map or environment entry), or a comma after a quoted
+# name (``setProperty("X_TOKEN", "…")``, ``put("password", "…")``), which then needs a quoted value.
+_OP = r"(?::=|=>|=(?!=)|:(?![:/]))"
+_OPERATOR = rf"""(?:\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}|\\?["'][ \t]*,(?=[ \t]*\\?["']))"""
+ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_]){_OPERATOR}[ \t]*"""
+               r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6}))""")
+_ASSIGN_VALUE = re.compile(
+    rf"""(?![A-Za-z0-9_]){_OPERATOR}[ \t]*"""
+    r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]{1,256}?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]{1,256}))"""
+)
+# Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
+# then checks the whole word with a case-insensitive look-behind.
+_KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "signing", "encryption", "master",
+                                       "client") for sep in ("", "_", "-")]
+BEHIND_KEY = "|".join(f"(?<={w})" for w in _KEY_WORDS)
+
+
+_TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "required", "optional", "string",
+                      "str", "bytes", "int", "empty", "default", "unknown", "hidden", "masked", "secret",
+                      "password", "passwd", "token", "api_key", "apikey"))
+_BEARER = re.compile(r"(?i)(?:bearer|basic|token)\s+\S{8,}")
+_DOTTED_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+
+
+_WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
+
+
+def _nontrivial(value: str, quoted: bool) -> bool:
+    """Whether an assigned value looks like a real credential rather than a name, a reference or a placeholder."""
+    if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
+        return False
+    low = value.lower()
+    if low in _TRIVIAL or is_placeholder(value):
+        return False
+    if "{" in value:  # a template
+        return False
+    if any(c.isspace() for c in value):  # "Bearer <token>", or a passphrase (quoted, a few words, not a sentence)
+        if _BEARER.fullmatch(value) is not None:
+            return True
+        words = value.split()
+        return (quoted and 2 <= len(words) <= 6 and len(value) >= 10 and value[-1] not in ".?!:;,"
+                and (len(words) >= 4 or any(not w.isalpha() for w in words)))
+    if _WORDY.fullmatch(value):  # snake_case / kebab-case / dotted names, ENV_VAR_NAMES, #colours
+        return False
+    classes = (any(c.islower() for c in value) + any(c.isupper() for c in value)
+               + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value))
+    if quoted:
+        return classes >= 2 or len(value) >= 16
+    # Unquoted: reject what reads as code (calls, indexing, dotted names, identifiers without digits).
+    if any(c in value for c in "()[]{}<>"):
+        return False
+    if _DOTTED_IDENT.fullmatch(value) and (not any(c.isdigit() for c in value) or "." in value):
+        return False
+    return classes >= 2 and len(value) >= 8
+
+
+def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
+    vm = _ASSIGN_VALUE.search(text, start + 1)
+    if vm is None or vm.start() > end:
+        return ()
+    quoted = vm.group("q") is not None
+    value = vm.group("qv") if quoted else vm.group("uv")
+    vs, ve = vm.span("qv") if quoted else vm.span("uv")
+    if not _nontrivial(value, quoted):
+        return ()
+    k = vm.start()
+    while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):
+        k -= 1
+    key = text[k:vm.start()].lower()
+    if "secret" in key and ("aws" in key or "access" in key) and _AWS_SECRET.fullmatch(value):
+        return ((vs, ve, "aws_secret_key"),)
+    if key.endswith(("accountkey", "sharedaccesskey")):  # Azure connection strings
+        return ((vs, ve, "azure_storage_key"),)
+    return ((vs, ve, "password_assignment"),)
+

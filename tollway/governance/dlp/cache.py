@@ -1,0 +1,93 @@
+"""The verdict cache: what the detectors found in a content unit, keyed by a digest of the unit.
+
+Claude Code re-sends the whole conversation every turn; all but the last few units were seen on
+the previous turn (and the system prompt and tools on every session's first turn). A unit (see
+``walk``) is keyed by BLAKE2b-128 over its strings (UTF-8, joined by NUL), keyed with the engine's
+fingerprint, a digest of everything that decides what the detectors find (the whole ``DlpConfig``,
+the detectors added in code, ``DETECTORS_VERSION``). A changed policy therefore never reads an
+entry written under another one, in this process or in a shared store.
+
+An entry is the tuple of findings of the unit: (string index in the unit, start, end, kind) — positions
+and kinds, never the matched text. Actions are applied per request (a group's policy may differ),
+and redaction is recomputed from the positions over the request's own text, so a warm scan gives
+the same findings and the same forwarded bytes as a cold one (the placeholders are numbered in
+walk order in both cases).
+
+Bounded: at most ``max_items`` units and findings together (an entry costs 1 + its findings),
+least recently used first out. About 150 bytes an item, so the default 50,000 stay under 8 MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+#: Bumped whenever a detector changes what it finds, so entries of an older build are never reused.
+DETECTORS_VERSION = "2026-12-03.1"
+
+Entry = tuple[tuple[int, int, int, str], ...]  # (string index in the unit, start, end, kind)
+
+
+def fingerprint(parts: Iterable[str]) -> bytes:
+    """A 32-byte key for the unit digests, from what decides the findings."""
+    h = hashlib.blake2b(digest_size=32)
+    for part in (DETECTORS_VERSION, *parts):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.digest()
+
+
+def unit_digest(key: bytes, text: str) -> bytes:
+    """The 16-byte digest of a unit's text under an engine's fingerprint."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=key).digest()
+
+
+class VerdictCache:
+    """A bounded LRU map from unit digest to its findings. Thread-safe (scans may run in worker threads)."""
+
+    def __init__(self, max_items: int = 50_000) -> None:
+        self.max_items = max_items
+        self._entries: OrderedDict[bytes, Entry] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """Units plus findings held (the bounded quantity)."""
+        return self._size
+
+    def get(self, digest: bytes) -> Entry | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(digest)
+            self.hits += 1
+            return entry
+
+    def put(self, digest: bytes, entry: Entry) -> None:
+        cost = 1 + len(entry)
+        if cost > self.max_items:
+            return
+        with self._lock:
+            old = self._entries.pop(digest, None)
+            if old is not None:
+                self._size -= 1 + len(old)
+            self._entries[digest] = entry
+            self._size += cost
+            while self._size > self.max_items:
+                _, evicted = self._entries.popitem(last=False)
+                self._size -= 1 + len(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._size = 0

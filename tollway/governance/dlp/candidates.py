@@ -1,0 +1,160 @@
+"""The candidate matcher: ONE regular expression finds every built-in candidate, validators decide.
+
+See the package docstring for why every alternative starts with a literal character.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, on_assignment
+from tollway.governance.dlp.numbers import Numbers
+from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
+from tollway.governance.dlp.result import DetectorFailed, Span
+from tollway.governance.dlp.secrets import (
+    AUTHZ,
+    TOKENS,
+    make_on_token,
+    on_authorization,
+    on_jwt,
+    on_pem,
+    on_sk,
+    token_width,
+    url_credentials,
+)
+from tollway.governance.dlp.text import DIGITS, WORD, boundary_before
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+
+# Numbers, after the anchor digit: digit runs (cards, SSNs, phone numbers, IBANs with digits only
+# after the check digits), or an IBAN with letters in it, anchored on its first check digit after
+# its two letters. For a run, in order: the look-behind keeps to the start of a run (not after a
+# letter, digit, '_' or '.'); the look-aheads ask for {more} more digits at most two separators apart
+# (fewer cannot be a finding, and dates have 8), then keep IPv4 addresses and decimal numbers out;
+# the atomic group takes the whole run, which must not run on into a word. Whatever fails here never
+# costs a Python call. A leading '+' or '(' is picked up in Python: as anchors of their own they
+# would cost a match attempt at every '(' of every line of code.
+_NUMBER = (r"(?:(?<![A-Za-z0-9_.].)(?=(?:[\-. ()/]{{0,2}}[0-9]){{{more}}})"
+           r"(?![0-9]{{0,2}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}(?![0-9]))"
+           r"(?![0-9]*\.[0-9]+(?![\-. ()/]*[0-9]))(?>[0-9\-. ()/]{{4,40}}[0-9])"
+           r"(?![A-Za-z0-9_])|(?<=[A-Z][A-Z][0-9])[0-9](?:[ ]?[A-Z0-9]){{11,30}})")
+
+# ONE regex finds every built-in candidate. Every alternative starts with a literal character (see
+# the package docstring), the most frequent anchors first (alternatives are tried in order); each
+# branch after an anchor is a named group, so m.lastgroup says which branch matched and m.start()
+# is the anchor.
+_ASSIGN = {
+    "c": rf"ret(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE}",
+    "C": rf"RET(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE}",
+    "w": rf"(?:ord|d)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
+    "W": rf"(?:ORD|D)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
+    "k": rf"en(?i:(?<=token)){ASSIGN_GATE}|ey(?i:{BEHIND_KEY}){ASSIGN_GATE}",
+    "K": rf"(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE}",
+}
+_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvy"
+
+
+def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, str]]]:
+    """Per anchor character, its (group name, pattern after the anchor) branches, in the order tried."""
+    out: dict[str, list[tuple[str, str]]] = {a: [] for a in _ANCHOR_ORDER}
+    for i, (_kind, before, anchor, after, _offset) in enumerate(TOKENS):
+        behind = f"(?<={before}{re.escape(anchor)})" if before else ""
+        out[anchor].append((f"t{i}", behind + after))
+    for anchor, pattern in _ASSIGN.items():
+        out[anchor].append((anchor, pattern))
+    out["k"].append(("sk", r"-(?<=sk-)[A-Za-z0-9_\-]{20,300}"))
+    number = _NUMBER.format(more=min_digits - 1)
+    for d in DIGITS:
+        if ip_addresses:
+            out[d].append((f"ip{d}", _IPV4))
+        out[d].append((f"n{d}", number))
+    out["B"].append(("pem", r"EGIN(?<=-----BEGIN)[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^\-\x00]+|-(?!----))*+"
+                            r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"))
+    out["J"].append(("jwt", r"(?<=eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"))
+    out["z"].append(("authz", AUTHZ))
+    out["@"].append(("email", rf"{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9])"))
+    out["@"].append(("at", ""))  # any other '@': maybe scheme://user:password@host
+    return out
+
+
+# An IPv4 address (opt-in kind): four dotted octets, not inside a longer dotted or word run.
+_IPV4 = r"(?<![A-Za-z0-9_.:].)[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?![0-9]|\.[0-9])"
+
+
+@functools.lru_cache(maxsize=8)
+def candidates(min_digits: int, ip_addresses: bool = False) -> re.Pattern[str]:
+    """The combined regex; digit runs need ``min_digits`` digits (9, or fewer when a phone region needs it)."""
+    parts = []
+    for anchor, branches in _branches(min_digits, ip_addresses).items():
+        if branches:
+            parts.append(re.escape(anchor) + "(?:" + "|".join(f"(?P<{g}>{p})" for g, p in branches) + ")")
+    return re.compile("|".join(parts))
+
+
+MIN_LEN = 6  # shorter text cannot hold a built-in finding
+SEP = "\x00"  # joins the strings of a request for one scan; no candidate pattern matches across it
+BATCH = 256 * 1024  # characters scanned between two checks of the clock
+
+
+def _kinds_of(group: str) -> str:
+    """Which detectors a branch feeds (named in the error when a validator fails)."""
+    if group.startswith("t"):
+        return TOKENS[int(group[1:])][0]
+    if group[0] == "n" or group[:2] == "ip":
+        return "payment_card/us_ssn/phone_number/iban/ip_address"
+    named = {"pem": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
+             "authz": "authorization_header", "sk": "openai_key/anthropic_key"}
+    return named.get(group, "password_assignment/aws_secret_key")
+
+
+class Builtin:
+    """Runs the combined candidate regex over a string and hands each candidate to its validator.
+
+    Every handler gets the position of the anchor character (the match start) and the match end.
+    """
+
+    def __init__(self, phone_regions: Sequence[str], ip_addresses: bool = False) -> None:
+        self.numbers = Numbers(phone_regions)
+        # An SSN has 9 digits, a card 13 or more; a phone number as few as its regions allow. A number
+        # written with + and fewer than 9 digits (a few small countries) is not looked for.
+        self.candidates = candidates(min(9, *self.numbers.all_lengths), ip_addresses)
+        handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
+            "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
+            **{a: on_assignment for a in _ASSIGN},
+            **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
+        }
+        for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):
+            handlers[f"t{i}"] = make_on_token(kind, token_width(before), offset)
+        self.handlers = handlers
+
+    def _number(self, text: str, start: int, end: int) -> Iterable[Span]:
+        if start >= 2 and "A" <= text[start - 1] <= "Z" and "A" <= text[start - 2] <= "Z":
+            return on_iban(text, start)
+        if start >= 1 and text[start - 1] in "+(" and boundary_before(text, start - 1, WORD):
+            start -= 1  # "+1 415…", "(415) 555…"
+        return self.numbers.handle(text, start, end)
+
+    def scan(self, text: str) -> list[Span]:
+        spans: list[Span] = []
+        handlers = self.handlers
+        for m in self.candidates.finditer(text):
+            name = m.lastgroup
+            assert name is not None
+            try:
+                spans.extend(handlers[name](text, m.start(), m.end()))
+            except Exception as exc:
+                raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
+        return spans
+
+
+
+def _on_at(text: str, start: int, end: int) -> Iterable[Span]:
+    found = url_credentials(text, start)
+    return (found,) if found is not None else ()
+
+
+def _on_email(text: str, start: int, end: int) -> Iterable[Span]:
+    found = url_credentials(text, start)  # https://user:password@host.example.com/ is not a mailbox
+    return (found,) if found is not None else on_email(text, start, end)

@@ -1,0 +1,123 @@
+"""The DLP engine: built once at start-up from a ``DlpConfig``, then ``inspect`` per request."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tollway.governance.dlp.cache import VerdictCache, fingerprint
+from tollway.governance.dlp.candidates import MIN_LEN, Builtin
+from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
+from tollway.governance.dlp.result import DetectorFailed, DlpError, DlpResult, RegexDetector, TimedOut
+from tollway.governance.dlp.scan import Scan
+
+
+class DlpEngine:
+    """Scans canonical requests against a ``DlpConfig``.
+
+    Build it once at start-up; ``inspect`` keeps its state per call, so one engine serves concurrent
+    requests. ``extra_detectors`` adds detectors from code (their action comes from their category;
+    kinds must not repeat a built-in or custom name). ``clock`` (seconds, monotonic) times the scan.
+    """
+
+    def __init__(self, config: DlpConfig, *, extra_detectors: Sequence[RegexDetector] = (),
+                 clock: Callable[[], float] = time.perf_counter, cache: VerdictCache | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        #: The verdict cache (``cache_items: 0`` turns it off); pass one to share it between engines.
+        self.cache = cache if cache is not None else (VerdictCache(config.cache_items) if config.cache_items else None)
+        self.fingerprint = fingerprint([
+            config.model_dump_json(),
+            *(f"{d.kind}\x00{d.category}\x00{d.regex.pattern}\x00{d.regex.flags}\x00"
+              f"{getattr(d.check, '__qualname__', d.check)}" for d in extra_detectors),
+        ])
+        self.builtin = Builtin(config.phone_regions, config.ip_addresses)
+        taken = set(BUILTIN_KINDS) | {c.name for c in config.custom}
+        for d in extra_detectors:
+            if d.kind in taken:
+                raise ValueError(f"detector kind {d.kind!r} is already defined")
+            taken.add(d.kind)
+        custom = [
+            RegexDetector(c.name, "custom", c.pattern, flags=re.IGNORECASE if c.ignore_case else 0)
+            for c in config.custom
+        ]
+        self.detectors: tuple[RegexDetector, ...] = (*custom, *extra_detectors)
+        #: Strings shorter than this cannot hold a finding (custom and code detectors may match anything).
+        self.min_len = 1 if self.detectors else MIN_LEN
+        self.categories: dict[str, str] = {**BUILTIN_KINDS, **{d.kind: d.category for d in self.detectors}}
+        self._tables: dict[str | None, dict[str, str]] = {}
+        for group in (None, *config.policies.groups):
+            table = config.action_table(group)
+            cats = config.category_actions(group)
+            for d in extra_detectors:
+                table.setdefault(d.kind, cats[d.category])
+            self._tables[group] = table
+
+    def policy_for(self, groups: Sequence[str]) -> str | None:
+        """The group whose override applies (the first of ``groups`` that has one), or None for the default."""
+        overrides = self.config.policies.groups
+        return next((g for g in groups if g in overrides), None)
+
+    def inspect(self, body: dict[str, Any], groups: Sequence[str] = ()) -> DlpResult:
+        """Scan everything the upstream will see in ``body``; see the package docstring. Runs on the caller's thread."""
+        scan, policy = self._begin(groups)
+        if scan is None:
+            return DlpResult([], False, [], policy, body, False)
+        try:
+            scan.run(body)
+            return scan.result(body, policy)
+        except Exception as exc:
+            error = _refusal(exc, self.config)
+        raise error  # raised outside the handler: no chained exception carries data
+
+    async def ainspect(self, body: dict[str, Any], groups: Sequence[str] = ()) -> DlpResult:
+        """``inspect`` for the event loop: what the cache does not know, when large, is scanned in a worker thread.
+
+        The walk and the cache look-ups run inline (they are cheap); when more than ``INLINE_CHARS``
+        characters are new, the detectors run in the default executor in batches of ``THREAD_BATCH``
+        characters, so the thread gives the interpreter back to the loop between batches and no request
+        stalls the others for more than a few milliseconds.
+        """
+        scan, policy = self._begin(groups)
+        if scan is None:
+            return DlpResult([], False, [], policy, body, False)
+        try:
+            scan.prepare(body)
+            if scan.missed_chars > INLINE_CHARS:
+                await asyncio.get_running_loop().run_in_executor(None, scan.scan_misses, THREAD_BATCH)
+            else:
+                scan.scan_misses()
+            scan.finish()
+            return scan.result(body, policy)
+        except Exception as exc:
+            error = _refusal(exc, self.config)
+        raise error
+
+    def _begin(self, groups: Sequence[str]) -> tuple[Scan | None, str]:
+        if isinstance(groups, str):  # one name passed bare: not a sequence of one-letter names
+            groups = (groups,)
+        group = self.policy_for(groups)
+        policy = group if group is not None else "default"
+        if not self.config.enabled:
+            return None, policy
+        return Scan(self, self._tables[group]), policy
+
+
+#: New text up to this many characters is scanned on the event loop (about 1 ms); more goes to a thread.
+INLINE_CHARS = 64 * 1024
+#: Characters per batch in a worker thread: one batch holds the interpreter for a few milliseconds at most.
+THREAD_BATCH = 64 * 1024
+
+
+def _refusal(exc: Exception, config: DlpConfig) -> DlpError:
+    """The ``DlpError`` for a failure in a scan: fail closed, never with the exception's text (it may quote data)."""
+    if isinstance(exc, DetectorFailed):
+        return DlpError(f"DLP detector {exc.detector} failed ({exc.error}); the request is refused")
+    if isinstance(exc, TimedOut):
+        return DlpError(f"the request is too large to inspect for data loss prevention within its time budget "
+                        f"(timeout_ms={config.timeout_ms:g} plus timeout_ms_per_mb={config.timeout_ms_per_mb:g}); "
+                        "send less text per request", 413, "request_too_large")
+    return DlpError(f"DLP scan failed ({type(exc).__name__}); the request is refused")

@@ -1,0 +1,221 @@
+"""Digit runs: payment cards (brand ranges and Luhn), US SSNs and phone numbers (``phonenumbers``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import phonenumbers
+
+from tollway.governance.dlp.phones import valid_international, valid_national
+from tollway.governance.dlp.result import Span
+
+_CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
+    # (first prefix, last prefix, prefix digits, lengths)
+    (4, 4, 1, (13, 16, 19)),                     # Visa
+    (51, 55, 2, (16,)), (2221, 2720, 4, (16,)),  # Mastercard
+    (34, 34, 2, (15,)), (37, 37, 2, (15,)),      # American Express
+    (6011, 6011, 4, (16, 17, 18, 19)), (644, 649, 3, (16, 17, 18, 19)), (65, 65, 2, (16, 17, 18, 19)),  # Discover
+    (3528, 3589, 4, (16, 17, 18, 19)),           # JCB
+    (300, 305, 3, (14, 15, 16, 17, 18, 19)), (36, 36, 2, (14, 15, 16, 17, 18, 19)),
+    (38, 39, 2, (16, 17, 18, 19)),               # Diners Club
+    (62, 62, 2, (16, 17, 18, 19)),               # UnionPay
+    (5018, 5018, 4, (13, 15, 16, 19)), (5020, 5020, 4, (13, 15, 16, 19)), (5038, 5038, 4, (13, 15, 16, 19)),
+    (5893, 5893, 4, (13, 16, 19)), (6304, 6304, 4, (13, 16, 19)), (6759, 6759, 4, (13, 16, 19)),
+    (6761, 6763, 4, (13, 16, 19)), (56, 58, 2, (13, 16, 19)),  # Maestro
+    (2200, 2204, 4, (16, 17, 18, 19)),           # Mir
+    (2205, 2205, 4, (16,)),                      # BORICA
+    (60, 60, 2, (16,)), (81, 82, 2, (16,)), (508, 508, 3, (16,)), (353, 353, 3, (16,)), (356, 356, 3, (16,)),  # RuPay
+    (5019, 5019, 4, (16,)),                      # Dankort
+    (5060, 5061, 4, (16, 18, 19)), (6500, 6500, 4, (16, 18, 19)),  # Verve
+    (509, 509, 3, (16,)),                        # Elo (the ranges outside Visa's and Discover's)
+    (636, 636, 3, (16, 17, 18, 19)), (637, 639, 3, (16,)),  # InterPayment, InstaPayment
+    (31, 31, 2, (19,)),                          # China T-Union
+    (1946, 1946, 4, (16, 18, 19)),               # GPN (Indonesia)
+    (9792, 9792, 4, (16,)),                      # Troy
+    (9704, 9704, 4, (16, 19)),                   # Napas
+    (9860, 9860, 4, (16,)),                      # Humo
+)
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card_brand_ok(digits: str) -> bool:
+    if digits[0] not in "12345689":
+        return False
+    n = len(digits)
+    p4 = int(digits[:4])
+    return any(lo <= p4 // _SCALE[plen] <= hi and n in lengths for lo, hi, plen, lengths in _CARD_BRANDS)
+
+
+_SCALE = {1: 1000, 2: 100, 3: 10, 4: 1}
+
+
+_SSN_CONTEXT = re.compile(r"(?i)(?:\bssn|social[ _\-]?security|\bss[ _]?#|\bssa\b|\btin\b|\bitin\b)")
+
+
+def _ssn_context(text: str, start: int) -> bool:
+    """A bare 9-digit number is an SSN only after a word that says so, within 40 characters."""
+    return _SSN_CONTEXT.search(text, max(0, start - 40), start) is not None
+
+
+_SSN_BAD = frozenset(("078051120", "219099999"))  # numbers published in advertising, never valid
+
+
+def _ssn_ok(area: str, group: str, serial: str) -> bool:
+    a = int(area)
+    return (a != 0 and a != 666 and a < 900 and group != "00" and serial != "0000"
+            and area + group + serial not in _SSN_BAD)
+
+
+_DATE_LIKE = re.compile(r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})")
+_GROUPS = re.compile(r"[0-9]+")
+_PHONE_SEPS = frozenset((" ", "-", ".", ") ", ")", "(", " (", ")-", ")."))
+
+
+_NATIONAL_LENGTHS: dict[int, frozenset[int]] = {}
+
+
+def _plus_length_ok(digits: str) -> bool:
+    """Whether +digits starts with a country code and has a national number length that country uses."""
+    for n in (1, 2, 3):
+        cc = int(digits[:n])
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc)
+        if regions is None:
+            continue
+        lengths = _NATIONAL_LENGTHS.get(cc)
+        if lengths is None:
+            found: set[int] = set()
+            for region in regions:
+                meta = (phonenumbers.PhoneMetadata.metadata_for_nongeo_region(cc) if region == "001"
+                        else phonenumbers.PhoneMetadata.metadata_for_region(region))
+                if meta is not None and meta.general_desc is not None:
+                    found.update(meta.general_desc.possible_length or ())
+            lengths = _NATIONAL_LENGTHS[cc] = frozenset(found)
+        return len(digits) - n in lengths
+    return False
+
+
+class Numbers:
+    """Validators for digit runs: payment cards, US SSNs, phone numbers; and IBANs."""
+
+    def __init__(self, regions: Sequence[str]) -> None:
+        self.regions = tuple(regions)
+        # How many digits a national number of each region may have (with its trunk prefix or country code).
+        self.lengths: dict[str, frozenset[int]] = {}
+        for region in self.regions:
+            meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            possible = tuple(meta.general_desc.possible_length or ()) if meta and meta.general_desc else ()
+            extra = {0, len(meta.national_prefix or ""), len(str(meta.country_code))} if meta else {0}
+            self.lengths[region] = frozenset(n + x for n in possible for x in extra)
+        self.all_lengths = frozenset().union(*self.lengths.values())
+
+    def handle(self, text: str, start: int, end: int) -> list[Span]:
+        """Findings in the digit run text[start:end], which may start with '+' or '('.
+
+        The run is split into digit groups; from each group on, the longest window of consecutive
+        groups that is a card, an SSN or a phone number is taken, and the search goes on after it.
+        Cheap shape checks come first: most runs (dates, times, addresses, ids) stop there.
+        """
+        pos = [m.span() for m in _GROUPS.finditer(text, start, end)]
+        lens = [e - s for s, e in pos]
+        if sum(lens) < 7:
+            return []
+        lead = text[start] if text[start] in "+(" else ""
+        if len(pos) == 1:  # one group: a card written without separators, or a +number
+            n = lens[0]
+            if 13 <= n <= 19 and not lead:
+                digits = text[pos[0][0]:pos[0][1]]
+                if _card_brand_ok(digits) and _luhn(digits):
+                    return [(start, end, "payment_card")]
+            elif n == 9 and not lead and _ssn_context(text, start):
+                digits = text[pos[0][0]:pos[0][1]]
+                if _ssn_ok(digits[:3], digits[3:5], digits[5:]):
+                    return [(start, end, "us_ssn")]
+            elif (lead == "+" and 7 <= n <= 15 and _plus_length_ok(text[pos[0][0]:end])
+                  and self._phone(text[start:end], n, [text[pos[0][0]:end]], [], True)):
+                return [(start, end, "phone_number")]
+            return []
+        seps = [text[pos[k][1]:pos[k + 1][0]] for k in range(len(pos) - 1)]
+        spans: list[Span] = []
+        used_until = -1
+        for i in range(len(pos)):
+            if pos[i][0] < used_until:
+                continue
+            found = self._at(text, pos, lens, seps, i, lead if i == 0 else "")
+            if found is not None:
+                spans.append(found)
+                used_until = found[1]
+        return spans
+
+    def _at(self, text: str, pos: list[tuple[int, int]], lens: list[int], seps: list[str], i: int,
+            lead: str) -> Span | None:
+        """The longest card, SSN or phone number starting at group i (after ``lead``, '+' or '('), if any.
+
+        Windows are tried longest first, so the first hit is the answer (and a long run whose whole is a
+        phone number costs one ``phonenumbers`` call, not one per prefix).
+        """
+        phone_lengths = self.all_lengths
+        last, total = i, lens[i]
+        while last + 1 < len(pos) and total + lens[last + 1] <= 19:
+            last += 1
+            total += lens[last]
+        for j in range(last, i, -1):
+            if total < 7:
+                break
+            window_seps = seps[i:j]
+            same_sep = all(x == window_seps[0] for x in window_seps)
+            s, e = pos[i][0] - len(lead), pos[j][1]
+            if total >= 13 and not lead and same_sep and window_seps[0] in (" ", "-"):
+                sizes = lens[i:j + 1]
+                if (all(x == 4 for x in sizes[:-1]) and sizes[-1] <= 4) or sizes in ([4, 6, 5], [4, 6, 4]):
+                    digits = "".join(text[a:b] for a, b in pos[i:j + 1])
+                    if _card_brand_ok(digits) and _luhn(digits):
+                        return (s, e, "payment_card")
+            if (total == 9 and j == i + 2 and not lead and same_sep and window_seps[0] in ("-", " ")
+                    and lens[i] == 3 and lens[i + 1] == 2):
+                a0, a1, a2 = (text[a:b] for a, b in pos[i:j + 1])
+                if _ssn_ok(a0, a1, a2):
+                    return (s, e, "us_ssn")
+            if total <= 15:
+                if lead == "+":
+                    plausible = _plus_length_ok("".join(text[a:b] for a, b in pos[i:j + 1]))
+                else:
+                    plausible = (total in phone_lengths and lens[j] >= 3 and all(x >= 2 for x in lens[i + 1:j + 1])
+                                 and (lens[i] >= 2 or total - 1 in phone_lengths))  # "1 415 555 2671"
+                if plausible and self._phone(text[s:e], total, [text[a:b] for a, b in pos[i:j + 1]],
+                                             window_seps, lead == "+"):
+                    return (s, e, "phone_number")
+            total -= lens[j]
+        if lens[i] >= 13 and not lead and (i == 0 or seps[i - 1] in (" ", "/")):  # a card without separators
+            digits = text[pos[i][0]:pos[i][1]]
+            if lens[i] <= 19 and _card_brand_ok(digits) and _luhn(digits):
+                return (pos[i][0], pos[i][1], "payment_card")
+        return None
+
+    def _phone(self, candidate: str, ndigits: int, parts: list[str], seps: list[str], plus: bool) -> bool:
+        if any(sep not in _PHONE_SEPS for sep in seps):
+            return False
+        regions: Sequence[str] = ()
+        if not plus:
+            # National numbers: separated groups of 2+ digits, not a date or an address, of a length the
+            # region uses, and (checked below) grouped exactly as the region writes them.
+            if len(parts) < 2 or any(len(p) < 2 for p in parts[1:]) or len(parts[-1]) < 3:
+                return False
+            if _DATE_LIKE.match(candidate) or (all(sep == "." for sep in seps) and all(len(p) <= 3 for p in parts)):
+                return False
+            regions = [r for r in self.regions if ndigits in self.lengths[r]]
+        if plus:
+            return valid_international("".join(parts))
+        return valid_national(parts, regions)
+

@@ -1,0 +1,88 @@
+"""PII that is not a plain digit run: e-mail addresses and IBANs (checked with their mod-97 checksum)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tollway.governance.dlp.result import Span
+from tollway.governance.dlp.text import boundary_after, boundary_before
+
+_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_FILE_TLDS = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "js", "mjs", "cjs", "ts", "tsx",
+                        "jsx", "css", "scss", "map", "json", "lock", "yaml", "yml", "toml", "txt", "md", "py",
+                        "rb", "go", "rs", "java", "kt", "swift", "html", "xml", "zip", "gz", "tgz", "whl"))
+
+
+def on_email(text: str, at: int, end: int) -> Iterable[Span]:
+    s = at
+    while s > 0 and at - s < 64 and text[s - 1] in _LOCAL_CHARS and not (text[s - 1] == "." == text[s]):
+        s -= 1
+    while s < at and text[s] in ".-+":
+        s += 1
+    local = text[s:at]
+    if not local or local.endswith("."):
+        return ()
+    if text[at + 1:end].rsplit(".", 1)[-1].lower() in _FILE_TLDS:
+        return ()
+    if end < len(text) and text[end] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
+        return ()  # git@github.com:org/repo: an SSH address, not a mailbox
+    return ((s, end, "email"),)
+
+
+
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28,
+    "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20,
+    "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25,
+    "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27,
+    "SO": 23, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+
+
+def _iban_mod97_ok(iban: str) -> bool:
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+_IBAN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def on_iban(text: str, start: int) -> Iterable[Span]:
+    """An IBAN whose check digits start at ``start``, written compact or in groups split by single spaces."""
+    s = start - 2
+    length = _IBAN_LENGTHS.get(text[s:start])
+    if length is None or not boundary_before(text, s):
+        return ()
+    chars: list[str] = []
+    pos, n = s, len(text)
+    while pos < n and len(chars) < length:
+        c = text[pos]
+        if c == " " and pos + 1 < n and text[pos + 1] in _IBAN_CHARS and chars:
+            pos += 1
+            continue
+        if c not in _IBAN_CHARS:
+            break
+        chars.append(c)
+        pos += 1
+    if len(chars) < length or not boundary_after(text, pos):
+        return ()
+    return ((s, pos, "iban"),) if _iban_mod97_ok("".join(chars)) else ()
+
+
+
+# RFC 5737 documentation ranges and addresses that identify no one.
+_IP_NOT_PII = ("192.0.2.", "198.51.100.", "203.0.113.", "0.0.0.0", "127.", "255.255.255.255")
+
+
+def on_ipv4(text: str, start: int, end: int) -> Iterable[Span]:
+    """An IPv4 address (opt-in: ``ip_addresses: true``): every octet at most 255, not a documentation address."""
+    if text[max(0, start - 9):start].lower().rstrip(" :=@").endswith(("v", "version", "release")):
+        return ()  # 1.2.3.4 after "version": a version number
+    value = text[start:end]
+    octets = value.split(".")
+    if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets) or value.startswith(_IP_NOT_PII):
+        return ()
+    return ((start, end, "ip_address"),)

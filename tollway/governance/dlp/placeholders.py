@@ -1,0 +1,49 @@
+"""The one placeholder policy: what looks like a secret but is a documentation example or a filler.
+
+Every secret detector (fixed-shape tokens, assignments, URL credentials, ``Authorization`` lines)
+asks ``is_placeholder`` about the secret part of what it found (the part after a fixed prefix
+such as ``ghp_``, or the assigned value) and drops it when the answer is yes. A value is a
+placeholder when:
+
+1. it is a documented example published by the vendor for its docs (``DOCUMENTED_EXAMPLES``:
+   AWS's ``AKIAIOSFODNN7EXAMPLE`` and its secret, Stripe's and GitHub's published sample keys,
+   the Google API key of its API-key docs), or contains the word ``example`` (AWS marks every sample
+   credential that way: ``…EXAMPLE``, ``…EXAMPLEKEY``);
+2. it is an obvious filler: it contains ``xxxx``/``XXXX``, ``****``, ``....`` or ``…``, a template
+   or variable reference (``<token>``, ``${VAR}``, ``{{ secret }}``, ``%(name)s``, ``$(cmd)``), or
+   one of the words ``your``, ``placeholder``, ``changeme``, ``change_me``, ``dummy``,
+   ``redacted``, ``replace_me``, ``insert``;
+3. it has at most three distinct characters (``0000000…``, ``abababab``, ``a1a1a1a1``).
+
+Personal data is not subject to this policy: a test card number or a fictional phone number has
+the format of a real one, and a DLP policy on personal data is about the format.
+"""
+
+from __future__ import annotations
+
+#: Published sample credentials (secret part only, i.e. after any fixed prefix, and whole values).
+DOCUMENTED_EXAMPLES = frozenset((
+    # AWS IAM user guide: "Managing access keys" (example access key id and secret access key)
+    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "IOSFODNN7EXAMPLE",
+    # Stripe API reference, the test key shown to signed-out readers
+    "4eC39HqLyjWDarjtT1zdp7dc", "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "BQokikJOvBiI2HlWgH4olfQ2", "sk_test_BQokikJOvBiI2HlWgH4olfQ2",
+    # GitHub engineering blog, "Behind GitHub's new authentication token formats" (2021)
+    "16C7e42F292c6912E7710c838347Ae178B4a",
+    # Google Cloud docs, "Using API keys" / Firebase config samples
+    "AIzaSyDOCAbC123dEf456GhI789jKl012-MnO", "SyDOCAbC123dEf456GhI789jKl012-MnO",
+))
+
+_FILLERS = ("xxxx", "****", "....", "\u2026", "<", ">", "${", "{{", "}}", "%(", "$(", "your", "placeholder",
+            "changeme", "change_me", "dummy", "redacted", "replace_me", "replaceme", "insert_", "example")
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether a found secret (or its part after a fixed prefix) is a documented example or a filler."""
+    if value in DOCUMENTED_EXAMPLES:
+        return True
+    low = value.lower()
+    if any(f in low for f in _FILLERS):
+        return True
+    return len(set(low)) <= 3

@@ -1,0 +1,242 @@
+"""One scan of one request: walk, match, count, redact, build the result."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
+
+from tollway.governance.dlp.cache import unit_digest
+from tollway.governance.dlp.candidates import BATCH, SEP
+from tollway.governance.dlp.result import DetectorFailed, DlpResult, Finding, Span, TimedOut, placeholder
+from tollway.governance.dlp.walk import Walk
+
+if TYPE_CHECKING:
+    from tollway.governance.dlp.engine import DlpEngine
+
+
+class Scan:
+    """The state of one ``inspect`` call, in three steps (``ainspect`` may run the middle one in a thread).
+
+    ``prepare`` walks the body (every string to scan, with where it sits, in content units, and every
+    binary block) and looks each unit up in the verdict cache. ``scan_misses`` runs the detectors over
+    the units the cache did not know: the built-in ones once over their strings joined by NUL, in batches
+    (no candidate pattern crosses a NUL, and one call instead of one per string saves the per-call
+    overhead), custom ones per string; then stores what it found for each unit. ``finish`` counts the
+    findings and records redactions in walk order.
+    """
+
+    def __init__(self, engine: DlpEngine, table: dict[str, str]) -> None:
+        self.engine = engine
+        self.table = table
+        self.clock = engine.clock
+        self.timeout_s = engine.config.timeout_ms / 1000.0
+        self.started = self.clock()
+        self.walk = Walk()
+        self.found: dict[int, list[Span]] = {}
+        self.missed: list[tuple[int, int, bytes | None]] = []  # first string, end, digest of each unit to scan
+        self.missed_chars = 0
+        self.counts: dict[tuple[str, str], int] = {}
+        self.placeholders: dict[str, str] = {}
+        self.numbering: dict[str, int] = {}
+        self.edits: dict[tuple[int, Any], Any] = {}
+        self.renames: dict[tuple[int, str], str] = {}
+
+    def run(self, body: dict[str, Any]) -> None:
+        self.prepare(body)
+        self.scan_misses()
+        self.finish()
+
+    def prepare(self, body: dict[str, Any]) -> None:
+        walk = self.walk
+        walk.body(body)
+        texts = walk.texts
+        bounds = [*walk.units, len(texts)]
+        cache = self.engine.cache
+        key = self.engine.fingerprint
+        found = self.found
+        missed = self.missed
+        chars = 0
+        min_len = self.engine.min_len
+        for k in range(len(bounds) - 1):
+            a, b = bounds[k], bounds[k + 1]
+            if a == b or (b == a + 1 and len(texts[a]) < min_len):  # too short to hold a finding
+                continue
+            if cache is None:
+                missed.append((a, b, None))
+                chars += sum(len(t) for t in texts[a:b])
+                continue
+            joined = texts[a] if b == a + 1 else SEP.join(texts[a:b])
+            digest = unit_digest(key, joined)
+            entry = cache.get(digest)
+            if entry is None:
+                missed.append((a, b, digest))
+                chars += len(joined)
+            else:
+                for i, s, e, kind in entry:
+                    found.setdefault(a + i, []).append((s, e, kind))
+        self.missed_chars = chars
+        # The time budget grows with the text to scan, so that large ordinary input never times out.
+        self.timeout_s += self.engine.config.timeout_ms_per_mb * chars / 1_000_000 / 1000.0
+
+    def scan_misses(self, batch: int = BATCH) -> None:
+        texts = self.walk.texts
+        found: dict[int, list[Span]] = {}
+        order = [i for a, b, _ in self.missed for i in range(a, b)]
+        builtin = self.engine.builtin
+        first = 0
+        while first < len(order):  # batches of about ``batch`` characters, with a time check after each
+            last, size = first, 0
+            while last < len(order) and (size < batch or last == first):
+                size += len(texts[order[last]]) + 1
+                last += 1
+            idx = order[first:last]
+            offsets = list(accumulate([len(texts[i]) + 1 for i in idx], initial=0))
+            for s, e, kind in builtin.scan(SEP.join([texts[i] for i in idx])):
+                j = bisect_right(offsets, s) - 1
+                found.setdefault(idx[j], []).append((s - offsets[j], e - offsets[j], kind))
+            self.check_time()
+            first = last
+        for detector in self.engine.detectors:
+            kind = detector.kind
+            for i in order:
+                try:
+                    hits = [(s, e, kind) for s, e in detector.find(texts[i])]
+                except Exception as exc:
+                    raise DetectorFailed(kind, type(exc).__name__) from None
+                if hits:
+                    found.setdefault(i, []).extend(hits)
+                self.check_time()
+        cache = self.engine.cache
+        for a, b, digest in self.missed:
+            if digest is not None and cache is not None:
+                cache.put(digest, tuple((i - a, s, e, kind) for i in range(a, b) for s, e, kind in found.get(i, ())))
+        for i, spans in found.items():
+            self.found.setdefault(i, []).extend(spans)
+
+    def finish(self) -> None:
+        texts = self.walk.texts
+        found = self.found
+        binaries = self.walk.binaries
+        b = 0
+        for i, (parent, key, where, is_key) in enumerate(self.walk.slots):
+            while b < len(binaries) and binaries[b][0] <= i:
+                self.binary(*binaries[b][1:])
+                b += 1
+            spans = found.get(i)
+            if spans:
+                new = self.record(texts[i], spans, where)
+                if new is not None:
+                    if is_key:
+                        self.renames[(id(parent), key)] = new
+                    else:
+                        self.edits[(id(parent), key)] = new
+        for entry in binaries[b:]:
+            self.binary(*entry[1:])
+        self.check_time()
+
+    def record(self, text: str, spans: list[Span], where: str) -> str | None:
+        """Count the findings in one string; return its redacted form, or None when it is unchanged."""
+        redact: list[Span] = []
+        table = self.table
+        counts = self.counts
+        for span in spans:
+            kind = span[2]
+            key = (where, kind)
+            counts[key] = counts.get(key, 0) + 1
+            if table[kind] == "redact":
+                redact.append(span)
+        return self.redact(text, redact) if redact else None
+
+    def redact(self, text: str, spans: list[Span]) -> str:
+        # Merge overlapping spans; the merged span keeps the kind of the first (then longest) one.
+        spans.sort(key=lambda sp: (sp[0], -sp[1]))
+        merged: list[list[Any]] = []
+        for s, e, kind in spans:
+            if merged and s < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e, kind])
+        out: list[str] = []
+        pos = 0
+        for s, e, kind in merged:
+            out.append(text[pos:s])
+            out.append(self.placeholder_for(kind, text[s:e]))
+            pos = e
+        out.append(text[pos:])
+        return "".join(out)
+
+    def placeholder_for(self, kind: str, value: str) -> str:
+        ph = self.placeholders.get(value)
+        if ph is None:
+            n = self.numbering.get(kind, 0) + 1
+            self.numbering[kind] = n
+            ph = self.placeholders[value] = placeholder(kind, n)
+        return ph
+
+    def binary(self, parent: list[Any], index: int, source: Any, where: str) -> None:
+        key = (where, "binary")
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self.table["binary"] == "redact":
+            data = None
+            if isinstance(source, dict):
+                data = source.get("data") or source.get("url") or source.get("file_id")
+            identity = f"\x00binary\x00{data}" if isinstance(data, str) else f"\x00binary\x00{where}"
+            block = parent[index]
+            replacement: dict[str, Any] = {"type": "text", "text": self.placeholder_for("binary", identity)}
+            if isinstance(block, dict) and "cache_control" in block:
+                replacement["cache_control"] = block["cache_control"]
+            self.edits[(id(parent), index)] = replacement
+
+    def check_time(self) -> None:
+        if self.clock() - self.started > self.timeout_s:
+            raise TimedOut
+
+    # --- the result ---
+
+    def result(self, body: dict[str, Any], policy: str) -> DlpResult:
+        table = self.table
+        categories = self.engine.categories
+        findings = [Finding(kind, categories[kind], table[kind], where, n) for (where, kind), n in self.counts.items()]
+        blocked_kinds = list(dict.fromkeys(f.kind for f in findings if f.action == "block"))
+        changed = bool(self.edits or self.renames)
+        out = copy_with_edits(body, self.edits, self.renames) if changed else body
+        return DlpResult(findings, bool(blocked_kinds), blocked_kinds, policy, out, changed)
+
+
+_MISSING = object()
+
+
+def copy_with_edits(value: Any, edits: dict[tuple[int, Any], Any], renames: dict[tuple[int, str], str]) -> Any:
+    """A deep copy of a JSON value with the recorded edits (keyed by id of the original container) applied.
+
+    Strings and numbers are immutable and shared, as ``copy.deepcopy`` does; only the containers that
+    hold an edit take the slow path.
+    """
+    touched = {cid for cid, _ in edits} | {cid for cid, _ in renames}
+
+    def copy(v: Any) -> Any:
+        if isinstance(v, dict):
+            vid = id(v)
+            if vid in touched:
+                out: dict[Any, Any] = {}
+                for k, x in v.items():
+                    new = edits.get((vid, k), _MISSING)
+                    out[renames.get((vid, k), k)] = copy(x) if new is _MISSING else new
+                return out
+            return {k: copy(x) if isinstance(x, _CONTAINERS) else x for k, x in v.items()}
+        if isinstance(v, list):
+            vid = id(v)
+            if vid in touched:
+                items = []
+                for i, x in enumerate(v):
+                    new = edits.get((vid, i), _MISSING)
+                    items.append(copy(x) if new is _MISSING else new)
+                return items
+            return [copy(x) if isinstance(x, _CONTAINERS) else x for x in v]
+        return v
+
+    return copy(value)
+
+
+_CONTAINERS = (dict, list)

@@ -1,0 +1,164 @@
+"""Secret detectors with a fixed shape: provider key prefixes, PEM blocks, JWTs, URL credentials,
+``Authorization`` lines.
+
+``TOKENS`` lists the fixed-prefix tokens, each as ``(kind, before, anchor, after)``: the token is
+``before + anchor + after`` (``before`` a fixed-width regex, checked with a look-behind), the match
+starts at the one-character ``anchor``, chosen as rare as the format allows (see ``candidates``).
+A token counts when it is not glued to a longer word on either side and its part after the fixed
+prefix is not a placeholder (``placeholders``). Sources for every format are in docs/dlp.md.
+
+Each ``on_*`` function is called by the candidate matcher with the position of the anchor
+character of its alternative and the match end, and returns the findings there, if any.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterable
+
+from tollway.governance.dlp.placeholders import is_placeholder
+from tollway.governance.dlp.result import Span
+from tollway.governance.dlp.text import ALNUM, WORD, boundary_after, boundary_before, has_digit_and_letter
+
+_B64 = "[A-Za-z0-9+/]"
+_GL = "(?:pat|dt|rt|cbt|ptt|ft|imt|agent|oas|soat|ffct)"
+
+# (kind, before, anchor, after[, value offset]): a value offset > 0 reports only the part of the match that
+# starts that many characters after the anchor (AccountKey=<value>).
+TOKENS: list[tuple[str, str, str, str, int]] = [
+    ("github_token", "", "g", r"h[pousr]_[A-Za-z0-9]{36,255}", 0),
+    ("github_token", "", "g", r"ithub_pat_[A-Za-z0-9_]{22,255}", 0),
+    ("gitlab_token", "", "g", rf"l{_GL}-[A-Za-z0-9_\-]{{20,255}}", 0),
+    ("gitlab_token", "", "G", r"R1348941[A-Za-z0-9_\-]{20,255}", 0),
+    ("slack_token", "", "x", r"ox[abprs]-[0-9]{6,}-[A-Za-z0-9\-]{8,255}", 0),
+    ("slack_token", "", "x", r"oxe[.\-][A-Za-z0-9.\-]{20,255}", 0),
+    ("slack_token", "", "x", r"app-[0-9]-[A-Za-z0-9\-]{20,255}", 0),
+    ("slack_webhook", r"hooks\.slac", "k", r"\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,255}", 0),
+    ("stripe_key", "[sr]", "k", r"_(?:live|test)_[A-Za-z0-9]{10,255}", 0),
+    ("stripe_key", "whse", "c", r"_[A-Za-z0-9+/=]{24,255}", 0),
+    ("aws_access_key", "", "A", r"(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}", 0),
+    ("gcp_api_key", "", "A", r"Iza[0-9A-Za-z_\-]{35}", 0),
+    ("azure_storage_key", "AccountKe", "y", rf"={_B64}{{86}}==", 2),
+    ("azure_storage_key", "SharedAccessKe", "y", rf"={_B64}{{43}}=", 2),
+    ("azure_storage_key", "[?&]si", "g", r"=[A-Za-z0-9%+/]{40,120}", 2),
+    ("azure_client_secret", r"[A-Za-z0-9_~.\-]{3}[0-9]", "Q", r"~[A-Za-z0-9_~.\-]{31,34}", 0),
+    ("twilio_api_key", "S", "K", r"[0-9a-fA-F]{32}", 0),
+    ("sendgrid_key", "S", "G", r"\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}", 0),
+    ("npm_token", "n", "p", r"m_[A-Za-z0-9]{36}", 0),
+    ("pypi_token", "", "p", r"ypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}", 0),
+    ("huggingface_token", "h", "f", r"_[A-Za-z]{34}", 0),
+    ("huggingface_token", "api_or", "g", r"_[A-Za-z]{34}", 0),
+    ("databricks_token", "", "d", r"api[a-f0-9]{32}(?:-[0-9])?", 0),
+    ("hashicorp_token", "h", "v", r"[sbr]\.[A-Za-z0-9_\-]{24,255}", 0),
+    ("hashicorp_token", r"[A-Za-z0-9]{14}\.atlas", "v", r"1\.[A-Za-z0-9\-_=]{60,70}", 0),
+    ("digitalocean_token", "", "d", r"o[por]_v1_[a-f0-9]{64}", 0),
+    ("sentry_token", "sntr", "y", r"u_[a-f0-9]{64}", 0),
+    ("sentry_token", "sntr", "y", r"s_eyJ[A-Za-z0-9+/=_\-]{40,}", 0),
+]
+
+#: Which fixed prefix each kind's token starts with, for ``is_placeholder`` (the rest is the secret).
+_PREFIX = re.compile(r"^(?:gh[pousr]_|github_pat_|gl[a-z]+-|GR1348941|xox[a-z]-|xoxe[.\-]|xapp-|[sr]k_(?:live|test)_|"
+                     r"whsec_|AKIA|ASIA|ABIA|ACCA|AIza|SK|SG\.|npm_|pypi-|hf_|api_org_|dapi|hv[sbr]\.|do[por]_v1_|"
+                     r"sntry[us]_)")
+_TOKEN_CHARS = WORD | {"-"}
+
+
+def token_width(before: str) -> int:
+    """The fixed width of a ``before`` regex (a literal, character classes and ``{n}`` counts)."""
+    return len(re.sub(r"\[[^\]]*\](?:\{(\d+)\})?|\\.", lambda m: "x" * int(m.group(1) or 1), before))
+
+
+def make_on_token(kind: str, back: int, offset: int) -> Callable[[str, int, int], Iterable[Span]]:
+    """The handler of one ``TOKENS`` entry: boundaries, then the placeholder policy."""
+    def on_token(text: str, start: int, end: int) -> Iterable[Span]:
+        s = start - back
+        if offset:  # a key=value pair: the value alone, and the name before it is context, not part of it
+            s = start + offset
+            if is_placeholder(text[s:end]):
+                return ()
+            return ((s, end, kind),)
+        if not boundary_before(text, s, _TOKEN_CHARS if kind != "slack_webhook" else ALNUM):
+            return ()
+        if not boundary_after(text, end, ALNUM if kind in _GREEDY_TAIL else _TOKEN_CHARS):
+            return ()
+        value = text[s:end]
+        m = _PREFIX.match(value)
+        if is_placeholder(value[m.end():] if m else value):
+            return ()
+        return ((s, end, kind),)
+    return on_token
+
+
+# Tokens whose tail class already takes '-' and '_' (they may end before one).
+_GREEDY_TAIL = frozenset(("github_token", "gitlab_token", "slack_token", "slack_webhook", "gcp_api_key",
+                          "hashicorp_token", "sentry_token", "sendgrid_key", "pypi_token", "azure_client_secret"))
+
+
+def on_pem(text: str, start: int, end: int) -> Iterable[Span]:
+    header_end = text.find("-----", start + 5)
+    if is_placeholder(text[header_end + 5:end].split("-----END", 1)[0].strip()):
+        return ()
+    return ((start - 5, end, "private_key"),)
+
+
+def on_sk(text: str, start: int, end: int) -> Iterable[Span]:
+    """``sk-…``: OpenAI and Anthropic keys."""
+    s = start - 1
+    body = text[start + 2:end]
+    if not boundary_before(text, s, WORD | {"-"}) or not has_digit_and_letter(body) or is_placeholder(body):
+        return ()
+    return ((s, end, "anthropic_key" if body.startswith("ant-") else "openai_key"),)
+
+
+def on_jwt(text: str, start: int, end: int) -> Iterable[Span]:
+    s = start - 2
+    if not boundary_before(text, s, WORD | {"-"}):
+        return ()
+    header = text[s:text.index(".", start)]
+    try:  # a JWT's first segment is a JSON object (its header); anything else that starts eyJ is not one
+        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        return ()
+    return ((s, end, "jwt"),) if isinstance(decoded, dict) else ()
+
+
+# scheme://user:password@  (the look-back from an '@'); the password is what is reported.
+_URL_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s/:@\"'`]{0,128}:([^\s/@\"'`]{3,256})@$")
+
+
+def url_credentials(text: str, at: int) -> Span | None:
+    """A password in a URL whose ``@`` is at ``at`` (``postgres://app:pw@db/x``), if any."""
+    lo = max(0, at - 420)
+    scheme = text.rfind("://", lo, at)
+    if scheme < 0 or text.find("@", scheme, at) >= 0:  # no "scheme://" right before this '@': most e-mails
+        return None
+    m = _URL_CREDENTIALS.search(text, max(lo, scheme - 32), at + 1)
+    if m is None:
+        return None
+    value = m.group(1)
+    if is_placeholder(value) or value.startswith("$") or value.lower() in ("password", "pass", "passwd", "pwd"):
+        return None
+    return (m.start(1), m.end(1), "url_credentials")
+
+
+# Authorization: Basic/Bearer/Token <credential>  (the anchor is the 'z' of "authorization")
+AUTHZ = (r"""(?i:(?<=authoriz))ation["']?[ \t]*[:=][ \t]*["']?(?i:basic|bearer|token|digest)[ \t]+"""
+         r"[A-Za-z0-9._~+/=\-]{8,4096}")
+_AUTHZ_VALUE = re.compile(r"(?i:basic|bearer|token|digest)[ \t]+")
+
+
+def on_authorization(text: str, start: int, end: int) -> Iterable[Span]:
+    vm = _AUTHZ_VALUE.search(text, start, end)
+    if vm is None:
+        return ()
+    value = text[vm.end():end]
+    if value.startswith("eyJ"):  # a JWT: reported as one (the same span)
+        found = tuple(on_jwt(text, vm.end() + 2, end))
+        if found:
+            return found
+    if is_placeholder(value) or (not has_digit_and_letter(value) and len(value) < 20):
+        return ()
+    return ((vm.end(), end, "authorization_header"),)

@@ -1,0 +1,227 @@
+"""The walk: every string of a request body that is forwarded, with where it sits, in content units.
+
+The walk covers the WHOLE body, not a list of known fields: whatever a client puts in a request
+(``stop_sequences``, ``tool_choice.name``, tool names and extra tool fields, a message's ``name``,
+extra keys on image and document blocks, ``citations[].cited_text``, ``thinking`` and
+``redacted_thinking`` blocks, ``mcp_servers[].authorization_token``, top-level fields this code
+has never heard of, and the keys of every object) reaches the upstream, so it is scanned. The
+only strings left out are the bytes of base64 image and document sources (``source.data`` of a
+``base64`` source), which are not text; such blocks become ``binary`` findings instead.
+
+Known places get stable, readable locations (``messages[3].content[0].input``,
+``tools[2].input_schema``, ``system[1]``: a JSON value such as a tool input is reported at one
+location); every other string is reported at its own path (``stop_sequences[0]``,
+``mcp_servers[0].authorization_token``, ``messages[5].content[0].citations[0].cited_text``).
+
+A content unit is what the verdict cache keys on (see ``cache``): one tool definition, one system
+block, one message content block (or a message's string content), one message's other fields,
+or one other top-level field. Claude Code re-sends the same units turn after turn, so they are
+scanned once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Slot = tuple[Any, Any, str, bool]  # parent container, key or index, where, is a dict key
+Binary = tuple[int, list[Any], int, Any, str]  # text index at the time, parent list, index, source, where
+
+#: Field names of the Messages API that are six characters or longer: as object keys they are structure,
+#: not data, and are not scanned (an unknown key is).
+KNOWN_FIELDS = frozenset((
+    "messages", "system", "max_tokens", "metadata", "stop_sequences", "stream", "temperature", "top_k", "top_p",
+    "tools", "tool_choice", "thinking", "budget_tokens", "service_tier", "container", "mcp_servers",
+    "context_management", "content", "tool_use_id", "is_error", "cache_control", "input_schema", "description",
+    "citations", "cited_text", "document_index", "document_title", "start_char_index", "end_char_index",
+    "start_page_number", "end_page_number", "start_block_index", "end_block_index", "signature", "source",
+    "media_type", "file_id", "context", "title", "user_id", "authorization_token", "tool_configuration",
+    "allowed_tools", "enabled", "disable_parallel_tool_use", "max_uses", "allowed_domains", "blocked_domains",
+    "user_location", "timezone", "country", "region", "display_width_px", "display_height_px",
+    "display_number", "encrypted_index", "search_result_index", "properties", "required", "additionalProperties",
+))
+
+
+class Walk:
+    """Collects ``texts`` (the strings), ``slots`` (where each sits), ``binaries`` and ``units``.
+
+    ``units[k]`` is the index in ``texts`` where unit k starts; a unit with no strings is not recorded.
+    """
+
+    __slots__ = ("binaries", "slots", "texts", "units")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.slots: list[Slot] = []
+        self.binaries: list[Binary] = []
+        self.units: list[int] = []
+
+    def unit(self) -> None:
+        """Start a new content unit at the next string."""
+        n = len(self.texts)
+        if not self.units or self.units[-1] != n:
+            self.units.append(n)
+
+    def body(self, body: dict[str, Any]) -> None:
+        for key, value in body.items():
+            if key == "tools" and isinstance(value, list):
+                for i, tool in enumerate(value):
+                    self.unit()
+                    self.tool(value, i, tool)
+            elif key == "system" and isinstance(value, list):
+                self.blocks(value, "system", units=True)
+            elif key == "messages" and isinstance(value, list):
+                for i, message in enumerate(value):
+                    self.message(value, i, message)
+            else:
+                self.unit()
+                self.any(body, key, key)
+        self.unit()
+
+    def tool(self, tools: list[Any], i: int, tool: Any) -> None:
+        w = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            self.any(tools, i, w)
+            return
+        for k in tool:
+            self.key(tool, k, w)
+            if k == "input_schema":
+                self.json(tool, k, f"{w}.input_schema")
+            else:
+                self.any(tool, k, f"{w}.{k}")
+
+    def message(self, messages: list[Any], i: int, message: Any) -> None:
+        w = f"messages[{i}]"
+        self.unit()
+        if not isinstance(message, dict):
+            self.any(messages, i, w)
+            return
+        for k in message:
+            if k == "content":
+                continue
+            self.key(message, k, w)
+            self.any(message, k, f"{w}.{k}")
+        content = message.get("content")
+        if isinstance(content, str):
+            self.unit()
+            self.text(message, "content", f"{w}.content")
+        elif isinstance(content, list):
+            self.blocks(content, f"{w}.content", units=True)
+        elif content is not None:
+            self.any(message, "content", f"{w}.content")
+
+    def blocks(self, blocks: list[Any], where: str, units: bool = False) -> None:
+        for j, block in enumerate(blocks):
+            if units:
+                self.unit()
+            w = f"{where}[{j}]"
+            if isinstance(block, str):
+                self.text(blocks, j, w)
+            elif not isinstance(block, dict):
+                self.any(blocks, j, w)
+            else:
+                self.block(blocks, j, block, w)
+
+    def block(self, blocks: list[Any], j: int, block: dict[str, Any], w: str) -> None:
+        btype = block.get("type")
+        if btype == "text":
+            self.fields(block, w, {"text": lambda: self.any(block, "text", w)})
+        elif btype == "tool_result":
+            def content() -> None:
+                c = block["content"]
+                if isinstance(c, list):
+                    self.blocks(c, f"{w}.content")
+                else:
+                    self.any(block, "content", f"{w}.content")
+            self.fields(block, w, {"content": content})
+        elif btype in ("tool_use", "server_tool_use"):
+            self.fields(block, w, {"input": lambda: self.json(block, "input", f"{w}.input")})
+        elif btype == "image":
+            self.binaries.append((len(self.texts), blocks, j, block.get("source"), w))
+            self.fields(block, w, {"source": lambda: self.source(block, w)})
+        elif btype == "document":
+            self.document(blocks, j, block, w)
+        elif btype in ("thinking", "redacted_thinking"):
+            # Scanned like the rest: they are forwarded. A redaction here breaks the block's signature
+            # and the upstream refuses the request, which is the fail-closed outcome (see docs/dlp.md).
+            self.fields(block, w, {})
+        else:  # a block type this code does not know: every string in it, at one location
+            self.json(blocks, j, w)
+
+    def document(self, blocks: list[Any], j: int, block: dict[str, Any], w: str) -> None:
+        source = block.get("source")
+        stype = source.get("type") if isinstance(source, dict) else None
+        if isinstance(source, dict) and stype == "content" and isinstance(source.get("content"), list):
+            def content() -> None:
+                assert isinstance(source, dict)
+                self.fields(source, f"{w}.source", {"content": lambda: self.blocks(source["content"],
+                                                                                   f"{w}.source.content")})
+            self.fields(block, w, {"source": content})
+            return
+        if not (isinstance(source, dict) and stype in ("text", "content")):
+            # base64 (PDF), URL or file: bytes this process cannot read
+            self.binaries.append((len(self.texts), blocks, j, source, w))
+        self.fields(block, w, {"source": lambda: self.source(block, w)})
+
+    def source(self, block: dict[str, Any], w: str) -> None:
+        """A media source: every string but the bytes of a base64 source (a URL can carry a key)."""
+        source = block["source"]
+        if not isinstance(source, dict):
+            self.any(block, "source", f"{w}.source")
+            return
+        skip = "data" if source.get("type") == "base64" else None
+        for k in source:
+            self.key(source, k, f"{w}.source")
+            if k != skip:
+                self.any(source, k, f"{w}.source.{k}")
+
+    def fields(self, obj: dict[str, Any], w: str, special: dict[str, Any]) -> None:
+        """Every field of ``obj`` at its own path, except those ``special`` walks its own way."""
+        for k in obj:
+            self.key(obj, k, w)
+            handler = special.get(k)
+            if handler is not None:
+                handler()
+            else:
+                self.any(obj, k, f"{w}.{k}")
+
+    def any(self, parent: Any, key: Any, where: str) -> None:
+        """Every string in a JSON value, each at its own path (object keys included)."""
+        value = parent[key]
+        if isinstance(value, str):
+            self.texts.append(value)
+            self.slots.append((parent, key, where, False))
+        elif isinstance(value, dict):
+            for k in value:
+                self.key(value, k, where)
+                self.any(value, k, f"{where}.{k}")
+        elif isinstance(value, list):
+            for idx in range(len(value)):
+                self.any(value, idx, f"{where}[{idx}]")
+
+    def json(self, parent: Any, key: Any, where: str) -> None:
+        """Every string in a JSON value (dict keys included), reported at one location."""
+        value = parent[key]
+        if isinstance(value, str):
+            self.texts.append(value)
+            self.slots.append((parent, key, where, False))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(k, str):  # every key of a JSON value (tool input, schema) is data
+                    self.texts.append(k)
+                    self.slots.append((value, k, where, True))
+                if isinstance(v, (str, dict, list)):
+                    self.json(value, k, where)
+        elif isinstance(value, list):
+            for idx, v in enumerate(value):
+                if isinstance(v, (str, dict, list)):
+                    self.json(value, idx, where)
+
+    def key(self, obj: dict[Any, Any], k: Any, where: str) -> None:
+        """An object key is forwarded too, unless it is a field name of the Messages API."""
+        if isinstance(k, str) and len(k) >= 6 and k not in KNOWN_FIELDS:
+            self.texts.append(k)
+            self.slots.append((obj, k, where, True))
+
+    def text(self, parent: Any, key: Any, where: str) -> None:
+        self.texts.append(parent[key])
+        self.slots.append((parent, key, where, False))
