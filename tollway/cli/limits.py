@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tollway.cli.common import ConfigOpt, Record, console, fail, read_settings, run
 from tollway.cli.output import emit
+from tollway.store.db import Database
 from tollway.store.limit_rows import LimitRow, LimitStore
 
 limits_app = typer.Typer(help="Rate limits and budgets of a key, user or group.", no_args_is_help=True)
@@ -32,6 +33,9 @@ def _limits(r: LimitRow) -> Record:
 _LIMIT_COLUMNS = ("scope", "scope_id", "rpm", "tpm", "concurrent", "budget_usd", "budget_period")
 
 
+_UNSETTABLE = ("rpm", "tpm", "concurrent", "budget")
+
+
 @limits_app.command("set")
 def limits_set(
     scope: ScopeArg,
@@ -40,18 +44,46 @@ def limits_set(
     tpm: Annotated[int | None, typer.Option(min=1, help="Tokens (input + output) per minute.")] = None,
     concurrent: Annotated[int | None, typer.Option(min=1, help="Requests in flight at once.")] = None,
     budget: Annotated[float | None, typer.Option(min=0, help="USD per period.")] = None,
-    period: Annotated[str, typer.Option(help="Budget period: day or month (UTC).")] = "month",
+    period: Annotated[str | None, typer.Option(help="Budget period: day or month (UTC).")] = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", metavar="LIMIT",
+                                                    help="Make this limit unlimited for the scope: rpm, tpm, "
+                                                         "concurrent or budget (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Give a scope its own limits (they replace the config defaults for it; omitted = unlimited)."""
-    if period not in ("day", "month"):
+    """Change the limits given and keep the others.
+
+    A scope's own limits replace the config defaults for it as a whole, so the first `set` starts
+    from the defaults (for example `limits.defaults.user`) and later ones from the scope's current
+    limits: `--rpm 60` changes the rate and keeps the budget. `--unset budget` removes one limit.
+    """
+    if period not in (None, "day", "month"):
         raise typer.BadParameter("period must be day or month")
+    for name in unset or ():
+        if name not in _UNSETTABLE:
+            raise typer.BadParameter(f"--unset takes {', '.join(_UNSETTABLE)}, not {name!r}")
     settings = read_settings(config)
-    micros = round(budget * 1_000_000) if budget is not None else None
-    row = run(settings, lambda db: LimitStore(db).set(_scope(scope), ref, rpm=rpm, tpm=tpm, concurrent=concurrent,
-                                                      budget_micros=micros, budget_period=period))
-    emit(_limits(row), as_json)
+    kind = _scope(scope)
+    default = getattr(settings.limits.defaults, kind)
+
+    async def work(db: Database) -> LimitRow:
+        store = LimitStore(db)
+        own = await store.get(kind, ref)
+        current: dict[str, Any] = (
+            {"rpm": own.rpm, "tpm": own.tpm, "concurrent": own.concurrent, "budget": own.budget_micros,
+             "period": own.budget_period} if own is not None else
+            {"rpm": default.rpm, "tpm": default.tpm, "concurrent": default.concurrent,
+             "budget": round(default.budget_usd * 1_000_000) if default.budget_usd is not None else None,
+             "period": default.budget_period})
+        given: dict[str, Any] = {"rpm": rpm, "tpm": tpm, "concurrent": concurrent,
+                 "budget": round(budget * 1_000_000) if budget is not None else None, "period": period}
+        merged: dict[str, Any] = {k: v if v is not None else current[k] for k, v in given.items()}
+        for name in unset or ():
+            merged[name] = None
+        return await store.set(kind, ref, rpm=merged["rpm"], tpm=merged["tpm"], concurrent=merged["concurrent"],
+                               budget_micros=merged["budget"], budget_period=merged["period"] or "month")
+
+    emit(_limits(run(settings, work)), as_json)
 
 
 @limits_app.command("get")
