@@ -47,12 +47,14 @@ from tollway.admin.schemas import (
 from tollway.config import Settings
 from tollway.governance.audit import AuditLog
 from tollway.governance.identity import CredentialError, KeyCache, Principal, create_key, extract_credential, rotate_key
+from tollway.reports import Filters
+from tollway.reports import usage_report as named_usage
 from tollway.store import audit as audit_store
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import KeyRow
 from tollway.store.limit_rows import LimitRow, LimitStore
 from tollway.store.principals import GroupRow, UserRow
-from tollway.store.usage import ledger, report
+from tollway.store.usage import ledger
 
 T = TypeVar("T")
 log = logging.getLogger("tollway.admin")
@@ -100,10 +102,15 @@ def limits_out(r: LimitRow) -> Limits:
 
 
 def usage_out(row: dict[str, Any], by: str) -> UsageRow:
+    b = row.get("budget")
     return UsageRow(key=str(row[by]), requests=row["requests"], errors=row["errors"],
                     input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
                     cache_write_tokens=row["cache_write_tokens"], cache_read_tokens=row["cache_read_tokens"],
-                    cost_usd=row["cost_micros"] / 1_000_000, cost_micros=row["cost_micros"])
+                    cost_usd=row["cost_micros"] / 1_000_000, cost_micros=row["cost_micros"], name=row.get("name"),
+                    budget_usd=b.limit_micros / 1_000_000 if b else None, budget_period=b.period if b else None,
+                    budget_spent_usd=b.spent_micros / 1_000_000 if b else None,
+                    budget_remaining_usd=b.left_micros / 1_000_000 if b else None,
+                    budget_resets_at=b.resets_at if b else None)
 
 
 def page(items: Sequence[T], limit: int, ident: Callable[[T], str]) -> dict[str, Any]:
@@ -331,8 +338,17 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     async def usage_report(
         by: Annotated[str, Query(pattern="^(key|user|group|model|day)$")] = "key",
         since: date | None = None, until: date | None = None,
+        key_id: Annotated[str | None, Query(max_length=200, description="only this key")] = None,
+        user: Annotated[str | None, Query(max_length=200, description="only this user (id or name)")] = None,
+        group: Annotated[str | None, Query(max_length=200, description="only this group (id or name)")] = None,
+        model: Annotated[str | None, Query(max_length=200, description="only this model id")] = None,
     ) -> UsageReport:
-        rows = await report(cache.db, by, since, until)
+        """Totals grouped by key, user, group, model or day, with names beside ids and, for keys,
+        users and groups, the budget in force, spent and remaining in its current period."""
+        filters = Filters(key_id=(await keys.get(key_id)).id if key_id else None,
+                          user_id=await resolve_user(user) if user else None,
+                          group_id=await resolve_group(group) if group else None, model=model)
+        rows = await named_usage(cache.db, settings.limits, by, since, until, filters)
         return UsageReport(by=by, since=since.isoformat() if since else None,
                            until=until.isoformat() if until else None, data=[usage_out(r, by) for r in rows])
 

@@ -179,6 +179,13 @@ class UsageRow(BaseModel):
     cache_read_tokens: int
     cost_usd: float
     cost_micros: int
+    name: str | None = Field(None, description="the key's, user's or group's name (by=key, user or group)")
+    budget_usd: float | None = Field(None, description="the budget the gateway enforces on this key, user or "
+                                     "group (its own limits, else the config default); null = none")
+    budget_period: str | None = Field(None, description="day or month (UTC)")
+    budget_spent_usd: float | None = Field(None, description="settled cost in the current budget period")
+    budget_remaining_usd: float | None = Field(None, description="what is left of the budget in this period")
+    budget_resets_at: datetime | None = Field(None, description="when the current budget period ends")
 
 
 class UsageReport(BaseModel):

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
-from tollway.store.tables import usage, usage_daily
+from tollway.store.tables import api_keys, groups, usage, usage_daily, users
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
 SUM_COLUMNS = ("requests", "errors", *TOKEN_COLUMNS, "cost_micros")
@@ -95,14 +95,20 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> int:
     return len(new_ids)
 
 
-async def report(db: Database, by: str, since: date | None = None, until: date | None = None) -> list[dict[str, Any]]:
-    """Totals grouped by key, user, group, model or day, from the rollup (dates inclusive, UTC)."""
+async def report(db: Database, by: str, since: date | None = None, until: date | None = None, *,
+                 key_id: str | None = None, user_id: str | None = None, group_id: str | None = None,
+                 model: str | None = None) -> list[dict[str, Any]]:
+    """Totals grouped by key, user, group, model or day, from the rollup (dates inclusive, UTC),
+    optionally narrowed to one key, user, group and/or model (ids, already resolved)."""
     column = usage_daily.c[GROUPINGS[by]]
     q = select(column.label(by), *(func.sum(usage_daily.c[c]).label(c) for c in SUM_COLUMNS)).group_by(column)
     if since:
         q = q.where(usage_daily.c.day >= since.isoformat())
     if until:
         q = q.where(usage_daily.c.day <= until.isoformat())
+    for name, value in (("key_id", key_id), ("user_id", user_id), ("group_id", group_id), ("model", model)):
+        if value is not None:
+            q = q.where(usage_daily.c[name] == value)
     q = q.order_by(column)
     async with db.engine.connect() as conn:
         return [{by: r[0], **{c: int(r[i + 1] or 0) for i, c in enumerate(SUM_COLUMNS)}}
@@ -126,3 +132,18 @@ async def ledger(db: Database, *, key_id: str | None = None, limit: int = 1000) 
         q = q.where(usage.c.key_id == key_id)
     async with db.engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(q)]
+
+
+NAMED_TABLES = {"key": api_keys, "user": users, "group": groups}
+
+
+async def display_names(db: Database, scope: str, ids: Sequence[str]) -> dict[str, str]:
+    """id -> name for keys, users or groups, so a report shows what people recognise beside the id.
+    Ids of rows since deleted are simply absent."""
+    wanted = [i for i in set(ids) if i]
+    if not wanted:
+        return {}
+    table = NAMED_TABLES[scope]
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(select(table.c.id, table.c.name).where(table.c.id.in_(wanted)))
+        return {str(r[0]): str(r[1]) for r in rows}
