@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select
 
+from tollway.store.bounded import clean_row
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
 from tollway.store.tables import audit_checkpoints, audit_log, audit_payloads
@@ -30,14 +31,14 @@ def chain_hash(prev_hash: str, body: str) -> str:
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     data = orjson.loads(record["body"])
     actor = data.get("actor") or {}
-    return {
+    return clean_row(audit_log, {
         "writer": record["writer"], "seq": record["seq"], "ts": datetime.fromtimestamp(data["ts"], UTC),
         "kind": data["kind"], "request_id": data.get("request_id"), "actor_key_id": actor.get("key_id"),
         "actor_user_id": actor.get("user_id"), "actor_group_id": actor.get("group_id"),
         "route": data.get("route"), "model": data.get("requested_model") or data.get("target"),
         "status": data.get("status"), "dlp_hit": bool(data.get("dlp")), "body": record["body"],
         "prev_hash": record["prev_hash"], "hash": record["hash"],
-    }
+    })
 
 
 AUDIT_COLUMNS = ("writer", "seq", "ts", "kind", "request_id", "actor_key_id", "actor_user_id", "actor_group_id",
@@ -52,7 +53,8 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> None:
     position and the payload's request id, which is what makes a replay harmless.
     """
     rows = [_row(r) for r in records]
-    payloads = [{**p, "ts": datetime.fromtimestamp(p["ts"], UTC), "response_body": p.get("response_body")}
+    payloads = [clean_row(audit_payloads, {**p, "ts": datetime.fromtimestamp(p["ts"], UTC),
+                                           "response_body": p.get("response_body")})
                 for r in records if (p := r.get("payload"))]
     async with db.engine.begin() as conn:
         await insert_many(conn, "audit_log", AUDIT_COLUMNS, rows, conflict=("writer", "seq"))

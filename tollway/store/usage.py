@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from tollway.store.bounded import clean_row
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
 from tollway.store.tables import usage, usage_daily
@@ -48,7 +49,7 @@ def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
     row["attempts"] = row["attempts"] or 1
     ts = row["ts"]
     row["ts"] = datetime.fromtimestamp(ts, UTC) if isinstance(ts, int | float) else ts
-    return row
+    return clean_row(usage, row)
 
 
 def _rollup(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
