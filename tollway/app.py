@@ -32,7 +32,7 @@ from tollway.pipeline import Pipeline
 from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
-from tollway.store.writebehind import WriteBehind
+from tollway.store.writebehind import WriteBehind, WriterMetrics
 from tollway.surfaces import chat_completions, messages, models, probes, responses
 from tollway.surfaces.common import error_response, new_request_id, openai_error_response
 from tollway.surfaces.state import Gateway
@@ -97,10 +97,13 @@ def _admin_app(settings: Settings, keys: KeyCache, audit: AuditLog) -> ASGIApp:
 
 
 def create_app(settings: Settings) -> Starlette:
-    db = Database(settings.store.url)
+    db = Database(settings.store.url, settings.store.connect_timeout)
     keys = KeyCache(db, settings.server.key_refresh_interval)
     router = Router(settings)
-    usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(settings.store.spill_dir))
+    store = settings.store
+    usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(store.spill_dir),
+                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               on_loss=settings.metering.on_record_loss)
 
     async def load_spent(scope: str, scope_id: str, since: date) -> int:
         return await spent_micros(db, scope, scope_id, since)
@@ -112,11 +115,14 @@ def create_app(settings: Settings) -> Starlette:
     else:
         backend = MemoryBackend(load_spent)
     limiter = Limiter(settings.limits, backend)
-    audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(settings.store.spill_dir))
+    audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(store.spill_dir),
+                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               on_loss=settings.audit.on_record_loss)
     audit = AuditLog(audit_writer.put, new_writer_id("gateway"), enabled=settings.audit.enabled)
     metrics = Metrics()
     metrics.watch_queue("usage", lambda: usage_writer.depth)
     metrics.watch_queue("audit", lambda: audit_writer.depth)
+    metrics.registry.register(WriterMetrics([usage_writer, audit_writer]))
     dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
     meter = Meter(usage_writer, settings.metering.enabled)
     pipeline = Pipeline(keys, Catalogue(settings), router, limiter, meter, audit, metrics, dlp,
