@@ -100,7 +100,7 @@ def test_a_record_the_database_refuses_is_quarantined_and_nothing_else_is_held_b
             writer = WriteBehind("usage", lambda b: usage_store.write_batch(db, b), spill, batch_size=64)
             await writer.start()
             good = [ledger_record() for _ in range(49)]
-            for rec in good[:20] + [ledger_record(status="not-a-number")] + good[20:]:
+            for rec in [*good[:20], ledger_record(status="not-a-number"), *good[20:]]:
                 writer.put(rec)
             await writer.flush()
             assert await count(db) == 49
@@ -131,7 +131,7 @@ def test_a_poisoned_or_torn_spill_file_replays_its_good_lines(backend: str, tmp_
         spill.mkdir()
         try:
             good = [ledger_record() for _ in range(10)]
-            body = b"".join(orjson.dumps(r) + b"\n" for r in good[:5] + [ledger_record(status="x")] + good[5:])
+            body = b"".join(orjson.dumps(r) + b"\n" for r in [*good[:5], ledger_record(status="x"), *good[5:]])
             torn = orjson.dumps(ledger_record())[:40]
             (spill / "usage.spill.jsonl").write_bytes(body + torn)
             writer = WriteBehind("usage", lambda b: usage_store.write_batch(db, b), spill)
@@ -167,10 +167,9 @@ def test_a_full_disk_during_an_outage_keeps_every_record_in_memory_until_it_is_d
         spill = tmp_path / "spill"
         spill.mkdir()
         (spill / "usage.spill.jsonl").symlink_to("/dev/full")
-        with pytest.raises(OSError) as full:
-            with open(spill / "usage.spill.jsonl", "ab") as fh:
-                fh.write(b"x")
-                fh.flush()
+        with pytest.raises(OSError) as full, open(spill / "usage.spill.jsonl", "ab") as fh:
+            fh.write(b"x")
+            fh.flush()
         assert full.value.errno == errno.ENOSPC
         writer = WriteBehind("usage", lambda b: usage_store.write_batch(current[0], b), spill, flush_timeout=2)
         writer.spill_path.parent.mkdir(exist_ok=True)
