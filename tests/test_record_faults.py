@@ -172,3 +172,50 @@ def test_a_hung_database_then_sigkill_loses_at_most_the_last_interval(pg: tuple[
     # 80 requests in >= 4 s: a flush interval (0.2 s) holds a handful; the first hung write
     # holds its batch for the flush timeout (1 s) before spilling it.
     assert len(ids) - got[0] <= 10 and len(ids) - got[1] <= 10
+
+
+def test_a_full_disk_during_an_outage_refuses_new_requests_and_loses_nothing(
+        pg: tuple[str, str, FreezableProxy], tmp_path: Path) -> None:
+    """17.3: database hung and the spill files on a full disk (/dev/full, ENOSPC): records stay
+    in memory, the audit writer's default `on_record_loss: refuse` turns new requests away with
+    a 503 in the caller's dialect, /ready says 503; once the database answers, every answered
+    request's records are written and requests are served again."""
+    direct, relayed, proxy = pg
+    workdir = tmp_path / "gw"
+    spill = workdir / "spill"
+    spill.mkdir(parents=True)
+    for name in ("usage", "audit"):
+        (spill / f"{name}.spill.jsonl").symlink_to("/dev/full")
+    gw = start_gateway(workdir, config(relayed, workdir))
+    ids: list[str] = []
+    try:
+        proxy.freeze()
+        deadline = time.monotonic() + 20
+        refused = None
+        while time.monotonic() < deadline and refused is None:
+            try:
+                ids += ask(gw, 1, pause=0.05)
+            except anthropic.APIStatusError as exc:
+                refused = exc
+        assert refused is not None and refused.status_code == 503
+        assert refused.body["error"]["type"] == "overloaded_error" or refused.body["type"] == "error"
+        assert httpx.get(gw.base_url + "/ready", timeout=10).status_code == 503
+        metrics = httpx.get(gw.base_url + "/metrics").text
+        assert 'tollway_writer_at_risk{writer="audit"} 1.0' in metrics
+        proxy.thaw()
+        for name in ("usage", "audit"):
+            (spill / f"{name}.spill.jsonl").unlink()
+        got = wait_counts(direct, ids)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                ids += ask(gw, 1)
+                break
+            except anthropic.APIStatusError:
+                time.sleep(0.2)
+        got = wait_counts(direct, ids)
+    finally:
+        proxy.thaw()
+        gw.stop()
+    report("PostgreSQL hung and spill disk full (ENOSPC), on_record_loss: refuse", len(ids), got)
+    assert got == (len(ids), len(ids))

@@ -222,6 +222,7 @@ class WriteBehind:
                 if not stored:
                     self._to_disk(batch[start:])
                     return
+            self._spill_failing = False  # all of it is in the database: nothing is at risk any more
 
     async def _bounded(self, records: list[dict[str, Any]]) -> None:
         """One database write, given at most `flush_timeout`. A write that takes longer is left to
