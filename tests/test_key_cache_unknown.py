@@ -23,6 +23,7 @@ from tollway.store.db import Database
 from tollway.store.keys import KeyStore
 from tollway.store.tables import api_keys
 
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = time.time()
