@@ -30,6 +30,7 @@ from tollway.hosted.registry import Registry
 from tollway.observability import Metrics
 from tollway.pipeline import Pipeline
 from tollway.store.audit import write_batch as write_audit
+from tollway.store.audit_checkpoints import audit_checkpointer
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
 from tollway.store.writebehind import WriteBehind, WriterMetrics
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> Starlette:
     metrics.watch_queue("usage", lambda: usage_writer.depth)
     metrics.watch_queue("audit", lambda: audit_writer.depth)
     metrics.registry.register(WriterMetrics([usage_writer, audit_writer]))
+    checkpointer = audit_checkpointer(db, settings.audit)
     dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
     meter = Meter(usage_writer, settings.metering.enabled)
     pipeline = Pipeline(keys, Catalogue(settings), router, limiter, meter, audit, metrics, dlp,
@@ -139,6 +141,8 @@ def create_app(settings: Settings) -> Starlette:
         await router.start()
         await usage_writer.start()
         await audit_writer.start()
+        if checkpointer is not None:
+            await checkpointer.start()
         await hosted.start()  # a server that fails is logged and skipped
         # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
         # reach, or every full collection rescans it (measured: ~100 ms pauses under load).
@@ -157,6 +161,8 @@ def create_app(settings: Settings) -> Starlette:
             await router.close()
             await usage_writer.stop()
             await audit_writer.stop()
+            if checkpointer is not None:  # a last checkpoint, after the last records are written
+                await checkpointer.stop()
             if pipeline.tracer is not None:  # export the spans still queued (bounded: FLUSH_SECONDS)
                 await pipeline.tracer.shutdown()
             await limiter.close()

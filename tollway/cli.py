@@ -34,6 +34,7 @@ from tollway.governance.identity import create_key, rotate_key
 from tollway.observability import configure_logging
 from tollway.store import audit as audit_store
 from tollway.store.audit import write_batch as write_audit
+from tollway.store.audit_checkpoints import verify_all
 from tollway.store.db import Database
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.keys import KeyRow, KeyStore
@@ -737,7 +738,7 @@ def _when(text: str | None, name: str) -> datetime | None:
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Check every writer's hash chain; exit 1 naming the first broken or missing link."""
-    reports = _run(_settings(config), audit_store.verify)
+    reports = _run(settings := _settings(config), lambda db: verify_all(db, settings.audit.checkpoint_sink))
     if as_json:
         typer.echo(json.dumps([{"writer": r.writer, "records": r.records, "ok": r.ok, "problem": r.problem}
                                for r in reports]))

@@ -156,6 +156,10 @@ class AuditConfig(_Strict):
                                             "benchmarks and throwaway gateways, never for a governed one")
     payload_groups: list[str] = Field(default_factory=list, description="group names whose payloads are kept")
     payload_max_bytes: int = Field(1024 * 1024, ge=1024, description="each body is cut to this size")
+    checkpoint_sink: str | None = Field(None, description="where signed checkpoints of every chain head go: a file "
+                                                          "path (appended, fsync'd) or an http(s) webhook; needs "
+                                                          "TOLLWAY_AUDIT_KEY in the environment")
+    checkpoint_interval: float = Field(60.0, gt=0, description="seconds between exported checkpoints")
     on_record_loss: Literal["refuse", "serve"] = Field(
         "refuse", description="when audit records can be kept neither in the database nor in the spill file "
                               "(disk full during an outage): refuse new requests (503) or keep serving")
