@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from tollway.governance.limits import LimitRule
 from tollway.store.db import Database, bounded
-from tollway.store.keys import KeyRow, KeyStore, NewKey
+from tollway.store.keys import KeyRow, KeyStore, NewKey, lineage_roots
 from tollway.store.principals import Directory, Snapshot
 
 log = logging.getLogger("tollway.identity")
@@ -126,11 +126,23 @@ def _limit_rules(snap: Snapshot) -> dict[tuple[str, str], LimitRule]:
         "user": {u.id: u.name for u in snap.users.values()},
         "group": snap.group_names,
     }
-    return {
-        (r.scope, r.scope_id): LimitRule(r.scope, r.scope_id, names[r.scope].get(r.scope_id, r.scope_id), r.rpm,
-                                         r.tpm, r.concurrent, r.budget_micros, r.budget_period or "month")
-        for r in snap.limits
-    }
+    rows = {(r.scope, r.scope_id): r for r in snap.limits}
+    roots = lineage_roots(snap.keys)
+    out: dict[tuple[str, str], LimitRule] = {}
+    for (scope, scope_id), r in rows.items():
+        counter_id = roots.get(scope_id, scope_id) if scope == "key" else scope_id
+        out[(scope, scope_id)] = LimitRule(scope, counter_id, names[scope].get(scope_id, scope_id), r.rpm, r.tpm,
+                                           r.concurrent, r.budget_micros, r.budget_period or "month")
+    # A rotated key without a row of its own keeps the limits of the nearest key it replaced.
+    before = {k.replaced_by: k.id for k in snap.keys if k.replaced_by}
+    for key in snap.keys:
+        ancestor, steps = key.id, 0
+        while ("key", key.id) not in out and ancestor in before and steps < len(before):
+            steps += 1
+            ancestor = before[ancestor]
+            if ("key", ancestor) in out:
+                out[("key", key.id)] = out[("key", ancestor)]
+    return out
 
 
 class KeyCache:

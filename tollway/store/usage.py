@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from tollway.store.bounded import clean_row
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
+from tollway.store.keys import lineage
 from tollway.store.tables import usage, usage_daily
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
@@ -113,10 +114,12 @@ async def report(db: Database, by: str, since: date | None = None, until: date |
 async def spent_micros(db: Database, scope: str, scope_id: str, since: date) -> int:
     """What a key, user or group has spent since a day (UTC), for budget accounting at start."""
     column = usage_daily.c[{"key": "key_id", "user": "user_id", "group": "group_id"}[scope]]
-    q = select(func.coalesce(func.sum(usage_daily.c.cost_micros), 0)).where(
-        column == scope_id, usage_daily.c.day >= since.isoformat()
-    )
     async with db.engine.connect() as conn:
+        # A key's budget counts every key of its rotation lineage (a rotated key keeps its spend).
+        ids = await lineage(conn, scope_id) if scope == "key" else [scope_id]
+        q = select(func.coalesce(func.sum(usage_daily.c.cost_micros), 0)).where(
+            column.in_(ids), usage_daily.c.day >= since.isoformat()
+        )
         return int(await conn.scalar(q) or 0)
 
 
