@@ -30,9 +30,10 @@ from tollway.hosted.registry import Registry
 from tollway.observability import Metrics
 from tollway.pipeline import Pipeline
 from tollway.store.audit import write_batch as write_audit
+from tollway.store.audit_checkpoints import audit_checkpointer
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
-from tollway.store.writebehind import WriteBehind
+from tollway.store.writebehind import WriteBehind, WriterMetrics
 from tollway.surfaces import conversations as state
 from tollway.surfaces import probes
 from tollway.surfaces.chat_completions import ChatCompletionsDialect
@@ -104,12 +105,15 @@ def _admin_app(settings: Settings, keys: KeyCache, audit: AuditLog) -> ASGIApp:
 
 
 def create_app(settings: Settings) -> Starlette:
-    db = Database(settings.store.url)
+    db = Database(settings.store.url, settings.store.connect_timeout)
     keys = KeyCache(db, settings.server.key_refresh_interval)
     metrics = Metrics()
     router = Router(settings, on_breaker=lambda name, state: metrics.child(metrics.breaker, name).set(
         0 if state == "closed" else 1))
-    usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(settings.store.spill_dir))
+    store = settings.store
+    usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(store.spill_dir),
+                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               on_loss=settings.metering.on_record_loss)
 
     async def load_spent(scope: str, scope_id: str, since: date) -> int:
         return await spent_micros(db, scope, scope_id, since)
@@ -121,10 +125,14 @@ def create_app(settings: Settings) -> Starlette:
     else:
         backend = MemoryBackend(load_spent)
     limiter = Limiter(settings.limits, backend)
-    audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(settings.store.spill_dir))
+    audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(store.spill_dir),
+                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               on_loss=settings.audit.on_record_loss)
     audit = AuditLog(audit_writer.put, new_writer_id("gateway"), enabled=settings.audit.enabled)
     metrics.watch_queue("usage", lambda: usage_writer.depth)
     metrics.watch_queue("audit", lambda: audit_writer.depth)
+    metrics.registry.register(WriterMetrics([usage_writer, audit_writer]))
+    checkpointer = audit_checkpointer(db, settings.audit)
     dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
     meter = Meter(usage_writer, settings.metering.enabled)
     pipeline = Pipeline(keys, Catalogue(settings), router, limiter, meter, audit, metrics, dlp,
@@ -141,6 +149,8 @@ def create_app(settings: Settings) -> Starlette:
         await router.start()
         await usage_writer.start()
         await audit_writer.start()
+        if checkpointer is not None:
+            await checkpointer.start()
         await hosted.start()  # a server that fails is logged and skipped
         # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
         # reach, or every full collection rescans it (measured: ~100 ms pauses under load).
@@ -159,6 +169,8 @@ def create_app(settings: Settings) -> Starlette:
             await router.close()
             await usage_writer.stop()
             await audit_writer.stop()
+            if checkpointer is not None:  # a last checkpoint, after the last records are written
+                await checkpointer.stop()
             if pipeline.tracer is not None:  # export the spans still queued (bounded: FLUSH_SECONDS)
                 await pipeline.tracer.shutdown()
             await limiter.close()

@@ -156,6 +156,13 @@ class AuditConfig(_Strict):
                                             "benchmarks and throwaway gateways, never for a governed one")
     payload_groups: list[str] = Field(default_factory=list, description="group names whose payloads are kept")
     payload_max_bytes: int = Field(1024 * 1024, ge=1024, description="each body is cut to this size")
+    checkpoint_sink: str | None = Field(None, description="where signed checkpoints of every chain head go: a file "
+                                                          "path (appended, fsync'd) or an http(s) webhook; needs "
+                                                          "TOLLWAY_AUDIT_KEY in the environment")
+    checkpoint_interval: float = Field(60.0, gt=0, description="seconds between exported checkpoints")
+    on_record_loss: Literal["refuse", "serve"] = Field(
+        "refuse", description="when audit records can be kept neither in the database nor in the spill file "
+                              "(disk full during an outage): refuse new requests (503) or keep serving")
 
 
 class MeteringConfig(_Strict):
@@ -163,12 +170,19 @@ class MeteringConfig(_Strict):
 
     enabled: bool = Field(True, description="false writes no ledger rows: no usage reports, and budgets "
                                             "are refused (they are settled against the ledger)")
+    on_record_loss: Literal["refuse", "serve"] = Field(
+        "serve", description="when usage records can be kept neither in the database nor in the spill file: "
+                             "refuse new requests (503) or keep serving")
 
 
 class StoreConfig(_Strict):
     url: str = "sqlite:///./tollway.db"
     # Where usage and audit records wait on disk while the database is unreachable.
     spill_dir: str = "./tollway-spill"
+    flush_timeout: float = Field(5.0, gt=0, description="seconds a write-behind batch may take before the "
+                                                        "database counts as unavailable and the batch is spilled")
+    max_queue: int = Field(10_000, ge=1, description="records a writer holds in memory before spilling them")
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to open a database connection (PostgreSQL)")
 
 
 class LimitDefaults(_Strict):

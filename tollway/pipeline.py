@@ -35,6 +35,7 @@ from tollway.governance.identity import CredentialError, KeyCache, Principal, ex
 from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, denial_message
 from tollway.governance.metering import Meter, cost_micros, worst_case_micros
 from tollway.observability import Metrics
+from tollway.store.writebehind import refusing_writer
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
 from tollway.upstream.router import Deployment, Route, Router
 from tollway.wire.errors import anthropic_type_for
@@ -131,6 +132,8 @@ class Pipeline:
 
     async def admit(self, call: Call) -> Principal:
         """Authenticate a data-plane request (401 for anything but an active data key)."""
+        if (writer := refusing_writer()) is not None:  # on_record_loss: refuse (docs/reliability.md)
+            raise GatewayError(503, f"the gateway cannot keep its {writer} records right now; try again later")
         try:
             secret = extract_credential(call.headers)
         except CredentialError as exc:

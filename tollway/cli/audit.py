@@ -13,6 +13,7 @@ from rich.text import Text
 from tollway.cli.common import ConfigOpt, JsonOpt, console, read_settings, run
 from tollway.cli.timespec import when
 from tollway.store import audit as audit_store
+from tollway.store.audit_checkpoints import verify_all
 from tollway.store.db import Database
 
 audit_app = typer.Typer(help="Verify, export and prune the tamper-evident audit log.", no_args_is_help=True)
@@ -21,7 +22,8 @@ audit_app = typer.Typer(help="Verify, export and prune the tamper-evident audit 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Check every writer's hash chain; exit 1 naming the first broken or missing link."""
-    reports = run(read_settings(config), audit_store.verify)
+    settings = read_settings(config)
+    reports = run(settings, lambda db: verify_all(db, settings.audit.checkpoint_sink))
     if as_json:
         typer.echo(json.dumps([{"writer": r.writer, "records": r.records, "ok": r.ok, "problem": r.problem}
                                for r in reports]))

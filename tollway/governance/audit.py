@@ -1,7 +1,8 @@
 """The tamper-evident audit log: every data-plane request and every control-plane change.
 
 Each process (and each CLI invocation) is one writer with its own hash chain: a record's hash
-is SHA-256 of the previous record's hash and the record's canonical JSON (sorted keys). The
+is HMAC-SHA256 (keyed by TOLLWAY_AUDIT_KEY; plain SHA-256 without it) of the previous record's
+hash and the record's canonical JSON (sorted keys). The
 chain is built here, on the request path, in the order things happened (a few microseconds);
 the records then go to the write-behind queue, which never drops one. Nothing secret is ever
 put in a record: no keys, no prompt text, no DLP matches (only their kinds, counts and where).
@@ -18,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from tollway.store.audit import GENESIS, chain_hash
+from tollway.store.audit import GENESIS, audit_key, chain_hash
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -28,7 +29,7 @@ def new_writer_id(role: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, sink: Sink, writer_id: str, enabled: bool = True) -> None:
+    def __init__(self, sink: Sink, writer_id: str, enabled: bool = True, key: bytes | None = None) -> None:
         # Off only when the config says `audit.enabled: false`; callers on the hot path test it
         # first so that nothing is even built for a record nobody keeps.
         self.enabled = enabled
@@ -36,14 +37,19 @@ class AuditLog:
         self.writer = writer_id
         self.seq = 0
         self.prev = GENESIS
+        # The chain is keyed (HMAC-SHA256) when TOLLWAY_AUDIT_KEY is set: without the key nobody
+        # can recompute it after an edit. Each record says whether it is keyed.
+        self.key = key if key is not None else audit_key()
 
     def record(self, kind: str, payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any] | None:
         if not self.enabled:
             return None
         self.seq += 1
         data = {"writer": self.writer, "seq": self.seq, "ts": round(time.time(), 6), "kind": kind, **fields}
+        if self.key:
+            data["keyed"] = True
         body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
-        digest = chain_hash(self.prev, body)
+        digest = chain_hash(self.prev, body, self.key)
         rec: dict[str, Any] = {"writer": self.writer, "seq": self.seq, "body": body, "prev_hash": self.prev,
                                "hash": digest}
         if payload is not None:

@@ -9,25 +9,23 @@ the cache when any process (this one, another worker, the CLI) changed keys, use
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tollway.governance.limits import LimitRule
-from tollway.store.db import Database
-from tollway.store.keys import KeyRow, KeyStore, NewKey
+from tollway.store.db import Database, bounded
+from tollway.store.keys import KeyRow, KeyStore, NewKey, lineage_roots
 from tollway.store.principals import Directory, Snapshot
 
 log = logging.getLogger("tollway.identity")
 
 SECRET_PREFIX = "tw-"
 DISPLAY_PREFIX_LEN = 10
-_NEGATIVE_TTL = 1.0
 _NEGATIVE_MAX = 10_000
 
 
@@ -128,43 +126,79 @@ def _limit_rules(snap: Snapshot) -> dict[tuple[str, str], LimitRule]:
         "user": {u.id: u.name for u in snap.users.values()},
         "group": snap.group_names,
     }
-    return {
-        (r.scope, r.scope_id): LimitRule(r.scope, r.scope_id, names[r.scope].get(r.scope_id, r.scope_id), r.rpm,
-                                         r.tpm, r.concurrent, r.budget_micros, r.budget_period or "month")
-        for r in snap.limits
-    }
+    rows = {(r.scope, r.scope_id): r for r in snap.limits}
+    roots = lineage_roots(snap.keys)
+    out: dict[tuple[str, str], LimitRule] = {}
+    for (scope, scope_id), r in rows.items():
+        counter_id = roots.get(scope_id, scope_id) if scope == "key" else scope_id
+        out[(scope, scope_id)] = LimitRule(scope, counter_id, names[scope].get(scope_id, scope_id), r.rpm, r.tpm,
+                                           r.concurrent, r.budget_micros, r.budget_period or "month")
+    # A rotated key without a row of its own keeps the limits of the nearest key it replaced.
+    before = {k.replaced_by: k.id for k in snap.keys if k.replaced_by}
+    for key in snap.keys:
+        ancestor, steps = key.id, 0
+        while ("key", key.id) not in out and ancestor in before and steps < len(before):
+            steps += 1
+            ancestor = before[ancestor]
+            if ("key", ancestor) in out:
+                out[("key", key.id)] = out[("key", ancestor)]
+    return out
 
 
 class KeyCache:
-    """Principals by key hash, kept fresh by polling the store's state version."""
+    """Principals by key hash, kept fresh by polling the store's state version.
 
-    def __init__(self, db: Database, refresh_interval: float) -> None:
+    An unknown key costs no database query of its own. It may be a key another process created a
+    moment ago, so it waits for a version check that started after it arrived — one check shared
+    by every unknown key waiting at that moment, and at most one per `min_check_gap` seconds, so a
+    flood of random keys costs a handful of queries a second. A key still unknown after that is
+    remembered with the state version it was checked against; the entry is honoured only while
+    the cache holds that version (every reload drops them all), so it never outlives a newer
+    state: a key re-enabled elsewhere is seen as soon as the version moves. A check that fails or
+    times out (the store down or hung) leaves the key unknown: 401, never a 500.
+
+    `clock` (wall time, for expiry) and `monotonic` (for the check gap) are injectable so the
+    tests can move time without sleeping.
+    """
+
+    def __init__(self, db: Database, refresh_interval: float, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic, check_timeout: float = 1.0,
+                 min_check_gap: float = 0.05) -> None:
         self.db = db
         self.keys = KeyStore(db)
         self.directory = Directory(db)
         self.refresh_interval = refresh_interval
+        self.clock = clock
+        self.monotonic = monotonic
+        self.check_timeout = check_timeout
+        self.min_check_gap = min_check_gap
         self._by_hash: dict[str, Principal] = {}
         self.limit_rules: dict[tuple[str, str], LimitRule] = {}
         self.group_names: dict[str, str] = {}
-        self._unknown: dict[str, float] = {}
+        self._unknown: dict[str, int] = {}  # key hash -> the state version it was unknown at
         self._version = -1
         self._task: asyncio.Task[None] | None = None
+        self._check: asyncio.Task[None] | None = None
+        self._checks_started = 0
+        self._check_at = float("-inf")
+        self.version_checks = 0
 
     async def start(self) -> None:
         await self.reload()
         self._task = asyncio.create_task(self._poll(), name="tollway-key-cache")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop polling; bounded, as a refresh stuck on a hung database may not end when cancelled."""
+        for task in (self._task, self._check):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
 
     async def reload(self) -> None:
         version, snap = await self.directory.snapshot()
         if version < self._version:
             return  # a concurrent reload already applied a newer snapshot: never go back
-        self._by_hash = _principals(snap, datetime.now().astimezone())
+        self._by_hash = _principals(snap, datetime.fromtimestamp(self.clock()).astimezone())
         self.limit_rules = _limit_rules(snap)
         self.group_names = snap.group_names
         self._unknown.clear()
@@ -172,6 +206,7 @@ class KeyCache:
 
     async def refresh(self) -> bool:
         """Reload if anything changed since the last load; True when it did."""
+        self.version_checks += 1
         if await self.db.state_version() != self._version:
             await self.reload()
             return True
@@ -181,31 +216,50 @@ class KeyCache:
         while True:
             await asyncio.sleep(self.refresh_interval)
             try:
-                await self.refresh()
+                await bounded(self.refresh(), max(self.refresh_interval, self.check_timeout) * 5)
             except Exception:  # the store may be briefly down; keep serving from the cache
                 log.warning("key cache refresh failed; serving the last known keys", exc_info=True)
+
+    async def _checked(self) -> None:
+        try:
+            await bounded(self.refresh(), self.check_timeout)
+        except Exception as exc:  # the store is down or hung: the key stays unknown (401)
+            log.warning("key cache: version check for an unknown key failed (%s)", type(exc).__name__)
+
+    async def _fresh_check(self) -> None:
+        """Return once a version check that started after this call has finished."""
+        arrived = self._checks_started
+        while True:
+            task = self._check
+            if task is not None and self._checks_started > arrived:
+                await asyncio.wait({task})
+                return
+            if task is not None and not task.done():
+                await asyncio.wait({task})  # it started before we arrived: wait, then a newer one
+                continue
+            gap = self._check_at + self.min_check_gap - self.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+                continue
+            self._check_at = self.monotonic()
+            self._checks_started += 1
+            self._check = asyncio.ensure_future(self._checked())
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The principal for a secret, or None. A known key costs one hash and one dict lookup."""
         digest = hash_secret(secret)
-        now = time.time()
         principal = self._by_hash.get(digest)
         if principal is not None:
-            return None if principal.expired(now) else principal
-        # Unknown here: it may have been created a moment ago by another process. One cheap
-        # version check tells; misses are remembered briefly so a flood of bad keys cannot
-        # hammer the database.
-        mono = time.monotonic()
-        if self._unknown.get(digest, 0.0) > mono:
+            return None if principal.expired(self.clock()) else principal
+        if self._unknown.get(digest) == self._version:
             return None
-        await self.refresh()
-        # Looked up again whether or not this call reloaded: the poller may have reloaded while
-        # it awaited the version, and then this refresh finds nothing new although the key is
-        # now cached (a fresh key refused once with 401 under load, before this).
+        await self._fresh_check()
+        # Looked up again whether or not this call's check reloaded: the poller may have reloaded
+        # meanwhile, and then the check finds nothing new although the key is now cached.
         principal = self._by_hash.get(digest)
         if principal is not None:
-            return None if principal.expired(now) else principal
+            return None if principal.expired(self.clock()) else principal
         if len(self._unknown) >= _NEGATIVE_MAX:
             self._unknown.clear()
-        self._unknown[digest] = mono + _NEGATIVE_TTL
+        self._unknown[digest] = self._version
         return None

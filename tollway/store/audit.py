@@ -1,13 +1,18 @@
 """Audit records: idempotent batch writes, verification of every chain, export, queries, pruning.
 
-Each record's `body` is the canonical JSON that was hashed; `hash = sha256(prev_hash + body)`.
-A chain is one writer's records in `seq` order, starting at 1 (or after its checkpoint, once
-pruned). Verification recomputes every hash and names the first broken or missing link.
+Each record's `body` is the canonical JSON that was hashed; `hash = HMAC-SHA256(key, prev_hash +
+body)` with the key from the environment (`TOLLWAY_AUDIT_KEY`), or `sha256(prev_hash + body)` when
+none is set (then anyone with write access to the database can recompute a whole chain: see
+docs/audit.md). A chain is one writer's records in `seq` order, starting at 1 (or after its
+checkpoint, once pruned). Verification recomputes every hash, checks that every other stored
+column is what the body says, and names the first broken or missing link.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select
 
+from tollway.store.bounded import clean_row
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
 from tollway.store.tables import audit_checkpoints, audit_log, audit_payloads
@@ -23,21 +29,33 @@ from tollway.store.tables import audit_checkpoints, audit_log, audit_payloads
 GENESIS = "0" * 64
 
 
-def chain_hash(prev_hash: str, body: str) -> str:
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+KEY_ENV = "TOLLWAY_AUDIT_KEY"
+
+
+def audit_key() -> bytes | None:
+    """The secret that keys every chain and signs checkpoints, from the environment (or None)."""
+    value = os.environ.get(KEY_ENV)
+    return value.encode() if value else None
+
+
+def chain_hash(prev_hash: str, body: str, key: bytes | None = None) -> str:
+    data = (prev_hash + body).encode()
+    if key:
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     data = orjson.loads(record["body"])
     actor = data.get("actor") or {}
-    return {
+    return clean_row(audit_log, {
         "writer": record["writer"], "seq": record["seq"], "ts": datetime.fromtimestamp(data["ts"], UTC),
         "kind": data["kind"], "request_id": data.get("request_id"), "actor_key_id": actor.get("key_id"),
         "actor_user_id": actor.get("user_id"), "actor_group_id": actor.get("group_id"),
         "route": data.get("route"), "model": data.get("requested_model") or data.get("target"),
         "status": data.get("status"), "dlp_hit": bool(data.get("dlp")), "body": record["body"],
         "prev_hash": record["prev_hash"], "hash": record["hash"],
-    }
+    })
 
 
 AUDIT_COLUMNS = ("writer", "seq", "ts", "kind", "request_id", "actor_key_id", "actor_user_id", "actor_group_id",
@@ -52,7 +70,8 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> None:
     position and the payload's request id, which is what makes a replay harmless.
     """
     rows = [_row(r) for r in records]
-    payloads = [{**p, "ts": datetime.fromtimestamp(p["ts"], UTC), "response_body": p.get("response_body")}
+    payloads = [clean_row(audit_payloads, {**p, "ts": datetime.fromtimestamp(p["ts"], UTC),
+                                           "response_body": p.get("response_body")})
                 for r in records if (p := r.get("payload"))]
     async with db.engine.begin() as conn:
         await insert_many(conn, "audit_log", AUDIT_COLUMNS, rows, conflict=("writer", "seq"))
@@ -67,35 +86,66 @@ class ChainReport:
     problem: str | None = None
 
 
-async def verify(db: Database) -> list[ChainReport]:
-    """Check every writer's chain; a report per writer, naming the first broken or missing link."""
+_FILTER_COLUMNS = tuple(c for c in AUDIT_COLUMNS if c not in ("body", "prev_hash", "hash"))
+
+
+def _aware(value: Any) -> Any:
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def _check_record(writer: str, seq: int, row: Any, prev: str, key: bytes | None) -> str | None:
+    """What is wrong with one stored record, or None."""
+    if row.prev_hash != prev:
+        return f"broken link at record {seq}: prev_hash does not match the record before it"
+    data = orjson.loads(row.body)
+    keyed = bool(data.get("keyed"))
+    if keyed and key is None:
+        return (f"record {seq} is keyed (HMAC): set {KEY_ENV} to the gateway's audit key to verify it")
+    if key is not None and not keyed:
+        return f"broken link at record {seq}: not keyed with {KEY_ENV} (written without the key, or forged)"
+    if not hmac.compare_digest(chain_hash(row.prev_hash, row.body, key if keyed else None), row.hash):
+        return f"broken link at record {seq}: its content does not match its hash"
+    if data.get("seq") != seq or data.get("writer") != writer:
+        return f"broken link at record {seq}: its position was altered"
+    expected = _row({"writer": writer, "seq": seq, "body": row.body, "prev_hash": row.prev_hash,
+                     "hash": row.hash})
+    for column in _FILTER_COLUMNS:
+        stored = _aware(getattr(row, column))
+        if column == "dlp_hit":
+            stored = bool(stored)
+        if stored != expected[column]:
+            return f"broken link at record {seq}: column {column} differs from the hashed record"
+    return None
+
+
+async def verify(db: Database, key: bytes | None = None) -> list[ChainReport]:
+    """Check every writer's chain; a report per writer, naming the first broken or missing link.
+
+    Every stored column is checked: the hash covers the body, and each filter column (status,
+    model, actor, dlp_hit…) must equal what the body says, so editing only those is detected.
+    `key` defaults to TOLLWAY_AUDIT_KEY from the environment."""
+    key = key if key is not None else audit_key()
     async with db.engine.connect() as conn:
         checkpoints = {r.writer: (int(r.seq), r.hash) for r in await conn.execute(select(audit_checkpoints))}
         writers = [w for (w,) in await conn.execute(select(audit_log.c.writer).distinct().order_by(audit_log.c.writer))]
         reports = []
+        columns = [audit_log.c[c] for c in AUDIT_COLUMNS]
         for writer in writers:
             last_seq, prev = checkpoints.get(writer, (0, GENESIS))
             count = 0
             problem = None
-            result = await conn.stream(select(audit_log.c.seq, audit_log.c.body, audit_log.c.prev_hash,
-                                              audit_log.c.hash).where(audit_log.c.writer == writer)
+            result = await conn.stream(select(*columns).where(audit_log.c.writer == writer)
                                        .order_by(audit_log.c.seq))
-            async for seq, body, prev_hash, digest in result:
+            async for row in result:
                 count += 1
+                seq = int(row.seq)
                 if seq != last_seq + 1:
                     problem = f"missing link: records {last_seq + 1}..{seq - 1} are absent before record {seq}"
                     break
-                if prev_hash != prev:
-                    problem = f"broken link at record {seq}: prev_hash does not match record {last_seq}"
+                problem = _check_record(writer, seq, row, prev, key)
+                if problem:
                     break
-                if chain_hash(prev_hash, body) != digest:
-                    problem = f"broken link at record {seq}: its content does not match its hash"
-                    break
-                data = orjson.loads(body)
-                if data.get("seq") != seq or data.get("writer") != writer:
-                    problem = f"broken link at record {seq}: its position was altered"
-                    break
-                last_seq, prev = seq, digest
+                last_seq, prev = seq, row.hash
             await result.close()
             reports.append(ChainReport(writer, count, problem is None, problem))
     return reports

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, event, or_, select, text, update
 from sqlalchemy.engine import Connection
@@ -15,6 +18,26 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions. Checked against Alembic by a test, so it cannot
 # drift; it lets a short CLI command skip importing Alembic when the schema is already current.
 SCHEMA_HEAD = "0006"
+# A readiness check answers within this, whatever the database does (a hung server included).
+PING_TIMEOUT = 2.0
+CLOSE_TIMEOUT = 3.0
+
+T = TypeVar("T")
+
+
+async def bounded(work: Awaitable[T], timeout: float) -> T:
+    """`work`'s result, or TimeoutError after `timeout` s — without waiting for its cancellation.
+
+    `asyncio.wait_for` waits until the cancelled work has finished cleaning up, and cleaning up a
+    connection to a hung server (a stopped process) can itself hang; here the work is cancelled
+    and left behind."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    return task.result()
 
 
 def async_url(url: str) -> str:
@@ -57,12 +80,16 @@ def _upgrade(sync_conn: Connection) -> None:
 class Database:
     """One async engine per process; every repository borrows connections from it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
             Path(self.url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=not self.is_sqlite)
+        # asyncpg's own connect timeout (60 s by default) bounds opening a connection to a server
+        # that accepts TCP but never answers; statements are bounded by their callers.
+        connect_args = {} if self.is_sqlite else {"timeout": connect_timeout}
+        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=not self.is_sqlite,
+                                                       connect_args=connect_args)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -78,10 +105,14 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 
-    async def ping(self) -> bool:
-        try:
+    async def ping(self, timeout: float = PING_TIMEOUT) -> bool:
+        """True when the database answers a query within `timeout` s (a hung one is False, quickly)."""
+        async def query() -> None:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+
+        try:
+            await bounded(query(), timeout)
             return True
         except Exception:
             return False
@@ -101,4 +132,6 @@ class Database:
         )
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        """Close the pool; bounded, so a hung server cannot keep the process from exiting."""
+        with contextlib.suppress(TimeoutError):
+            await bounded(self.engine.dispose(), CLOSE_TIMEOUT)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tollway.store.db import Database, after_cursor
 from tollway.store.errors import Conflict, NotFound
-from tollway.store.tables import api_keys, groups, users
+from tollway.store.tables import api_keys, groups, limits, users
 
 KINDS = ("data", "admin")
 
@@ -182,4 +182,37 @@ class KeyStore:
                 ends = old.expires_at
             await conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                                .values(expires_at=ends, replaced_by=new.id))
+            # The new key inherits the old one's limits (its own row, so `limits get` shows them);
+            # counters and spend are shared through the lineage (see `lineage`).
+            row = (await conn.execute(select(limits).where(limits.c.scope == "key",
+                                                           limits.c.scope_id == key_id))).first()
+            if row is not None:
+                await conn.execute(limits.insert().values({**row._mapping, "scope_id": new.id}))
         return await self.get(key_id), new
+
+
+def lineage_roots(keys: Sequence[KeyRow]) -> dict[str, str]:
+    """Key id -> the first key of its rotation lineage (itself when never rotated into).
+
+    A rotated key is the same credential under a new secret: its rate counters, concurrency and
+    budget are kept under the lineage's first id, so every gateway process (and the ledger seed
+    of a budget) agree on one counter through the store alone."""
+    before = {k.replaced_by: k.id for k in keys if k.replaced_by}
+    roots: dict[str, str] = {}
+    for key in keys:
+        root, seen = key.id, {key.id}
+        while root in before and before[root] not in seen:
+            root = before[root]
+            seen.add(root)
+        roots[key.id] = root
+    return roots
+
+
+async def lineage(conn: AsyncConnection, root: str) -> list[str]:
+    """Every key id rotated from `root`, `root` included (followed through `replaced_by`)."""
+    ids = [root]
+    while True:
+        nxt = await conn.scalar(select(api_keys.c.replaced_by).where(api_keys.c.id == ids[-1]))
+        if not nxt or nxt in ids:
+            return ids
+        ids.append(nxt)

@@ -16,8 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from tollway.store.bounded import clean_row
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
+from tollway.store.keys import lineage
 from tollway.store.tables import api_keys, groups, usage, usage_daily, users
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
@@ -48,7 +50,7 @@ def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
     row["attempts"] = row["attempts"] or 1
     ts = row["ts"]
     row["ts"] = datetime.fromtimestamp(ts, UTC) if isinstance(ts, int | float) else ts
-    return row
+    return clean_row(usage, row)
 
 
 def _rollup(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -118,10 +120,12 @@ async def report(db: Database, by: str, since: date | None = None, until: date |
 async def spent_micros(db: Database, scope: str, scope_id: str, since: date) -> int:
     """What a key, user or group has spent since a day (UTC), for budget accounting at start."""
     column = usage_daily.c[{"key": "key_id", "user": "user_id", "group": "group_id"}[scope]]
-    q = select(func.coalesce(func.sum(usage_daily.c.cost_micros), 0)).where(
-        column == scope_id, usage_daily.c.day >= since.isoformat()
-    )
     async with db.engine.connect() as conn:
+        # A key's budget counts every key of its rotation lineage (a rotated key keeps its spend).
+        ids = await lineage(conn, scope_id) if scope == "key" else [scope_id]
+        q = select(func.coalesce(func.sum(usage_daily.c.cost_micros), 0)).where(
+            column.in_(ids), usage_daily.c.day >= since.isoformat()
+        )
         return int(await conn.scalar(q) or 0)
 
 

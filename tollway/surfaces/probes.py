@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tollway.store.writebehind import failing_writers
 from tollway.surfaces.state import gateway_of
 
 
@@ -27,7 +28,7 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     gw = gateway_of(request)
-    store_ok = gw.ready and await gw.pipeline.store_reachable()
+    store_ok = gw.ready and not failing_writers() and await gw.pipeline.store_reachable()
     status = {"status": "ready" if store_ok else "not ready", "config": "loaded", "store": store_ok}
     return JSONResponse(status, status_code=200 if store_ok else 503)
 
