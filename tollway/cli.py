@@ -624,7 +624,7 @@ def _scope(scope: str) -> str:
 def _limits(r: LimitRow) -> Record:
     return {"scope": r.scope, "scope_id": r.scope_id, "rpm": r.rpm, "tpm": r.tpm, "concurrent": r.concurrent,
             "budget_usd": r.budget_micros / 1_000_000 if r.budget_micros is not None else None,
-            "budget_period": r.budget_period}
+            "budget_period": r.budget_period, "budget_mode": r.budget_mode}
 
 
 _LIMIT_COLUMNS = ("scope", "scope_id", "rpm", "tpm", "concurrent", "budget_usd", "budget_period")
@@ -639,16 +639,21 @@ def limits_set(
     concurrent: Annotated[int | None, typer.Option(min=1, help="Requests in flight at once.")] = None,
     budget: Annotated[float | None, typer.Option(min=0, help="USD per period.")] = None,
     period: Annotated[str, typer.Option(help="Budget period: day or month (UTC).")] = "month",
+    budget_mode: Annotated[str, typer.Option(help="expected (reserve the expected cost) or strict (the worst).")
+                           ] = "expected",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Give a scope its own limits (they replace the config defaults for it; omitted = unlimited)."""
     if period not in ("day", "month"):
         raise typer.BadParameter("period must be day or month")
+    if budget_mode not in ("expected", "strict"):
+        raise typer.BadParameter("budget mode must be expected or strict")
     settings = _settings(config)
     micros = round(budget * 1_000_000) if budget is not None else None
     row = _run(settings, lambda db: LimitStore(db).set(_scope(scope), ref, rpm=rpm, tpm=tpm, concurrent=concurrent,
-                                                      budget_micros=micros, budget_period=period))
+                                                      budget_micros=micros, budget_period=period,
+                                                      budget_mode=budget_mode))
     _emit(_limits(row), as_json)
 
 

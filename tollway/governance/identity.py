@@ -130,7 +130,8 @@ def _limit_rules(snap: Snapshot) -> dict[tuple[str, str], LimitRule]:
     }
     return {
         (r.scope, r.scope_id): LimitRule(r.scope, r.scope_id, names[r.scope].get(r.scope_id, r.scope_id), r.rpm,
-                                         r.tpm, r.concurrent, r.budget_micros, r.budget_period or "month")
+                                         r.tpm, r.concurrent, r.budget_micros, r.budget_period or "month",
+                                         r.budget_mode)
         for r in snap.limits
     }
 
