@@ -266,13 +266,15 @@ def test_expected_estimate_learns_from_answers() -> None:
     raw = orjson.dumps(body)
     first = limiter.estimate(_route(), body, raw, "k")
     assert first.input_tokens == math.ceil(len(raw) / 2)  # the prior: two bytes per token
-    assert first.reserve_micros == math.ceil(first.input_tokens * 3.75 + 4096 * 15.0)
+    assert first.reserve_micros == math.ceil(len(raw) / 2 * 3.0) + 4096 * 15  # at the input price
     assert first.worst_micros > 32000 * 15.0
-    # A settled answer: 2,500 input tokens, 700 output.
-    limiter.history.learn("k", "m", len(raw), Usage(input_tokens=2500, output_tokens=700), True)
+    # A settled answer: 500 input tokens, 2,000 read from the cache, 700 output.
+    usage = Usage(input_tokens=500, cache_read_input_tokens=2000, output_tokens=700)
+    limiter.history.learn("k", "m", len(raw), usage, True, Pricing(input=3.0, output=15.0))
     second = limiter.estimate(_route(), body, raw, "k")
     assert second.input_tokens == math.ceil(len(raw) * max(1 / 3, 2500 / len(raw) * 1.25))
-    assert second.reserve_micros == math.ceil(second.input_tokens * 3.75 + 700 * 15.0)
+    # Input cost per byte as it came (cache reads at 0.1 x), times the margin; output as seen.
+    assert second.reserve_micros == pytest.approx((500 * 3.0 + 2000 * 0.3) * 1.25 + 700 * 15, abs=1)
     # Another key on the same model starts from the model's answers.
     assert limiter.estimate(_route(), body, raw, "other").reserve_micros == second.reserve_micros
 

@@ -8,11 +8,13 @@ anything. Two numbers are kept per request (docs/budgets.md):
   CJK, digits) plus a fixed allowance for what the upstream adds (tool-use system prompt,
   message framing), at the dearest input rate, plus all of `max_tokens` at the output rate.
   Strict-mode budgets reserve this.
-* the **expectation**: the body size times the largest tokens-per-byte ratio seen in this
-  model's recent answers (times `estimate_margin`, never under 1/3: one token per CJK
-  character), plus the largest output of this key's recent answers on the model (else the
-  model's, else `expected_output_tokens`), capped by `max_tokens`. Expected-mode budgets
-  reserve this, so their worst overshoot is what the requests in flight did not reserve.
+* the **expectation**: the body size times the largest input cost per byte seen in this
+  model's recent answers (times `estimate_margin`; cache reads and writes priced as they
+  came), or before any answer half a token per byte at the input price; plus the largest
+  output of this key's recent answers on the model (else the model's, else
+  `expected_output_tokens`), capped by `max_tokens`, at the output price. Expected-mode
+  budgets reserve this, so their worst overshoot is what the requests in flight did not
+  reserve (bound minus expectation).
 
 Neither walks the body: Claude Code sends 50-500 KB bodies every turn, and the size is known
 from the bytes read (or one `orjson.dumps` where the body was rebuilt from another dialect).
@@ -62,12 +64,15 @@ def body_size(body: dict[str, Any], raw: bytes | None) -> int:
 
 
 class History:
-    """Recent answers, per model and per (key, model), in this process: the expected output and
-    the tokens-per-byte ratio of inputs. Bounded: a few ints per key and model."""
+    """Recent answers, per model and per (key, model), in this process: output tokens, input
+    tokens per body byte, and input cost per body byte (which prices cache reads and writes as
+    they came, so a conversation served from the cache is expected to cost what it does).
+    Bounded: a few numbers per key and model."""
 
     def __init__(self, max_entries: int = 65536) -> None:
         self.outputs: dict[tuple[str, str], deque[int]] = {}
         self.ratios: dict[str, deque[float]] = {}
+        self.costs: dict[str, deque[float]] = {}
         self.max_entries = max_entries
 
     def _ring(self, table: dict[Any, deque[Any]], key: Any) -> deque[Any]:
@@ -78,25 +83,44 @@ class History:
             ring = table[key] = deque(maxlen=HISTORY)
         return ring
 
-    def learn(self, key_id: str, model: str, size: int, usage: Usage, complete: bool) -> None:
+    def learn(self, key_id: str, model: str, size: int, usage: Usage, complete: bool,
+              pricing: Pricing | None = None) -> None:
         """Remember one answer; a stream cut short says nothing about how long answers are."""
         if size > 0:
             read = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
             if read > 0:
                 self._ring(self.ratios, model).append(read / size)
+                if pricing is not None:
+                    self._ring(self.costs, model).append(input_cost(pricing, usage) / size)
         if complete:
             self._ring(self.outputs, (key_id, model)).append(usage.output_tokens)
             self._ring(self.outputs, ("", model)).append(usage.output_tokens)
 
     def ratio(self, model: str, margin: float) -> float:
+        """Input tokens per body byte: the largest recently seen (times the margin), between one
+        per CJK character and one per byte; the prior before any answer."""
         seen = self.ratios.get(model)
         if not seen:
             return PRIOR_RATIO
         return min(1.0, max(FLOOR_RATIO, max(seen) * margin))
 
+    def input_micros(self, model: str, size: int, margin: float, pricing: Pricing) -> int:
+        """Expected input cost: the largest recent cost per byte times the margin, or before any
+        answer the prior ratio at the input price."""
+        seen = self.costs.get(model)
+        if not seen:
+            return math.ceil(size * PRIOR_RATIO * pricing.input)
+        return math.ceil(size * max(seen) * margin)
+
     def output(self, key_id: str, model: str, default: int) -> int:
         seen = self.outputs.get((key_id, model)) or self.outputs.get(("", model))
         return max(seen) if seen else default
+
+
+def input_cost(p: Pricing, u: Usage) -> float:
+    write = p.cache_write if p.cache_write is not None else p.input * 1.25
+    read = p.cache_read if p.cache_read is not None else p.input * 0.1
+    return u.input_tokens * p.input + u.cache_creation_input_tokens * write + u.cache_read_input_tokens * read
 
 
 def dearest_input(p: Pricing) -> float:

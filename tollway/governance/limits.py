@@ -153,6 +153,7 @@ class Estimate:
     size: int = 0
     key_id: str = ""
     model: str = ""
+    pricing: Pricing | None = None
 
     def __post_init__(self) -> None:
         if self.worst_micros < 0:
@@ -231,17 +232,21 @@ class Limiter:
         """Expected and worst cost of a request, from the body's size (never a walk of it) and the
         recent answers of this key and model; exact for routes served only by the mock."""
         model = route.model
+        p = model.pricing
         max_tokens = body.get("max_tokens")
         max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
         size = body_size(body, raw)
+        expected_out = min(max_tokens, self.history.output(key_id, model.id, self.config.expected_output_tokens))
         if all(d.provider == "mock" for d in route.deployments):
             bound = expected_in = exact_input(body)  # the mock counts exactly as this does
+            expected = cost_of(p, expected_in, expected_out)
         else:
             bound = size + OVERHEAD_TOKENS
             expected_in = min(bound, math.ceil(size * self.history.ratio(model.id, self.config.estimate_margin)))
-        expected_out = min(max_tokens, self.history.output(key_id, model.id, self.config.expected_output_tokens))
-        return Estimate(expected_in, max_tokens, cost_of(model.pricing, expected_in, expected_out),
-                        cost_of(model.pricing, bound, max_tokens), size, key_id, model.id)
+            expected = (self.history.input_micros(model.id, size, self.config.estimate_margin, p)
+                        + math.ceil(expected_out * p.output))
+        worst = cost_of(p, bound, max_tokens)
+        return Estimate(expected_in, max_tokens, min(worst, expected), worst, size, key_id, model.id, p)
 
     def checks(self, rules: list[LimitRule], est: Estimate, *, metered: bool) -> list[Check]:
         now = self.clock()
@@ -319,7 +324,7 @@ class Limiter:
         """Settle the reservation to the real cost; with USAGE, learn from the answer."""
         est = ticket.estimate
         if usage is not None and est is not None and est.model and not ticket.settled:
-            self.history.learn(est.key_id, est.model, est.size, usage, complete)
+            self.history.learn(est.key_id, est.model, est.size, usage, complete, est.pricing)
         if ticket.settled or not ticket.checks:
             return
         ticket.settled = True
