@@ -275,8 +275,15 @@ class RedisBackend:
     def __init__(self, url: str, load_spent: LoadSpent, clock: Callable[[], float] | None = None,
                  timeout: float = 1.0, retry_for: float = 600.0) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
-        self.redis = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        # One immediate retry on a broken connection (a pooled connection to a Redis that has
+        # restarted fails once); never on a timeout, where the command may still run. A retried
+        # admission that had run after all finds its id taken and is released.
+        self.redis = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                       retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
         self._admit = self.redis.register_script(_ADMIT)
         self._settle = self.redis.register_script(_SETTLE)
         self._release = self.redis.register_script(_RELEASE)
