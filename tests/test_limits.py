@@ -169,7 +169,8 @@ def test_streaming_usage_equals_upstream_usage_and_cache_is_priced(gw: Gateway, 
     upstream.script(SSEReply([sse_event(e) for e in events]))
     key = admin.key("streamer")
     with httpx.stream("POST", gw.base_url + "/v1/messages", headers={"x-api-key": key["key"]},
-                      json={**PROMPT, "model": "claude-sonnet-4-5-20250929", "stream": True}) as resp:
+                      json={**PROMPT, "max_tokens": 100, "model": "claude-sonnet-4-5-20250929",
+                            "stream": True}) as resp:
         resp.read()
     row = admin.ledger(key["id"], 1)[0]
     assert (row["input_tokens"], row["output_tokens"]) == (1000, 40)

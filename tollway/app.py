@@ -24,7 +24,8 @@ from tollway.governance.access import Catalogue
 from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.governance.dlp import DlpEngine
 from tollway.governance.identity import KeyCache
-from tollway.governance.limits import Limiter, MemoryBackend, RedisBackend
+from tollway.governance.limit_backends import MemoryBackend, RedisBackend
+from tollway.governance.limits import Limiter
 from tollway.governance.metering import Meter
 from tollway.hosted.registry import Registry
 from tollway.observability import Metrics

@@ -193,6 +193,9 @@ class LimitDefaults(_Strict):
     concurrent: int | None = Field(None, ge=1)
     budget_usd: float | None = Field(None, ge=0)
     budget_period: Literal["day", "month"] = "month"
+    # expected: reserve what the request is expected to cost (docs/budgets.md); strict: reserve
+    # the worst case (every input byte a token, all of max_tokens), so a burst never overspends.
+    budget_mode: Literal["expected", "strict"] = "expected"
 
 
 class LimitScopes(_Strict):
@@ -206,9 +209,15 @@ class LimitsConfig(_Strict):
     redis_url: str | None = None
     # What to do when Redis cannot be reached: refuse (529) or allow and log.
     on_backend_error: Literal["fail_closed", "fail_open"] = "fail_closed"
-    # Input-token estimates are multiplied by this before reserving budget for upstreams whose
-    # real count the gateway cannot know in advance (the mock's count is exact).
+    # An expected-mode budget's input estimate is the body size times the largest tokens-per-byte
+    # ratio seen in this model's recent answers, times this margin (docs/budgets.md).
     estimate_margin: float = Field(1.25, ge=1.0)
+    # Output tokens an expected-mode budget reserves for a model nobody has had an answer from
+    # yet (capped by the request's max_tokens); later requests use the recent answers instead.
+    expected_output_tokens: int = Field(4096, ge=1)
+    # Cut a stream off (an `event: error`) once its running cost reaches what was left of the
+    # tightest budget when it was admitted.
+    stop_streams_at_budget: bool = False
     defaults: LimitScopes = LimitScopes()
 
     @model_validator(mode="after")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections.abc import Mapping
@@ -31,9 +30,10 @@ from tollway.config import ModelConfig
 from tollway.governance.access import Catalogue, matches
 from tollway.governance.audit import AuditLog
 from tollway.governance.dlp import DlpEngine, DlpError
+from tollway.governance.estimate import clamp_output
 from tollway.governance.identity import CredentialError, KeyCache, Principal, extract_credential
 from tollway.governance.limits import Estimate, Limiter, LimitsUnavailable, denial_message
-from tollway.governance.metering import Meter, cost_micros, worst_case_micros
+from tollway.governance.metering import Meter, cost_micros
 from tollway.observability import Metrics
 from tollway.store.writebehind import refusing_writer
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
@@ -41,7 +41,6 @@ from tollway.upstream.router import Deployment, Route, Router
 from tollway.wire.errors import anthropic_type_for
 from tollway.wire.refusal import Refusal
 from tollway.wire.sse import Usage
-from tollway.wire.tokens import count_input_tokens
 
 if TYPE_CHECKING:
     from tollway.tracing import Tracing
@@ -311,16 +310,9 @@ class Pipeline:
         estimate = Estimate(0, 0, 0)
         if metered and any(r.tpm is not None or r.budget_micros is not None for r in rules):
             assert call.route is not None
-            model = call.route.model
-            counted = count_input_tokens(call.body)
-            # The mock counts exactly as the local count does; other upstreams get the margin.
-            exact = all(d.provider == "mock" for d in call.route.deployments)
-            margin = 1.0 if exact else self.limiter.config.estimate_margin
-            input_tokens = math.ceil(counted * margin)
-            max_tokens = int(call.body.get("max_tokens") or 0)
-            estimate = Estimate(input_tokens, max_tokens, worst_case_micros(model.pricing, input_tokens, max_tokens))
+            estimate = self.limiter.estimate(call.route, call.body, call.raw, p.key_id)
         try:
-            ticket, denial = await self.limiter.admit(self.limiter.checks(rules, estimate, metered=metered))
+            ticket, denial = await self.limiter.admit(self.limiter.checks(rules, estimate, metered=metered), estimate)
         except LimitsUnavailable:
             raise GatewayError(529, "rate limiting is unavailable; the request was refused (fail_closed)",
                                "overloaded_error") from None
@@ -394,6 +386,8 @@ class Pipeline:
             await self.finish(call, reply.status, _body_usage(reply.body) if ok else Usage(),
                               None if reply.status < 400 else "upstream_error")
             return answer
+        answer.tap = self.limiter.tap(call.ticket, call.body.get("max_tokens"),
+                                      call.route.model.pricing if call.route else None)
         if capture:
             answer.tap.capture, answer.tap.capture_limit = bytearray(), self.payload_max_bytes
             call.captured = answer.tap.capture
@@ -416,6 +410,8 @@ class Pipeline:
             return
         call.finished = True
         model = call.route.model if call.route else None
+        if clamp_output(usage, call.body.get("max_tokens"), call.request_id, call.upstream_model):
+            error_type = error_type or "usage_clamped"
         cost = cost_micros(model.pricing, usage) if model else 0
         p = call.principal
         requested = call.requested_model or (str(call.body.get("model")) if "model" in call.body else None)
@@ -433,7 +429,7 @@ class Pipeline:
         if call.trace is not None:
             call.trace.end(call, status, usage, cost, error_type)
         tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens
-        await self.limiter.settle(call.ticket, tokens, cost)
+        await self.limiter.settle(call.ticket, tokens, cost, usage, status == 200 and error_type is None)
 
     def _audit(self, call: Call, status: int, usage: Usage, error_type: str | None, requested: str | None,
                cost: int) -> None:

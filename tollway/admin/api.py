@@ -98,7 +98,7 @@ def key_out(k: KeyRow) -> Key:
 def limits_out(r: LimitRow) -> Limits:
     return Limits(scope=r.scope, scope_id=r.scope_id, rpm=r.rpm, tpm=r.tpm, concurrent=r.concurrent,
                   budget_usd=r.budget_micros / 1_000_000 if r.budget_micros is not None else None,
-                  budget_period=r.budget_period or "month")
+                  budget_period=r.budget_period or "month", budget_mode=r.budget_mode)
 
 
 def usage_out(row: dict[str, Any], by: str) -> UsageRow:
@@ -325,7 +325,8 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     async def set_limits(scope: Scope, ref: PathRef, body: LimitsIn) -> Limits:
         budget = round(body.budget_usd * 1_000_000) if body.budget_usd is not None else None
         row = await changed(limit_store.set(scope, ref, rpm=body.rpm, tpm=body.tpm, concurrent=body.concurrent,
-                                            budget_micros=budget, budget_period=body.budget_period),
+                                            budget_micros=budget, budget_period=body.budget_period,
+                                            budget_mode=body.budget_mode),
                             "limits.set", f"{scope}:{ref}", **body.model_dump())
         return limits_out(row)
 

@@ -157,6 +157,7 @@ class LimitsIn(_In):
     concurrent: int | None = Field(None, ge=1, le=1_000_000)
     budget_usd: float | None = Field(None, ge=0, le=1e9)
     budget_period: Literal["day", "month"] = "month"
+    budget_mode: Literal["expected", "strict"] = "expected"
 
 
 class Limits(BaseModel):
@@ -167,6 +168,7 @@ class Limits(BaseModel):
     concurrent: int | None
     budget_usd: float | None
     budget_period: str
+    budget_mode: str = "expected"
 
 
 class UsageRow(BaseModel):

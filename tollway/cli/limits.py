@@ -27,7 +27,7 @@ def _scope(scope: str) -> str:
 def _limits(r: LimitRow) -> Record:
     return {"scope": r.scope, "scope_id": r.scope_id, "rpm": r.rpm, "tpm": r.tpm, "concurrent": r.concurrent,
             "budget_usd": r.budget_micros / 1_000_000 if r.budget_micros is not None else None,
-            "budget_period": r.budget_period}
+            "budget_period": r.budget_period, "budget_mode": r.budget_mode}
 
 
 _LIMIT_COLUMNS = ("scope", "scope_id", "rpm", "tpm", "concurrent", "budget_usd", "budget_period")
@@ -45,6 +45,8 @@ def limits_set(
     concurrent: Annotated[int | None, typer.Option(min=1, help="Requests in flight at once.")] = None,
     budget: Annotated[float | None, typer.Option(min=0, help="USD per period.")] = None,
     period: Annotated[str | None, typer.Option(help="Budget period: day or month (UTC).")] = None,
+    budget_mode: Annotated[str | None, typer.Option(help="expected (reserve the expected cost) or strict "
+                                                         "(reserve the worst case).")] = None,
     unset: Annotated[list[str] | None, typer.Option("--unset", metavar="LIMIT",
                                                     help="Make this limit unlimited for the scope: rpm, tpm, "
                                                          "concurrent or budget (repeatable).")] = None,
@@ -59,6 +61,8 @@ def limits_set(
     """
     if period not in (None, "day", "month"):
         raise typer.BadParameter("period must be day or month")
+    if budget_mode not in (None, "expected", "strict"):
+        raise typer.BadParameter("budget mode must be expected or strict")
     for name in unset or ():
         if name not in _UNSETTABLE:
             raise typer.BadParameter(f"--unset takes {', '.join(_UNSETTABLE)}, not {name!r}")
@@ -71,17 +75,19 @@ def limits_set(
         own = await store.get(kind, ref)
         current: dict[str, Any] = (
             {"rpm": own.rpm, "tpm": own.tpm, "concurrent": own.concurrent, "budget": own.budget_micros,
-             "period": own.budget_period} if own is not None else
+             "period": own.budget_period, "mode": own.budget_mode} if own is not None else
             {"rpm": default.rpm, "tpm": default.tpm, "concurrent": default.concurrent,
              "budget": round(default.budget_usd * 1_000_000) if default.budget_usd is not None else None,
-             "period": default.budget_period})
+             "period": default.budget_period, "mode": default.budget_mode})
         given: dict[str, Any] = {"rpm": rpm, "tpm": tpm, "concurrent": concurrent,
-                 "budget": round(budget * 1_000_000) if budget is not None else None, "period": period}
+                 "budget": round(budget * 1_000_000) if budget is not None else None, "period": period,
+                 "mode": budget_mode}
         merged: dict[str, Any] = {k: v if v is not None else current[k] for k, v in given.items()}
         for name in unset or ():
             merged[name] = None
         return await store.set(kind, ref, rpm=merged["rpm"], tpm=merged["tpm"], concurrent=merged["concurrent"],
-                               budget_micros=merged["budget"], budget_period=merged["period"] or "month")
+                               budget_micros=merged["budget"], budget_period=merged["period"] or "month",
+                               budget_mode=merged["mode"] or "expected")
 
     emit(_limits(run(settings, work)), as_json)
 

@@ -132,7 +132,8 @@ def _limit_rules(snap: Snapshot) -> dict[tuple[str, str], LimitRule]:
     for (scope, scope_id), r in rows.items():
         counter_id = roots.get(scope_id, scope_id) if scope == "key" else scope_id
         out[(scope, scope_id)] = LimitRule(scope, counter_id, names[scope].get(scope_id, scope_id), r.rpm, r.tpm,
-                                           r.concurrent, r.budget_micros, r.budget_period or "month")
+                                           r.concurrent, r.budget_micros, r.budget_period or "month",
+                                           r.budget_mode)
     # A rotated key without a row of its own keeps the limits of the nearest key it replaced.
     before = {k.replaced_by: k.id for k in snap.keys if k.replaced_by}
     for key in snap.keys:

@@ -1,32 +1,43 @@
 """Rate limits and budgets: reserve before forwarding, settle after.
 
 Every rule that applies to a request (its key's, its user's, and the paying group's) becomes a
-list of checks that a backend evaluates atomically: all pass and are applied together, or the
-first that fails is reported and nothing changes.
+list of checks that a backend (tollway/governance/limit_backends.py) evaluates atomically: all
+pass and are applied together, or the first that fails is reported and nothing changes.
 
 * requests per minute and tokens per minute are token buckets (capacity = the limit, refilled
   continuously over a minute), as Anthropic's own limits behave. Tokens are charged the input
   estimate before and corrected to input + output after; the bucket may go into debt, which
   delays the next requests rather than cutting off the current one.
 * concurrent requests is a counter held for the life of the request or stream.
-* a budget reserves the worst-case cost (input estimate at the dearest input price plus
-  `max_tokens` at the output price) and settles to the real cost afterwards, so a burst can
-  never spend past it.
+* a budget reserves the request's cost before forwarding and settles to the real cost after.
+  In `expected` mode (the default) it reserves what the request is expected to cost and admits
+  while what is left covers that, so a burst may overshoot by at most what the requests in
+  flight did not reserve; in `strict` mode it reserves the worst case, so a burst never
+  overspends (tollway/governance/estimate.py, docs/budgets.md). Nothing is admitted once the
+  settled spend has reached the budget.
 
-The `memory` backend serves one process; the `redis` backend runs the same checks as Lua
-scripts so several gateway processes share windows and reservations.
+Time comes from injected clocks (`clock` for budget periods, the backends' own for windows),
+so the windows and periods are tested without sleeping.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tollway.config import LimitDefaults, LimitsConfig
+from tollway.config import LimitDefaults, LimitsConfig, Pricing
+from tollway.governance.estimate import OVERHEAD_TOKENS, GuardedTap, History, body_size, cost_of, exact_input
+from tollway.wire.sse import StreamTap, Usage
+
+if TYPE_CHECKING:
+    from tollway.upstream.router import Route
 
 log = logging.getLogger("tollway.limits")
 
@@ -45,11 +56,12 @@ class LimitRule:
     concurrent: int | None = None
     budget_micros: int | None = None
     budget_period: str = "month"
+    budget_mode: str = "expected"
 
     @classmethod
     def from_defaults(cls, scope: str, scope_id: str, name: str, d: LimitDefaults) -> LimitRule:
         budget = round(d.budget_usd * 1_000_000) if d.budget_usd is not None else None
-        return cls(scope, scope_id, name, d.rpm, d.tpm, d.concurrent, budget, d.budget_period)
+        return cls(scope, scope_id, name, d.rpm, d.tpm, d.concurrent, budget, d.budget_period, d.budget_mode)
 
     @property
     def empty(self) -> bool:
@@ -68,7 +80,8 @@ def period_bounds(period: str, now: datetime) -> tuple[str, date, datetime]:
 
 @dataclass(slots=True)
 class Check:
-    """One atomic check: kind is bucket (rpm/tpm), conc, or budget."""
+    """One atomic check: kind is bucket (rpm/tpm), conc, or budget. A budget's amount is what
+    its mode reserves; `worst` is the most the request can cost (for the refusal message)."""
 
     kind: str
     key: str
@@ -79,21 +92,35 @@ class Check:
     ttl: int = 120
     reset_at: datetime | None = None
     period_start: date | None = None
+    worst: int = 0
 
 
 @dataclass(slots=True)
 class Denial:
+    """A failed check; for a budget, what was spent and reserved when it failed."""
+
     check: Check
     retry_after: float
+    spent: int = 0
+    reserved: int = 0
 
 
 @dataclass(slots=True)
 class Ticket:
-    """What a request holds until it settles."""
+    """What a request holds until it settles.
+
+    `rid` names the reservation in a shared backend, so settling and releasing it are
+    idempotent; `outage` marks a request admitted by fail_open while the backend was down, whose
+    spend is kept to be counted when it returns; `allowance` is what was left of the tightest
+    budget when it was admitted (for the optional stream stop)."""
 
     checks: list[Check] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
+    rid: str = ""
+    outage: bool = False
+    allowance: int | None = None
+    estimate: Estimate | None = None
 
 
 class LimitsUnavailable(Exception):
@@ -101,219 +128,36 @@ class LimitsUnavailable(Exception):
 
 
 class Backend(Protocol):
-    async def admit(self, checks: list[Check]) -> tuple[Denial | None, list[float]]: ...
+    async def admit(self, checks: list[Check], rid: str) -> tuple[Denial | None, list[float]]: ...
 
-    async def settle(self, checks: list[Check], corrections: list[int]) -> None: ...
+    async def settle(self, checks: list[Check], corrections: list[int], rid: str) -> None: ...
+
+    def release_later(self, checks: list[Check], rid: str) -> None:
+        """Undo a reservation whose admission failed or was abandoned, if it was made at all."""
+
+    def record_outage(self, checks: list[Check], cost_micros: int) -> None:
+        """Keep the spend of a request admitted fail_open, to count it when the backend returns."""
 
     async def close(self) -> None: ...
 
 
-class MemoryBackend:
-    """One process's windows and reservations. Atomic because nothing awaits mid-check."""
-
-    def __init__(self, load_spent: Any) -> None:
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.counters: dict[str, int] = {}
-        self.budgets: dict[str, list[int]] = {}
-        self._load_spent = load_spent
-
-    async def admit(self, checks: list[Check]) -> tuple[Denial | None, list[float]]:
-        for c in checks:
-            if c.kind == "budget" and c.key not in self.budgets:
-                spent = await self._load_spent(c.rule.scope, c.rule.scope_id, c.period_start)
-                self.budgets.setdefault(c.key, [spent, 0])
-        now = time.monotonic()
-        levels: list[float] = []
-        for c in checks:
-            if c.kind == "bucket":
-                tokens, ts = self.buckets.get(c.key, (float(c.limit), now))
-                tokens = min(float(c.limit), tokens + (now - ts) * c.limit / 60.0)
-                need = 1.0 if c.what == "requests" else 0.0
-                if tokens < need or (c.what == "tokens" and tokens <= 0):
-                    deficit = (need if need else 1.0) - tokens
-                    return Denial(c, deficit * 60.0 / c.limit), []
-                levels.append(tokens)
-            elif c.kind == "conc":
-                if self.counters.get(c.key, 0) >= c.limit:
-                    return Denial(c, 1.0), []
-                levels.append(float(c.limit - self.counters.get(c.key, 0)))
-            else:
-                spent, reserved = self.budgets[c.key]
-                if spent + reserved + c.amount > c.limit:
-                    assert c.reset_at is not None
-                    return Denial(c, max(1.0, (c.reset_at - datetime.now(UTC)).total_seconds())), []
-                levels.append(float(c.limit - spent - reserved))
-        for i, c in enumerate(checks):
-            if c.kind == "bucket":
-                level = levels[i] - c.amount
-                self.buckets[c.key] = (level, now)
-                levels[i] = level
-            elif c.kind == "conc":
-                self.counters[c.key] = self.counters.get(c.key, 0) + 1
-            else:
-                self.budgets[c.key][1] += c.amount
-        return None, levels
-
-    async def settle(self, checks: list[Check], corrections: list[int]) -> None:
-        now = time.monotonic()
-        for c, delta in zip(checks, corrections, strict=True):
-            if c.kind == "bucket":
-                if delta:
-                    tokens, ts = self.buckets.get(c.key, (float(c.limit), now))
-                    tokens = min(float(c.limit), tokens + (now - ts) * c.limit / 60.0)
-                    self.buckets[c.key] = (tokens - delta, now)
-            elif c.kind == "conc":
-                self.counters[c.key] = max(0, self.counters.get(c.key, 0) - 1)
-            else:
-                entry = self.budgets.get(c.key)
-                if entry is not None:
-                    entry[0] += c.amount + delta
-                    entry[1] -= c.amount
-
-    async def close(self) -> None:
-        return None
-
-
-# KEYS: one per check. ARGV: n, then per check kind, limit, amount, ttl, what.
-# Returns {0, failed index (1-based), retry_after_ms} or {1, level1, level2, ...}.
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local n = tonumber(ARGV[1])
-local levels = {}
-for i = 1, n do
-  local base = 1 + (i - 1) * 5
-  local kind, limit, amount, what = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), ARGV[base + 5]
-  if kind == 'bucket' then
-    local v = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
-    local tokens = tonumber(v[1]) or limit
-    local ts = tonumber(v[2]) or now
-    tokens = math.min(limit, tokens + (now - ts) * limit / 60.0)
-    local need = 0
-    if what == 'requests' then need = 1 end
-    if tokens < need or (what == 'tokens' and tokens <= 0) then
-      local deficit = (need > 0 and need or 1) - tokens
-      return {0, i, math.ceil(deficit * 60000 / limit)}
-    end
-    levels[i] = tokens
-  elseif kind == 'conc' then
-    local c = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if c >= limit then return {0, i, 1000} end
-    levels[i] = limit - c
-  else
-    local v = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
-    local spent = tonumber(v[1]) or 0
-    local reserved = tonumber(v[2]) or 0
-    if spent + reserved + amount > limit then return {0, i, -1} end
-    levels[i] = limit - spent - reserved
-  end
-end
-for i = 1, n do
-  local base = 1 + (i - 1) * 5
-  local kind, amount, ttl = ARGV[base + 1], tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
-  if kind == 'bucket' then
-    levels[i] = levels[i] - amount
-    redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i]), 'ts', tostring(now))
-    redis.call('EXPIRE', KEYS[i], ttl)
-  elseif kind == 'conc' then
-    redis.call('INCR', KEYS[i])
-    redis.call('EXPIRE', KEYS[i], ttl)
-  else
-    redis.call('HINCRBY', KEYS[i], 'reserved', amount)
-    redis.call('EXPIRE', KEYS[i], ttl)
-  end
-end
-local out = {1}
-for i = 1, n do out[i + 1] = tostring(levels[i]) end
-return out
-"""
-
-# KEYS: one per check. ARGV: n, then per check kind, limit, amount (reserved), correction.
-_SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local n = tonumber(ARGV[1])
-for i = 1, n do
-  local base = 1 + (i - 1) * 4
-  local kind, limit, amount, delta = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]),
-    tonumber(ARGV[base + 4])
-  if kind == 'bucket' then
-    if delta ~= 0 then
-      local v = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
-      local tokens = tonumber(v[1]) or limit
-      local ts = tonumber(v[2]) or now
-      tokens = math.min(limit, tokens + (now - ts) * limit / 60.0) - delta
-      redis.call('HSET', KEYS[i], 'tokens', tostring(tokens), 'ts', tostring(now))
-    end
-  elseif kind == 'conc' then
-    local c = redis.call('DECR', KEYS[i])
-    if c < 0 then redis.call('SET', KEYS[i], 0) end
-  else
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      redis.call('HINCRBY', KEYS[i], 'spent', amount + delta)
-      redis.call('HINCRBY', KEYS[i], 'reserved', -amount)
-    end
-  end
-end
-return 1
-"""
-
-
-class RedisBackend:
-    """Shared windows and reservations for several gateway processes."""
-
-    def __init__(self, url: str, load_spent: Any) -> None:
-        import redis.asyncio as aioredis
-
-        self.redis = aioredis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
-        self._admit = self.redis.register_script(_ADMIT)
-        self._settle = self.redis.register_script(_SETTLE)
-        self._load_spent = load_spent
-        self._initialised: set[str] = set()
-
-    async def admit(self, checks: list[Check]) -> tuple[Denial | None, list[float]]:
-        try:
-            for c in checks:
-                if c.kind == "budget" and c.key not in self._initialised:
-                    spent = await self._load_spent(c.rule.scope, c.rule.scope_id, c.period_start)
-                    await self.redis.hsetnx(c.key, "spent", spent)
-                    await self.redis.expire(c.key, c.ttl)
-                    self._initialised.add(c.key)
-            args: list[Any] = [len(checks)]
-            for c in checks:
-                args += [c.kind, c.limit, c.amount, c.ttl, c.what]
-            result = await self._admit(keys=[c.key for c in checks], args=args)
-        except Exception as exc:
-            raise LimitsUnavailable(str(exc)) from exc
-        if int(result[0]) == 0:
-            check = checks[int(result[1]) - 1]
-            retry_ms = int(result[2])
-            if retry_ms < 0:
-                assert check.reset_at is not None
-                return Denial(check, max(1.0, (check.reset_at - datetime.now(UTC)).total_seconds())), []
-            return Denial(check, retry_ms / 1000.0), []
-        return None, [float(x) for x in result[1:]]
-
-    async def settle(self, checks: list[Check], corrections: list[int]) -> None:
-        args: list[Any] = [len(checks)]
-        for c, delta in zip(checks, corrections, strict=True):
-            args += [c.kind, c.limit, c.amount, delta]
-        try:
-            await self._settle(keys=[c.key for c in checks], args=args)
-        except Exception:
-            log.warning("could not settle limits in Redis; windows expire on their own", exc_info=True)
-
-    async def close(self) -> None:
-        await self.redis.aclose()
-
-
 @dataclass(slots=True)
 class Estimate:
-    """What a request may cost at most, known before it is forwarded."""
+    """What a request will cost, known before it is forwarded (tollway/governance/estimate.py):
+    the expected input tokens (charged to tpm), the expected cost and the most it can cost."""
 
     input_tokens: int
     max_tokens: int
     reserve_micros: int
+    worst_micros: int = -1
+    size: int = 0
+    key_id: str = ""
+    model: str = ""
+    pricing: Pricing | None = None
+
+    def __post_init__(self) -> None:
+        if self.worst_micros < 0:
+            self.worst_micros = self.reserve_micros
 
 
 def _rfc3339(ts: float) -> str:
@@ -357,9 +201,11 @@ _PERIODS: dict[tuple[str, int], _Period] = {}
 class Limiter:
     """Builds the checks for a request, runs them on the backend, and renders the headers."""
 
-    def __init__(self, config: LimitsConfig, backend: Backend) -> None:
+    def __init__(self, config: LimitsConfig, backend: Backend, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.backend = backend
+        self.clock = clock
+        self.history = History()
         self._unlimited_defaults = frozenset(
             s for s in SCOPES if LimitRule.from_defaults(s, "", "", getattr(config.defaults, s)).empty)
         self._defaults: dict[tuple[str, str, str], LimitRule] = {}
@@ -382,8 +228,28 @@ class Limiter:
                 out.append(rule)
         return out
 
+    def estimate(self, route: Route, body: dict[str, Any], raw: bytes | None, key_id: str) -> Estimate:
+        """Expected and worst cost of a request, from the body's size (never a walk of it) and the
+        recent answers of this key and model; exact for routes served only by the mock."""
+        model = route.model
+        p = model.pricing
+        max_tokens = body.get("max_tokens")
+        max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+        size = body_size(body, raw)
+        expected_out = min(max_tokens, self.history.output(key_id, model.id, self.config.expected_output_tokens))
+        if all(d.provider == "mock" for d in route.deployments):
+            bound = expected_in = exact_input(body)  # the mock counts exactly as this does
+            expected = cost_of(p, expected_in, expected_out)
+        else:
+            bound = size + OVERHEAD_TOKENS
+            expected_in = min(bound, math.ceil(size * self.history.ratio(model.id, self.config.estimate_margin)))
+            expected = (self.history.input_micros(model.id, size, self.config.estimate_margin, p)
+                        + math.ceil(expected_out * p.output))
+        worst = cost_of(p, bound, max_tokens)
+        return Estimate(expected_in, max_tokens, min(worst, expected), worst, size, key_id, model.id, p)
+
     def checks(self, rules: list[LimitRule], est: Estimate, *, metered: bool) -> list[Check]:
-        now = time.time()
+        now = self.clock()
         out: list[Check] = []
         for r in rules:
             base = f"tw:{r.scope}:{r.scope_id}"
@@ -395,29 +261,42 @@ class Limiter:
                 out.append(Check("conc", base + ":conc", r.concurrent, 1, r, "concurrent", ttl=3600))
             if r.budget_micros is not None and metered:
                 p = _period(r.budget_period, now)
-                out.append(Check("budget", f"{base}:budget:{p.key}", r.budget_micros, est.reserve_micros, r,
+                amount = est.worst_micros if r.budget_mode == "strict" else est.reserve_micros
+                out.append(Check("budget", f"{base}:budget:{p.key}", r.budget_micros, amount, r,
                                  "budget", ttl=int(p.reset_ts - now) + 86400, reset_at=p.reset_at,
-                                 period_start=p.start))
+                                 period_start=p.start, worst=est.worst_micros))
         return out
 
-    async def admit(self, checks: list[Check]) -> tuple[Ticket, Denial | None]:
+    async def admit(self, checks: list[Check], estimate: Estimate | None = None) -> tuple[Ticket, Denial | None]:
+        """Reserve; a reservation whose answer never arrived (the backend stalled, or the caller
+        gave up meanwhile) is released in the background, whether or not it was made."""
         if not checks:
-            return Ticket(), None
+            return Ticket(estimate=estimate), None
+        rid = uuid.uuid4().hex
         try:
-            denial, levels = await self.backend.admit(checks)
+            denial, levels = await self.backend.admit(checks, rid)
         except LimitsUnavailable as exc:
+            self.backend.release_later(checks, rid)
             if self.config.on_backend_error == "fail_open":
                 log.warning("limits backend unavailable, allowing the request (fail_open): %s", exc)
-                return Ticket(), None
+                return Ticket(checks, rid=rid, outage=True, estimate=estimate), None
+            raise
+        except asyncio.CancelledError:
+            self.backend.release_later(checks, rid)
             raise
         if denial is not None:
-            return Ticket(), denial
-        return Ticket(checks, self._headers(checks, levels)), None
+            if denial.check.kind == "budget":
+                assert denial.check.reset_at is not None
+                denial.retry_after = max(1.0, denial.check.reset_at.timestamp() - self.clock())
+            return Ticket(estimate=estimate), denial
+        allowance = [int(level) for c, level in zip(checks, levels, strict=True) if c.kind == "budget"]
+        return Ticket(checks, self._headers(checks, levels), rid=rid, estimate=estimate,
+                      allowance=min(allowance) if allowance else None), None
 
     def _headers(self, checks: list[Check], levels: list[float]) -> dict[str, str]:
         """anthropic-ratelimit-* for the tightest request and token limits that apply."""
         headers: dict[str, str] = {}
-        now = time.time()
+        now = self.clock()
         for what in ("requests", "tokens"):
             best: tuple[float, Check, float] | None = None
             for c, level in zip(checks, levels, strict=True):
@@ -433,10 +312,25 @@ class Limiter:
             headers[f"anthropic-ratelimit-{what}-reset"] = _rfc3339(reset)
         return headers
 
-    async def settle(self, ticket: Ticket, tokens_used: int, cost_micros: int) -> None:
+    def tap(self, ticket: Ticket, max_tokens: Any, pricing: Pricing | None) -> StreamTap:
+        """The metering tap for a stream, with its cut-offs (max_tokens plus a margin always; the
+        budget left at admission when `stop_streams_at_budget` is on)."""
+        allowance = ticket.allowance if self.config.stop_streams_at_budget else None
+        limit = max_tokens if isinstance(max_tokens, int) else 0
+        return GuardedTap(limit, pricing, allowance)
+
+    async def settle(self, ticket: Ticket, tokens_used: int, cost_micros: int, usage: Usage | None = None,
+                     complete: bool = True) -> None:
+        """Settle the reservation to the real cost; with USAGE, learn from the answer."""
+        est = ticket.estimate
+        if usage is not None and est is not None and est.model and not ticket.settled:
+            self.history.learn(est.key_id, est.model, est.size, usage, complete, est.pricing)
         if ticket.settled or not ticket.checks:
             return
         ticket.settled = True
+        if ticket.outage:
+            self.backend.record_outage(ticket.checks, cost_micros)
+            return
         corrections = []
         for c in ticket.checks:
             if c.kind == "bucket" and c.what == "tokens":
@@ -445,22 +339,40 @@ class Limiter:
                 corrections.append(cost_micros - c.amount)
             else:
                 corrections.append(0)
-        await self.backend.settle(ticket.checks, corrections)
+        await self.backend.settle(ticket.checks, corrections, ticket.rid)
 
     async def close(self) -> None:
         await self.backend.close()
 
 
+def _usd(micros: int) -> str:
+    dollars = micros / 1_000_000
+    return f"${dollars:.2f}" if micros % 10_000 == 0 else f"${dollars:.4f}"
+
+
 def denial_message(d: Denial) -> str:
+    """The refusal, with the numbers a person needs to act on it."""
     r = d.check.rule
     who = f"{r.scope} {r.name}"
     if d.check.kind == "budget":
-        assert d.check.reset_at is not None
-        limit = r.budget_micros / 1_000_000 if r.budget_micros else 0
-        return (f"budget exhausted: the {r.budget_period}ly budget of ${limit:.2f} for {who} is spent or reserved; "
-                f"it resets at {d.check.reset_at.isoformat().replace('+00:00', 'Z')}")
+        c = d.check
+        assert c.reset_at is not None
+        left = max(0, c.limit - d.spent - d.reserved)
+        resets = c.reset_at.isoformat().replace("+00:00", "Z")
+        head = (f"budget exhausted: the {r.budget_period}ly budget of {_usd(c.limit)} for {who} "
+                f"({r.budget_mode} mode) has {_usd(left)} left ({_usd(d.spent)} spent, "
+                f"{_usd(d.reserved)} reserved by requests in flight); it resets at {resets}. ")
+        if d.spent >= c.limit:
+            return head + (f"It is spent. To go on, raise the budget (tollway limits set {r.scope} {r.scope_id} "
+                           "--budget USD) or wait for the reset.")
+        if r.budget_mode == "strict":
+            return head + (f"This request could cost up to {_usd(c.worst)} (all of max_tokens) and strict mode "
+                           "reserves that. To go on, lower max_tokens, raise the budget, or switch it to expected "
+                           "mode (--budget-mode expected), which reserves the expected cost.")
+        return head + (f"This request is expected to cost {_usd(c.amount)} (up to {_usd(c.worst)}). To go on, "
+                       "wait for requests in flight to finish, send a smaller request, raise the budget or wait "
+                       "for the reset.")
     if d.check.kind == "conc":
         return f"rate limit: {who} already has {d.check.limit} concurrent requests"
     unit = "requests" if d.check.what == "requests" else "tokens"
     return f"rate limit: {who} is limited to {d.check.limit} {unit} per minute"
-

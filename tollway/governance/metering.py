@@ -32,12 +32,6 @@ def cost_micros(p: Pricing, u: Usage) -> int:
     )
 
 
-def worst_case_micros(p: Pricing, input_tokens: int, max_tokens: int) -> int:
-    """The most a request can cost: every input token at the dearest input rate, full output."""
-    write, _ = cache_prices(p)
-    return round(input_tokens * max(p.input, write) + max_tokens * p.output)
-
-
 class Meter:
     """Turns finished calls into ledger records on a write-behind queue."""
 

@@ -23,12 +23,13 @@ class LimitRow:
     concurrent: int | None
     budget_micros: int | None
     budget_period: str | None
+    budget_mode: str = "expected"
 
 
 def limit_row(r: Any) -> LimitRow:
     m = r._mapping
     return LimitRow(m["scope"], m["scope_id"], m["rpm"], m["tpm"], m["concurrent"], m["budget_micros"],
-                    m["budget_period"])
+                    m["budget_period"], m["budget_mode"] or "expected")
 
 
 class LimitStore:
@@ -45,15 +46,17 @@ class LimitStore:
 
     async def set(self, scope: str, ref: str, *, rpm: int | None = None, tpm: int | None = None,
                   concurrent: int | None = None, budget_micros: int | None = None,
-                  budget_period: str | None = None) -> LimitRow:
-        """Replace the scope's limits (None = unlimited for that kind)."""
+                  budget_period: str | None = None, budget_mode: str | None = None) -> LimitRow:
+        """Replace the scope's limits (None = unlimited for that kind; the budget mode defaults to
+        expected)."""
         async with self.db.engine.begin() as conn:
             scope_id = await self._resolve(conn, scope, ref)
             await conn.execute(delete(limits).where(limits.c.scope == scope, limits.c.scope_id == scope_id))
-            row = LimitRow(scope, scope_id, rpm, tpm, concurrent, budget_micros, budget_period or "month")
+            row = LimitRow(scope, scope_id, rpm, tpm, concurrent, budget_micros, budget_period or "month",
+                           budget_mode or "expected")
             await conn.execute(limits.insert().values(
                 scope=scope, scope_id=scope_id, rpm=rpm, tpm=tpm, concurrent=concurrent,
-                budget_micros=budget_micros, budget_period=row.budget_period))
+                budget_micros=budget_micros, budget_period=row.budget_period, budget_mode=row.budget_mode))
             await self.db.bump_state(conn)
         return row
 

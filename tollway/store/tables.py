@@ -144,6 +144,8 @@ limits = Table(
     Column("concurrent", Integer, nullable=True),
     Column("budget_micros", BigInteger, nullable=True),
     Column("budget_period", String(8), nullable=True),
+    # expected (NULL) or strict: what a budget reserves before forwarding (docs/budgets.md).
+    Column("budget_mode", String(8), nullable=True),
 )
 
 # The audit log: one hash chain per writer (a gateway process or a CLI invocation). `body` is
