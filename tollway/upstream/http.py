@@ -35,15 +35,25 @@ def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:
 async def post(session: aiohttp.ClientSession, url: str | URL, data: bytes, headers: Mapping[str, str],
                first_byte_timeout: float) -> aiohttp.ClientResponse:
     """POST and wait for the response headers, within the first-byte limit. A URL parsed once
-    (a `yarl.URL`) spares aiohttp parsing the string again on every request."""
+    (a `yarl.URL`) spares aiohttp parsing the string again on every request.
+
+    Redirects are never followed (aiohttp follows them by default): a 3xx would have the
+    gateway re-send the prompt, with the provider's key in its headers, to wherever the
+    `Location` points — a server the operator never configured. A provider API does not
+    redirect its POST endpoints, so a 3xx is an upstream error (502), like a broken answer."""
     try:
         async with asyncio.timeout(first_byte_timeout):
-            return await session.post(url, data=data, headers=headers)
+            resp = await session.post(url, data=data, headers=headers, allow_redirects=False)
     except TimeoutError:
         raise UpstreamFailure(504, "timeout_error", "the upstream did not answer in time") from None
     except aiohttp.ClientError as exc:
         raise UpstreamFailure(502, "api_error", f"the upstream could not be reached ({type(exc).__name__})") \
             from None
+    if 300 <= resp.status < 400:
+        resp.close()  # never read, never reused: the connection is dropped
+        raise UpstreamFailure(502, "api_error", f"the upstream answered with a redirect ({resp.status}); "
+                                                "Tollway does not follow redirects from upstreams")
+    return resp
 
 
 async def read_body(resp: aiohttp.ClientResponse) -> bytes:
