@@ -36,6 +36,7 @@ class HostileUpstream(LoopbackServer):
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def base_url(self) -> str:
@@ -56,10 +57,13 @@ class HostileUpstream(LoopbackServer):
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
-            if hasattr(self._server, "close_clients"):
-                self._server.close_clients()
+        for task in list(self._tasks):
+            task.cancel()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -78,6 +82,7 @@ class HostileUpstream(LoopbackServer):
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self._tasks.discard(task)
             writer.close()
 
 

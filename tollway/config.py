@@ -57,6 +57,12 @@ class UpstreamConfig(_Strict):
     first_byte_timeout: float = Field(120.0, gt=0, description="seconds until the upstream's response headers")
     read_timeout: float = Field(600.0, gt=0, description="seconds of silence allowed between body chunks")
     max_connections: int = Field(512, ge=1)
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="largest non-streaming answer read (after decompression); "
+        "a larger one is a 502")
+    max_event_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="longest stream event or line; a stream "
+        "whose event grows past it ends with an error event")
     chunk_delay_ms: float = Field(0.0, ge=0, description="mock only: pause between streamed events")
     organization: str | None = Field(None, description="openai only: sent as OpenAI-Organization")
     api_version: str | None = Field(None, description="openai only: Azure OpenAI api-version (with deployment)")
