@@ -219,6 +219,13 @@ class ServerConfig(_Strict):
     workers: int = Field(1, ge=1, le=64, description="gateway processes sharing the port")
     access_log: bool = Field(False, description="one JSON log line per data-plane request (costs ~15 µs each)")
     shutdown_grace: float = Field(30.0, ge=0, description="seconds in-flight requests and streams get on SIGTERM")
+    header_timeout: float = Field(10.0, gt=0, description="seconds a connection has to send complete request "
+                                  "headers (from opening, or from its next request's first byte); then 408")
+    keep_alive_timeout: float = Field(5.0, gt=0, description="seconds an idle kept-alive connection stays open")
+    max_connections: int = Field(4096, ge=1, description="open client connections per process (never more than "
+                                 "half the file limit); one more gets a 503")
+    first_key_file: str = Field("./tollway-first-key", description="where `tollway serve` writes the key it "
+                                "creates on an empty store when not attached to a terminal (mode 0600)")
 
 
 class ResponsesGroupConfig(_Strict):
