@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -91,7 +95,9 @@ def test_the_secret_is_stored_only_as_a_hash(tmp_path: Path) -> None:
     assert created["key"][3:].encode() not in raw
 
 
-def test_serve_first_start_prints_a_working_key_once(tmp_path: Path) -> None:
+def test_serve_first_start_writes_a_working_key_to_a_private_file(tmp_path: Path) -> None:
+    """Not attached to a terminal (as under systemd or Docker): the key goes to a 0600 file and
+    only its location is printed, so it never lands in a log."""
     port = free_port()
     proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -109,7 +115,12 @@ def test_serve_first_start_prints_a_working_key_once(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
-    secret = next(word for word in out.split() if word.startswith("tw-"))
+    key_file = tmp_path / "tollway-first-key"
+    assert "tw-" not in out and str(key_file) in out
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    secret = key_file.read_text().strip()
+    assert secret.startswith("tw-")
+    key_file.unlink()
     # The printed key worked while the gateway ran: check against a second start, which must
     # not print another key.
     proc2 = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
@@ -127,4 +138,32 @@ def test_serve_first_start_prints_a_working_key_once(tmp_path: Path) -> None:
     finally:
         proc2.terminate()
         out2, _ = proc2.communicate(timeout=15)
-    assert "tw-" not in out2
+    assert "tw-" not in out2 and not key_file.exists()
+
+
+def test_serve_first_start_on_a_terminal_prints_the_key(tmp_path: Path) -> None:
+    """`make run` in a terminal: the key is printed there, once, and no file is written."""
+    port = free_port()
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=follower,
+                            stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    shown = b""
+    try:
+        deadline = time.monotonic() + 20
+        while b"listening" not in shown and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    shown += os.read(leader, 4096)
+                except OSError:
+                    break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", shown.decode(errors="replace"))  # rich's colours
+    assert "First start: created API key 'default'" in text and "listening" in text
+    secret = next(word for word in text.split() if word.startswith("tw-"))
+    assert len(secret) >= 40
+    assert not (tmp_path / "tollway-first-key").exists()

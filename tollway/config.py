@@ -57,6 +57,12 @@ class UpstreamConfig(_Strict):
     first_byte_timeout: float = Field(120.0, gt=0, description="seconds until the upstream's response headers")
     read_timeout: float = Field(600.0, gt=0, description="seconds of silence allowed between body chunks")
     max_connections: int = Field(512, ge=1)
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="largest non-streaming answer read (after decompression); "
+        "a larger one is a 502")
+    max_event_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="longest stream event or line; a stream "
+        "whose event grows past it ends with an error event")
     chunk_delay_ms: float = Field(0.0, ge=0, description="mock only: pause between streamed events")
     organization: str | None = Field(None, description="openai only: sent as OpenAI-Organization")
     api_version: str | None = Field(None, description="openai only: Azure OpenAI api-version (with deployment)")
@@ -236,6 +242,13 @@ class ServerConfig(_Strict):
     workers: int = Field(1, ge=1, le=64, description="gateway processes sharing the port")
     access_log: bool = Field(False, description="one JSON log line per data-plane request (costs ~15 µs each)")
     shutdown_grace: float = Field(30.0, ge=0, description="seconds in-flight requests and streams get on SIGTERM")
+    header_timeout: float = Field(10.0, gt=0, description="seconds a connection has to send complete request "
+                                  "headers (from opening, or from its next request's first byte); then 408")
+    keep_alive_timeout: float = Field(5.0, gt=0, description="seconds an idle kept-alive connection stays open")
+    max_connections: int = Field(4096, ge=1, description="open client connections per process (never more than "
+                                 "half the file limit); one more gets a 503")
+    first_key_file: str = Field("./tollway-first-key", description="where `tollway serve` writes the key it "
+                                "creates on an empty store when not attached to a terminal (mode 0600)")
 
 
 class ResponsesGroupConfig(_Strict):

@@ -26,6 +26,8 @@ def serve(
     import uvicorn
 
     from tollway.app import create_app
+    from tollway.first_key import hand_over
+    from tollway.serving import http_protocol, raise_file_limit
 
     settings = read_settings(config)
     n_workers = workers or settings.server.workers
@@ -42,17 +44,18 @@ def serve(
         return secret
 
     secret = with_store(settings, first_key)
-    if secret:
-        console.print("[bold]First start: created API key 'default'. It is shown once; keep it:[/bold]")
-        console.print(f"  {secret}", highlight=False, soft_wrap=True)
+    if secret:  # on the terminal, or in a 0600 file when not attached to one (tollway/first_key.py)
+        hand_over(secret, Path(settings.server.first_key_file), console)
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     configure_logging()
+    raise_file_limit()
     console.print(f"Tollway listening on http://{bind_host}:{bind_port} ({n_workers} worker(s))", highlight=False)
     options: dict[str, Any] = {"host": bind_host, "port": bind_port, "loop": "uvloop",
                                # uvicorn's httptools protocol, each answer's head and body in one
-                               # write (tollway/serving.py). A string: worker processes import it.
-                               "http": "tollway.serving:HttpProtocol",
+                               # write, with the header timeout and connection cap (tollway/serving.py).
+                               "http": http_protocol(settings.server.header_timeout, settings.server.max_connections),
+                               "timeout_keep_alive": settings.server.keep_alive_timeout,
                                "access_log": False, "log_level": "warning", "lifespan": "on", "log_config": None,
                                "timeout_graceful_shutdown": settings.server.shutdown_grace,
                                # No `server: uvicorn` on every response: it names the software to an

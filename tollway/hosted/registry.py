@@ -37,7 +37,9 @@ class Registry:
         if self.cfg.web_fetch.allow_hosts:
             from tollway.hosted.web_fetch import WebFetch
 
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+            # No cookie jar: one fetch's cookies must never ride along to another (web_fetch.py doc).
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
+                                               cookie_jar=aiohttp.DummyCookieJar())
             self._add(WebFetch(self.cfg.web_fetch, self._http).tool())
         if not self.cfg.mcp_servers:
             self._announce()

@@ -1,9 +1,16 @@
 """`tollway_web_fetch`: GET a page from an allow-listed host and return its text.
 
 Only `http`/`https` URLs whose host matches `hosted_tools.web_fetch.allow_hosts` are fetched;
-anything else is a tool error and no connection is made. Redirects are followed by hand (up to
-5), each hop checked against the allow-list again. The body is read up to `max_bytes` and
+anything else is a tool error and no connection is made. The body is read up to `max_bytes` and
 decoded (the response's charset, else UTF-8 with replacement).
+
+Redirect policy (issue 17 item 8). Unlike a provider call, a page fetch may legitimately be
+redirected (http -> https, a moved page), so redirects are followed, but by hand (up to 5), each
+hop checked against the allow-list again, and never with a credential: this tool sends none of
+its own (no API key, no Authorization header), a URL carrying a user name or password is
+refused (aiohttp would turn it into Basic auth and re-send it on every hop), and the session
+keeps no cookies (the registry gives it a `DummyCookieJar`), so nothing one answer set can ride
+along to the next hop or to another caller's fetch.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class WebFetch:
             return f"not a valid URL: {url[:200]}"
         if parts.scheme not in ("http", "https") or not host:
             return f"only http and https URLs can be fetched, not {url[:200]}"
+        if parts.username is not None or parts.password is not None:
+            return "URLs with a user name or password are not fetched (no credential leaves the gateway)"
         if not matches(self.hosts, host):
             return f"the host {host} is not on this gateway's web_fetch allow-list"
         return None

@@ -9,7 +9,7 @@ from yarl import URL
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamReply, UpstreamRequest
-from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, read_chunk, relayed
+from tollway.upstream.http import TRACE_HEADERS, EventBound, new_session, post, read_body, read_chunk, relayed
 
 # Client headers an Anthropic upstream needs to see as they came (DECISIONS.md 3), and the trace context.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id", *TRACE_HEADERS)
@@ -58,13 +58,14 @@ class AnthropicUpstream:
         content_type = resp.headers.get("content-type", "application/json")
         if req.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
             content = resp.content
+            bound = EventBound(self.cfg.max_event_bytes)
 
             async def read() -> bytes:
-                return await read_chunk(content)
+                return bound.check(await read_chunk(content))
 
             return UpstreamReply(
                 resp.status, content_type, headers=headers, read=read, close=resp.close, streaming=True,
                 request_id=upstream_id,
             )
-        body = await read_body(resp)
+        body = await read_body(resp, self.cfg.max_response_bytes)
         return UpstreamReply(resp.status, content_type, body=body, headers=headers, request_id=upstream_id)

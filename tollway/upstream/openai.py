@@ -50,12 +50,12 @@ from yarl import URL
 
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
-from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, read_chunk, relayed
+from tollway.upstream.http import TRACE_HEADERS, event_too_long, new_session, post, read_body, read_chunk, relayed
 from tollway.wire.anthropic_to_openai import ToolNames, messages_request_to_chat, restore_tool_id
 from tollway.wire.errors import anthropic_type_for
 from tollway.wire.openai_to_anthropic import ChatStreamToMessages, chat_response_to_message
 from tollway.wire.sse import frame
-from tollway.wire.sse_decode import SSEDecoder
+from tollway.wire.sse_decode import SSEDecoder, SSETooLong
 from tollway.wire.tokens import count_input_tokens
 from tollway.wire.tokens_openai import count_chat_tokens, encoding_for_model
 
@@ -209,20 +209,23 @@ class _Stream:
     __slots__ = ("_content", "_convert", "_decoder", "_eof", "_finished", "_resp")
     DRAIN_SECONDS = 2.0
 
-    def __init__(self, resp: aiohttp.ClientResponse, convert: ChatStreamToMessages) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, convert: ChatStreamToMessages, max_event_bytes: int) -> None:
         self._resp = resp
         self._content = resp.content
         self._convert = convert
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
         self._finished = False  # the Anthropic message is complete: nothing more to send
         self._eof = False
 
     def _events(self, data: bytes, end: bool) -> list[dict[str, Any]]:
         convert = self._convert
         out: list[dict[str, Any]] = []
-        events = self._decoder.feed(data) if data else []
-        if end:
-            events += self._decoder.finish()
+        try:
+            events = self._decoder.feed(data) if data else []
+            if end:
+                events += self._decoder.finish()
+        except SSETooLong:
+            raise event_too_long(self._decoder.max_event_bytes) from None
         for event in events:
             if event.is_done:
                 out += convert.finish()
@@ -327,10 +330,10 @@ class OpenAIUpstream:
         content_type = resp.headers.get("content-type", "")
         if req.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
             convert = ChatStreamToMessages(model, names, input_tokens=count_input_tokens(req.body))
-            stream = _Stream(resp, convert)
+            stream = _Stream(resp, convert, self.cfg.max_event_bytes)
             return UpstreamReply(200, SSE, headers=relayed_headers, read=stream.read, close=stream.close,
                                  streaming=True, request_id=upstream_id)
-        body = await read_body(resp)
+        body = await read_body(resp, self.cfg.max_response_bytes)
         if resp.status >= 400:
             reply = error_reply(resp.status, body, relayed_headers, upstream_id)
             reply.request_id = upstream_id

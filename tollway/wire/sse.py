@@ -39,16 +39,26 @@ class Usage:
 
 
 class StreamTap:
-    """Watches Anthropic SSE bytes and keeps usage, stop reason and whether the stream ended well."""
+    """Watches Anthropic SSE bytes and keeps usage, stop reason and whether the stream ended well.
 
-    __slots__ = ("_tail", "capture", "capture_limit", "delta_bytes", "error", "model", "saw_delta", "saw_stop",
-                 "stop_reason", "usage")
+    Linear in the bytes fed, however they are split (issue 17 item 9): an unfinished event is
+    kept as a list of pieces and joined only once its blank line arrives, and each chunk is
+    searched for a boundary on its own (plus the one byte before it, for a `\\n\\n` split across
+    two chunks), never the whole held tail again. An event held past `MAX_HELD` bytes is
+    dropped unread (the tap only needs the small usage events; the upstream adapter ends such
+    a stream well before, at `upstream.max_event_bytes`)."""
+
+    __slots__ = ("_held", "_skipping", "_tail", "capture", "capture_limit", "delta_bytes", "error", "model",
+                 "saw_delta", "saw_stop", "stop_reason", "usage")
 
     # Bytes of framing around a text delta's payload; what is left is roughly the text.
     _DELTA_OVERHEAD = 100
+    MAX_HELD = 64 * 1024 * 1024
 
     def __init__(self) -> None:
-        self._tail = b""
+        self._tail: list[bytes] = []
+        self._held = 0
+        self._skipping = False  # the held event outgrew MAX_HELD: drop bytes up to its end
         self.delta_bytes = 0
         self.saw_delta = False
         # Set to a bytearray to keep a copy of the stream (payload capture), up to capture_limit.
@@ -63,19 +73,38 @@ class StreamTap:
     @property
     def at_boundary(self) -> bool:
         """True between events, where a ping or an error frame can be inserted safely."""
-        return not self._tail
+        return not self._tail and not self._skipping
 
     def feed(self, chunk: bytes) -> None:
         if self.capture is not None and len(self.capture) < self.capture_limit:
             self.capture += chunk[: self.capture_limit - len(self.capture)]
-        data = self._tail + chunk if self._tail else chunk
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._tail = data
+        if not chunk:
             return
-        self._tail = data[end + 2 :]
+        end = chunk.rfind(b"\n\n")
+        if end < 0 and chunk[0] == 0x0A and self._tail and self._tail[-1].endswith(b"\n"):
+            end = -1  # the blank line straddles the two chunks: "\n" | "\n..."
+            found = True
+        else:
+            found = end >= 0
+        if not found:
+            self._hold(chunk)
+            return
+        head = chunk[: end] if end >= 0 else b""
+        rest = chunk[end + 2 :] if end >= 0 else chunk[1:]
+        if end < 0:  # the held tail ends with the event's last line; drop its trailing "\n"
+            self._tail[-1] = self._tail[-1][:-1]
+        data = b"".join((*self._tail, head)) if self._tail else head
+        skipping = self._skipping
+        self._tail, self._held, self._skipping = [], 0, False
+        if skipping:  # the first event here is the oversized one: not read
+            cut = data.find(b"\n\n")
+            data = data[cut + 2 :] if cut >= 0 else b""
+        if rest:
+            self._hold(rest)
+        if not data:
+            return
         # Only the few events that carry usage are parsed; deltas are measured, not parsed.
-        for raw in data[:end].split(b"\n\n"):
+        for raw in data.split(b"\n\n"):
             if raw.startswith(b"event: content_block_delta"):
                 self.delta_bytes += max(0, len(raw) - self._DELTA_OVERHEAD)
             elif raw.startswith(b"event: message_start") or raw.startswith(b"event: message_delta"):
@@ -84,6 +113,14 @@ class StreamTap:
                 self.saw_stop = True
             elif raw.startswith(b"event: error"):
                 self._read(raw)
+
+    def _hold(self, piece: bytes) -> None:
+        if self._skipping:
+            return
+        self._tail.append(piece)
+        self._held += len(piece)
+        if self._held > self.MAX_HELD:
+            self._tail, self._held, self._skipping = [], 0, True
 
     def _read(self, raw: bytes) -> None:
         pos = raw.find(b"\ndata:")

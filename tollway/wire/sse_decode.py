@@ -16,6 +16,11 @@ SDKs would read:
 * a UTF-8 byte-order mark at the very start of the stream is skipped.
 
 Lines are decoded only once complete, so a UTF-8 character split across chunks is never cut.
+
+Bounded (issue 17 item 9): a line, or the data of one event, longer than `max_event_bytes`
+raises `SSETooLong` instead of being held: a server that never ends its line or its event
+would otherwise have the decoder keep everything it sends. The check costs a length sum per
+chunk, so a long line in many small pieces stays linear.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ from dataclasses import dataclass
 
 DONE = "[DONE]"
 _BOM = b"\xef\xbb\xbf"
+# The ceiling `upstream.max_event_bytes` may be raised to, and the bound of decoders that read
+# the gateway's own (already bounded) canonical stream.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
+
+
+class SSETooLong(ValueError):
+    """A line or an event's data outgrew the decoder's `max_event_bytes`."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,13 +61,17 @@ class SSEDecoder:
     One decoder per stream. Not thread-safe (one stream is read by one task).
     """
 
-    __slots__ = ("_data", "_event", "_last_id", "_pending", "_started")
+    __slots__ = ("_data", "_data_len", "_event", "_last_id", "_pending", "_pending_len", "_started",
+                 "max_event_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
         # Bytes of an unfinished line, kept as pieces and joined only once a line ending
         # arrives, so a long line delivered in many small chunks costs linear time.
         self._pending: list[bytes] = []
+        self._pending_len = 0
         self._data: list[str] = []
+        self._data_len = 0
         self._event: str | None = None
         self._last_id: str | None = None
         self._started = False
@@ -63,6 +79,7 @@ class SSEDecoder:
     def _take(self, chunk: bytes) -> bytes:
         buf = b"".join((*self._pending, chunk)) if self._pending else chunk
         self._pending = []
+        self._pending_len = 0
         if not self._started and buf:
             self._started = True
             if buf.startswith(_BOM):
@@ -74,6 +91,9 @@ class SSEDecoder:
         if b"\n" not in chunk and b"\r" not in chunk:
             if chunk:
                 self._pending.append(chunk)  # no line ends here: nothing to decode yet
+                self._pending_len += len(chunk)
+                if self._pending_len > self.max_event_bytes:
+                    raise SSETooLong(f"a line longer than {self.max_event_bytes} bytes")
             return []
         buf = self._take(chunk)
         # A trailing \r may be the first half of \r\n: keep it for the next chunk.
@@ -86,8 +106,12 @@ class SSEDecoder:
         tail = buf[end + 1 :]
         if tail:
             self._pending.append(tail)
+            self._pending_len = len(tail)
+            if self._pending_len > self.max_event_bytes:
+                raise SSETooLong(f"a line longer than {self.max_event_bytes} bytes")
         if hold:
             self._pending.append(b"\r")
+            self._pending_len += 1
         events: list[SSEEvent] = []
         if end >= 0:
             for raw in buf[:end].split(b"\n"):
@@ -110,10 +134,13 @@ class SSEDecoder:
         return events
 
     def _line(self, raw: bytes, out: list[SSEEvent]) -> None:
+        if len(raw) > self.max_event_bytes:
+            raise SSETooLong(f"a line longer than {self.max_event_bytes} bytes")
         if not raw:
             if self._data:
                 out.append(SSEEvent(self._event, "\n".join(self._data), self._last_id))
             self._data = []
+            self._data_len = 0
             self._event = None
             return
         if raw[0] == 0x3A:  # ":" — a comment / keep-alive
@@ -124,6 +151,9 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_len += len(raw)
+            if self._data_len > self.max_event_bytes:
+                raise SSETooLong(f"an event longer than {self.max_event_bytes} bytes")
         elif name == "event":
             self._event = value
         elif name == "id" and "\0" not in value:
