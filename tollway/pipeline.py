@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.config import ModelConfig
+from tollway.config import ModelConfig, Pricing
 from tollway.governance.access import Catalogue
 from tollway.governance.audit import AuditLog
 from tollway.governance.dlp import DlpEngine, DlpError
@@ -119,6 +119,16 @@ def _status_type(exc: BaseException) -> tuple[int, str]:
 
 
 RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504, 529))
+
+
+def _pricing(call: Call) -> Pricing:
+    """The prices of what answered: the deployment's own `pricing` when it has one (one model may be
+    served by clouds that charge differently), else the catalogue model's."""
+    assert call.route is not None
+    for d in call.route.deployments:
+        if d.name == call.deployment and d.config.pricing is not None:
+            return d.config.pricing
+    return call.route.model.pricing
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -422,7 +432,7 @@ class Pipeline:
             return
         call.finished = True
         model = call.route.model if call.route else None
-        cost = cost_micros(model.pricing, usage) if model else 0
+        cost = cost_micros(_pricing(call), usage) if model else 0
         p = call.principal
         requested = call.requested_model or (str(call.body.get("model")) if "model" in call.body else None)
         if p is not None and self.meter.enabled and call.route_name in METERED_ROUTES:
