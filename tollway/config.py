@@ -80,11 +80,11 @@ class UpstreamConfig(_Strict):
     aws_profile: str | None = Field(None, description="bedrock only: a profile of the shared AWS config files")
     credentials_file: str | None = Field(None, description="vertex only: a service-account (or external-account) "
                                          "JSON file; default: application default credentials")
-    token_command: list[str] | None = Field(None, min_length=1, description="foundry only: argv that prints a "
+    token_command: tuple[str, ...] | None = Field(None, min_length=1, description="foundry only: argv that prints a "
                                             "Microsoft Entra ID access token (e.g. `az account get-access-token "
                                             "--resource https://ai.azure.com --query accessToken -o tsv`)")
     token_ttl: float = Field(1800.0, gt=0, description="foundry only: seconds a token_command token is reused")
-    extra_betas: list[str] = Field(default_factory=list, description="bedrock, vertex, foundry: anthropic-beta "
+    extra_betas: tuple[str, ...] = Field((), description="bedrock, vertex, foundry: anthropic-beta "
                                    "values to forward beyond the compatibility table (tollway/upstream/compat.py)")
     pricing: Pricing | None = Field(None, description="this deployment's prices; default: the model's pricing")
 

@@ -44,7 +44,7 @@ COMMAND_TIMEOUT_S = 30.0
 class CommandToken:
     """A bearer token printed by an operator's command, reused for its ttl (module doc)."""
 
-    def __init__(self, argv: list[str], ttl: float, label: str) -> None:
+    def __init__(self, argv: tuple[str, ...], ttl: float, label: str) -> None:
         self._argv = argv
         self._ttl = ttl
         self._label = label
