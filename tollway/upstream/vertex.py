@@ -40,7 +40,7 @@ from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, r
 
 VERSION = "vertex-2023-10-16"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-REQUEST_IDS = ("request-id", "x-request-id")
+REQUEST_IDS = ("x-request-id", "request-id")
 
 
 def default_base_url(region: str) -> str:
