@@ -16,12 +16,11 @@ that just stops.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import Any
 
 import orjson
-from botocore.eventstream import EventStreamBuffer, ParserError
+from botocore.eventstream import EventStreamBuffer, EventStreamHeaderParser, ParserError
 
 # The exception frames of Bedrock's ResponseStream, and the Anthropic error type each becomes.
 EXCEPTION_TYPES: dict[str, str] = {
@@ -56,6 +55,31 @@ def _event_type(data: bytes) -> bytes | None:
     return kind.encode() if isinstance(kind, str) else None
 
 
+class _RememberedHeaders:
+    """botocore's header parser, its answers remembered by the header bytes. Every `chunk` frame
+    of a Bedrock stream carries the same three headers, and parsing them (pure Python, value by
+    value) is most of what decoding a frame costs; a stream has a handful of distinct header
+    blocks, so the memo stays tiny. The parsed dicts are shared: they are only read."""
+
+    __slots__ = ("_memo", "_parser")
+    LIMIT = 32
+
+    def __init__(self) -> None:
+        self._parser = EventStreamHeaderParser()
+        self._memo: dict[bytes, dict[str, Any]] = {}
+
+    def parse(self, data: bytes) -> dict[str, Any]:
+        found = self._memo.get(data)
+        if found is None:
+            found = self._parser.parse(data)
+            if len(self._memo) < self.LIMIT:
+                self._memo[bytes(data)] = found
+        return found
+
+
+_HEADERS = _RememberedHeaders()  # shared by every stream: the same few header blocks everywhere
+
+
 class BedrockStreamDecoder:
     """Feed it the response body as it arrives; it returns the Anthropic SSE bytes ready so far."""
 
@@ -63,6 +87,7 @@ class BedrockStreamDecoder:
 
     def __init__(self) -> None:
         self._buffer = EventStreamBuffer()
+        self._buffer._header_parser = _HEADERS
         self.done = False  # message_stop or an error went out: anything after is ignored
         self.saw_stop = False
         self.events = 0
@@ -103,7 +128,7 @@ class BedrockStreamDecoder:
         if headers.get(":event-type") != "chunk":
             return b""  # initial-response and other non-chunk events carry nothing for the client
         try:
-            data = base64.b64decode(orjson.loads(payload)["bytes"])
+            data = binascii.a2b_base64(orjson.loads(payload)["bytes"])
         except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
             self.done = True
             return error_event("api_error", "Bedrock sent a stream chunk without an event in it")
