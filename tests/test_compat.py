@@ -126,3 +126,13 @@ def test_one_m_suffix_becomes_the_context_beta(provider: str) -> None:
 
 def test_unchanged_body_is_the_same_object() -> None:
     assert adapt("bedrock", BODY, "interleaved-thinking-2025-05-14").body is BODY
+
+
+def test_drops_are_exported_as_a_prometheus_counter() -> None:
+    from tollway.observability import Metrics
+
+    adapt("vertex", BODY, "made-up-metric-2099-01-01")
+    text = Metrics().render().decode()
+    series = 'tollway_compat_dropped_total{provider="vertex",what="beta"}'
+    line = next(x for x in text.splitlines() if x.startswith(series))
+    assert float(line.rsplit(" ", 1)[1]) == dropped_counts()[("vertex", "beta")] >= 1
