@@ -20,7 +20,8 @@ Decisions, each with its reason:
   the signer uses them without a thread hop. A failed resolution is remembered for a few
   seconds (cloud.FailureMemo), so a broken credential source is not asked again per request.
 * **Region**: `region`, else the endpoint host (`bedrock-runtime.<region>.amazonaws.com`, VPC
-  endpoints too), else AWS_REGION / the profile's region.
+  endpoints too), else AWS_REGION / AWS_DEFAULT_REGION (config.py refuses a bedrock upstream
+  with none of them at start).
 * **count_tokens**: Bedrock's CountTokens (`/model/{id}/count-tokens`, the InvokeModel body
   base64-encoded) where the model has it; when Bedrock answers that the model cannot count
   (400/404), the documented local count (wire.tokens) from then on for that model — never a fake 0.
@@ -123,7 +124,9 @@ class BedrockUpstream:
 
     def __init__(self, cfg: UpstreamConfig) -> None:
         self.cfg = cfg
-        self.region = cfg.aws_region or Session(profile=cfg.aws_profile).get_config_variable("region") or "us-east-1"
+        region = cfg.aws_region
+        assert region, "UpstreamConfig refuses a bedrock upstream without a region"
+        self.region = region
         self.base_url = (cfg.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com").rstrip("/")
         self.label = f"bedrock ({self.region})"
         self._bearer = cfg.api_key
