@@ -38,6 +38,9 @@ class Metrics:
                              ["deployment"], registry=r)
         self.dlp = Counter("tollway_dlp_findings", "DLP findings", ["kind", "action"], registry=r)
         self.queue = Gauge("tollway_queue_depth", "Records waiting in a write-behind queue", ["writer"], registry=r)
+        from tollway.upstream.compat import CompatCollector  # cloud compatibility drops (pure module)
+
+        r.register(CompatCollector())
 
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 

@@ -26,7 +26,7 @@ import orjson
 
 from tollway.answer import Answer
 from tollway.call import Call
-from tollway.config import ModelConfig
+from tollway.config import ModelConfig, Pricing
 from tollway.governance.access import Catalogue, matches
 from tollway.governance.audit import AuditLog
 from tollway.governance.dlp import DlpEngine, DlpError
@@ -78,6 +78,16 @@ def counts_as_failure(status: int, retry_after: float | None) -> bool:
     if status in (408, 429):
         return False
     return not (status in (503, 529) and retry_after is not None)
+
+
+def _pricing(call: Call) -> Pricing:
+    """The prices of what answered: the deployment's own `pricing` when it has one (one model may be
+    served by clouds that charge differently), else the catalogue model's."""
+    assert call.route is not None
+    for d in call.route.deployments:
+        if d.name == call.deployment and d.config.pricing is not None:
+            return d.config.pricing
+    return call.route.model.pricing
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -412,7 +422,7 @@ class Pipeline:
         model = call.route.model if call.route else None
         if clamp_output(usage, call.body.get("max_tokens"), call.request_id, call.upstream_model):
             error_type = error_type or "usage_clamped"
-        cost = cost_micros(model.pricing, usage) if model else 0
+        cost = cost_micros(_pricing(call), usage) if model else 0
         p = call.principal
         requested = call.requested_model or (str(call.body.get("model")) if "model" in call.body else None)
         if p is not None and self.meter.enabled and call.route_name in METERED_ROUTES:

@@ -63,6 +63,19 @@ def _make(cfg: UpstreamConfig) -> Upstream:
         from tollway.upstream.openai import OpenAIUpstream  # only gateways that serve one pay its imports
 
         return OpenAIUpstream(cfg)
+    # The clouds import botocore / google-auth: only gateways that serve one pay for them.
+    if cfg.provider == "bedrock":
+        from tollway.upstream.bedrock import BedrockUpstream
+
+        return BedrockUpstream(cfg)
+    if cfg.provider == "vertex":
+        from tollway.upstream.vertex import VertexUpstream
+
+        return VertexUpstream(cfg)
+    if cfg.provider == "foundry":
+        from tollway.upstream.foundry import FoundryUpstream
+
+        return FoundryUpstream(cfg)
     return MockUpstream(cfg)
 
 

@@ -1,0 +1,214 @@
+"""The pure pieces of the cloud ingress (issue 13, items 6-7): Tollway answering Claude Code and
+the SDKs' `AnthropicBedrock` / `AnthropicVertex` clients in the clouds' own wire formats. No I/O;
+the request runner and surfaces that use them are built elsewhere.
+
+* **Paths**: `/model/{model}/invoke`, `/model/{model}/invoke-with-response-stream` and
+  `/model/{model}/count-tokens` (Bedrock; the model id URL-encoded, so ARNs arrive with `%2F`),
+  and `/v1/projects/{p}/locations/{r}/publishers/anthropic/models/{m}:rawPredict`,
+  `:streamRawPredict`, `…/models/count-tokens:rawPredict` (Vertex; the SDK encodes `;` as `%3B`).
+* **Bodies**: a cloud body back to the canonical Messages request — `model` from the path,
+  `stream` from the action (Bedrock) or the body (Vertex), `anthropic_version` removed (the
+  gateway speaks to its upstreams with their own), Bedrock's `anthropic_beta` list back into an
+  `anthropic-beta` header value.
+* **Event-stream encoding**: Anthropic SSE → AWS event-stream frames exactly as Bedrock frames
+  them: each event a `chunk` message (`:event-type`, `:content-type`, `:message-type` string
+  headers) whose JSON payload holds the event base64-encoded, prelude and message CRC32 as the
+  format specifies (binascii.crc32, the same CRC-32 botocore checks); an Anthropic `error` event
+  becomes the exception frame Bedrock would send. Round-tripped through botocore's decoder in
+  tests/test_bedrock_ingress_wire.py.
+* **Error bodies**: Bedrock's rest-json errors (`x-amzn-ErrorType` header, `{"message"}` body)
+  and Google's error envelope for Vertex, from a status, an Anthropic error type and a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+BEDROCK_ACTIONS = ("invoke", "invoke-with-response-stream", "count-tokens")
+VERTEX_VERBS = ("rawPredict", "streamRawPredict")
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+@dataclass(frozen=True, slots=True)
+class BedrockCall:
+    model: str
+    action: str  # one of BEDROCK_ACTIONS
+
+    @property
+    def stream(self) -> bool:
+        return self.action == "invoke-with-response-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class VertexCall:
+    project: str
+    region: str
+    model: str  # "count-tokens" for the count endpoint
+    verb: str  # one of VERTEX_VERBS
+
+    @property
+    def count_tokens(self) -> bool:
+        return self.model == "count-tokens" and self.verb == "rawPredict"
+
+
+def parse_bedrock_path(path: str) -> BedrockCall | None:
+    """The model and action of a Bedrock runtime path as it arrived (still percent-encoded)."""
+    if not path.startswith("/model/"):
+        return None
+    encoded, sep, action = path[len("/model/"):].rpartition("/")
+    if not sep or not encoded or action not in BEDROCK_ACTIONS or "/" in encoded:
+        return None
+    model = unquote(encoded)
+    return BedrockCall(model, action) if model and model not in (".", "..") else None
+
+
+def parse_vertex_path(path: str) -> VertexCall | None:
+    parts = path.split("/")
+    # ['', 'v1', 'projects', p, 'locations', r, 'publishers', 'anthropic', 'models', 'm:verb']
+    if (len(parts) != 10 or parts[1] != "v1" or parts[2] != "projects" or parts[4] != "locations"
+            or parts[6:9] != ["publishers", "anthropic", "models"]):
+        return None
+    model, sep, verb = unquote(parts[9]).rpartition(":")
+    if not sep or not model or verb not in VERTEX_VERBS or not parts[3] or not parts[5]:
+        return None
+    if model == "count-tokens" and verb != "rawPredict":
+        return None
+    return VertexCall(unquote(parts[3]), unquote(parts[5]), model, verb)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bodies
+
+
+def bedrock_request(call: BedrockCall, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(the canonical Messages request, the anthropic-beta header value) for a Bedrock body."""
+    out = {k: v for k, v in body.items() if k not in ("anthropic_version", "anthropic_beta")}
+    out["model"] = call.model
+    if call.stream:
+        out["stream"] = True
+    else:
+        out.pop("stream", None)
+    betas = body.get("anthropic_beta")
+    header = ",".join(str(b) for b in betas) if isinstance(betas, list) and betas else None
+    return out, header
+
+
+def vertex_request(call: VertexCall, body: dict[str, Any]) -> dict[str, Any]:
+    """The canonical Messages request for a Vertex body (count-tokens bodies name their model)."""
+    out = {k: v for k, v in body.items() if k != "anthropic_version"}
+    if not call.count_tokens:
+        out["model"] = call.model
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Event-stream encoding
+
+_STRING = 7  # the event-stream header value type for a UTF-8 string
+
+
+def encode_message(headers: list[tuple[str, str]], payload: bytes) -> bytes:
+    """One event-stream message: total length, headers length, prelude CRC32, headers, payload,
+    message CRC32 (big-endian throughout)."""
+    head = bytearray()
+    for name, value in headers:
+        raw_name, raw_value = name.encode(), value.encode()
+        head += bytes((len(raw_name),)) + raw_name + bytes((_STRING,)) + struct.pack(">H", len(raw_value)) + raw_value
+    prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + bytes(head) + payload
+    return message + struct.pack(">I", binascii.crc32(message))
+
+
+_CHUNK_HEADERS = [(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")]
+# An Anthropic stream error type, and the Bedrock exception frame that says the same.
+EXCEPTION_NAMES: dict[str, str] = {
+    "rate_limit_error": "throttlingException",
+    "overloaded_error": "serviceUnavailableException",
+    "timeout_error": "modelTimeoutException",
+    "invalid_request_error": "validationException",
+}
+
+
+def chunk_message(event_json: bytes) -> bytes:
+    return encode_message(_CHUNK_HEADERS, b'{"bytes":"' + base64.b64encode(event_json) + b'"}')
+
+
+def exception_message(error_type: str, message: str) -> bytes:
+    name = EXCEPTION_NAMES.get(error_type, "internalServerException")
+    return encode_message([(":exception-type", name), (":content-type", "application/json"),
+                           (":message-type", "exception")], orjson.dumps({"message": message}))
+
+
+class SseToEventStream:
+    """Feed it Anthropic SSE bytes as they come; it returns the event-stream frames ready so far."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._tail + chunk if self._tail else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._tail = data
+            return b""
+        self._tail = data[end + 2:]
+        out = []
+        for raw in data[:end].split(b"\n\n"):
+            pos = raw.find(b"data: ")
+            if pos < 0:
+                continue
+            event = raw[pos + 6:].split(b"\n", 1)[0]
+            if raw.startswith(b"event: error"):
+                try:
+                    error = orjson.loads(event).get("error") or {}
+                except (orjson.JSONDecodeError, AttributeError):
+                    error = {}
+                out.append(exception_message(str(error.get("type", "api_error")),
+                                             str(error.get("message", "the stream failed"))))
+            else:
+                out.append(chunk_message(event))
+        return b"".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Error bodies
+
+_BEDROCK_ERRORS: dict[int, str] = {
+    400: "ValidationException", 401: "UnrecognizedClientException", 403: "AccessDeniedException",
+    404: "ResourceNotFoundException", 408: "ModelTimeoutException", 413: "ValidationException",
+    424: "ModelErrorException", 429: "ThrottlingException", 500: "InternalServerException",
+    502: "InternalServerException", 503: "ServiceUnavailableException", 504: "ModelTimeoutException",
+    529: "ServiceUnavailableException",
+}
+_GOOGLE_STATUS: dict[int, str] = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+    501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED", 529: "UNAVAILABLE",
+}
+
+
+def bedrock_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of a Bedrock rest-json error. 529 is not an AWS status: 503."""
+    name = _BEDROCK_ERRORS.get(status, "InternalServerException" if status >= 500 else "ValidationException")
+    out_status = 503 if status == 529 else status
+    return out_status, {"x-amzn-errortype": name, "content-type": "application/json"}, orjson.dumps(
+        {"message": message})
+
+
+def vertex_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of a Google API error, as Vertex answers before the model runs."""
+    out_status = 503 if status == 529 else status
+    state = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+    return out_status, {"content-type": "application/json"}, orjson.dumps(
+        {"error": {"code": out_status, "message": message, "status": state}})
