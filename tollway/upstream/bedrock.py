@@ -172,7 +172,7 @@ class BedrockUpstream:
         return await post(self._session, URL(url, encoded=True), data, headers, self.cfg.first_byte_timeout)
 
     async def _error(self, resp: aiohttp.ClientResponse) -> UpstreamReply:
-        body = await read_body(resp)
+        body = await read_body(resp, self.cfg.max_response_bytes)
         code = resp.headers.get("x-amzn-errortype", "").split(":", 1)[0] or None
         if resp.status in (401, 403) and self._creds is not None:
             self._creds.invalidate()
@@ -188,7 +188,8 @@ class BedrockUpstream:
             resp = await self._post(self._url(model, "invoke"), data, JSON)
             if resp.status != 200:
                 return await self._error(resp)
-            reply = UpstreamReply(200, JSON, body=await read_body(resp), headers=relayed(resp))
+            body = await read_body(resp, self.cfg.max_response_bytes)
+            reply = UpstreamReply(200, JSON, body=body, headers=relayed(resp))
             return set_request_id(reply, REQUEST_ID, resp.headers.get(REQUEST_ID))
         resp = await self._post(self._url(model, "invoke-with-response-stream"), data,
                                 "application/vnd.amazon.eventstream")
@@ -207,7 +208,7 @@ class BedrockUpstream:
             resp = await self._post(self._url(model, "count-tokens"), data, JSON)
             if resp.status == 200:
                 try:
-                    tokens = orjson.loads(await read_body(resp))["inputTokens"]
+                    tokens = orjson.loads(await read_body(resp, self.cfg.max_response_bytes))["inputTokens"]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     raise UpstreamFailure(502, "api_error", f"{self.label} answered CountTokens without "
                                           "inputTokens") from None

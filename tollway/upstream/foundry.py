@@ -33,7 +33,7 @@ from tollway.config import UpstreamConfig
 from tollway.upstream import compat
 from tollway.upstream.base import UpstreamReply, UpstreamRequest
 from tollway.upstream.cloud import JSON, FailureMemo, error_reply, set_request_id
-from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, read_chunk, relayed
+from tollway.upstream.http import TRACE_HEADERS, EventBound, new_session, post, read_body, read_chunk, relayed
 
 DEFAULT_VERSION = "2023-06-01"
 FORWARDED = ("anthropic-version", "x-claude-code-session-id", *TRACE_HEADERS)
@@ -133,18 +133,20 @@ class FoundryUpstream:
         rid = next((resp.headers[n] for n in REQUEST_IDS if n in resp.headers), None)
         rid_name = next((n for n in REQUEST_IDS if n in resp.headers), REQUEST_IDS[0])
         if resp.status != 200:
-            body = await read_body(resp)
+            body = await read_body(resp, self.cfg.max_response_bytes)
             if resp.status in (401, 403) and self._command is not None:
                 self._command.invalidate()
             return set_request_id(error_reply(self.label, resp.status, body, relayed(resp)), rid_name, rid)
         if req.stream and content_type.startswith("text/event-stream"):
             content = resp.content
+            bound = EventBound(self.cfg.max_event_bytes)
 
             async def read() -> bytes:
-                return await read_chunk(content)
+                return bound.check(await read_chunk(content))
 
             reply = UpstreamReply(200, content_type, headers=relayed(resp), read=read, close=resp.close,
                                   streaming=True)
             return set_request_id(reply, rid_name, rid)
-        reply = UpstreamReply(200, content_type, body=await read_body(resp), headers=relayed(resp))
+        body = await read_body(resp, self.cfg.max_response_bytes)
+        reply = UpstreamReply(200, content_type, body=body, headers=relayed(resp))
         return set_request_id(reply, rid_name, rid)

@@ -36,7 +36,7 @@ from tollway.config import UpstreamConfig
 from tollway.upstream import compat
 from tollway.upstream.base import UpstreamReply, UpstreamRequest
 from tollway.upstream.cloud import JSON, FailureMemo, error_reply, set_request_id
-from tollway.upstream.http import TRACE_HEADERS, new_session, post, read_body, read_chunk, relayed
+from tollway.upstream.http import TRACE_HEADERS, EventBound, new_session, post, read_body, read_chunk, relayed
 
 VERSION = "vertex-2023-10-16"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -148,20 +148,22 @@ class VertexUpstream:
     async def _answer(self, resp: aiohttp.ClientResponse, stream: bool) -> UpstreamReply:
         content_type = resp.headers.get("content-type", JSON)
         if resp.status != 200:
-            body = await read_body(resp)
+            body = await read_body(resp, self.cfg.max_response_bytes)
             if resp.status in (401, 403):
                 self._token.invalidate()
             return self._request_id(error_reply(self.label, resp.status, body, relayed(resp)), resp)
         if stream and content_type.startswith("text/event-stream"):
             content = resp.content
+            bound = EventBound(self.cfg.max_event_bytes)
 
             async def read() -> bytes:
-                return await read_chunk(content)
+                return bound.check(await read_chunk(content))
 
             reply = UpstreamReply(200, content_type, headers=relayed(resp), read=read, close=resp.close,
                                   streaming=True)
             return self._request_id(reply, resp)
-        return self._request_id(UpstreamReply(200, content_type, body=await read_body(resp), headers=relayed(resp)),
+        body = await read_body(resp, self.cfg.max_response_bytes)
+        return self._request_id(UpstreamReply(200, content_type, body=body, headers=relayed(resp)),
                                 resp)
 
     async def messages(self, req: UpstreamRequest) -> UpstreamReply:
