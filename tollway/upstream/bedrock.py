@@ -188,8 +188,8 @@ class BedrockUpstream:
             resp = await self._post(self._url(model, "invoke"), data, JSON)
             if resp.status != 200:
                 return await self._error(resp)
-            body = await read_body(resp, self.cfg.max_response_bytes)
-            reply = UpstreamReply(200, JSON, body=body, headers=relayed(resp))
+            answer = await read_body(resp, self.cfg.max_response_bytes)
+            reply = UpstreamReply(200, JSON, body=answer, headers=relayed(resp))
             return set_request_id(reply, REQUEST_ID, resp.headers.get(REQUEST_ID))
         resp = await self._post(self._url(model, "invoke-with-response-stream"), data,
                                 "application/vnd.amazon.eventstream")
