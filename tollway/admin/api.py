@@ -55,6 +55,7 @@ from tollway.store.keys import KeyRow
 from tollway.store.limit_rows import LimitRow, LimitStore
 from tollway.store.principals import GroupRow, UserRow
 from tollway.store.usage import ledger
+from tollway.wire.credentials import ambiguous_credentials
 
 T = TypeVar("T")
 log = logging.getLogger("tollway.admin")
@@ -127,6 +128,10 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     directory, keys = cache.directory, cache.keys
 
     async def require_admin(request: Request) -> Principal:
+        duplicated = ambiguous_credentials(request.scope["headers"])
+        if duplicated:  # read the same way on both planes (wire/credentials.py)
+            raise AdminError(401, "authentication_error",
+                             f"ambiguous credentials: the {duplicated} header was sent more than once")
         try:
             secret = extract_credential(request.headers)
         except CredentialError as exc:

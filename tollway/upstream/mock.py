@@ -63,6 +63,7 @@ class MockUpstream:
         self.delay = cfg.chunk_delay_ms / 1000.0
         self._cached_prefixes: OrderedDict[str, None] = OrderedDict()
         self._counter = 0
+        self._requests = 0
 
     async def start(self) -> None:
         return None
@@ -72,13 +73,20 @@ class MockUpstream:
 
     async def count_tokens(self, req: UpstreamRequest) -> UpstreamReply:
         body = orjson.dumps({"input_tokens": count_input_tokens(req.body)})
-        return UpstreamReply(200, "application/json", body=body)
+        return UpstreamReply(200, "application/json", body=body, request_id=self._request_id())
 
     async def messages(self, req: UpstreamRequest) -> UpstreamReply:
         message = self._answer(req.body)
         if not req.stream:
-            return UpstreamReply(200, "application/json", body=orjson.dumps(message))
-        return self._stream(message)
+            return UpstreamReply(200, "application/json", body=orjson.dumps(message), request_id=self._request_id())
+        reply = self._stream(message)
+        reply.request_id = self._request_id()
+        return reply
+
+    def _request_id(self) -> str:
+        """What a real upstream's `request-id` header gives: an id per request, here a local one."""
+        self._requests += 1
+        return f"req_mock_{self._requests:08d}"
 
     # -- composing the answer -------------------------------------------------------------
 
