@@ -231,3 +231,32 @@ def test_burst_in_expected_mode_overshoots_at_most_the_unreserved_part(
     assert r["overshoot"] <= r["bound"]
     if output <= 4096:  # answers within the expectation: no overshoot at all
         assert r["overshoot"] == 0
+
+
+def test_stream_stops_when_its_running_cost_reaches_the_budget_left(emulator: AnthropicEmulator,
+                                                                    tmp_path: Any) -> None:
+    cfg = limits_config(emulator.base_url, backend="memory", stop_streams_at_budget=True)
+    gw = start_gateway(tmp_path, cfg, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    try:
+        admin = Admin(gw)
+        key = admin.key("stopped", budget_usd=0.10)
+        emulator.reset()
+        # An answer that would cost $0.03 + 200 KB of output (~$0.75) if it ran to the end.
+        events = default_stream_events(MODEL, text=("abcdefghij" * 10 + " ") * 2000, input_tokens=10_000,
+                                       output_tokens=50_000)
+        emulator.script(SSEReply([sse_event(e) for e in events]))
+        client = sdk(gw, key["key"])
+        with client.messages.stream(model=MODEL, max_tokens=32000, messages=[{"role": "user", "content": "go"}]) \
+                as s, pytest.raises(anthropic.APIStatusError) as cut:
+            for _ in s:
+                pass
+        assert "budget reached" in str(cut.value) and "($0.1000)" in str(cut.value)
+        row = admin.ledger(key["id"], 1)[0]
+        assert row["error_type"] == "rate_limit_error"
+        # Billed what was relayed, which stopped short of the budget (the chunk that would have crossed
+        # it was withheld); far from the $0.78 the whole answer would have cost.
+        assert 30_000 < row["cost_micros"] < 100_000
+        with pytest.raises(anthropic.RateLimitError, match="expected to cost"):  # what is left is too little
+            client.messages.create(model=MODEL, max_tokens=4096, messages=[{"role": "user", "content": "hi"}])
+    finally:
+        gw.stop()

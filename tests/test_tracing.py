@@ -121,7 +121,7 @@ def test_spans_continue_the_incoming_trace_and_the_upstream_joins_it(
         traced: Gateway, emu: AnthropicEmulator, otlp: OtlpReceiver) -> None:
     header, trace_id, parent_id = traceparent()
     resp = client(traced).messages.with_raw_response.create(
-        model=MODEL, max_tokens=5, messages=[{"role": "user", "content": PROMPT}],
+        model=MODEL, max_tokens=16, messages=[{"role": "user", "content": PROMPT}],
         extra_headers={"traceparent": header, "tracestate": "vendor=abc"})
     assert resp.http_response.status_code == 200
     server, clients = server_and_clients(otlp.trace(trace_id, 2))
@@ -132,7 +132,7 @@ def test_spans_continue_the_incoming_trace_and_the_upstream_joins_it(
         "http.request.method": "POST", "http.route": "/v1/messages", "gen_ai.operation.name": "chat",
         "tollway.request_id": resp.http_response.headers["request-id"], "tollway.key_id": traced.key_id,
         "http.response.status_code": 200, "tollway.attempts": 1, "tollway.deployment": MODEL,
-        "gen_ai.request.model": MODEL, "gen_ai.response.model": MODEL, "gen_ai.request.max_tokens": 5,
+        "gen_ai.request.model": MODEL, "gen_ai.response.model": MODEL, "gen_ai.request.max_tokens": 16,
         "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 6,
         "gen_ai.usage.cache_read.input_tokens": 0, "gen_ai.usage.cache_creation.input_tokens": 0,
         "tollway.cost_usd": pytest.approx((12 * 3.0 + 6 * 15.0) / 1e6),

@@ -153,11 +153,10 @@ def clamp_output(usage: Usage, max_tokens: Any, request_id: str, model: str) -> 
 class GuardedTap(StreamTap):
     """The metering tap with two cut-offs the relay enforces on its own (it calls `feed` per
     chunk and turns an UpstreamFailure into an `event: error`): output past max_tokens plus a
-    margin, and, when configured, a running cost past what was left of the budget.
+    margin, and, when configured, a running cost that reaches what was left of the budget.
 
-    The check runs before a chunk is taken in, on what the client has already received, and
-    only between events, so the error frame never lands inside one; the offending chunk is not
-    relayed."""
+    The chunk that would cross a cut-off is withheld: neither relayed nor billed, so a stream
+    stopped at the budget is billed less than what was left."""
 
     __slots__ = ("_allowance", "_cut_bytes", "_cut_tokens", "_max_tokens", "_pricing")
 
@@ -180,16 +179,29 @@ class GuardedTap(StreamTap):
         return round(u.input_tokens * p.input + output * p.output + u.cache_creation_input_tokens * write
                      + u.cache_read_input_tokens * read)
 
+    def _over(self) -> UpstreamFailure | None:
+        if self._cut_tokens and (self.usage.output_tokens > self._cut_tokens or self.delta_bytes > self._cut_bytes):
+            return UpstreamFailure(502, "api_error", f"the upstream went on past max_tokens ({self._max_tokens}); "
+                                   "Tollway cut the stream off and billed at most max_tokens")
+        if self._allowance is not None and self._pricing is not None and self.running_cost() >= self._allowance:
+            return UpstreamFailure(429, "rate_limit_error", "budget reached: this stream's running cost reached what "
+                                   f"was left of the budget when it started (${self._allowance / 1e6:.4f}); Tollway "
+                                   "stopped it. Raise the budget or wait for its reset.")
+        return None
+
     def feed(self, chunk: bytes) -> None:
-        if self.at_boundary:
-            if self._cut_tokens and (self.usage.output_tokens > self._cut_tokens
-                                     or self.delta_bytes > self._cut_bytes):
-                raise UpstreamFailure(502, "api_error", f"the upstream went on past max_tokens "
-                                      f"({self._max_tokens}); Tollway cut the stream off and billed max_tokens")
-            if self._allowance is not None and self._pricing is not None \
-                    and self.running_cost() >= self._allowance:
-                raise UpstreamFailure(429, "rate_limit_error", "budget reached: this stream's running cost "
-                                      f"(${self.running_cost() / 1e6:.4f}) reached what was left of the budget "
-                                      f"when it started (${self._allowance / 1e6:.4f}); Tollway stopped it. "
-                                      "Raise the budget or wait for its reset.")
+        """Take in a chunk, unless it carries the stream past a cut-off: then the tap is put back
+        as it was (the chunk is neither relayed nor billed) and the relay ends the stream."""
+        u = self.usage
+        before = (self._tail, self.delta_bytes, self.saw_delta, self.saw_stop, self.error, self.stop_reason,
+                  self.model, u.input_tokens, u.output_tokens, u.cache_creation_input_tokens,
+                  u.cache_read_input_tokens, len(self.capture) if self.capture is not None else 0)
         super().feed(chunk)
+        over = self._over()
+        if over is None:
+            return
+        (self._tail, self.delta_bytes, self.saw_delta, self.saw_stop, self.error, self.stop_reason, self.model,
+         u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens, kept) = before
+        if self.capture is not None:
+            del self.capture[kept:]
+        raise over
