@@ -219,3 +219,18 @@ def test_a_full_disk_during_an_outage_refuses_new_requests_and_loses_nothing(
         gw.stop()
     report("PostgreSQL hung and spill disk full (ENOSPC), on_record_loss: refuse", len(ids), got)
     assert got == (len(ids), len(ids))
+
+
+def test_sigkill_with_a_healthy_database_loses_at_most_the_last_interval(pg: tuple[str, str, FreezableProxy],
+                                                                         tmp_path: Path) -> None:
+    """The baseline: SIGKILL with the database answering; the records of the last flush interval
+    (0.2 s) at most are lost, and the loss is measured."""
+    direct, _relayed, _proxy = pg
+    workdir = tmp_path / "gw"
+    gw = start_gateway(workdir, config(direct, workdir))
+    ids = ask(gw, 80, pause=0.05)
+    gw.proc.kill()
+    gw.proc.wait(timeout=10)
+    got = wait_counts(direct, ids, timeout=5)
+    report("SIGKILL, database healthy", len(ids), got)
+    assert len(ids) - got[0] <= 10 and len(ids) - got[1] <= 10
