@@ -19,6 +19,7 @@ from tollway.pipeline import Call, GatewayError
 from tollway.upstream.base import UpstreamFailure, UpstreamReply
 from tollway.wire.errors import anthropic_error, anthropic_error_event, anthropic_type_for
 from tollway.wire.messages_schema import RequestInvalid
+from tollway.wire.nesting import MAX_DEPTH, too_deep
 from tollway.wire.rename import rename_stream_start
 from tollway.wire.sse import PING, StreamTap
 
@@ -121,9 +122,12 @@ def parse_json(raw: bytes) -> Any:
     if not raw:
         raise RequestInvalid("request body is empty; expected a JSON object")
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestInvalid(f"request body is not valid JSON: {exc}") from None
+    if isinstance(parsed, dict | list) and too_deep(raw, parsed):  # issue 17 item 9 (wire/nesting.py)
+        raise RequestInvalid(f"request body is nested more than {MAX_DEPTH} levels deep")
+    return parsed
 
 
 T = TypeVar("T")
