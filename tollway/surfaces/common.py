@@ -236,7 +236,7 @@ async def relay(reply: UpstreamReply, ping_interval: float, rename_to: str | Non
     """
     read = reply.read
     tap = reply.tap if reply.tap is not None else StreamTap()
-    head = b""
+    head = bytearray()
     try:
         while True:
             # A timeout scope per chunk is a timer, not a task: cheap enough for every event.
@@ -253,10 +253,13 @@ async def relay(reply: UpstreamReply, ping_interval: float, rename_to: str | Non
                 continue
             if rename_to is not None:
                 # Hold bytes back only until the first event is complete, then rename it once.
+                # Linear however the event is split: appended to a bytearray, and only the new
+                # bytes (and the one before them) searched for its end (issue 17 item 9).
+                seen = len(head)
                 head += chunk
-                if b"\n\n" not in head and chunk:
+                if b"\n\n" not in head[max(0, seen - 1):] and chunk:
                     continue
-                chunk, head, rename_to = rename_stream_start(head, rename_to), b"", None
+                chunk, head, rename_to = rename_stream_start(bytes(head), rename_to), bytearray(), None
             if not chunk:
                 break
             tap.feed(chunk)
