@@ -61,7 +61,8 @@ async def script(writer: asyncio.StreamWriter, got: Received) -> None:
         writer.write(head("200 OK", {"content-type": "application/json", "content-length": str(2 * 1024 * MIB)}))
         writer.write(b'{"id": "' + PIECE)
         await writer.drain()
-        await asyncio.sleep(30)
+        await asyncio.sleep(15)  # then hang up, the body unfinished
+        writer.close()
     elif kind == "huge-chunked":
         start = head("200 OK", {"content-type": "application/json", "transfer-encoding": "chunked"})
         await _send_forever(writer, start + _chunked(b'{"id": "'), _chunked(PIECE))
@@ -77,6 +78,11 @@ async def script(writer: asyncio.StreamWriter, got: Received) -> None:
         first = b"event: message_start\ndata: " + orjson.dumps(message) + b"\n\n"
         line = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0}\n'
         await _send_forever(writer, start + _chunked(first), _chunked(line * (64 * 1024 // len(line))))
+    elif kind == "sse-endless-first-event" and stream:  # message_start never ends
+        start = head("200 OK", {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
+        line = b'data: {"type":"message_start"}\n'
+        await _send_forever(writer, start + _chunked(b"event: message_start\n"),
+                            _chunked(line * (16 * 1024 // len(line))))
     elif kind == "sse-endless-line" and stream:
         start = head("200 OK", {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
         await _send_forever(writer, start + _chunked(b'data: {"id": "'), _chunked(PIECE))
@@ -101,6 +107,9 @@ def _model(name: str, provider: str, base: str) -> dict[str, Any]:
 def gw(hostile: HostileUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     names = ("huge-declared", "huge-chunked", "gzip-bomb", "sse-no-blank-lines", "sse-endless-line")
     models = [_model(n, p, hostile.base_url) for n in names for p in ("anthropic", "openai")]
+    # Served under another upstream id: the gateway holds the first event back to rename it.
+    renamed = _model("sse-endless-first-event", "anthropic", hostile.base_url)
+    models.append({"id": "renamed-sse-endless-first-event", "upstream": {**renamed["upstream"], "model": "other"}})
     gateway = start_gateway(Path(tmp_path_factory.mktemp("hostile")), {"retries": NO_RETRIES, "models": models})
     yield gateway
     gateway.stop()
@@ -140,8 +149,10 @@ def test_oversized_non_streaming_answer_is_a_502(gw: Gateway, provider: str, att
     assert _peak_rss(gw) - peak < 64 * MIB  # the upstream sent (or inflated to) 384 MiB
 
 
-@pytest.mark.parametrize("attack", ["sse-no-blank-lines", "sse-endless-line"])
-@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+@pytest.mark.parametrize(("provider", "attack"), [
+    *((p, a) for a in ("sse-no-blank-lines", "sse-endless-line") for p in ("anthropic", "openai")),
+    ("renamed", "sse-endless-first-event"),
+])
 def test_stream_event_without_end_is_cut_off(gw: Gateway, provider: str, attack: str) -> None:
     peak = _peak_rss(gw)
     started = time.monotonic()

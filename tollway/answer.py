@@ -70,7 +70,7 @@ class Answer:
         reply, tap, call = self.reply, self.tap, self.call
         read = reply.read
         rename_to = call.requested_model if call.renamed else None
-        head = b""
+        head = bytearray()
         cut = False
         try:
             while True:
@@ -88,10 +88,13 @@ class Answer:
                     continue
                 if rename_to is not None:
                     # Hold bytes back only until the first event is complete, then rename it once.
+                    # Linear however the event is split: appended to a bytearray, and only the new
+                    # bytes (and the one before them) searched for its end (issue 17 item 9).
+                    seen = len(head)
                     head += chunk
-                    if b"\n\n" not in head and chunk:
+                    if b"\n\n" not in head[max(0, seen - 1):] and chunk:
                         continue
-                    chunk, head, rename_to = rename_stream_start(head, rename_to), b"", None
+                    chunk, head, rename_to = rename_stream_start(bytes(head), rename_to), bytearray(), None
                 if not chunk:
                     cut = not tap.saw_stop and not tap.error
                     break

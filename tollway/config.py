@@ -305,6 +305,10 @@ class ServerConfig(_Strict):
                                  "half the file limit); one more gets a 503")
     first_key_file: str = Field("./tollway-first-key", description="where `tollway serve` writes the key it "
                                 "creates on an empty store when not attached to a terminal (mode 0600)")
+    metrics_auth: Literal["none", "key", "admin"] = Field(
+        "none", description="`/metrics`: open, any active key (one made for the scraper), or an admin key")
+    docs_auth: Literal["none", "admin", "off"] = Field(
+        "none", description="the admin API's `/docs` and `/openapi.json`: open, behind an admin key, or not served")
 
 
 class ResponsesGroupConfig(_Strict):

@@ -159,11 +159,15 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     async def resolve_group(ref: str) -> str:
         return (await directory.get_group(ref)).id
 
+    # The API docs (`/docs`, `/openapi.json`): open, behind an admin key, or off (server.docs_auth).
+    docs_open = settings.server.docs_auth == "none"
     app = FastAPI(
         title="Tollway admin API", version="1", description="Users, groups, grants and keys of a Tollway gateway.",
-        docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
+        docs_url="/docs" if docs_open else None, openapi_url="/openapi.json" if docs_open else None, redoc_url=None,
     )
     api = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
+    if settings.server.docs_auth == "admin":
+        _keyed_docs(app, api)
 
     @app.exception_handler(AdminError)
     async def _admin_error(_: Request, exc: AdminError) -> JSONResponse:
@@ -391,3 +395,17 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
 
     app.include_router(api)
     return app
+
+
+def _keyed_docs(app: FastAPI, api: APIRouter) -> None:
+    """The docs as routes of the admin router, so they need an admin key like every other route."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        return get_swagger_ui_html(openapi_url=request.scope.get("root_path", "") + "/openapi.json",
+                                   title="Tollway admin API")

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.call import Call
 from tollway.wire.messages_schema import RequestInvalid
+from tollway.wire.nesting import MAX_DEPTH, too_deep
 from tollway.wire.refusal import Refusal
 
 JSON = "application/json"
@@ -86,9 +87,12 @@ def parse_json(raw: bytes) -> Any:
     if not raw:
         raise RequestInvalid("request body is empty; expected a JSON object")
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestInvalid(f"request body is not valid JSON: {exc}") from None
+    if isinstance(parsed, dict | list) and too_deep(raw, parsed):  # issue 17 item 9 (wire/nesting.py)
+        raise RequestInvalid(f"request body is nested more than {MAX_DEPTH} levels deep")
+    return parsed
 
 
 T = TypeVar("T")
