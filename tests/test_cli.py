@@ -93,8 +93,9 @@ def test_the_secret_is_stored_only_as_a_hash(tmp_path: Path) -> None:
 
 def test_serve_first_start_prints_a_working_key_once(tmp_path: Path) -> None:
     port = free_port()
+    env = {**os.environ, "TOLLWAY_DATA_DIR": str(tmp_path)}  # the default store, in this test's directory
     proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -113,7 +114,7 @@ def test_serve_first_start_prints_a_working_key_once(tmp_path: Path) -> None:
     # The printed key worked while the gateway ran: check against a second start, which must
     # not print another key.
     proc2 = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + 20
         status = 0
