@@ -13,12 +13,14 @@ from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tollway.admin.docs import add_docs
 from tollway.admin.schemas import (
     AuditPage,
     ErrorBody,
@@ -67,6 +69,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in ((400, "malformed body"), (401, "no admin key"), (404, "not found"), (409, "conflict"),
                        (422, "invalid input"))
 }
+
+
+# Admin keys travel as on the data plane: `x-api-key`, or `Authorization: Bearer`.
+ADMIN_KEY_HEADER = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="AdminKey",
+                                description="An admin key (`tollway keys create --admin`).")
+ADMIN_BEARER = HTTPBearer(auto_error=False, scheme_name="AdminBearer",
+                          description="An admin key as a bearer token.")
 
 
 class AdminError(Exception):
@@ -126,7 +135,10 @@ _actor: ContextVar[dict[str, Any] | None] = ContextVar("tollway_admin_actor", de
 def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> FastAPI:
     directory, keys = cache.directory, cache.keys
 
-    async def require_admin(request: Request) -> Principal:
+    async def require_admin(request: Request, _key: Annotated[str | None, Security(ADMIN_KEY_HEADER)] = None,
+                            _bearer: Annotated[Any, Security(ADMIN_BEARER)] = None) -> Principal:
+        # The two Security parameters only declare the schemes in the OpenAPI document (the docs
+        # page's Authorize button); the credential is read below, as on the data plane.
         try:
             secret = extract_credential(request.headers)
         except CredentialError as exc:
@@ -156,8 +168,9 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
 
     app = FastAPI(
         title="Tollway admin API", version="1", description="Users, groups, grants and keys of a Tollway gateway.",
-        docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
+        docs_url=None, openapi_url="/openapi.json", redoc_url=None,
     )
+    add_docs(app, "/openapi.json")
     api = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
 
     @app.exception_handler(AdminError)
