@@ -90,7 +90,9 @@ def test_the_admin_docs_page_works_offline_with_the_admin_key_scheme(tmp_path: P
         assert "/admin/v1/openapi.json" in page.text
         for asset in assets:
             got = httpx.get(gw.base_url + asset, timeout=10)
-            assert got.status_code == 200 and len(got.content) > 1000, asset
+            assert got.status_code == 200 and got.content, asset
+            if asset.endswith(".js"):
+                assert b"SwaggerUIBundle" in got.content
         spec = httpx.get(gw.base_url + "/admin/v1/openapi.json", timeout=10).json()
         schemes = spec["components"]["securitySchemes"]
         assert schemes["AdminKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key",
