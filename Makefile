@@ -22,9 +22,12 @@ $(JS)/node_modules/.installed: $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## Start the gateway on its embedded defaults (SQLite file, the mock model, a first key printed once).
+## Start the gateway: `make run` on its embedded defaults (SQLite store in the per-user data
+## directory, the mock model, a first key printed once), or `make run PORT=8081 CONFIG=tollway.yaml`.
+PORT ?=
+CONFIG ?=
 run: $(VENV)/.runtime
-	$(BIN)/tollway serve
+	$(BIN)/tollway serve $(if $(CONFIG),--config '$(CONFIG)') $(if $(PORT),--port $(PORT))
 
 ## Lint, type-check and run the whole test suite. Files run in 3 parallel workers (each file in
 ## one worker, so module fixtures are shared as written): the suite waits on subprocesses far

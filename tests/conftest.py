@@ -38,7 +38,10 @@ def run_cli(*args: str, config: Path | None = None, cwd: Path | None = None,
     cmd = [str(BIN), *args]
     if config is not None:
         cmd += ["--config", str(config)]
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    # With a working directory and no config, that directory is the per-user data directory: each
+    # test gets its own default store (never the real ~/.local/share/tollway).
+    data = {"TOLLWAY_DATA_DIR": str(cwd)} if cwd is not None else {}
+    full_env = {**os.environ, "COLUMNS": "200", **data, **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=60)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

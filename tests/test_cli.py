@@ -99,8 +99,9 @@ def test_serve_first_start_writes_a_working_key_to_a_private_file(tmp_path: Path
     """Not attached to a terminal (as under systemd or Docker): the key goes to a 0600 file and
     only its location is printed, so it never lands in a log."""
     port = free_port()
+    env = {**os.environ, "TOLLWAY_DATA_DIR": str(tmp_path)}  # the default store, in this test's directory
     proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -124,7 +125,7 @@ def test_serve_first_start_writes_a_working_key_to_a_private_file(tmp_path: Path
     # The printed key worked while the gateway ran: check against a second start, which must
     # not print another key.
     proc2 = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + 20
         status = 0

@@ -35,7 +35,8 @@ def when(text: str) -> datetime:
 # -- groups --------------------------------------------------------------------------------
 
 
-def test_the_builtin_default_group_exists_on_a_fresh_store(tmp_path: Path) -> None:
+def test_the_builtin_default_group_exists_on_a_new_store(tmp_path: Path) -> None:
+    cli(tmp_path, "users", "create", "first")  # a change creates the store (a read refuses: test_cli_store.py)
     groups = cli(tmp_path, "groups", "list")
     assert [(g["id"], g["name"], g["grants"]) for g in groups] == [("grp_default", "default", ["*"])]
     assert cli(tmp_path, "groups", "get", "default")["id"] == "grp_default"
@@ -159,6 +160,7 @@ def test_users_disable_and_enable_and_the_list_filters(tmp_path: Path) -> None:
     (("keys", "list", "--group", "ghost"), "no group ghost"),
 ])
 def test_not_found_exits_1_with_a_message(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    cli(tmp_path, "users", "create", "someone")  # the store exists; only the row is missing
     assert message in fails(tmp_path, *args)
 
 
@@ -205,7 +207,7 @@ def test_keys_create_expires_accepts_durations_and_iso_dates(tmp_path: Path, spe
 @pytest.mark.parametrize("spec", ["soon", "2001-01-01", "30x"])
 def test_keys_create_refuses_a_bad_or_past_expiry(tmp_path: Path, spec: str) -> None:
     assert "--expires" in fails(tmp_path, "keys", "create", "--name", "k", "--expires", spec, code=2)
-    assert cli(tmp_path, "keys", "list") == []
+    assert not (tmp_path / "tollway.db").exists()  # refused before the store was even opened: no key
 
 
 def test_keys_create_admin_has_no_owner(tmp_path: Path) -> None:

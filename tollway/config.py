@@ -238,6 +238,11 @@ class MeteringConfig(_Strict):
 
 
 class StoreConfig(_Strict):
+    """The database. A relative SQLite path (the default `./tollway.db` included) and a relative
+    `spill_dir` are placed next to the config file, or in the per-user data directory
+    (`data_dir()`) when there is no config file, never in the current directory: the server and
+    every CLI command then find the same store wherever they are started."""
+
     url: str = "sqlite:///./tollway.db"
     # Where usage and audit records wait on disk while the database is unreachable.
     spill_dir: str = "./tollway-spill"
@@ -495,12 +500,21 @@ def deployment_problem(settings: Settings, workers: int) -> str | None:
     return None
 
 
-def _interpolate(node: Any, where: str) -> Any:
-    """Replace ${VAR} (or ${VAR:-default}) in every string; a missing variable names its field."""
+# The sections only the commands that talk to upstreams use (provider keys, MCP servers' secrets,
+# the trace exporter's token). The admin commands load the config without resolving them, so an
+# operator can manage keys and users on a machine that does not hold the providers' secrets.
+UPSTREAM_SECTIONS = frozenset({"models", "hosted_tools", "tracing"})
+
+
+def _interpolate(node: Any, where: str, upstream_secrets: bool = True) -> Any:
+    """Replace ${VAR} (or ${VAR:-default}) in every string; a missing variable names its field.
+
+    With `upstream_secrets=False`, a missing variable inside UPSTREAM_SECTIONS is left as written.
+    """
     if isinstance(node, dict):
-        return {k: _interpolate(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+        return {k: _interpolate(v, f"{where}.{k}" if where else str(k), upstream_secrets) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, f"{where}.{i}") for i, v in enumerate(node)]
+        return [_interpolate(v, f"{where}.{i}", upstream_secrets) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def sub(m: re.Match[str]) -> str:
@@ -508,6 +522,8 @@ def _interpolate(node: Any, where: str) -> Any:
             if value is None:
                 if m.group(2) is not None:
                     return m.group(2)
+                if not upstream_secrets and where.split(".", 1)[0] in UPSTREAM_SECTIONS:
+                    return m.group(0)
                 raise ConfigError(f"{where}: environment variable {m.group(1)} is not set")
             return value
 
@@ -523,23 +539,62 @@ def _describe(err: ValidationError) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
-def parse_settings(data: Any) -> Settings:
-    """Validate an already-loaded YAML tree (environment references still unresolved)."""
+def parse_settings(data: Any, *, upstream_secrets: bool = True) -> Settings:
+    """Validate an already-loaded YAML tree (environment references still unresolved).
+
+    Relative file paths are left as written; `load_settings` places them."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping")
     try:
-        return Settings.model_validate(_interpolate(data, ""))
+        return Settings.model_validate(_interpolate(data, "", upstream_secrets))
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Load from PATH, else $TOLLWAY_CONFIG, else the embedded defaults."""
+def data_dir() -> Path:
+    """The per-user directory of the default store when there is no config file:
+    $TOLLWAY_DATA_DIR, else $XDG_DATA_HOME/tollway, else ~/.local/share/tollway."""
+    explicit = os.environ.get("TOLLWAY_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share").absolute() / "tollway"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a file-backed SQLite URL; None for other databases and in-memory SQLite."""
+    for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix):].split("?", 1)[0]
+            return None if rest in ("", ":memory:") else Path(rest)
+    return None
+
+
+def place_files(settings: Settings, base: Path) -> Settings:
+    """Anchor a relative SQLite path and spill directory at BASE (see StoreConfig)."""
+    store = settings.store
+    url = store.url
+    db = sqlite_path(url)
+    if db is not None and not db.is_absolute():
+        prefix, rest = url.split(":///", 1)
+        _, sep, query = rest.partition("?")
+        url = f"{prefix}:///{os.path.normpath(base / db)}{sep}{query}"
+    spill = Path(store.spill_dir).expanduser()
+    spill_dir = str(spill if spill.is_absolute() else Path(os.path.normpath(base / spill)))
+    return settings.model_copy(update={"store": store.model_copy(update={"url": url, "spill_dir": spill_dir})})
+
+
+def load_settings(path: str | Path | None = None, *, upstream_secrets: bool = True) -> Settings:
+    """Load from PATH, else $TOLLWAY_CONFIG, else the embedded defaults.
+
+    `upstream_secrets=False` is for commands that never call an upstream (users, keys, usage…):
+    unset variables in the upstream sections are then not an error (see UPSTREAM_SECTIONS).
+    """
     chosen = path or os.environ.get(DEFAULT_CONFIG_ENV)
     if not chosen:
-        return parse_settings({})
+        return place_files(parse_settings({}), data_dir())
     p = Path(chosen)
     try:
         text = p.read_text()
@@ -549,4 +604,4 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p} is not valid YAML: {exc}") from None
-    return parse_settings(data)
+    return place_files(parse_settings(data, upstream_secrets=upstream_secrets), p.expanduser().absolute().parent)

@@ -13,12 +13,14 @@ from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tollway.admin.docs import add_docs, docs_page, mount_assets
 from tollway.admin.schemas import (
     AuditPage,
     ErrorBody,
@@ -68,6 +70,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in ((400, "malformed body"), (401, "no admin key"), (404, "not found"), (409, "conflict"),
                        (422, "invalid input"))
 }
+
+
+# Admin keys travel as on the data plane: `x-api-key`, or `Authorization: Bearer`.
+ADMIN_KEY_HEADER = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="AdminKey",
+                                description="An admin key (`tollway keys create --admin`).")
+ADMIN_BEARER = HTTPBearer(auto_error=False, scheme_name="AdminBearer",
+                          description="An admin key as a bearer token.")
 
 
 class AdminError(Exception):
@@ -127,7 +136,10 @@ _actor: ContextVar[dict[str, Any] | None] = ContextVar("tollway_admin_actor", de
 def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> FastAPI:
     directory, keys = cache.directory, cache.keys
 
-    async def require_admin(request: Request) -> Principal:
+    async def require_admin(request: Request, _key: Annotated[str | None, Security(ADMIN_KEY_HEADER)] = None,
+                            _bearer: Annotated[Any, Security(ADMIN_BEARER)] = None) -> Principal:
+        # The two Security parameters only declare the schemes in the OpenAPI document (the docs
+        # page's Authorize button); the credential is read below, as on the data plane.
         duplicated = ambiguous_credentials(request.scope["headers"])
         if duplicated:  # read the same way on both planes (wire/credentials.py)
             raise AdminError(401, "authentication_error",
@@ -163,8 +175,10 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     docs_open = settings.server.docs_auth == "none"
     app = FastAPI(
         title="Tollway admin API", version="1", description="Users, groups, grants and keys of a Tollway gateway.",
-        docs_url="/docs" if docs_open else None, openapi_url="/openapi.json" if docs_open else None, redoc_url=None,
+        docs_url=None, openapi_url="/openapi.json" if docs_open else None, redoc_url=None,
     )
+    if docs_open:
+        add_docs(app, "/openapi.json")
     api = APIRouter(dependencies=[Depends(require_admin)], responses=ERRORS)
     if settings.server.docs_auth == "admin":
         _keyed_docs(app, api)
@@ -398,8 +412,9 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
 
 
 def _keyed_docs(app: FastAPI, api: APIRouter) -> None:
-    """The docs as routes of the admin router, so they need an admin key like every other route."""
-    from fastapi.openapi.docs import get_swagger_ui_html
+    """The docs as routes of the admin router, so they need an admin key like every other route
+    (the static Swagger UI assets stay public: they are the package's code, not our data)."""
+    mount_assets(app)
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi_json() -> JSONResponse:
@@ -407,5 +422,4 @@ def _keyed_docs(app: FastAPI, api: APIRouter) -> None:
 
     @api.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> Response:
-        return get_swagger_ui_html(openapi_url=request.scope.get("root_path", "") + "/openapi.json",
-                                   title="Tollway admin API")
+        return docs_page(request, "/openapi.json")

@@ -15,8 +15,10 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from tollway.config import ConfigError, Settings, load_settings
+from tollway.config import ConfigError, Settings, load_settings, sqlite_path
 from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.store.audit import write_batch as write_audit
 from tollway.store.db import Database
@@ -37,9 +39,11 @@ GroupRef = Annotated[str, typer.Argument(help="The group's id (grp_…) or name.
 KeyId = Annotated[str, typer.Argument(help="The key id (key_…).")]
 
 
-def read_settings(path: str | None) -> Settings:
+def read_settings(path: str | None, *, upstream_secrets: bool = False) -> Settings:
+    """The config for a command. Only commands that talk to upstreams (`serve`, `config check`)
+    pass `upstream_secrets=True`: the admin commands work without the providers' secrets."""
     try:
-        return load_settings(path)
+        return load_settings(path, upstream_secrets=upstream_secrets)
     except ConfigError as exc:
         err.print(f"[red]config error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -79,10 +83,52 @@ async def audit_cli_change(db: Database, result: object) -> None:
     await write_audit(db, records)
 
 
-def with_store(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+def store_name(settings: Settings) -> str:
+    """The store as an operator recognises it: the SQLite file's path, or the database's host/name
+    (never the URL, which may hold a password)."""
+    path = sqlite_path(settings.store.url)
+    if path is not None:
+        return str(path)
+    url = make_url(settings.store.url)
+    return f"{url.get_backend_name()} database {url.database or '?'} on {url.host or 'localhost'}"
+
+
+async def _is_new(db: Database, settings: Settings) -> bool:
+    """True when the store does not exist yet (no SQLite file, or a database without our schema)."""
+    path = sqlite_path(settings.store.url)
+    if path is not None:
+        return not path.exists()
+    async with db.engine.connect() as conn:
+        try:
+            await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        except Exception:
+            return True
+    return False
+
+
+def with_store(settings: Settings, work: Callable[[Database], Awaitable[T]], *, create: bool | None = None) -> T:
+    """Open the store, bring its schema up to date, run WORK, and audit it if it was a change.
+
+    A store that does not exist yet is created only by a command that changes something
+    (`create`; by default: the commands in CHANGES), and it says so on stderr; a command that only
+    reads refuses instead of showing an empty new store, which would hide a wrong path.
+    """
+    creates = create if create is not None else " ".join(sys.argv[1:3]) in CHANGES
+
     async def run() -> T:
+        path = sqlite_path(settings.store.url)
+        if path is not None and not path.exists() and not creates:
+            fail(f"no store at {path}. The gateway keeps its store there when it runs with the same config; "
+                 "give the gateway's config with --config (or $TOLLWAY_CONFIG), or create the store with "
+                 "`tollway serve` or a first change such as `tollway keys create`.")
         db = Database(settings.store.url)
         try:
+            if await _is_new(db, settings):
+                if not creates:
+                    fail(f"the {store_name(settings)} has no Tollway store yet; start `tollway serve` or make a "
+                         "first change (e.g. `tollway keys create`) to create it.")
+                err.print(f"Creating a new, empty store: {store_name(settings)}", highlight=False, soft_wrap=True,
+                          markup=False)
             await db.migrate()
             result = await work(db)
             if settings.audit.enabled:

@@ -12,7 +12,7 @@ config_app = typer.Typer(help="Check a configuration file.", no_args_is_help=Tru
 @config_app.command("check")
 def config_check(config: ConfigOpt = None) -> None:
     """Validate a config file and summarise it."""
-    settings = read_settings(config)
+    settings = read_settings(config, upstream_secrets=True)
     console.print(f"config OK: {len(settings.models)} model(s), store {settings.store.url}", highlight=False)
     for m in settings.models:
         for name, weight, up in m.all_deployments:
