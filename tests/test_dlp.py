@@ -168,14 +168,17 @@ def test_custom_patterns_and_group_overrides(blocking: Gateway, upstream: Anthro
 
 
 def test_dlp_fails_closed(emulator: AnthropicEmulator, tmp_path: Path, upstream: AnthropicEmulator) -> None:
-    # A scan budget no real scan can meet: the engine reports a timeout and the request is refused.
-    gw = start_gateway(tmp_path / "closed", config(emulator.base_url, {"timeout_ms": 0.000001}),
+    # A scan budget no real scan can meet: the engine reports a timeout and the request is refused, as too
+    # large to inspect (413, not a 500 that SDKs retry: the same request would fail the same way).
+    gw = start_gateway(tmp_path / "closed", config(emulator.base_url, {"timeout_ms": 0.000001, "timeout_ms_per_mb": 0}),
                        env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
     try:
+        before = len(upstream.received)
         resp = send(gw, "/v1/messages", body("word " * 2000))
-        assert resp.status_code == 500 and resp.json()["error"]["type"] == "api_error"
-        assert upstream.received == []
-        assert audit_of(gw, resp.headers["request-id"])["status"] == 500
+        assert resp.status_code == 413 and resp.json()["error"]["type"] == "request_too_large"
+        assert resp.headers["x-should-retry"] == "false"
+        assert len(upstream.received) == before
+        assert audit_of(gw, resp.headers["request-id"])["status"] == 413
     finally:
         gw.stop()
 

@@ -334,7 +334,7 @@ class Pipeline:
             raise GatewayError(429, denial_message(denial), "rate_limit_error", headers)
         call.ticket = ticket
 
-    def _inspect(self, call: Call) -> None:
+    async def _inspect(self, call: Call) -> None:
         """DLP over everything the upstream will see. Fails closed: an engine error refuses the call."""
         if self.dlp is None:
             return
@@ -343,10 +343,12 @@ class Pipeline:
         ids = (p.group_id,) if p.group_id else p.group_ids
         names = [self.keys.group_names.get(g, g) for g in ids]
         try:
-            result = self.dlp.inspect(call.body, names)
+            result = await self.dlp.ainspect(call.body, names)
         except DlpError as exc:
             log.error("DLP inspection failed; refusing the request", extra={"request_id": call.request_id,
                                                                             "reason": str(exc)})
+            if exc.status == 413:  # too large to scan in its budget: the same request would fail again
+                raise GatewayError(413, str(exc), exc.error_type, {"x-should-retry": "false"}) from None
             raise GatewayError(500, "the request could not be inspected for data loss prevention and was not "
                                "forwarded", "api_error") from None
         if not result.findings:
@@ -376,7 +378,7 @@ class Pipeline:
             self._prepare(call)
             # count_tokens costs nothing upstream: it takes only request and concurrency limits.
             await self._reserve(call, metered=kind == "messages")
-            self._inspect(call)
+            await self._inspect(call)
             sent = time.perf_counter()
             reply = await self._attempts(call, kind)
             call.answered = time.perf_counter()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, on_assignment
 from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
+from tollway.governance.dlp.prefilter import compiled_prefilter
 from tollway.governance.dlp.result import DetectorFailed, Span
 from tollway.governance.dlp.secrets import (
     AUTHZ,
@@ -115,11 +116,14 @@ class Builtin:
     Every handler gets the position of the anchor character (the match start) and the match end.
     """
 
-    def __init__(self, phone_regions: Sequence[str], ip_addresses: bool = False) -> None:
+    def __init__(self, phone_regions: Sequence[str], ip_addresses: bool = False, prefilter: bool = False) -> None:
         self.numbers = Numbers(phone_regions)
         # An SSN has 9 digits, a card 13 or more; a phone number as few as its regions allow. A number
         # written with + and fewer than 9 digits (a few small countries) is not looked for.
-        self.candidates = candidates(min(9, *self.numbers.all_lengths), ip_addresses)
+        min_digits = min(9, *self.numbers.all_lengths)
+        self.candidates = candidates(min_digits, ip_addresses)
+        #: Hyperscan's windows (see ``prefilter``), or None to run the regex over all of the text.
+        self.prefilter = compiled_prefilter(min_digits, ip_addresses) if prefilter else None
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
             **{a: on_assignment for a in _ASSIGN},
@@ -139,13 +143,16 @@ class Builtin:
     def scan(self, text: str) -> list[Span]:
         spans: list[Span] = []
         handlers = self.handlers
-        for m in self.candidates.finditer(text):
-            name = m.lastgroup
-            assert name is not None
-            try:
-                spans.extend(handlers[name](text, m.start(), m.end()))
-            except Exception as exc:
-                raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
+        finditer = self.candidates.finditer
+        windows = [(0, len(text))] if self.prefilter is None else self.prefilter.windows(text)
+        for lo, hi in windows:
+            for m in finditer(text, lo, hi):
+                name = m.lastgroup
+                assert name is not None
+                try:
+                    spans.extend(handlers[name](text, m.start(), m.end()))
+                except Exception as exc:
+                    raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
         return spans
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 from tollway.governance.dlp.cache import VerdictCache, fingerprint
 from tollway.governance.dlp.candidates import MIN_LEN, Builtin
 from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
+from tollway.governance.dlp.prefilter import available as prefilter_available
 from tollway.governance.dlp.result import DetectorFailed, DlpError, DlpResult, RegexDetector, TimedOut
 from tollway.governance.dlp.scan import Scan
 
@@ -34,7 +36,8 @@ class DlpEngine:
             *(f"{d.kind}\x00{d.category}\x00{d.regex.pattern}\x00{d.regex.flags}\x00"
               f"{getattr(d.check, '__qualname__', d.check)}" for d in extra_detectors),
         ])
-        self.builtin = Builtin(config.phone_regions, config.ip_addresses)
+        self.matcher = choose_matcher(config.matcher)
+        self.builtin = Builtin(config.phone_regions, config.ip_addresses, prefilter=self.matcher == "hyperscan")
         taken = set(BUILTIN_KINDS) | {c.name for c in config.custom}
         for d in extra_detectors:
             if d.kind in taken:
@@ -104,6 +107,19 @@ class DlpEngine:
         if not self.config.enabled:
             return None, policy
         return Scan(self, self._tables[group]), policy
+
+
+def choose_matcher(configured: str) -> str:
+    """``hyperscan`` or ``python``: the ``TOLLWAY_DLP_MATCHER`` environment variable, else the config; ``auto``
+    takes Hyperscan when its wheel is installed (measured faster on every input class: docs/dlp.md)."""
+    choice = os.environ.get("TOLLWAY_DLP_MATCHER", "").strip().lower() or configured
+    if choice not in ("auto", "hyperscan", "python"):
+        raise ValueError(f"TOLLWAY_DLP_MATCHER must be auto, hyperscan or python, not {choice!r}")
+    if choice == "hyperscan" and not prefilter_available():
+        raise ValueError("dlp.matcher is hyperscan but the hyperscan package is not installed")
+    if choice == "auto":
+        return "hyperscan" if prefilter_available() else "python"
+    return choice
 
 
 #: New text up to this many characters is scanned on the event loop (about 1 ms); more goes to a thread.

@@ -139,3 +139,12 @@ def valid_national(parts: list[str], regions: Sequence[str]) -> bool:
             if _valid_in_country(r.cc, nn, r) and main.national_groups(nn) == parts[1:]:
                 return True
     return False
+
+
+def warm_up(regions: Sequence[str]) -> None:
+    """Build the rules of ``regions`` and of the countries they belong to (done once, at engine start-up)."""
+    for code in regions:
+        r = region(code)
+        if r is not None:
+            _country(int(r.cc))
+            _country_general(r.cc)

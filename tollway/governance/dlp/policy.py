@@ -20,6 +20,7 @@ config embeds it as ``dlp: DlpConfig = DlpConfig()``::
       phone_regions: [US, GB]  # national phone formats to recognise (+-prefixed numbers always are);
                                # default: DEFAULT_PHONE_REGIONS
       ip_addresses: false      # opt in to the pii kind ip_address
+      matcher: auto            # auto | hyperscan | python (env TOLLWAY_DLP_MATCHER overrides)
 
 ``enabled: false`` turns scanning off (every request passes unchanged, with no findings).
 
@@ -166,6 +167,9 @@ class DlpConfig(_Strict):
                     "numbers written with a leading + are recognised for every region",
     )
 
+    matcher: Literal["auto", "hyperscan", "python"] = Field(
+        "auto", description="candidate finder: Hyperscan prefilter or pure Python (auto: Hyperscan when installed); "
+                            "the TOLLWAY_DLP_MATCHER environment variable overrides it")
     ip_addresses: bool = Field(False, description="report IPv4 addresses as the pii kind ip_address (opt-in)")
 
     @field_validator("phone_regions")

@@ -6,7 +6,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
-from tollway.governance.dlp.cache import unit_digest
+from tollway.governance.dlp.cache import unit_bytes, unit_digest
 from tollway.governance.dlp.candidates import BATCH, SEP
 from tollway.governance.dlp.result import DetectorFailed, DlpResult, Finding, Span, TimedOut, placeholder
 from tollway.governance.dlp.walk import Walk
@@ -48,30 +48,34 @@ class Scan:
         self.finish()
 
     def prepare(self, body: dict[str, Any]) -> None:
+        """Walk the body unit by unit; a unit the cache knows as clean is not even walked."""
         walk = self.walk
-        walk.body(body)
         texts = walk.texts
-        bounds = [*walk.units, len(texts)]
         cache = self.engine.cache
         key = self.engine.fingerprint
         found = self.found
         missed = self.missed
         chars = 0
-        min_len = self.engine.min_len
-        for k in range(len(bounds) - 1):
-            a, b = bounds[k], bounds[k + 1]
-            if a == b or (b == a + 1 and len(texts[a]) < min_len):  # too short to hold a finding
-                continue
+        for tag, value, walk_unit in walk.plan(body):
+            a = len(texts)
             if cache is None:
-                missed.append((a, b, None))
-                chars += sum(len(t) for t in texts[a:b])
+                walk_unit()
+                missed.append((a, len(texts), None))
+                chars += sum(len(t) for t in texts[a:])
                 continue
-            joined = texts[a] if b == a + 1 else SEP.join(texts[a:b])
-            digest = unit_digest(key, joined)
-            entry = cache.get(digest)
+            data = unit_bytes(value)
+            digest = None if data is None else unit_digest(key, tag + b"\x00" + data)
+            entry = None if digest is None else cache.get(digest)
+            if entry == () and data is not None and b'"source"' not in data:
+                continue  # seen before, nothing in it (and no media block, whose binary finding is not cached)
+            walk_unit()
+            b = len(texts)
+            if digest is None:  # not JSON-serialisable as is (a lone surrogate): digest the strings instead
+                digest = unit_digest(key, tag + b"\x01" + SEP.join(texts[a:b]).encode("utf-8", "surrogatepass"))
+                entry = cache.get(digest)
             if entry is None:
                 missed.append((a, b, digest))
-                chars += len(joined)
+                chars += sum(len(t) for t in texts[a:b])
             else:
                 for i, s, e, kind in entry:
                     found.setdefault(a + i, []).append((s, e, kind))
@@ -115,22 +119,23 @@ class Scan:
             self.found.setdefault(i, []).extend(spans)
 
     def finish(self) -> None:
+        """Count findings and record redactions in walk order (binary blocks in their place among them)."""
         texts = self.walk.texts
+        slots = self.walk.slots
         found = self.found
         binaries = self.walk.binaries
         b = 0
-        for i, (parent, key, where, is_key) in enumerate(self.walk.slots):
+        for i in sorted(found):
             while b < len(binaries) and binaries[b][0] <= i:
                 self.binary(*binaries[b][1:])
                 b += 1
-            spans = found.get(i)
-            if spans:
-                new = self.record(texts[i], spans, where)
-                if new is not None:
-                    if is_key:
-                        self.renames[(id(parent), key)] = new
-                    else:
-                        self.edits[(id(parent), key)] = new
+            parent, key, where, is_key = slots[i]
+            new = self.record(texts[i], found[i], where)
+            if new is not None:
+                if is_key:
+                    self.renames[(id(parent), key)] = new
+                else:
+                    self.edits[(id(parent), key)] = new
         for entry in binaries[b:]:
             self.binary(*entry[1:])
         self.check_time()

@@ -14,15 +14,19 @@ location); every other string is reported at its own path (``stop_sequences[0]``
 ``mcp_servers[0].authorization_token``, ``messages[5].content[0].citations[0].cited_text``).
 
 A content unit is what the verdict cache keys on (see ``cache``): one tool definition, one system
-block, one message content block (or a message's string content), one message's other fields,
-or one other top-level field. Claude Code re-sends the same units turn after turn, so they are
+block, one message (a client appends messages and never edits old ones, except for moving a
+``cache_control`` marker, which costs a rescan of the message it leaves and the one it reaches), or
+one other top-level field. Claude Code re-sends the same units turn after turn, so they are
 scanned once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+Unit = tuple[bytes, Any, Callable[[], None]]  # tag, value, walk
 Slot = tuple[Any, Any, str, bool]  # parent container, key or index, where, is a dict key
 Binary = tuple[int, list[Any], int, Any, str]  # text index at the time, parent list, index, source, where
 
@@ -42,40 +46,61 @@ KNOWN_FIELDS = frozenset((
 
 
 class Walk:
-    """Collects ``texts`` (the strings), ``slots`` (where each sits), ``binaries`` and ``units``.
+    """Collects ``texts`` (the strings), ``slots`` (where each sits) and ``binaries``, unit by unit (``plan``)."""
 
-    ``units[k]`` is the index in ``texts`` where unit k starts; a unit with no strings is not recorded.
-    """
-
-    __slots__ = ("binaries", "slots", "texts", "units")
+    __slots__ = ("binaries", "slots", "texts")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.slots: list[Slot] = []
         self.binaries: list[Binary] = []
-        self.units: list[int] = []
-
-    def unit(self) -> None:
-        """Start a new content unit at the next string."""
-        n = len(self.texts)
-        if not self.units or self.units[-1] != n:
-            self.units.append(n)
 
     def body(self, body: dict[str, Any]) -> None:
+        """Walk all of ``body`` (every unit)."""
+        for _tag, _value, walk in self.plan(body):
+            walk()
+
+    def plan(self, body: dict[str, Any]) -> list[Unit]:
+        """The content units of ``body``, in walk order: (tag, value, walk). ``walk()`` appends the unit's strings.
+
+        The tag names the walk a unit takes (the same value walked as a tool or as a block yields its
+        strings in another order), so the cache keys on tag and value together.
+        """
+        units: list[Unit] = []
         for key, value in body.items():
             if key == "tools" and isinstance(value, list):
                 for i, tool in enumerate(value):
-                    self.unit()
-                    self.tool(value, i, tool)
+                    units.append((b"tool", tool, partial(self.tool, value, i, tool)))
             elif key == "system" and isinstance(value, list):
-                self.blocks(value, "system", units=True)
+                for j in range(len(value)):
+                    units.append((b"block", value[j], partial(self.block_at, value, j, "system")))
             elif key == "messages" and isinstance(value, list):
                 for i, message in enumerate(value):
-                    self.message(value, i, message)
+                    units.append((b"message", message, partial(self.message, value, i, message)))
             else:
-                self.unit()
-                self.any(body, key, key)
-        self.unit()
+                tag = b"field:" + key.encode("utf-8", "surrogatepass")
+                units.append((tag, value, partial(self.any, body, key, key)))
+        return units
+
+    def message(self, messages: list[Any], i: int, message: Any) -> None:
+        w = f"messages[{i}]"
+        if not isinstance(message, dict):
+            self.any(messages, i, w)
+            return
+        self.message_fields(message, w)
+        content = message.get("content")
+        if isinstance(content, str):
+            self.text(message, "content", f"{w}.content")
+        elif isinstance(content, list):
+            self.blocks(content, f"{w}.content")
+        elif content is not None:
+            self.any(message, "content", f"{w}.content")
+
+    def message_fields(self, message: dict[str, Any], w: str) -> None:
+        for k in message:
+            if k != "content":
+                self.key(message, k, w)
+                self.any(message, k, f"{w}.{k}")
 
     def tool(self, tools: list[Any], i: int, tool: Any) -> None:
         w = f"tools[{i}]"
@@ -89,37 +114,19 @@ class Walk:
             else:
                 self.any(tool, k, f"{w}.{k}")
 
-    def message(self, messages: list[Any], i: int, message: Any) -> None:
-        w = f"messages[{i}]"
-        self.unit()
-        if not isinstance(message, dict):
-            self.any(messages, i, w)
-            return
-        for k in message:
-            if k == "content":
-                continue
-            self.key(message, k, w)
-            self.any(message, k, f"{w}.{k}")
-        content = message.get("content")
-        if isinstance(content, str):
-            self.unit()
-            self.text(message, "content", f"{w}.content")
-        elif isinstance(content, list):
-            self.blocks(content, f"{w}.content", units=True)
-        elif content is not None:
-            self.any(message, "content", f"{w}.content")
+    def blocks(self, blocks: list[Any], where: str) -> None:
+        for j in range(len(blocks)):
+            self.block_at(blocks, j, where)
 
-    def blocks(self, blocks: list[Any], where: str, units: bool = False) -> None:
-        for j, block in enumerate(blocks):
-            if units:
-                self.unit()
-            w = f"{where}[{j}]"
-            if isinstance(block, str):
-                self.text(blocks, j, w)
-            elif not isinstance(block, dict):
-                self.any(blocks, j, w)
-            else:
-                self.block(blocks, j, block, w)
+    def block_at(self, blocks: list[Any], j: int, where: str) -> None:
+        block = blocks[j]
+        w = f"{where}[{j}]"
+        if isinstance(block, str):
+            self.text(blocks, j, w)
+        elif not isinstance(block, dict):
+            self.any(blocks, j, w)
+        else:
+            self.block(blocks, j, block, w)
 
     def block(self, blocks: list[Any], j: int, block: dict[str, Any], w: str) -> None:
         btype = block.get("type")

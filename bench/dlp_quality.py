@@ -1,0 +1,392 @@
+"""DLP quality report: per-kind recall and false-positive rate on a test set built from documented formats.
+
+    .venv/bin/python bench/dlp_quality.py            # the table (markdown)
+    .venv/bin/python bench/dlp_quality.py --json     # the same as JSON
+    TOLLWAY_DLP_MATCHER=python .venv/bin/python bench/dlp_quality.py   # with the pure-Python matcher
+
+Every positive is generated here, with a seeded generator, from the format its vendor or standard
+documents (the source is cited next to each generator); nothing is copied from another project's
+test files. Each value is placed in several contexts (an environment file, code, JSON, a log line,
+prose). Negatives are code, logs and prose of the kind coding agents send, plus lookalikes for
+every kind (wrong length or prefix, bad checksum, documentation placeholders).
+
+Recall of kind K: the share of K's positives in which the engine reports K. False-positive rate of
+K: the share of negative samples in which the engine reports K. Targets (issue 15): recall >= 95 %
+and false positives <= 2 % for every kind. Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import string
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp.policy import DlpConfig
+
+R = random.Random(20261203)
+UP, LO, DG = string.ascii_uppercase, string.ascii_lowercase, string.digits
+AN = UP + LO + DG
+HEX = DG + "abcdef"
+B64 = AN + "+/"
+URLSAFE = AN + "-_"
+
+
+def r(n: int, alphabet: str = AN) -> str:
+    return "".join(R.choice(alphabet) for _ in range(n))
+
+
+def luhn(prefix: str, length: int) -> str:
+    body = prefix + r(length - len(prefix) - 1, DG)
+    for c in DG:
+        digits = body + c
+        if sum(int(d) if i % 2 == 0 else sum(divmod(int(d) * 2, 10)) for i, d in enumerate(reversed(digits))) % 10 == 0:
+            return digits
+    raise AssertionError
+
+
+def iban(country: str, bban: str) -> str:
+    """ISO 13616: check digits make the mod-97 of (BBAN + country + '00') rearranged equal 1."""
+    numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
+    return f"{country}{98 - int(numeric) % 97:02d}{bban}"
+
+
+def grouped(value: str) -> str:
+    """Written in groups of four, as IBANs are printed."""
+    return " ".join(value[i : i + 4] for i in range(0, len(value), 4))
+
+
+# --- generators, one per documented format -------------------------------------------------------------------
+# Each returns the value; CONTEXT places it. Sources:
+GEN: dict[str, list[Callable[[], str]]] = {
+    # AWS IAM User Guide, "IAM identifiers" (unique ID prefixes AKIA, ASIA, ABIA, ACCA; 20 characters)
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids
+    "aws_access_key": [lambda: R.choice(["AKIA", "ASIA", "ABIA", "ACCA"]) + r(16, UP + "234567")],
+    # Same guide, "Managing access keys": a 40-character secret access key, in the CLI's config files
+    # https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-files.html
+    "aws_secret_key": [lambda: f"aws_secret_access_key = {r(40, B64)}", lambda: f"AWS_SECRET_ACCESS_KEY={r(40, B64)}"],
+    # Google Cloud, "Manage API keys" (keys start AIza, 39 characters)
+    # https://cloud.google.com/docs/authentication/api-keys
+    "gcp_api_key": [lambda: "AIza" + r(35, URLSAFE)],
+    # RFC 7468 (textual encodings: PKCS #8 "PRIVATE KEY", RFC 3447 "RSA PRIVATE KEY"); OpenSSH PROTOCOL.key
+    "private_key": [
+        lambda: (
+            f"-----BEGIN {R.choice(['RSA ', 'EC ', 'OPENSSH ', ''])}PRIVATE KEY-----\n"
+            + "\n".join(r(64, B64) for _ in range(6))
+            + "\n-----END PRIVATE KEY-----"
+        )
+    ],
+    # GitHub blog, "Behind GitHub's new authentication token formats" (ghp_, gho_, ghu_, ghs_, ghr_ + 36);
+    # GitHub docs, fine-grained personal access tokens (github_pat_)
+    # https://github.blog/engineering/platform-security/behind-githubs-new-authentication-token-formats/
+    "github_token": [
+        lambda: R.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]) + r(36),
+        lambda: f"github_pat_11{r(20, UP + DG)}_{r(59)}",
+    ],
+    # GitLab docs, "GitLab token overview", token prefixes
+    # https://docs.gitlab.com/security/tokens/#token-prefixes
+    "gitlab_token": [
+        lambda: (
+            R.choice(
+                [
+                    "glpat-",
+                    "gldt-",
+                    "glrt-",
+                    "glcbt-",
+                    "glptt-",
+                    "glft-",
+                    "glimt-",
+                    "glagent-",
+                    "gloas-",
+                    "glsoat-",
+                    "glffct-",
+                ]
+            )
+            + r(20, URLSAFE)
+        ),
+        lambda: "GR1348941" + r(20, URLSAFE),
+    ],
+    # Slack API, "Token types" (xoxb-, xoxp-, xapp-, xoxe. refresh/rotation tokens)
+    # https://api.slack.com/authentication/token-types
+    "slack_token": [
+        lambda: f"xox{R.choice('bp')}-{r(12, DG)}-{r(13, DG)}-{r(24)}",
+        lambda: f"xapp-1-A{r(10, UP + DG)}-{r(13, DG)}-{r(64, HEX)}",
+        lambda: f"xoxe.xoxp-1-{r(140, AN + '-')}",
+    ],
+    # Slack API, "Sending messages using incoming webhooks"  https://api.slack.com/messaging/webhooks
+    "slack_webhook": [lambda: f"https://hooks.slack.com/services/T{r(8, UP + DG)}/B{r(8, UP + DG)}/{r(24)}"],
+    # Stripe docs, "API keys" (sk_live_, sk_test_, rk_live_, rk_test_) and "Webhooks" (whsec_)
+    # https://docs.stripe.com/keys  https://docs.stripe.com/webhooks
+    "stripe_key": [
+        lambda: f"{R.choice(['sk', 'rk'])}_{R.choice(['live', 'test'])}_51{r(96)}",
+        lambda: f"whsec_{r(32)}",
+    ],
+    # OpenAI API reference, "Authentication" (sk-, sk-proj-)  https://platform.openai.com/docs/api-reference
+    "openai_key": [lambda: f"sk-proj-{r(48, URLSAFE)}T3BlbkFJ{r(48, URLSAFE)}", lambda: f"sk-{r(48)}"],
+    # Anthropic API docs, "Getting started" (x-api-key: sk-ant-api03-...)  https://docs.anthropic.com/en/api
+    "anthropic_key": [lambda: f"sk-ant-api03-{r(93, URLSAFE)}AA"],
+    # Azure Storage, "Configure a connection string" (AccountKey=, base64 of 64 bytes) and "SAS overview" (sig=);
+    # Service Bus/Event Hubs connection strings (SharedAccessKey=, base64 of 32 bytes)
+    # https://learn.microsoft.com/azure/storage/common/storage-configure-connection-string
+    # https://learn.microsoft.com/azure/storage/common/storage-sas-overview
+    "azure_storage_key": [
+        lambda: f"DefaultEndpointsProtocol=https;AccountName=prod;AccountKey={r(86, B64)}==",
+        lambda: f"Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey={r(43, B64)}=",
+        lambda: f"https://acct.blob.core.windows.net/c/f?sv=2022-11-02&sp=r&sig={r(43, AN)}%3D",
+    ],
+    # Microsoft Purview, sensitive information type "Microsoft Entra client secret" (3 chars, digit, Q~, 31-34)
+    # https://learn.microsoft.com/purview/sit-defn-azure-ad-client-secret
+    "azure_client_secret": [lambda: f"{r(3)}{r(1, DG)}Q~{r(34, AN + '_~.-')}"],
+    # Twilio docs, "API keys" (SID starting SK + 32 hex)  https://www.twilio.com/docs/iam/api-keys
+    "twilio_api_key": [lambda: "SK" + r(32, HEX)],
+    # Twilio SendGrid docs, "API keys" (SG.<22>.<43>)  https://www.twilio.com/docs/sendgrid/ui/account-and-settings/api-keys
+    "sendgrid_key": [lambda: f"SG.{r(22, URLSAFE)}.{r(43, URLSAFE)}"],
+    # GitHub changelog 2021-09-23, "npm has a new access token format" (npm_ + 36)
+    # https://github.blog/changelog/2021-09-23-npm-has-a-new-access-token-format/
+    "npm_token": [lambda: "npm_" + r(36)],
+    # PyPI help, "API tokens" (pypi- + macaroon, whose base64 starts AgEIcHlwaS5vcmc)  https://pypi.org/help/#apitoken
+    "pypi_token": [lambda: "pypi-AgEIcHlwaS5vcmc" + r(120, URLSAFE)],
+    # Hugging Face docs, "User access tokens" (hf_)  https://huggingface.co/docs/hub/security-tokens
+    "huggingface_token": [lambda: "hf_" + r(34, UP + LO)],
+    # Databricks docs, "Personal access token authentication" (dapi + 32 hex)
+    # https://docs.databricks.com/dev-tools/auth/pat.html
+    "databricks_token": [lambda: "dapi" + r(32, HEX)],
+    # HashiCorp Vault docs, "Tokens" (hvs., hvb., hvr. prefixes); Terraform Cloud API tokens (<14>.atlasv1.<60+>)
+    # https://developer.hashicorp.com/vault/docs/concepts/tokens#token-prefixes
+    "hashicorp_token": [lambda: f"hvs.{r(90, URLSAFE)}", lambda: f"{r(14, LO + DG)}.atlasv1.{r(67, AN)}"],
+    # DigitalOcean docs, "How to create a personal access token" (dop_v1_ + 64 hex; doo_, dor_ for OAuth)
+    # https://docs.digitalocean.com/reference/api/create-personal-access-token/
+    "digitalocean_token": [lambda: f"do{R.choice('por')}_v1_{r(64, HEX)}"],
+    # Sentry docs, "Auth tokens" (sntryu_ user tokens, sntrys_ organization tokens)  https://docs.sentry.io/account/auth-tokens/
+    "sentry_token": [lambda: "sntryu_" + r(64, HEX), lambda: f"sntrys_eyJpYXQiOjE3M{r(120, AN)}_{r(43, URLSAFE)}"],
+    # RFC 7519 (JSON Web Token: base64url header "{"alg":...}" . payload . signature)
+    "jwt": [lambda: f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ{r(60, URLSAFE)}.{r(43, URLSAFE)}"],
+    # RFC 3986 section 3.2.1 (userinfo in a URI); PostgreSQL, MySQL, Redis, MongoDB, AMQP connection URIs
+    "url_credentials": [
+        lambda: (
+            f"{R.choice(['postgres', 'postgresql', 'mysql', 'redis', 'mongodb+srv', 'amqp', 'https'])}"
+            f"://{R.choice(['app', 'admin', 'svc_user'])}:{r(16)}@{R.choice(['db', 'localhost', 'h.internal'])}"
+            f":{R.choice(['5432', '3306', '6379'])}/x"
+        )
+    ],
+    # RFC 7617 (Basic), RFC 6750 (Bearer)
+    "authorization_header": [
+        lambda: f"Authorization: Basic {r(32, B64)}=",
+        lambda: f"-H 'Authorization: Bearer {r(40, URLSAFE)}'",
+    ],
+    # Assignments to secret-named variables (the detect-secrets KeywordDetector idea; our own forms)
+    "password_assignment": [
+        lambda: f'DB_PASSWORD="{r(14)}!"',
+        lambda: f"client_secret: {r(24)}",
+        lambda: f'System.setProperty("API_TOKEN", "{r(20)}");',
+        lambda: f'os.environ["SERVICE_API_KEY"] = "{r(24)}"',
+        lambda: (
+            'password = "'
+            + " ".join(
+                R.choice(["amber", "violet", "canyon", "river", "falcon", "pepper", "orbit", "maple"]) for _ in range(4)
+            )
+            + '"'
+        ),
+    ],
+    # RFC 5322 addr-spec
+    "email": [
+        lambda: (
+            f"{R.choice(['ana', 'j.smith', 'li.wei', 'o.brien'])}{r(2, DG)}"
+            f"@{R.choice(['acme-corp.com', 'mail.co.uk', 'uni.edu'])}"
+        )
+    ],
+    # ITU-T E.164 (+ country code); national formats as published by NANPA (US), Ofcom (UK), Bundesnetzagentur (DE)
+    "phone_number": [
+        lambda: f"+1 {R.choice(['212', '415', '617', '312', '206'])}-{R.choice('23456789')}{r(2, DG)}-{r(4, DG)}",
+        lambda: f"({R.choice(['212', '415', '617', '312', '206'])}) {R.choice('23456789')}{r(2, DG)}-{r(4, DG)}",
+        lambda: f"+44 20 7{r(3, DG)} {r(4, DG)}",
+        lambda: f"020 7{r(3, DG)} {r(4, DG)}",
+        lambda: f"+49 30 {r(8, DG)}",
+        lambda: f"+33 1 {r(2, DG)} {r(2, DG)} {r(2, DG)} {r(2, DG)}",
+    ],
+    # ISO/IEC 7812 IIN ranges (Visa 4, Mastercard 51-55 and 2221-2720, Amex 34/37, Discover 6011/65, JCB 3528-3589,
+    # UnionPay 62, Mir 2200-2204, RuPay 60/65) with the Luhn check digit
+    "payment_card": [
+        lambda: luhn("4", 16),
+        lambda: luhn(R.choice(["51", "55", "2221", "2720"]), 16),
+        lambda: luhn(R.choice(["34", "37"]), 15),
+        lambda: luhn(R.choice(["6011", "65"]), 16),
+        lambda: luhn("35" + R.choice(["28", "60", "89"]), 16),
+        lambda: luhn("62", 16),
+        lambda: luhn("220" + R.choice("01234"), 16),
+        lambda: grouped(luhn("4", 16)),
+        lambda: grouped(luhn("5" + R.choice("12345"), 16)).replace(" ", "-"),
+    ],
+    # SSA, "Social Security Number Randomization" (area 001-899 but 666, group 01-99, serial 0001-9999)
+    # https://www.ssa.gov/employer/randomization.html
+    "us_ssn": [
+        lambda: (
+            f"{R.choice([a for a in range(1, 900) if a != 666]):03d}-{R.randint(1, 99):02d}-{R.randint(1, 9999):04d}"
+        ),
+        lambda: f"SSN {R.randint(1, 665):03d}{R.randint(1, 99):02d}{R.randint(1, 9999):04d}",
+    ],
+    # ISO 13616 / SWIFT IBAN registry (country lengths), mod-97 check digits
+    "iban": [
+        lambda: iban("DE", r(18, DG)),
+        lambda: iban("GB", "WEST" + r(14, DG)),
+        lambda: iban("FR", r(23, DG)),
+        lambda: iban("NL", "ABNA" + r(10, DG)),
+        lambda: grouped(iban("ES", r(20, DG))),
+    ],
+    # RFC 791 dotted-quad IPv4 (opt-in kind), outside RFC 5737 documentation ranges and loopback (RFC 1122)
+    "ip_address": [
+        lambda: (
+            f"{R.choice([a for a in range(11, 224) if a != 127])}.{R.randint(0, 255)}"
+            f".{R.randint(0, 255)}.{R.randint(1, 254)}"
+        )
+    ],
+}
+
+CONTEXTS = [
+    "{v}",
+    "export SOME_VALUE={v}",
+    "I pasted {v} here by mistake, sorry.",
+    '{{"value": "{v}"}}',
+    "2026-12-03T07:00:00Z INFO worker-3 using {v} for the job",
+    "    config.set('x', '{v}')  # from the vault",
+]
+# Values that already carry their own context are placed in prose and logs only.
+SELF_CONTEXT = {"aws_secret_key", "password_assignment", "authorization_header", "url_credentials", "azure_storage_key"}
+
+
+def positives() -> dict[str, list[str]]:
+    R.seed(20261203)
+    out: dict[str, list[str]] = {}
+    for kind, gens in GEN.items():
+        contexts = CONTEXTS[:1] + CONTEXTS[2:3] + CONTEXTS[4:5] if kind in SELF_CONTEXT else CONTEXTS
+        out[kind] = [c.format(v=g()) for g in gens for c in contexts for _ in range(max(2, 12 // len(gens)))]
+    return out
+
+
+def negatives() -> list[str]:
+    R.seed(7)
+    code = [
+        "def load(path: str) -> dict:\n    with open(path) as f:\n        return json.load(f)\n",
+        "const token = getToken(req.headers);\nif (!token) throw new Error('missing token');",
+        "password = os.environ['DB_PASSWORD']\nsecret = settings.SECRET_KEY\napi_key = config.get('api_key')",
+        "for i in range(1000000):\n    total += i * 2654435761 % 4294967296",
+        "id = uuid.UUID('550e8400-e29b-41d4-a716-446655440000')",
+        "git checkout 9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "sha256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'",
+        "import { createHash } from 'crypto';\nexport const key = createHash('sha1').update(s).digest('hex');",
+        "version = '1.24.3'\nrequires = ['requests>=2.31.0', 'numpy==1.26.4']",
+        "x = 0x7fffffff; y = 1e-9; z = 3.14159265358979",
+        "b64 = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=='",
+        "token_count = len(tokens)\nmax_tokens = 4096\nkey_fn = lambda k: k.lower()",
+        "@pytest.fixture\ndef client(app):\n    return app.test_client()",
+        "ssh git@github.com:org/repo.git && npm i lodash@4.17.21",
+        "SELECT id, email FROM users WHERE created_at > '2024-01-15 10:30:00' LIMIT 100;",
+        "kubectl get pods -n kube-system -o wide | grep coredns-5d78c9869d-x7k2p",
+    ]
+    logs = [
+        f"2026-12-0{d}T1{d}:2{d}:3{d}.{d}12Z INFO request_id=req_{r(24)} status=200 duration_ms={R.randint(1, 999)}"
+        for d in range(1, 10)
+    ] + [
+        "Dec  3 06:59:59 host sshd[31337]: Accepted publickey for deploy from port 52344 ssh2",
+        "GET /api/v1/items?page=2&per_page=50 HTTP/1.1 200 1532 0.004",
+        "java.lang.NullPointerException\n\tat com.acme.Foo.bar(Foo.java:42)\n\tat com.acme.Main.main(Main.java:7)",
+        "pid 48213 rss 182340 KB cpu 12.5% threads 24 fds 1023",
+        "build #4521 finished in 00:03:21 (exit 0)",
+    ]
+    prose = [
+        "The quick brown fox jumps over the lazy dog. Passwords should be rotated every 90 days.",
+        "Please review the token budget before the release; secrets must never be logged.",
+        "We met on 12/03/2026 at 10:30 and agreed on a 15% discount for orders over 1,000 units.",
+        "Order 1234567812345678 shipped on 2024-01-15; call the desk if it has not arrived by Friday.",
+        "The API key is stored in the vault and injected at runtime; see the runbook for details.",
+    ]
+    lookalikes = [
+        "AKIAIOSFODNN7EXAMPLE and wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY from the AWS docs",
+        "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+        "glpat-XXXXXXXXXXXXXXXXXXXX",
+        "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        "pk_live_" + r(24),
+        "AIzaSyDOCAbC123dEf456GhI789jKl012-MnO",
+        "xoxb-your-token-here",
+        "https://hooks.slack.com/services/XXX/YYY/ZZZ",
+        "npm_config_registry=https://r",
+        "hf_hub_download(repo_id='bert')",
+        "dapi-version 2",
+        "sk-" + "x" * 40,
+        "Bearer <token>",
+        "Authorization: Bearer ${TOKEN}",
+        "postgres://user:password@localhost/db",
+        "mysql://root:${PW}@db/app",
+        "redis://localhost:6379/0",
+        'password = "<your password>"',
+        "API_KEY=${API_KEY}",
+        "secret: {{ secrets.X }}",
+        "4111 1111 1111 1112",
+        "DE88 3704 0044 0532 0130 00",
+        "000-12-3456 and 666-12-3456 and 900-12-3456",
+        "id 123456789 of the order",
+        "192.0.2.1 and 198.51.100.7 (RFC 5737)",
+        "release 1.2.3.4 of the tool",
+        "AIDAJQABLZS4A3QDU576 is a user id",
+        "phone-like 1234567890 and 555-1234",
+        "eyJhelloworld.foo.bar",
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
+        "SK-1234 ticket",
+        "SG.short.value",
+        "whsec_",
+        "hvs.",
+        "dop_v1_short",
+    ]
+    return [*code, *logs, *prose, *lookalikes]
+
+
+def evaluate() -> dict[str, dict[str, Any]]:
+    engine = DlpEngine(DlpConfig(ip_addresses=True, cache_items=0, timeout_ms=60_000))
+
+    def kinds_of(text: str) -> set[str]:
+        body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+        return {f.kind for f in engine.inspect(body).findings}
+
+    neg = [kinds_of(t) for t in negatives()]
+    report: dict[str, dict[str, Any]] = {}
+    for kind, samples in positives().items():
+        hits = sum(kind in kinds_of(s) for s in samples)
+        fps = sum(kind in k for k in neg)
+        report[kind] = {
+            "positives": len(samples),
+            "recall": hits / len(samples),
+            "negatives": len(neg),
+            "false_positive_rate": fps / len(neg),
+        }
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    report = evaluate()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("| kind | positives | recall | negatives | false positives |\n|---|---:|---:|---:|---:|")
+        for kind, m in report.items():
+            print(
+                f"| {kind} | {m['positives']} | {m['recall']:.1%} | {m['negatives']} | {m['false_positive_rate']:.1%} |"
+            )
+    missed = [k for k, m in report.items() if m["recall"] < 0.95 or m["false_positive_rate"] > 0.02]
+    if missed:
+        print(f"targets missed: {', '.join(missed)}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
