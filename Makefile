@@ -36,7 +36,8 @@ test: $(VENV)/.test $(JS)/node_modules/.installed lint
 	$(BIN)/pytest -q -n 3 --dist loadfile
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check tollway tests bench
+	$(BIN)/ruff check tollway tests bench tools
+	$(BIN)/python tools/check_layout.py
 	$(BIN)/mypy
 
 ## The benchmark (not part of the tests): direct vs through Tollway, same run.

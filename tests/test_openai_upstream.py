@@ -30,7 +30,7 @@ from tests.openai_emulator import (
 from tests.test_node_clients import CLAUDE
 from tollway.config import UpstreamConfig
 from tollway.upstream.openai import chat_request, passthrough_body
-from tollway.wire.openai_to_anthropic import chat_request_to_messages
+from tollway.wire.chat_turns import chat_request_to_messages
 from tollway.wire.tokens_openai import count_chat_tokens
 
 OPENAI_KEY = "sk-openai-upstream-test"

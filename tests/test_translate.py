@@ -25,19 +25,13 @@ import pytest
 from tollway.wire.anthropic_to_openai import (
     MessagesStreamToChat,
     StreamFailed,
-    ToolNames,
     message_to_chat_response,
-    messages_request_to_chat,
-    restore_tool_id,
-    sanitize_tool_id,
-    shorten_tool_name,
 )
+from tollway.wire.chat_turns import chat_request_to_messages
+from tollway.wire.ids import ToolNames, restore_tool_id, sanitize_tool_id, shorten_tool_name
+from tollway.wire.messages_to_chat import messages_request_to_chat
 from tollway.wire.openai_schema import ChatInvalid, openai_error, validate_chat
-from tollway.wire.openai_to_anthropic import (
-    ChatStreamToMessages,
-    chat_request_to_messages,
-    chat_response_to_message,
-)
+from tollway.wire.openai_to_anthropic import ChatStreamToMessages, chat_response_to_message
 from tollway.wire.sse import frame
 from tollway.wire.sse_decode import SSEDecoder, SSEEvent
 

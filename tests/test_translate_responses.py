@@ -37,7 +37,8 @@ from tollway.wire.anthropic_to_responses import (
     response_status,
     response_usage,
 )
-from tollway.wire.responses_to_anthropic import ResponsesInvalid, input_items, responses_request_to_messages
+from tollway.wire.responses_items import ResponsesInvalid, input_items
+from tollway.wire.responses_to_anthropic import responses_request_to_messages
 from tollway.wire.sse_decode import SSEDecoder
 
 GOLDEN = Path(__file__).parent / "golden" / "responses"

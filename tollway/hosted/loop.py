@@ -31,7 +31,7 @@ from tollway.hosted.tool import PREFIX, HostedTool
 from tollway.pipeline import Pipeline
 from tollway.wire.anthropic_to_responses import response_output_items
 from tollway.wire.refusal import Refusal
-from tollway.wire.responses_to_anthropic import ResponsesInvalid
+from tollway.wire.responses_items import ResponsesInvalid
 
 HOSTED_ALL = "tollway_tools"  # every hosted tool the key may use (README "Hosted tools")
 HOSTED_ITEM = "mcp_call"  # the output item a hosted call appears as

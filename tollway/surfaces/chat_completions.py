@@ -41,8 +41,8 @@ from tollway.surfaces.handler import Exchange, ForwardingDialect
 from tollway.surfaces.state import Gateway
 from tollway.upstream.openai import passthrough_body
 from tollway.wire.anthropic_to_openai import MessagesStreamToChat, StreamFailed, message_to_chat_response
+from tollway.wire.chat_turns import chat_request_to_messages
 from tollway.wire.openai_schema import ChatInvalid, validate_chat
-from tollway.wire.openai_to_anthropic import chat_request_to_messages
 from tollway.wire.refusal import Refusal
 from tollway.wire.sse_decode import SSEDecoder
 

@@ -19,8 +19,8 @@ from tollway.surfaces.chat_completions import OpenAIDialect
 from tollway.surfaces.handler import Exchange
 from tollway.surfaces.responses import json_response, owner_of
 from tollway.wire.refusal import Refusal
+from tollway.wire.responses_items import ResponsesInvalid, input_items, normalise_items
 from tollway.wire.responses_schema import bad_type, list_params, metadata
-from tollway.wire.responses_to_anthropic import ResponsesInvalid, input_items, normalise_items
 
 MAX_CONVERSATION_ITEMS = 20
 

@@ -84,6 +84,7 @@ from tollway.wire.anthropic_to_responses import (
     response_usage,
 )
 from tollway.wire.refusal import Refusal
+from tollway.wire.responses_items import ResponsesInvalid, input_items
 from tollway.wire.responses_schema import (
     bad_type,
     conversation_id,
@@ -92,7 +93,7 @@ from tollway.wire.responses_schema import (
     optional_bool,
     tag_namespaces,
 )
-from tollway.wire.responses_to_anthropic import ResponsesInvalid, input_items, responses_request_to_messages
+from tollway.wire.responses_to_anthropic import responses_request_to_messages
 from tollway.wire.sse_decode import SSEDecoder
 
 log = logging.getLogger("tollway")

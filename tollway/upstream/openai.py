@@ -51,8 +51,9 @@ from yarl import URL
 from tollway.config import UpstreamConfig
 from tollway.upstream.base import UpstreamFailure, UpstreamReply, UpstreamRequest
 from tollway.upstream.http import TRACE_HEADERS, event_too_long, new_session, post, read_body, read_chunk, relayed
-from tollway.wire.anthropic_to_openai import ToolNames, messages_request_to_chat, restore_tool_id
 from tollway.wire.errors import anthropic_type_for
+from tollway.wire.ids import ToolNames, restore_tool_id
+from tollway.wire.messages_to_chat import messages_request_to_chat
 from tollway.wire.openai_to_anthropic import ChatStreamToMessages, chat_response_to_message
 from tollway.wire.sse import frame
 from tollway.wire.sse_decode import SSEDecoder, SSETooLong

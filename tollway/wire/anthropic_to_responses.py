@@ -54,13 +54,11 @@ accumulator. Decisions made here, each with its reason:
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import orjson
 
-THINKING_PREFIX = "tollway.thinking.v1:"
-REDACTED_PREFIX = "tollway.redacted.v1:"
+from tollway.wire.ids import REDACTED_PREFIX, THINKING_PREFIX, item_id
 
 # Anthropic stop_reason → OpenAI incomplete_details.reason; anything else is `completed`.
 INCOMPLETE_REASONS: dict[str, str] = {
@@ -78,12 +76,6 @@ STREAM_CUT = "The upstream stream ended before the response was complete."
 
 # ---------------------------------------------------------------------------------------------
 # Shared pieces
-
-
-def item_id(prefix: str, response_id: str, tag: str) -> str:
-    """A stable item id: `prefix_` + 48 hex digits of SHA-256 over the response id and `tag`
-    (the item's place, e.g. `out2` or `in0`). Unique per response and place, same every time."""
-    return f"{prefix}_{hashlib.sha256(f'{response_id}/{tag}'.encode()).hexdigest()[:48]}"
 
 
 def _count(value: Any) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.wire.responses_to_anthropic import ResponsesInvalid
+from tollway.wire.responses_items import ResponsesInvalid
 
 MAX_METADATA = 16
 
