@@ -237,12 +237,17 @@ class WriteBehind:
             raise StoreUnavailable(f"no answer within {self.flush_timeout:g} s")
         task.result()
 
-    async def _write(self, records: list[dict[str, Any]]) -> bool:
+    async def _write(self, records: list[dict[str, Any]], retried: bool = False) -> bool:
         """Write `records`; True when each is in the database or quarantined, False when the
-        store is unavailable (nothing of what is left was written, so the caller keeps it)."""
+        store is unavailable (nothing of what is left was written, so the caller keeps it).
+
+        A lone record is tried twice before it is quarantined, so a passing server error (a
+        deadlock, a serialisation failure) does not set a good record aside."""
         try:
             await self._bounded(records)
         except Exception as exc:
+            if not unavailable(exc) and len(records) == 1 and not retried:
+                return await self._write(records, retried=True)
             if unavailable(exc):
                 if not self._store_failing:
                     log.warning("%s writer: store unavailable (%s); spilling", self.name, type(exc).__name__)
