@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dlp as corpus
@@ -146,6 +148,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=12)
     parser.add_argument("--bucket", type=int, default=5, help="turns in the early and the late bucket")
     parser.add_argument("--rounds", type=int, default=60, help="requests per 120 KB latency measurement")
+    parser.add_argument("--dlp", choices=("on", "off"), default="on",
+                        help="off: the same run with dlp.enabled false, to see what DLP itself costs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     procs = run.Processes()
@@ -160,6 +164,10 @@ def main() -> int:
             run.wait_for(lambda: run.port_open(upstream_port), upstream, "bench/upstream.py", tmp / "upstream.log")
             tollway = run.tollway_bin()
             config = run.write_config(tmp, upstream_port)
+            if args.dlp == "off":
+                settings = yaml.safe_load(config.read_text())
+                settings["dlp"] = {"enabled": False}
+                config.write_text(yaml.safe_dump(settings, sort_keys=False))
             key = run.create_key(tollway, config)
             port = run.free_port()
             with (tmp / "tollway.log").open("wb") as log:
@@ -176,6 +184,7 @@ def main() -> int:
                 "seconds": round(time.perf_counter() - started, 1),
                 "load_average_1min": round(os.getloadavg()[0], 2),
                 "matcher": os.environ.get("TOLLWAY_DLP_MATCHER", "auto"),
+                "dlp": args.dlp,
             }
         finally:
             procs.stop_all()
@@ -183,7 +192,8 @@ def main() -> int:
         print(json.dumps(result, indent=2))
     else:
         s, lat = result["session"], result["request_120kb"]
-        print(f"session workload ({s['sessions']} sessions, keep-alive, {s['turns_per_bucket']} turns per bucket):")
+        print(f"DLP {result['dlp']}; session workload ({s['sessions']} sessions, keep-alive, "
+              f"{s['turns_per_bucket']} turns per bucket):")
         print(f"  early turns (~{s['early_kb']} KB): {s['early_cpu_ms_per_request']:.2f} ms gateway CPU per request")
         print(f"  late turns  (~{s['late_kb']} KB): {s['late_cpu_ms_per_request']:.2f} ms gateway CPU per request")
         for label in ("same_body", "fresh_body"):

@@ -124,7 +124,7 @@ def test_group_policies_share_the_cache_but_apply_their_own_actions() -> None:
 
 
 def test_the_cache_is_bounded_over_a_long_session() -> None:
-    engine = DlpEngine(DlpConfig(cache_items=2_000))
+    engine = DlpEngine(DlpConfig(cache_items=2_000, timeout_ms=60_000))  # bounds, not speed, on a loaded CI
     cache = engine.cache
     assert cache is not None
     tracemalloc.start()

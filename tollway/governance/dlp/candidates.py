@@ -94,6 +94,7 @@ def candidates(min_digits: int, ip_addresses: bool = False) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
+MIN_PHONE_DIGITS = 7
 MIN_LEN = 6  # shorter text cannot hold a built-in finding
 SEP = "\x00"  # joins the strings of a request for one scan; no candidate pattern matches across it
 BATCH = 256 * 1024  # characters scanned between two checks of the clock
@@ -118,9 +119,11 @@ class Builtin:
 
     def __init__(self, phone_regions: Sequence[str], ip_addresses: bool = False, prefilter: bool = False) -> None:
         self.numbers = Numbers(phone_regions)
-        # An SSN has 9 digits, a card 13 or more; a phone number as few as its regions allow. A number
-        # written with + and fewer than 9 digits (a few small countries) is not looked for.
-        min_digits = min(9, *self.numbers.all_lengths)
+        # An SSN has 9 digits, a card 13 or more; a phone number as few as its regions allow, but never fewer
+        # than 7 (shorter local numbers, as Germany and Austria have, cannot be told from the numbers in code,
+        # and would make every 4-digit run a candidate). A number written with + and fewer than 9 digits (a few
+        # small countries) is not looked for.
+        min_digits = min(9, max(MIN_PHONE_DIGITS, min(self.numbers.all_lengths)))
         self.candidates = candidates(min_digits, ip_addresses)
         #: Hyperscan's windows (see ``prefilter``), or None to run the regex over all of the text.
         self.prefilter = compiled_prefilter(min_digits, ip_addresses) if prefilter else None

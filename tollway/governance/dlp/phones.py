@@ -14,6 +14,7 @@ tests/test_dlp_phones.py checks these answers against ``phonenumbers`` on every 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +29,7 @@ _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
 class _Region:
     """One region's compiled rules."""
 
-    __slots__ = ("cc", "formats", "general", "lengths", "prefix", "prefix_parsing", "types")
+    __slots__ = ("cc", "formats", "general", "lengths", "prefix", "prefix_parsing", "shapes", "types")
 
     def __init__(self, meta: Any) -> None:
         self.cc = str(meta.country_code)
@@ -54,6 +55,7 @@ class _Region:
             # "(\1) \2-\3" -> ["(", 1, ") ", 2, "-", 3]: expanded by hand (Match.expand parses it every call)
             pieces: list[str | int] = [int(x) if k % 2 else x for k, x in enumerate(re.split(r"\\(\d)", fmt))]
             self.formats.append((leading, re.compile(f.pattern), pieces))
+        self.shapes = _shapes(self.formats)
 
     def valid(self, nn: str) -> bool:
         n = len(nn)
@@ -80,6 +82,30 @@ class _Region:
         elif self.prefix and digits.startswith(self.prefix):
             out.append(digits[len(self.prefix):])
         return out
+
+
+_GROUP = re.compile(r"\((?:\\d|\[\d-]+\])(?:\{(\d+)(?:,(\d+))?\})?\)")
+
+
+Format = tuple[re.Pattern[str] | None, re.Pattern[str], list[str | int]]  # leading digits, pattern, pieces
+
+
+def _shapes(formats: list[Format]) -> frozenset[tuple[int, ...]] | None:
+    """The digit-group lengths this region's national format can produce (``(3, 3, 4)`` for the US), or None
+    when a format pattern is not a plain sequence of digit groups (then every shape is checked in full).
+
+    A quick reject: a run of digit groups whose lengths no format produces is not one of its numbers, and
+    is not worth the metadata checks (a page of card numbers in groups of four used to cost ms per KB)."""
+    shapes: set[tuple[int, ...]] = set()
+    for _leading, pattern, pieces in formats:
+        groups = _GROUP.findall(pattern.pattern)
+        if not groups or _GROUP.sub("", pattern.pattern) != "":
+            return None
+        ranges = [range(int(lo or 1), int(hi or lo or 1) + 1) for lo, hi in groups]
+        for combo in itertools.product(*ranges):
+            rendered = "".join("5" * combo[p - 1] if isinstance(p, int) else p for p in pieces)
+            shapes.add(tuple(len(g) for g in _GROUPS.findall(rendered)))
+    return frozenset(shapes)
 
 
 @functools.lru_cache(maxsize=512)
@@ -123,20 +149,30 @@ def _valid_in_country(cc: str, nn: str, first: _Region) -> bool:
     return first.valid(nn) or any(r.valid(nn) for r in _country(int(cc)) if r is not first)
 
 
+@functools.lru_cache(maxsize=64)
+def _rules(regions: tuple[str, ...]) -> tuple[tuple[_Region, _Region], ...]:
+    """Each region's rules with its country's main region (whose formats apply: US for all of +1)."""
+    out = []
+    for code in regions:
+        r = region(code)
+        if r is not None:
+            out.append((r, _country(int(r.cc))[0]))
+    return tuple(out)
+
+
 def valid_national(parts: list[str], regions: Sequence[str]) -> bool:
     """Whether the digit groups ``parts`` are a valid number of one of ``regions``, grouped as it writes them."""
     digits = "".join(parts)
-    for code in regions:
-        r = region(code)
-        if r is None:
+    shape = tuple(map(len, parts))
+    for r, main in _rules(tuple(regions)):
+        if main.shapes is not None and shape not in main.shapes and not (parts[0] == r.cc and shape[1:] in main.shapes):
             continue
-        main = _country(int(r.cc))[0]  # formats come from the country's main region (US for all of +1)
         for nn in r.strip_prefix(digits):
-            if _valid_in_country(r.cc, nn, r) and main.national_groups(nn) == parts:
+            if main.national_groups(nn) == parts and _valid_in_country(r.cc, nn, r):
                 return True
         if len(parts) > 1 and parts[0] == r.cc:
             nn = digits[len(r.cc):]
-            if _valid_in_country(r.cc, nn, r) and main.national_groups(nn) == parts[1:]:
+            if main.national_groups(nn) == parts[1:] and _valid_in_country(r.cc, nn, r):
                 return True
     return False
 

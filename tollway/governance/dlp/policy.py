@@ -6,7 +6,7 @@ config embeds it as ``dlp: DlpConfig = DlpConfig()``::
     dlp:
       enabled: true
       timeout_ms: 200          # a scan slower than this is an error (fail closed)...
-      timeout_ms_per_mb: 500   # ...plus this per MB of new text (413 when exceeded)
+      timeout_ms_per_mb: 5000  # ...plus this per MB of new text (413 when exceeded)
       cache_items: 50000       # verdict cache bound (units plus findings); 0 turns it off
       binary: log              # content that cannot be inspected (images, PDF/base64 documents)
       policies:
@@ -156,7 +156,7 @@ class DlpConfig(_Strict):
     enabled: bool = True
     timeout_ms: float = Field(200.0, gt=0, description="a scan slower than this refuses the request")
     timeout_ms_per_mb: float = Field(
-        500.0, ge=0, description="added to timeout_ms per MB of text not found in the verdict cache")
+        5000.0, ge=0, description="added to timeout_ms per MB of text not found in the verdict cache")
     cache_items: int = Field(50_000, ge=0, description="verdict cache bound (units plus findings); 0 turns it off")
     binary: Action = Field("log", description="action for content that cannot be inspected")
     policies: DlpPolicies = Field(default_factory=DlpPolicies)

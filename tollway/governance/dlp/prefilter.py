@@ -17,6 +17,7 @@ candidates it stands for.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -27,6 +28,8 @@ from tollway.governance.dlp.secrets import TOKENS
 _KEYWORD = (r"(?:secret(?:[_\-]?key)?|password|passwd|pwd|token|"
             r"(?:api|access|private|auth|signing|encryption|master|client)[_\-]?key)")
 _REST = 1 << 40  # "to the end of the text"
+ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
+DENSE_BYTES_PER_HIT = 256  # fewer bytes per hit than this: scan the whole text instead of windows
 
 
 def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, int, bool]]:
@@ -66,8 +69,10 @@ class Prefilter:
     """A compiled Hyperscan database of the prefilter patterns; ``windows(text)`` gives where to look."""
 
     def __init__(self, min_digits: int, ip_addresses: bool) -> None:
+        global ScanTerminated
         import hyperscan
 
+        ScanTerminated = hyperscan.ScanTerminated
         patterns = _patterns(min_digits, ip_addresses)
         self._before = [p[1] for p in patterns]
         self._after = [p[2] for p in patterns]
@@ -90,13 +95,20 @@ class Prefilter:
         hits: list[tuple[int, int]] = []
         before, after = self._before, self._after
         append = hits.append
+        # Dense text (a page of numbers or addresses): past this many hits the windows would cover most of it
+        # and each hit costs a Python call, so the scan stops and the whole text is one window.
+        limit = max(64, len(data) // DENSE_BYTES_PER_HIT)
 
-        def on_match(pid: int, start: int, end: int, _flags: int, _ctx: Any) -> None:
+        def on_match(pid: int, start: int, end: int, _flags: int, _ctx: Any) -> bool:
             append((start - before[pid], end + after[pid]))
+            return len(hits) > limit  # True stops the scan
 
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch_here())
+        with contextlib.suppress(ScanTerminated):  # stopped by on_match: dense text
+            self._db.scan(data, match_event_handler=on_match, scratch=self._scratch_here())
         if not hits:
             return []
+        if len(hits) > limit:
+            return [(0, len(text))]
         hits.sort()
         n = len(text)
         merged: list[tuple[int, int]] = []

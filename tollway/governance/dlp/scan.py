@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from tollway.governance.dlp.cache import unit_bytes, unit_digest
-from tollway.governance.dlp.candidates import BATCH, SEP
-from tollway.governance.dlp.result import DetectorFailed, DlpResult, Finding, Span, TimedOut, placeholder
+from tollway.governance.dlp.cache import VerdictCache, unit_bytes, unit_digest
+from tollway.governance.dlp.candidates import BATCH, SEP, Builtin
+from tollway.governance.dlp.policy import DlpConfig
+from tollway.governance.dlp.result import (
+    DetectorFailed,
+    DlpResult,
+    Finding,
+    RegexDetector,
+    Span,
+    TimedOut,
+    placeholder,
+)
 from tollway.governance.dlp.walk import Walk
 
-if TYPE_CHECKING:
-    from tollway.governance.dlp.engine import DlpEngine
+
+class Engine(Protocol):
+    """What a scan reads from its engine (``engine.DlpEngine``; a protocol, so that this module does not
+    import the one that imports it)."""
+
+    config: DlpConfig
+    clock: Callable[[], float]
+    cache: VerdictCache | None
+    fingerprint: bytes
+    builtin: Builtin
+    detectors: tuple[RegexDetector, ...]
+    categories: dict[str, str]
 
 
 class Scan:
@@ -26,7 +46,7 @@ class Scan:
     findings and records redactions in walk order.
     """
 
-    def __init__(self, engine: DlpEngine, table: dict[str, str]) -> None:
+    def __init__(self, engine: Engine, table: dict[str, str]) -> None:
         self.engine = engine
         self.table = table
         self.clock = engine.clock
