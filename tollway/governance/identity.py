@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -149,6 +150,9 @@ class KeyCache:
         self._unknown: dict[str, float] = {}
         self._version = -1
         self._task: asyncio.Task[None] | None = None
+        # A second source of personal credentials loaded with the keys: the access tokens that
+        # developer sign-in mints (tollway/signin). They then authenticate exactly like keys.
+        self.extra_keys: Callable[[datetime], Awaitable[list[KeyRow]]] | None = None
 
     async def start(self) -> None:
         await self.reload()
@@ -164,6 +168,8 @@ class KeyCache:
         version, snap = await self.directory.snapshot()
         if version < self._version:
             return  # a concurrent reload already applied a newer snapshot: never go back
+        if self.extra_keys is not None:
+            snap = dataclasses.replace(snap, keys=[*snap.keys, *await self.extra_keys(datetime.now().astimezone())])
         self._by_hash = _principals(snap, datetime.now().astimezone())
         self.limit_rules = _limit_rules(snap)
         self.group_names = snap.group_names
