@@ -202,6 +202,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", probes.metrics, methods=["GET"]),
         Mount("/admin/v1", OnFirstRequest(lambda: _admin_app(settings, keys, audit))),
     ]
+    # --- developer sign-in (tollway/signin, docs/sign-in.md): OAuth device flow + OIDC -----------
+    if settings.signin.enabled:
+        from tollway.signin.routes import signin_routes
+
+        routes[:0] = signin_routes(settings.signin, keys)
+    # --------------------------------------------------------------------------------------------
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

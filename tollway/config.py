@@ -421,6 +421,70 @@ class TracingConfig(_Strict):
         return endpoint
 
 
+class OidcClaimsConfig(_Strict):
+    """Which ID-token (or userinfo) claims hold the person's name, email and groups."""
+
+    name: str = "preferred_username"
+    email: str = "email"
+    groups: str = "groups"
+
+
+class OidcConfig(_Strict):
+    """The organisation's OpenID Connect identity provider (authorization code + PKCE)."""
+
+    issuer: str = Field(min_length=1, description="discovery at {issuer}/.well-known/openid-configuration")
+    client_id: str = Field(min_length=1)
+    client_secret: str | None = Field(None, description="omit for a public client (PKCE alone)")
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    claims: OidcClaimsConfig = OidcClaimsConfig()
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+
+    @field_validator("issuer")
+    @classmethod
+    def _http_url(cls, issuer: str) -> str:
+        if not issuer.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return issuer.rstrip("/")
+
+
+class GroupRule(_Strict):
+    """IdP groups matching `match` (an fnmatch glob) join Tollway group `group`; `{idp}` in it is
+    replaced by the IdP group's name."""
+
+    match: str = Field(min_length=1)
+    group: str = Field(min_length=1)
+
+
+class SigninConfig(_Strict):
+    """Sign-in for developers (Claude Code `/login`): Tollway as an OAuth 2.0 device-flow server
+    whose verification page signs people in through `oidc` (docs/sign-in.md)."""
+
+    enabled: bool = False
+    oidc: OidcConfig | None = None
+    public_url: str | None = Field(None, description="this gateway's URL as browsers reach it (default: "
+                                   "the request's own base URL)")
+    access_token_ttl: float = Field(3600.0, gt=0, description="seconds")
+    refresh_token_ttl: float = Field(30 * 86400.0, gt=0, description="seconds")
+    device_code_ttl: float = Field(600.0, gt=0, description="seconds")
+    poll_interval: int = Field(5, ge=1, description="seconds between token polls")
+    group_rules: list[GroupRule] = Field(default_factory=list)
+    default_groups: list[str] = Field(default_factory=list, description="groups every signed-in person joins")
+    encryption_key: str | None = Field(None, description="a Fernet key (use ${VAR}); with it the IdP's refresh "
+                                       "token is kept and checked at every refresh (deprovisioning)")
+    page_rate_per_minute: int = Field(30, ge=1, description="verification-page requests per client IP")
+    token_rate_per_minute: int = Field(120, ge=1, description="token/device requests per client IP")
+    managed_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="group name -> Claude Code managed settings served at /managed/settings")
+    otlp_collector: str | None = Field(None, description="OTLP/HTTP base URL the /v1/{metrics,logs,traces} "
+                                       "sinks forward to; unset drops them")
+
+    @model_validator(mode="after")
+    def _needs_idp(self) -> SigninConfig:
+        if self.enabled and self.oidc is None:
+            raise ValueError("signin.enabled needs signin.oidc (the identity provider)")
+        return self
+
+
 def _default_models() -> list[ModelConfig]:
     return [ModelConfig(id="tollway-mock", display_name="Tollway mock", upstream=UpstreamConfig(provider="mock"))]
 
@@ -438,6 +502,7 @@ class Settings(_Strict):
     responses: ResponsesConfig = ResponsesConfig()
     hosted_tools: HostedToolsConfig = HostedToolsConfig()
     tracing: TracingConfig = TracingConfig()
+    signin: SigninConfig = SigninConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)

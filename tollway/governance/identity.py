@@ -9,11 +9,12 @@ the cache when any process (this one, another worker, the CLI) changed keys, use
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -183,6 +184,9 @@ class KeyCache:
         self._checks_started = 0
         self._check_at = float("-inf")
         self.version_checks = 0
+        # A second source of personal credentials loaded with the keys: the access tokens that
+        # developer sign-in mints (tollway/signin). They then authenticate exactly like keys.
+        self.extra_keys: Callable[[datetime], Awaitable[list[KeyRow]]] | None = None
 
     async def start(self) -> None:
         await self.reload()
@@ -199,7 +203,10 @@ class KeyCache:
         version, snap = await self.directory.snapshot()
         if version < self._version:
             return  # a concurrent reload already applied a newer snapshot: never go back
-        self._by_hash = _principals(snap, datetime.fromtimestamp(self.clock()).astimezone())
+        snap_now = datetime.fromtimestamp(self.clock()).astimezone()
+        if self.extra_keys is not None:
+            snap = dataclasses.replace(snap, keys=[*snap.keys, *await self.extra_keys(snap_now)])
+        self._by_hash = _principals(snap, snap_now)
         self.limit_rules = _limit_rules(snap)
         self.group_names = snap.group_names
         self._unknown.clear()

@@ -237,3 +237,66 @@ conversation_items = Table(
     Column("item", Text, nullable=False),
     Index("ix_conversation_items_item", "conversation_id", "item_id"),
 )
+
+# Sign-in for developers (migration 0010, docs/sign-in.md). Every secret (device code, access and
+# refresh token, approval token) is kept only as its SHA-256, like keys.
+
+# Which IdP account (issuer, subject) is which Tollway user: the just-in-time provisioning link.
+signin_identities = Table(
+    "signin_identities",
+    metadata,
+    Column("issuer", String(300), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One RFC 8628 device authorization, from the client's request to its single use.
+signin_devices = Table(
+    "signin_devices",
+    metadata,
+    Column("device_hash", String(64), primary_key=True),
+    Column("user_code", String(16), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("interval", Integer, nullable=False),
+    Column("last_poll_at", DateTime(timezone=True), nullable=True),
+    # pending -> (signed in at the IdP, awaiting approval: "authenticated") -> approved | denied -> used
+    Column("status", String(16), nullable=False),
+    Column("user_id", String(40), nullable=True),
+    Column("oidc_state", String(64), nullable=True, unique=True),
+    Column("code_verifier", String(128), nullable=True),
+    Column("nonce", String(64), nullable=True),
+    Column("approval_hash", String(64), nullable=True),
+    Column("idp_refresh", Text, nullable=True),  # Fernet-encrypted; moved to the session on approval
+    Column("surface", String(40), nullable=True),
+)
+
+# A signed-in session: the chain of access and refresh tokens one device authorization started.
+signin_sessions = Table(
+    "signin_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("idp_refresh", Text, nullable=True),  # the IdP's refresh token, Fernet-encrypted
+    Column("surface", String(40), nullable=True),
+)
+
+# Access tokens (loaded into the key cache like keys) and rotating refresh tokens.
+signin_tokens = Table(
+    "signin_tokens",
+    metadata,
+    Column("secret_hash", String(64), primary_key=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),  # "access" | "refresh"
+    Column("session_id", String(40), ForeignKey("signin_sessions.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("user_id", String(40), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),  # a refresh token is single use
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)

@@ -1,0 +1,65 @@
+"""People from the IdP become Tollway users, and their IdP groups become Tollway memberships.
+
+Just in time: the first sign-in of an IdP account creates its user (or adopts the existing
+user with the same email, so someone who had keys keeps them) and links (issuer, subject) to
+it. Every sign-in, and every refresh that brings a new ID token, sets the user's memberships to
+exactly what the group rules give, so model grants, limits and budgets follow the IdP.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import secrets
+
+from tollway.config import SigninConfig
+from tollway.signin.oidc import Identity
+from tollway.store.errors import Conflict, NotFound
+from tollway.store.principals import Directory, UserRow
+from tollway.store.signin import SigninStore
+
+log = logging.getLogger("tollway.signin")
+
+
+def mapped_groups(idp_groups: tuple[str, ...], cfg: SigninConfig) -> list[str]:
+    """Tollway group names for a person's IdP groups: every rule that matches adds its group."""
+    out = list(cfg.default_groups)
+    for g in idp_groups:
+        for rule in cfg.group_rules:
+            if fnmatch.fnmatchcase(g, rule.match):
+                out.append(rule.group.replace("{idp}", g))
+    return list(dict.fromkeys(out))
+
+
+async def provision(directory: Directory, store: SigninStore, ident: Identity, cfg: SigninConfig) -> UserRow:
+    """The Tollway user for this identity, created on first sign-in, memberships synchronised."""
+    user_id = await store.linked_user(ident.issuer, ident.subject)
+    if user_id is None:
+        user_id = await store.user_by_email(ident.email) if ident.email else None
+        if user_id is None:
+            user_id = (await _create(directory, ident)).id
+        await store.link(ident.issuer, ident.subject, user_id)
+        log.info("sign-in provisioned user %s from %s", user_id, ident.issuer)
+    await sync_groups(directory, user_id, ident.groups, cfg)
+    return await directory.get_user(user_id)
+
+
+async def _create(directory: Directory, ident: Identity) -> UserRow:
+    try:
+        return await directory.create_user(ident.name, ident.email)
+    except Conflict:  # another user has this name: keep the IdP's name recognisable
+        return await directory.create_user(f"{ident.name}-{secrets.token_hex(2)}", ident.email)
+
+
+async def sync_groups(directory: Directory, user_id: str, idp_groups: tuple[str, ...], cfg: SigninConfig) -> None:
+    wanted: set[str] = set()
+    for name in mapped_groups(idp_groups, cfg):
+        try:
+            wanted.add((await directory.get_group(name)).id)
+        except NotFound:
+            log.warning("sign-in group rule names group %r, which does not exist; skipped", name)
+    current = set((await directory.get_user(user_id)).groups)
+    for gid in sorted(wanted - current):
+        await directory.add_member(gid, user_id)
+    for gid in sorted(current - wanted):
+        await directory.remove_member(gid, user_id)
