@@ -125,7 +125,10 @@ class Builtin:
         # small countries) is not looked for.
         min_digits = min(9, max(MIN_PHONE_DIGITS, min(self.numbers.all_lengths)))
         self.candidates = candidates(min_digits, ip_addresses)
-        #: Hyperscan's windows (see ``prefilter``), or None to run the regex over all of the text.
+        self.min_digits = min_digits
+        self.ip_addresses = ip_addresses
+        #: Hyperscan's windows (see ``prefilter``), or None to run the regex over all of the text (the same
+        #: findings; ``DlpEngine`` sets it from its warm-up thread once the database is compiled).
         self.prefilter = compiled_prefilter(min_digits, ip_addresses) if prefilter else None
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
@@ -135,6 +138,10 @@ class Builtin:
         for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):
             handlers[f"t{i}"] = make_on_token(kind, token_width(before), offset)
         self.handlers = handlers
+
+    def compile_prefilter(self) -> None:
+        """Compile the Hyperscan database (a second or more on a busy machine) and start using it."""
+        self.prefilter = compiled_prefilter(self.min_digits, self.ip_addresses)
 
     def _number(self, text: str, start: int, end: int) -> Iterable[Span]:
         if start >= 2 and "A" <= text[start - 1] <= "Z" and "A" <= text[start - 2] <= "Z":

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tollway.governance.dlp.cache import VerdictCache, fingerprint
 from tollway.governance.dlp.candidates import MIN_LEN, Builtin
+from tollway.governance.dlp.phones import warm_up
 from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
 from tollway.governance.dlp.prefilter import available as prefilter_available
 from tollway.governance.dlp.result import DetectorFailed, DlpError, DlpResult, RegexDetector, TimedOut
@@ -37,7 +40,12 @@ class DlpEngine:
               f"{getattr(d.check, '__qualname__', d.check)}" for d in extra_detectors),
         ])
         self.matcher = choose_matcher(config.matcher)
-        self.builtin = Builtin(config.phone_regions, config.ip_addresses, prefilter=self.matcher == "hyperscan")
+        self.builtin = Builtin(config.phone_regions, config.ip_addresses)
+        # Loading the phone regions' metadata and compiling the Hyperscan database take a second or more on a
+        # busy machine: done in a thread, so start-up (and /ready) does not wait for them. A scan waits for the
+        # warm-up before its clock starts, so it never counts against a request's time budget.
+        self._warm = threading.Event()
+        threading.Thread(target=self._warm_up, name="dlp-warm-up", daemon=True).start()
         taken = set(BUILTIN_KINDS) | {c.name for c in config.custom}
         for d in extra_detectors:
             if d.kind in taken:
@@ -59,6 +67,20 @@ class DlpEngine:
                 table.setdefault(d.kind, cats[d.category])
             self._tables[group] = table
 
+    def _warm_up(self) -> None:
+        try:
+            warm_up(self.config.phone_regions)
+            if self.matcher == "hyperscan":
+                self.builtin.compile_prefilter()
+        except Exception:  # pragma: no cover - left to fail closed (or run without the prefilter) at scan time
+            log.exception("DLP warm-up failed")
+        finally:
+            self._warm.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the warm-up is done (tests and benchmarks call it to time scans alone)."""
+        return self._warm.wait(timeout)
+
     def policy_for(self, groups: Sequence[str]) -> str | None:
         """The group whose override applies (the first of ``groups`` that has one), or None for the default."""
         overrides = self.config.policies.groups
@@ -66,6 +88,7 @@ class DlpEngine:
 
     def inspect(self, body: dict[str, Any], groups: Sequence[str] = ()) -> DlpResult:
         """Scan everything the upstream will see in ``body``; see the package docstring. Runs on the caller's thread."""
+        self._warm.wait()
         scan, policy = self._begin(groups)
         if scan is None:
             return DlpResult([], False, [], policy, body, False)
@@ -84,6 +107,8 @@ class DlpEngine:
         characters, so the thread gives the interpreter back to the loop between batches and no request
         stalls the others for more than a few milliseconds.
         """
+        if not self._warm.is_set():
+            await asyncio.get_running_loop().run_in_executor(None, self._warm.wait)
         scan, policy = self._begin(groups)
         if scan is None:
             return DlpResult([], False, [], policy, body, False)
@@ -107,6 +132,9 @@ class DlpEngine:
         if not self.config.enabled:
             return None, policy
         return Scan(self, self._tables[group]), policy
+
+
+log = logging.getLogger(__name__)
 
 
 def choose_matcher(configured: str) -> str:

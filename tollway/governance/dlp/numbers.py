@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import phonenumbers
 
-from tollway.governance.dlp.phones import valid_international, valid_national, warm_up
+from tollway.governance.dlp.phones import valid_international, valid_national
 from tollway.governance.dlp.result import Span
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
@@ -119,7 +119,6 @@ class Numbers:
             extra = {0, len(meta.national_prefix or ""), len(str(meta.country_code))} if meta else {0}
             self.lengths[region] = frozenset(n + x for n in possible for x in extra)
         self.all_lengths = frozenset().union(*self.lengths.values())
-        warm_up(self.regions)  # load and compile the regions' rules now, not inside the first request's budget
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
         """Findings in the digit run text[start:end], which may start with '+' or '('.
