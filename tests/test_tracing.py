@@ -161,7 +161,7 @@ def test_a_retried_request_has_one_client_span_per_attempt(traced: Gateway, emu:
                                                            otlp: OtlpReceiver) -> None:
     emu.script(JSONReply(529, OVERLOADED))
     resp = client(traced).messages.with_raw_response.create(
-        model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     assert resp.http_response.status_code == 200
     rid = resp.http_response.headers["request-id"]
     spans = otlp.wait_for(lambda spans: any(s.attributes.get("tollway.request_id") == rid and s.end_ns
@@ -259,7 +259,7 @@ def test_the_sdk_own_trace_continues_through_the_gateway(traced: Gateway, emu: A
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     sdk = client(traced, open_telemetry={"tracer_provider": provider})
-    sdk.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    sdk.messages.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     (call_span,) = memory.get_finished_spans()
     ctx = call_span.get_span_context()
     assert ctx is not None
@@ -310,7 +310,7 @@ def test_disabled_tracing_forwards_the_client_trace_context_and_exports_nothing(
                 stream.get_final_message()
             client(gw).messages.create(model="gpt-test", max_tokens=5, messages=[{"role": "user", "content": "hi"}],
                                        extra_headers=extra)
-            client(gw).messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+            client(gw).messages.create(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
         finally:
             gw.stop()  # the shutdown path too must not export
         for received in (emulator.received[0], emulator.received[1], openai_upstream.received[0]):
