@@ -55,7 +55,8 @@ def test_invalid_field_names_the_field_and_reason(tmp_path: Path) -> None:
                              "server": {"port": "not-a-port"}})
     proc = run_cli("config", "check", config=path, check=False)
     assert proc.returncode == 2
-    assert "models.0.upstream.provider" in proc.stderr and "'anthropic', 'openai', 'mock', 'bedrock', 'vertex' or 'foundry'" in proc.stderr
+    assert "models.0.upstream.provider" in proc.stderr
+    assert "'anthropic', 'openai', 'mock', 'bedrock', 'vertex' or 'foundry'" in proc.stderr
     assert "server.port" in proc.stderr
 
 
