@@ -30,6 +30,9 @@ def gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) ->
 
 def cloud_env(gw: Gateway, mode: str, key: str) -> dict[str, str]:
     """The documented environment for MODE ("bedrock" or "vertex")."""
+    if mode == "bedrock-bearer":  # Bedrock's API-key variable: Claude Code sends it as a bearer token
+        return {"CLAUDE_CODE_USE_BEDROCK": "1", "ANTHROPIC_BEDROCK_BASE_URL": gw.base_url,
+                "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1", "AWS_REGION": "us-east-1", "AWS_BEARER_TOKEN_BEDROCK": key}
     if mode == "bedrock":
         return {"CLAUDE_CODE_USE_BEDROCK": "1", "ANTHROPIC_BEDROCK_BASE_URL": gw.base_url,
                 "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1", "AWS_REGION": "us-east-1",
@@ -76,7 +79,7 @@ def answered_on(gw: Gateway, admin: str, route: str) -> int:
         params = {**params, "after": page["last_id"]}
 
 
-@pytest.mark.parametrize("mode", ["bedrock", "vertex"])
+@pytest.mark.parametrize("mode", ["bedrock", "bedrock-bearer", "vertex"])
 def test_plain_prompt(mode: str, gw: Gateway, tmp_path: Path) -> None:
     result = run_claude_in(mode, gw, "say hi", tmp_path)
     assert result["is_error"] is False, result
@@ -99,7 +102,7 @@ def test_agent_turn_runs_a_tool(mode: str, gw: Gateway, tmp_path: Path) -> None:
     assert answered_on(gw, admin, route) - before >= 2
 
 
-@pytest.mark.parametrize("mode", ["bedrock", "vertex"])
+@pytest.mark.parametrize("mode", ["bedrock", "bedrock-bearer", "vertex"])
 def test_wrong_key_is_401(mode: str, gw: Gateway, tmp_path: Path) -> None:
     result = run_claude_in(mode, gw, "say hi", tmp_path, key="tw-wrong")
     assert result["is_error"] is True
