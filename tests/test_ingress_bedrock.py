@@ -22,7 +22,7 @@ from botocore.eventstream import EventStreamBuffer
 
 from tests.bedrock_emulator import BedrockEmulator
 from tests.conftest import UPSTREAM_KEY, Gateway, standard_config, start_gateway
-from tests.emulator import AnthropicEmulator
+from tests.emulator import AnthropicEmulator, JSONReply, SSEReply, default_stream_events, sse_event
 from tests.test_bedrock import ISOLATED_AWS, KEY_ID, PROFILE_MODEL, SECRET, bedrock
 
 BASH = {"name": "Bash", "description": "Run a shell command", "input_schema": {
@@ -211,3 +211,31 @@ def test_count_tokens(gw: Gateway) -> None:
     resp = httpx.post(gw.base_url + "/model/tollway-mock/count-tokens", headers={"x-api-key": gw.key},
                       json={"input": {"invokeModel": {"body": inner}}})
     assert resp.status_code == 200 and isinstance(resp.json()["inputTokens"], int) and resp.json()["inputTokens"] > 0
+
+
+def test_failure_mid_stream_is_an_exception_frame(gw: Gateway, upstream: AnthropicEmulator) -> None:
+    events = [sse_event(e) for e in default_stream_events("claude-sonnet-4-5-20250929")]
+    upstream.script(SSEReply([*events[:2], sse_event({"type": "error", "error": {"type": "overloaded_error",
+                                                                                 "message": "busy"}})]))
+    resp = httpx.post(gw.base_url + "/model/claude-sonnet-4-5-20250929/invoke-with-response-stream", timeout=10,
+                      headers={"x-api-key": gw.key}, json={"max_tokens": 20, "messages": HI})
+    assert resp.status_code == 200
+    buffer = EventStreamBuffer()
+    buffer.add_data(resp.content)
+    frames = list(buffer)
+    assert [f.headers[":message-type"] for f in frames] == ["event", "event", "exception"]
+    assert frames[-1].headers[":exception-type"] == "serviceUnavailableException"
+    assert json.loads(frames[-1].payload) == {"message": "busy"}
+    with pytest.raises(anthropic.APIError):  # and the SDK raises it
+        upstream.script(SSEReply([*events[:2], sse_event({"type": "error", "error": {"type": "overloaded_error",
+                                                                                     "message": "busy"}})]))
+        with client(gw).messages.stream(model="claude-sonnet-4-5-20250929", max_tokens=20, messages=HI) as stream:
+            stream.get_final_message()
+
+
+def test_upstream_error_is_bedrock_shaped(gw: Gateway, upstream: AnthropicEmulator) -> None:
+    upstream.script(JSONReply(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+    resp = httpx.post(gw.base_url + "/model/claude-sonnet-4-5-20250929/invoke", timeout=10,
+                      headers={"x-api-key": gw.key}, json={"max_tokens": 20, "messages": HI})
+    assert resp.status_code == 503 and resp.headers["x-amzn-errortype"] == "ServiceUnavailableException"
+    assert resp.json() == {"message": "Overloaded"}
