@@ -239,3 +239,19 @@ def test_upstream_error_is_bedrock_shaped(gw: Gateway, upstream: AnthropicEmulat
                       headers={"x-api-key": gw.key}, json={"max_tokens": 20, "messages": HI})
     assert resp.status_code == 503 and resp.headers["x-amzn-errortype"] == "ServiceUnavailableException"
     assert resp.json() == {"message": "Overloaded"}
+
+
+def test_keepalive_pings_during_upstream_silence_do_not_break_the_sdk(gw: Gateway, upstream: AnthropicEmulator) -> None:
+    # ping_interval is 0.3 s (standard_config): 0.5 s gaps make the gateway send pings as chunk frames.
+    events = [sse_event(e) for e in default_stream_events("claude-sonnet-4-5-20250929")]
+    upstream.script(SSEReply(events, delay=0.5))
+    raw = httpx.post(gw.base_url + "/model/claude-sonnet-4-5-20250929/invoke-with-response-stream", timeout=30,
+                     headers={"x-api-key": gw.key}, json={"max_tokens": 20, "messages": HI})
+    buffer = EventStreamBuffer()
+    buffer.add_data(raw.content)
+    types = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"]))["type"] for m in buffer]
+    assert types.count("ping") > 1  # the upstream's own one, and the gateway's keepalives
+    upstream.script(SSEReply(events, delay=0.5))
+    with client(gw).messages.stream(model="claude-sonnet-4-5-20250929", max_tokens=20, messages=HI) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason is not None and final.content
