@@ -16,6 +16,12 @@ bench/run.py, in interleaved rounds (medians reported):
   at once, so the gateway reads many per chunk) and "paced" (one event per millisecond, each its
   own read and write, as a model streams tokens); the target is judged on the paced figure.
 
+Two more paths measure the cloud INGRESS (issue 13, items 6-8): "bedrock-ingress" and
+"vertex-ingress" send the same requests in Bedrock's and Vertex's wire formats
+(`/model/bench-anthropic/invoke[-with-response-stream]`, `…/models/bench-anthropic:[stream]rawPredict`)
+to the Anthropic-upstream model, so their difference to "anthropic" is what the ingress adds: the
+body conversion and, for Bedrock streams, the SSE → AWS event-stream encoding.
+
 It also times, in-process, the per-event cost of the decoder (`wire.bedrock_stream`) against the
 SSE usage tap the plain relay runs (`wire.sse.StreamTap`).
 
@@ -55,7 +61,11 @@ from run import (  # noqa: E402
     wait_for,
 )
 
-PATHS = ("anthropic", "bedrock", "vertex")
+PATHS = ("anthropic", "bedrock", "vertex", "bedrock-ingress", "vertex-ingress")
+# The cloud ingress (surfaces/bedrock.py, surfaces/vertex.py): the client speaks Bedrock's or
+# Vertex's wire format to Tollway, and the upstream is the same Anthropic one as "anthropic", so
+# the difference to that path is what the ingress adds (body conversion, event-stream encoding).
+VERTEX_PREFIX = "/v1/projects/bench/locations/us-east5/publishers/anthropic/models/bench-anthropic"
 FEW, MANY = 10, 110  # text deltas per streamed answer (the request's max_tokens asks for them)
 TARGET_EVENT_RATIO = 1.20
 OUTPUT = Path(__file__).resolve().parent / "results" / "clouds.json"
@@ -168,6 +178,23 @@ def config(tmp: Path, upstream: str) -> Path:
     return path
 
 
+def request_for(port: int, key: str, path: str, stream: bool, n: int) -> bytes:
+    """The exact bytes of one request on PATH (run.build_request's, on the ingress routes for those)."""
+    if path == "bedrock-ingress":
+        route = "/model/bench-anthropic/" + ("invoke-with-response-stream" if stream else "invoke")
+        data: dict[str, Any] = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": n,
+                                "messages": [{"role": "user", "content": "Summarise why a gateway should be fast."}]}
+    elif path == "vertex-ingress":
+        route = VERTEX_PREFIX + (":streamRawPredict" if stream else ":rawPredict")
+        data = {"anthropic_version": "vertex-2023-10-16", "max_tokens": n,
+                "messages": [{"role": "user", "content": "Summarise why a gateway should be fast."}]}
+        if stream:
+            data["stream"] = True
+    else:
+        return build_request(port, key, body(path, stream, n))
+    return build_request(port, key, orjson.dumps(data)).replace(b"POST /v1/messages ", f"POST {route} ".encode(), 1)
+
+
 def body(path: str, stream: bool, n: int = FEW) -> bytes:
     out: dict[str, Any] = {"model": f"bench-{path}", "max_tokens": n,
                            "messages": [{"role": "user", "content": "Summarise why a gateway should be fast."}]}
@@ -198,7 +225,7 @@ def measure(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
         for path, kind in scenarios:
             stream = kind != "json"
             n = (MANY if kind.endswith(str(MANY)) else FEW) + (1 if kind.startswith("paced") else 0)
-            request = build_request(gw_port, key, body(path, stream, n))
+            request = request_for(gw_port, key, path, stream, n)
             # Paced answers take 10-100x longer: measured longer, so /proc's 10 ms CPU ticks average out.
             seconds = args.duration * (4 if kind.startswith("paced") else 1)
             result = python_load(gw_port, request, 1, seconds, args.warmup, False, CpuMeter(gw.pid))

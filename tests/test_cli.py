@@ -147,8 +147,10 @@ def test_serve_first_start_on_a_terminal_prints_the_key(tmp_path: Path) -> None:
     """`make run` in a terminal: the key is printed there, once, and no file is written."""
     port = free_port()
     leader, follower = pty.openpty()
+    # Its own data directory: without a config the store lives in the per-user data dir.
+    env = {**os.environ, "TOLLWAY_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen([str(BIN), "serve", "--port", str(port)], cwd=tmp_path, stdout=follower,
-                            stderr=follower, stdin=subprocess.DEVNULL)
+                            stderr=follower, stdin=subprocess.DEVNULL, env=env)
     os.close(follower)
     shown = b""
     try:

@@ -36,7 +36,8 @@ from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
 from tollway.store.writebehind import WriteBehind, WriterMetrics
 from tollway.surfaces import conversations as state
-from tollway.surfaces import probes
+from tollway.surfaces import probes, vertex
+from tollway.surfaces.bedrock import BedrockCountTokensDialect, BedrockInvokeDialect, BedrockStreamDialect
 from tollway.surfaces.chat_completions import ChatCompletionsDialect
 from tollway.surfaces.common import new_request_id
 from tollway.surfaces.envelopes import error_response, openai_error_response
@@ -192,6 +193,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/conversations/{conversation_id}/items", endpoint(state.CONVERSATION_ITEMS), methods=["GET"]),
         Route("/v1/conversations/{conversation_id}/items/{item_id}", endpoint(state.CONVERSATION_ITEM),
               methods=["GET"]),
+        Route("/model/{model:path}/invoke", endpoint(BedrockInvokeDialect()), methods=["POST"]),
+        Route("/model/{model:path}/invoke-with-response-stream", endpoint(BedrockStreamDialect()), methods=["POST"]),
+        Route("/model/{model:path}/count-tokens", endpoint(BedrockCountTokensDialect()), methods=["POST"]),
+        Route("/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{target}", vertex.serve,
+              methods=["POST"]),
         Route("/v1/models", endpoint(ListModels()), methods=["GET"]),
         Route("/v1/models/{model_id:path}", endpoint(GetModel()), methods=["GET"]),
         Route("/", probes.root, methods=["GET", "HEAD"]),

@@ -54,7 +54,10 @@ upstream_log = logging.getLogger("tollway.upstream")
 GatewayError = Refusal
 __all__ = ["METERED_ROUTES", "Call", "GatewayError", "Pipeline", "Refusal"]
 
-METERED_ROUTES = ("messages", "count_tokens", "chat_completions", "responses")
+METERED_ROUTES = ("messages", "count_tokens", "chat_completions", "responses",
+                  # the cloud ingress (surfaces/bedrock.py, surfaces/vertex.py)
+                  "bedrock_invoke", "bedrock_invoke_stream", "bedrock_count_tokens",
+                  "vertex_raw_predict", "vertex_stream_raw_predict", "vertex_count_tokens")
 INTERNAL_ERROR = "internal error in the gateway"
 # An upstream id is the upstream's string: bounded before it is recorded (the column is 200).
 MAX_UPSTREAM_ID = 200
@@ -368,7 +371,8 @@ class Pipeline:
         return await self._forward(call, "messages")
 
     async def count_tokens(self, call: Call) -> Answer:
-        call.route_name = "count_tokens"
+        if not call.route_name.endswith("count_tokens"):  # the cloud ingress keeps its own name
+            call.route_name = "count_tokens"
         return await self._forward(call, "count_tokens")
 
     async def _forward(self, call: Call, kind: str) -> Answer:

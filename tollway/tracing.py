@@ -58,6 +58,14 @@ ROUTES = {
     "count_tokens": ("count_tokens", "/v1/messages/count_tokens"),
     "chat_completions": ("chat", "/v1/chat/completions"),
     "responses": ("chat", "/v1/responses"),
+    "bedrock_invoke": ("chat", "/model/{model}/invoke"),
+    "bedrock_invoke_stream": ("chat", "/model/{model}/invoke-with-response-stream"),
+    "bedrock_count_tokens": ("count_tokens", "/model/{model}/count-tokens"),
+    "vertex_raw_predict": ("chat", "/v1/projects/{p}/locations/{r}/publishers/anthropic/models/{m}:rawPredict"),
+    "vertex_stream_raw_predict": ("chat",
+                                  "/v1/projects/{p}/locations/{r}/publishers/anthropic/models/{m}:streamRawPredict"),
+    "vertex_count_tokens": ("count_tokens",
+                            "/v1/projects/{p}/locations/{r}/publishers/anthropic/models/count-tokens:rawPredict"),
 }
 _OTEL_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 # How long shutdown waits for the last spans to be exported (the SDK alone would wait 30 s).
@@ -218,7 +226,7 @@ class CallTrace:
         span = self.span
         answering, self._answering = self._answering, None
         usage_attrs: dict[str, Any] = {}
-        if call.route_name != "count_tokens":
+        if not call.route_name.endswith("count_tokens"):
             usage_attrs = {
                 "gen_ai.usage.input_tokens": usage.input_tokens + usage.cache_creation_input_tokens
                 + usage.cache_read_input_tokens,

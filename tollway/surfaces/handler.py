@@ -76,6 +76,11 @@ class Dialect:
     # Whether an empty body is acceptable (it then parses as None).
     empty_body_ok: bool = False
 
+    def admit_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """The headers the call authenticates with: a surface whose clients send something that
+        is not a Tollway credential (Bedrock's SigV4 `Authorization`) drops it here."""
+        return headers
+
     async def to_canonical(self, ex: Exchange) -> None:
         """Fill `ex.call` (body, raw, stream, native) from `ex.body`; raise a Refusal to refuse."""
 
@@ -124,7 +129,7 @@ async def run(request: Request, dialect: Dialect) -> Response:
     """Serve one request through DIALECT (module doc)."""
     gw = gateway_of(request)
     request_id = new_request_id()
-    headers = header_map(request)
+    headers = dialect.admit_headers(header_map(request))
     call = gw.pipeline.begin(request_id, dialect.route_name, headers, client_info(request, headers))
     ex = Exchange(request, gw, call, request_id)
     try:

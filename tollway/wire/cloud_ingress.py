@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -212,3 +213,60 @@ def vertex_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]
     state = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
     return out_status, {"content-type": "application/json"}, orjson.dumps(
         {"error": {"code": out_status, "message": message, "status": state}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Model ids
+
+_REGION_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.")
+_VERSION_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")
+
+
+def model_candidates(model: str) -> list[str]:
+    """The ids a cloud path's model may mean, most specific first (docs/providers.md, "Model ids").
+
+    The rule: the id exactly as sent (a catalogue id or a configured alias, e.g. an alias
+    `us.anthropic.claude-sonnet-4-20250514-v1:0`); else, after taking an ARN's last path segment
+    (`arn:aws:bedrock:…:inference-profile/ID`, `…:foundation-model/ID`), that id; then the id without
+    a cross-region prefix (`us.`, `eu.`, `apac.`, `global.`…), without the `anthropic.` provider
+    prefix, and without a Bedrock version suffix (`-v1:0`) or a Vertex one (`@20250514`), each step
+    applied to the previous one. The first candidate the catalogue resolves wins; none → 404 with
+    the id as sent.
+    """
+    out = [model]
+    current = model
+    if current.startswith("arn:") and "/" in current:
+        current = current.rsplit("/", 1)[1]
+        out.append(current)
+    for prefix in _REGION_PREFIXES:
+        if current.startswith(prefix):
+            current = current[len(prefix):]
+            out.append(current)
+            break
+    if current.startswith("anthropic."):
+        current = current[len("anthropic."):]
+        out.append(current)
+    stripped = _VERSION_SUFFIX.sub("", current)
+    if "@" in stripped:
+        stripped = stripped.split("@", 1)[0]
+    if stripped != current:
+        out.append(stripped)
+    return [c for i, c in enumerate(out) if c and c not in out[:i]]
+
+
+def bedrock_count_request(body: Any) -> dict[str, Any] | None:
+    """The Messages body inside a Bedrock CountTokens request
+    (`{"input": {"invokeModel": {"body": "<the InvokeModel body as a JSON string>"}}}`), or None."""
+    if not isinstance(body, dict):
+        return None
+    invoke = (body.get("input") or {}).get("invokeModel") if isinstance(body.get("input"), dict) else None
+    inner = invoke.get("body") if isinstance(invoke, dict) else None
+    if isinstance(inner, str):  # a blob: base64 on the wire (rest-json), or plain JSON text
+        try:
+            inner = orjson.loads(inner)
+        except orjson.JSONDecodeError:
+            try:
+                inner = orjson.loads(base64.b64decode(inner, validate=True))
+            except (binascii.Error, orjson.JSONDecodeError):
+                return None
+    return inner if isinstance(inner, dict) else None
