@@ -23,19 +23,19 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.answer import Answer
 from tollway.surfaces.bedrock import catalogue_model
 from tollway.surfaces.common import JSON
-from tollway.surfaces.envelopes import anthropic_upstream_error
-from tollway.surfaces.handler import Exchange, ForwardingDialect, run
+from tollway.surfaces.handler import Exchange, run
+from tollway.surfaces.messages import AnthropicDialect
 from tollway.wire.cloud_ingress import VertexCall, parse_vertex_path, vertex_error, vertex_request
 from tollway.wire.messages_schema import RequestInvalid, strip_ingress, validate_count_tokens, validate_create
 from tollway.wire.refusal import Refusal
-from tollway.wire.rename import rename_message
 
 
-class VertexDialect(ForwardingDialect):
-    """One Vertex verb; `verb` and `count_tokens` say which. The path is checked in `to_canonical`."""
+class VertexDialect(AnthropicDialect):
+    """One Vertex verb; `verb` and `count_tokens` say which. The path is checked in `to_canonical`.
+    Answers are the Anthropic dialect's (Vertex relays the model's body and stream as they are);
+    only the gateway's own refusals take Google's envelope."""
 
     def __init__(self, route_name: str, verb: str, count_tokens: bool = False) -> None:
         self.route_name = route_name
@@ -73,18 +73,6 @@ class VertexDialect(ForwardingDialect):
         status, headers, body = vertex_error(refusal.status, refusal.message)
         return Response(body, status, headers={**refusal.headers, **headers, "request-id": ex.request_id,
                                                "server-timing": ex.call.timing()}, media_type=JSON)
-
-    async def render(self, ex: Exchange, answer: Answer) -> Response:
-        call = ex.call
-        if answer.status >= 400:
-            return anthropic_upstream_error(answer.reply, ex.request_id)
-        body = rename_message(answer.body, call.requested_model) if call.renamed and not self.count_tokens \
-            else answer.body
-        return Response(body, answer.status, headers={**answer.headers, "request-id": ex.request_id},
-                        media_type=JSON)
-
-    def stream_type(self, answer: Answer) -> str:
-        return answer.content_type
 
 
 RAW_PREDICT = VertexDialect("vertex_raw_predict", "rawPredict")
