@@ -64,7 +64,7 @@ def _last_heads(path: Path) -> dict[str, Any]:
 class Copy:
     """A copy of the store and the checkpoint file, with a config pointing at both."""
 
-    def __init__(self, gw: Gateway, where: Path) -> None:
+    def __init__(self, gw: Gateway, where: Path, checkpoints: bool = True) -> None:
         where.mkdir(parents=True, exist_ok=True)
         self.db = where / "copy.db"
         src, dst = sqlite3.connect(gw.workdir / "tollway.db"), sqlite3.connect(self.db)
@@ -74,8 +74,10 @@ class Copy:
         self.checkpoints = where / "checkpoints.jsonl"
         shutil.copy(gw.workdir / "checkpoints.jsonl", self.checkpoints)
         self.config = where / "copy.yaml"
-        self.config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{self.db}"},
-                                               "audit": {"checkpoint_sink": str(self.checkpoints)}}))
+        # Without `checkpoints`, verify sees only the database: what the chains and the writer
+        # registry alone can show.
+        audit = {"checkpoint_sink": str(self.checkpoints)} if checkpoints else {}
+        self.config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{self.db}"}, "audit": audit}))
 
     def gateway_writer(self) -> tuple[str, int]:
         row = self.sql.execute("SELECT writer, max(seq) FROM audit_log WHERE writer LIKE 'gateway:%' "
@@ -165,3 +167,124 @@ def test_a_keyed_chain_is_not_passed_without_the_key(gw: Gateway, tmp_path: Path
     code, reports = Copy(gw, tmp_path).verify(env={"TOLLWAY_AUDIT_KEY": ""})
     assert code == 1
     assert any("TOLLWAY_AUDIT_KEY" in (r["problem"] or "") for r in reports)
+
+
+# The writer registry: what the database alone shows, without any checkpoint.
+
+def _cli_writer(copy: Copy) -> tuple[str, int]:
+    """The CLI writer (one `keys create`): its change record, then its closing record."""
+    writer, top = copy.sql.execute("SELECT writer, max(seq) FROM audit_log WHERE writer LIKE 'cli:%' "
+                                   "GROUP BY writer").fetchone()
+    return writer, int(top)
+
+
+def test_every_writer_is_registered_and_the_cli_closes_its_chain(gw: Gateway, tmp_path: Path) -> None:
+    copy = Copy(gw, tmp_path, checkpoints=False)
+    writer, top = _cli_writer(copy)
+    events = copy.sql.execute("SELECT event, seq FROM audit_writers WHERE writer = ? ORDER BY n",
+                              (writer,)).fetchall()
+    assert events == [("open", 1), ("close", top)]
+    kinds = [k for (k,) in copy.sql.execute("SELECT kind FROM audit_log WHERE writer = ? ORDER BY seq", (writer,))]
+    assert kinds == ["change", "close"]
+    registered = {w for (w,) in copy.sql.execute("SELECT writer FROM audit_writers WHERE event = 'open'")}
+    assert registered == {w for (w,) in copy.sql.execute("SELECT DISTINCT writer FROM audit_log")}
+    code, reports = copy.verify()
+    assert code == 0, problems(reports)
+    assert any(r["writer"] == "writers" and r["ok"] and r["records"] >= 3 for r in reports)
+
+
+def test_deleting_a_whole_writer_is_detected_without_a_checkpoint(gw: Gateway, tmp_path: Path) -> None:
+    copy = Copy(gw, tmp_path, checkpoints=False)
+    writer, _ = _cli_writer(copy)
+    n = copy.sql.execute("SELECT n FROM audit_writers WHERE writer = ? AND event = 'open'", (writer,)).fetchone()[0]
+    copy.sql.execute("DELETE FROM audit_log WHERE writer = ?", (writer,))
+    code, reports = copy.verify()
+    assert code == 1
+    problem = next(r for r in reports if r["writer"] == writer)["problem"]
+    assert problem.startswith(f"missing writer: registered as writer entry {n} "), problem
+    assert problem.endswith("none of its records are left")
+
+
+def test_deleting_a_closed_writers_newest_record_is_detected_without_a_checkpoint(gw: Gateway,
+                                                                                  tmp_path: Path) -> None:
+    copy = Copy(gw, tmp_path, checkpoints=False)
+    writer, top = _cli_writer(copy)
+    copy.sql.execute("DELETE FROM audit_log WHERE writer = ? AND seq = ?", (writer, top))
+    code, reports = copy.verify()
+    assert code == 1
+    problem = next(r for r in reports if r["writer"] == writer)["problem"]
+    assert problem.startswith(f"truncated: the writer closed at record {top} ")
+    assert problem.endswith(f"the log ends at {top - 1}; first missing record: {top}")
+
+
+def test_removing_a_writer_from_the_registry_is_detected(gw: Gateway, tmp_path: Path) -> None:
+    """Deleting the oldest writer's records and its registry entries leaves a gap in the registry."""
+    copy = Copy(gw, tmp_path, checkpoints=False)
+    writer = copy.sql.execute("SELECT writer FROM audit_writers WHERE n = 1").fetchone()[0]
+    copy.sql.execute("DELETE FROM audit_log WHERE writer = ?", (writer,))
+    copy.sql.execute("DELETE FROM audit_writers WHERE writer = ?", (writer,))
+    after = copy.sql.execute("SELECT min(n) FROM audit_writers").fetchone()[0]
+    assert after is not None and after > 1  # another writer registered after it
+    code, reports = copy.verify()
+    assert code == 1
+    problem = next(r for r in reports if r["writer"] == "writers")["problem"]
+    assert problem == f"missing entries: writer registry entries 1..{after - 1} are absent before entry {after}"
+
+
+def test_truncating_the_registry_with_its_newest_writer_is_detected_against_the_checkpoint(
+        gw: Gateway, tmp_path: Path) -> None:
+    copy = Copy(gw, tmp_path)
+    writer = copy.sql.execute("SELECT writer FROM audit_writers ORDER BY n DESC LIMIT 1").fetchone()[0]
+    copy.sql.execute("DELETE FROM audit_log WHERE writer = ?", (writer,))
+    copy.sql.execute("DELETE FROM audit_writers WHERE writer = ?", (writer,))
+    left = copy.sql.execute("SELECT max(n) FROM audit_writers").fetchone()[0]
+    code, reports = copy.verify()
+    assert code == 1
+    registry = next(r for r in reports if r["writer"] == "writers")["problem"]
+    assert registry is not None and registry.startswith("truncated: the checkpoint of "), registry
+    assert registry.endswith(f"the registry ends at {left}; first missing entry: {left + 1}")
+
+
+def test_a_writer_nobody_registered_is_detected(gw: Gateway, tmp_path: Path) -> None:
+    """Records copied in under a new writer name, each with a valid keyed hash: still named."""
+    import hmac
+
+    copy = Copy(gw, tmp_path, checkpoints=False)
+    writer, _ = copy.gateway_writer()
+    body = copy.sql.execute("SELECT body FROM audit_log WHERE writer = ? AND seq = 1", (writer,)).fetchone()[0]
+    fake = "gateway:elsewhere:1:00000000"
+    data = json.loads(body)
+    data["writer"] = fake
+    forged = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    digest = hmac.new(KEY.encode(), ("0" * 64 + forged).encode(), hashlib.sha256).hexdigest()
+    copy.sql.execute("INSERT INTO audit_log (writer, seq, ts, kind, request_id, actor_key_id, actor_user_id, "
+                     "actor_group_id, route, model, status, dlp_hit, body, prev_hash, hash) SELECT ?, seq, ts, kind, "
+                     "request_id, actor_key_id, actor_user_id, actor_group_id, route, model, status, dlp_hit, ?, ?, ? "
+                     "FROM audit_log WHERE writer = ? AND seq = 1", (fake, forged, "0" * 64, digest, writer))
+    code, reports = copy.verify()
+    assert code == 1
+    assert next(r for r in reports if r["writer"] == fake)["problem"].startswith("not in the writer registry")
+
+
+def test_a_gateway_closes_its_chain_when_it_stops(tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path, {"models": [{"id": "tollway-mock", "upstream": {"provider": "mock"}}]},
+                            env=ENV)
+    try:
+        for _ in range(3):
+            httpx.post(gateway.base_url + "/v1/messages", json=BODY, headers={"x-api-key": gateway.key})
+    finally:
+        gateway.stop()
+    sql = sqlite3.connect(gateway.workdir / "tollway.db")
+    writer, top, kind = sql.execute("SELECT writer, seq, kind FROM audit_log WHERE writer LIKE 'gateway:%' "
+                                    "ORDER BY seq DESC LIMIT 1").fetchone()
+    assert kind == "close"
+    assert sql.execute("SELECT seq FROM audit_writers WHERE writer = ? AND event = 'close'",
+                       (writer,)).fetchone() == (top,)
+    sql.execute("DELETE FROM audit_log WHERE writer = ? AND seq >= ?", (writer, top - 1))
+    sql.commit()
+    config = tmp_path / "verify.yaml"
+    config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{gateway.workdir / 'tollway.db'}"}}))
+    out = run_cli("audit", "verify", "--json", config=config, env=ENV, check=False)
+    assert out.returncode == 1
+    problem = next(r for r in json.loads(out.stdout) if r["writer"] == writer)["problem"]
+    assert problem.endswith(f"first missing record: {top - 1}"), problem

@@ -170,6 +170,7 @@ def create_app(settings: Settings) -> Starlette:
             await hosted.close()
             await router.close()
             await usage_writer.stop()
+            audit.close()  # the chain's last record: its end is anchored in the writer registry
             await audit_writer.stop()
             if checkpointer is not None:  # a last checkpoint, after the last records are written
                 await checkpointer.stop()

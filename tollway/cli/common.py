@@ -80,6 +80,7 @@ async def audit_cli_change(db: Database, result: object) -> None:
     log = AuditLog(records.append, new_writer_id("cli"))
     log.change(action.replace(" ", "."), getattr(first, "id", None), {"via": "cli", "os_user": getpass.getuser()},
                args=shown)
+    log.close()
     await write_audit(db, records)
 
 

@@ -2,7 +2,8 @@
 
 Each process (and each CLI invocation) is one writer with its own hash chain: a record's hash
 is HMAC-SHA256 (keyed by TOLLWAY_AUDIT_KEY; plain SHA-256 without it) of the previous record's
-hash and the record's canonical JSON (sorted keys). The
+hash and the record's canonical JSON (sorted keys). Its first record and its closing record are
+anchored in the writer registry when stored (store/audit_writers.py). The
 chain is built here, on the request path, in the order things happened (a few microseconds);
 the records then go to the write-behind queue, which never drops one. Nothing secret is ever
 put in a record: no keys, no prompt text, no DLP matches (only their kinds, counts and where).
@@ -57,6 +58,14 @@ class AuditLog:
         self.prev = digest
         self.sink(rec)
         return rec
+
+    def close(self) -> None:
+        """The writer's last record (kind `close`): storing it anchors the chain's end in the
+        writer registry, so deleting this writer's newest records is detected without a
+        checkpoint. Called once, when the process (or CLI command) is done writing; a writer
+        that never wrote anything has nothing to close."""
+        if self.enabled and self.seq:
+            self.record("close")
 
     def change(self, action: str, target: str | None, actor: dict[str, Any], **details: Any) -> None:
         """A control-plane change (key created, grant changed, user disabled…)."""

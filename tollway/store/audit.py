@@ -5,14 +5,13 @@ body)` with the key from the environment (`TOLLWAY_AUDIT_KEY`), or `sha256(prev_
 none is set (then anyone with write access to the database can recompute a whole chain: see
 docs/audit.md). A chain is one writer's records in `seq` order, starting at 1 (or after its
 checkpoint, once pruned). Verification recomputes every hash, checks that every other stored
-column is what the body says, and names the first broken or missing link.
+column is what the body says, and names the first broken or missing link; every writer is also
+checked against the writer registry (`store.audit_writers`), so none can vanish whole.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,28 +20,15 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select
 
+from tollway.store import audit_writers
+from tollway.store.audit_hash import GENESIS, KEY_ENV, audit_key, chain_hash
 from tollway.store.bounded import clean_row
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
 from tollway.store.tables import audit_checkpoints, audit_log, audit_payloads
 
-GENESIS = "0" * 64
-
-
-KEY_ENV = "TOLLWAY_AUDIT_KEY"
-
-
-def audit_key() -> bytes | None:
-    """The secret that keys every chain and signs checkpoints, from the environment (or None)."""
-    value = os.environ.get(KEY_ENV)
-    return value.encode() if value else None
-
-
-def chain_hash(prev_hash: str, body: str, key: bytes | None = None) -> str:
-    data = (prev_hash + body).encode()
-    if key:
-        return hmac.new(key, data, hashlib.sha256).hexdigest()
-    return hashlib.sha256(data).hexdigest()
+__all__ = ["GENESIS", "KEY_ENV", "REGISTRY", "ChainReport", "audit_key", "chain_hash", "export", "payload", "prune",
+           "query", "verify", "write_batch"]
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
@@ -67,15 +53,24 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> None:
     """Insert records (and captured payloads); a replayed record is skipped, not duplicated.
 
     Sent as plain executemany (see `store.bulk`) with `ON CONFLICT DO NOTHING` on the chain
-    position and the payload's request id, which is what makes a replay harmless.
+    position and the payload's request id, which is what makes a replay harmless. A writer's
+    first record and its closing record are also anchored in the writer registry
+    (`store.audit_writers`), which skips what is already registered.
     """
     rows = [_row(r) for r in records]
     payloads = [clean_row(audit_payloads, {**p, "ts": datetime.fromtimestamp(p["ts"], UTC),
                                            "response_body": p.get("response_body")})
                 for r in records if (p := r.get("payload"))]
+    opening = audit_writers.anchors(rows)
     async with db.engine.begin() as conn:
         await insert_many(conn, "audit_log", AUDIT_COLUMNS, rows, conflict=("writer", "seq"))
         await insert_many(conn, "audit_payloads", PAYLOAD_COLUMNS, payloads, conflict=("request_id",))
+        if opening:  # a writer's first or closing record: anchor it in the registry, same transaction
+            await audit_writers.append(conn, opening, audit_key())
+
+
+# The name `verify` reports the writer registry's own chain under.
+REGISTRY = "writers"
 
 
 @dataclass(slots=True)
@@ -148,7 +143,25 @@ async def verify(db: Database, key: bytes | None = None) -> list[ChainReport]:
                 last_seq, prev = seq, row.hash
             await result.close()
             reports.append(ChainReport(writer, count, problem is None, problem))
+        reports += await _registry_reports(conn, reports, {w: seq for w, (seq, _) in checkpoints.items()}, key)
     return reports
+
+
+async def _registry_reports(conn: Any, reports: list[ChainReport], pruned: dict[str, int],
+                            key: bytes | None) -> list[ChainReport]:
+    """Check the writer registry's own chain, then every writer against it: a registered writer
+    whose records are all gone, a closed writer cut short, a writer nobody registered."""
+    entries, count, problem = await audit_writers.read(conn, key)
+    by_writer = {r.writer: r for r in reports}
+    extra = [ChainReport(REGISTRY, count, problem is None, problem)]
+    held = await audit_writers.spans(conn)
+    for writer, what in sorted(audit_writers.writer_problems(entries, held, pruned).items()):
+        report = by_writer.get(writer)
+        if report is None:
+            extra.append(ChainReport(writer, 0, False, what))
+        elif report.ok:
+            report.ok, report.problem = False, what
+    return extra
 
 
 def _filters(q: Any, *, since: datetime | None = None, until: datetime | None = None, actor: str | None = None,

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import func, select
 
-from tollway.store.audit import KEY_ENV, ChainReport, audit_key, verify
+from tollway.store import audit_writers
+from tollway.store.audit import KEY_ENV, REGISTRY, ChainReport, audit_key, verify
 from tollway.store.db import Database, bounded
 from tollway.store.tables import audit_checkpoints, audit_log
+from tollway.store.tables import audit_writers as registry_table
 
 if TYPE_CHECKING:
     from tollway.config import AuditConfig
@@ -38,7 +40,10 @@ log = logging.getLogger("tollway.audit")
 
 
 def _signed_part(cp: dict[str, Any]) -> bytes:
-    return orjson.dumps({"ts": cp["ts"], "heads": cp["heads"]}, option=orjson.OPT_SORT_KEYS)
+    part = {"ts": cp["ts"], "heads": cp["heads"]}
+    if "writers" in cp:  # the registry's head [n, hash]; absent from checkpoints made before it existed
+        part["writers"] = cp["writers"]
+    return orjson.dumps(part, option=orjson.OPT_SORT_KEYS)
 
 
 def sign(cp: dict[str, Any], key: bytes) -> str:
@@ -55,7 +60,9 @@ async def heads(db: Database) -> dict[str, list[Any]]:
 
 
 async def checkpoint(db: Database, key: bytes) -> dict[str, Any]:
-    cp: dict[str, Any] = {"ts": round(time.time(), 6), "heads": await heads(db)}
+    async with db.engine.connect() as conn:
+        registry = await audit_writers.head(conn)
+    cp: dict[str, Any] = {"ts": round(time.time(), 6), "heads": await heads(db), "writers": registry}
     cp["sig"] = sign(cp, key)
     return cp
 
@@ -135,8 +142,9 @@ class Expected:
 
 
 def read_checkpoints(path: Path, key: bytes | None) -> tuple[dict[str, Expected], list[ChainReport]]:
-    """The furthest head each writer reached in any validly signed checkpoint, and a report for
-    every line that is not one (forged, edited, or unreadable)."""
+    """The furthest head each writer (and the writer registry, under REGISTRY) reached in any
+    validly signed checkpoint, and a report for every line that is not one (forged, edited, or
+    unreadable)."""
     problems: list[ChainReport] = []
     expected: dict[str, Expected] = {}
     if key is None:
@@ -157,7 +165,10 @@ def read_checkpoints(path: Path, key: bytes | None) -> tuple[dict[str, Expected]
             problems.append(ChainReport("checkpoints", 0, False,
                                         f"checkpoint line {n}: bad signature (forged, edited or torn)"))
             continue
-        for writer, (seq, digest) in cp["heads"].items():
+        heads = dict(cp["heads"])
+        if cp.get("writers"):
+            heads[REGISTRY] = cp["writers"]
+        for writer, (seq, digest) in heads.items():
             if writer not in expected or expected[writer].seq < seq:
                 expected[writer] = Expected(int(seq), digest, float(cp["ts"]))
     return expected, problems
@@ -175,6 +186,12 @@ async def verify_all(db: Database, checkpoint_file: str | None = None,
     by_writer = {r.writer: r for r in reports}
     async with db.engine.connect() as conn:
         pruned = {r.writer: int(r.seq) for r in await conn.execute(select(audit_checkpoints))}
+        registry = expected.pop(REGISTRY, None)
+        if registry is not None:
+            problem = await _registry_against(conn, registry)
+            report = by_writer.get(REGISTRY)
+            if problem and report is not None and report.ok:
+                report.ok, report.problem = False, problem
         for writer, exp in sorted(expected.items()):
             report = by_writer.get(writer)
             if report is None and writer not in pruned:
@@ -198,3 +215,16 @@ async def verify_all(db: Database, checkpoint_file: str | None = None,
                 elif report.ok:
                     report.ok, report.problem = False, problem
     return reports + problems
+
+
+async def _registry_against(conn: Any, exp: Expected) -> str | None:
+    """The writer registry against a checkpoint's record of its head: deleting the newest
+    entries (with every record of their writers) is caught here."""
+    digest = await conn.scalar(select(registry_table.c.hash).where(registry_table.c.n == exp.seq))
+    if digest is None:
+        top = await conn.scalar(select(func.max(registry_table.c.n)))
+        return (f"truncated: the checkpoint of {exp.at:.0f} records writer entry {exp.seq}, the registry ends "
+                f"at {top or 0}; first missing entry: {(top or 0) + 1}")
+    if digest != exp.hash:
+        return f"writer entry {exp.seq} differs from the signed checkpoint of {exp.at:.0f}"
+    return None

@@ -173,6 +173,23 @@ audit_log = Table(
     UniqueConstraint("writer", "seq", name="uq_audit_writer_seq"),
 )
 
+# The writer registry (migration 0011): one chain of every writer's opening (its first record's
+# hash) and clean closing (its last record's seq and hash), numbered n = 1, 2, 3… — so that a
+# writer whose records were all deleted is still known to have existed (store/audit_writers.py).
+audit_writers = Table(
+    "audit_writers",
+    metadata,
+    Column("n", BigInteger, primary_key=True, autoincrement=False),
+    Column("writer", String(80), nullable=False),
+    Column("event", String(8), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("writer", "event", name="uq_audit_writers_writer_event"),
+)
+
 # Where a pruned chain now starts: verification resumes from the last pruned record's hash.
 audit_checkpoints = Table(
     "audit_checkpoints",
