@@ -53,8 +53,6 @@ def gw(emulator: AnthropicEmulator, idp: OidcProvider, tmp_path_factory: pytest.
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_IDP_SECRET": CLIENT_SECRET,
            "TEST_SIGNIN_KEY": Fernet.generate_key().decode()}
     gateway = start_gateway(tmp_path_factory.mktemp("roles"), config, env=env)
-    for group in ("engineering", "sales", "auditors"):
-        gateway.cli("groups", "create", group, "--grant", "*")
     yield gateway
     gateway.stop()
 
@@ -67,9 +65,12 @@ def admin_key(gw: Gateway, name: str, *args: str) -> dict[str, Any]:
 def creds(gw: Gateway) -> dict[str, str]:
     """A bearer for each kind of caller."""
     org = admin_key(gw, "org")
+    for group in ("engineering", "sales", "auditors"):
+        ok(call(gw, org["key"], "POST", "/groups", json={"name": group, "grants": ["*"]}), 201)
     ga = admin_key(gw, "eng-admin", "--role", "group_admin", "--group", "engineering")
-    aud = admin_key(gw, "auditor", "--role", "auditor")
+    aud = ok(call(gw, org["key"], "POST", "/keys", json={"name": "auditor", "kind": "admin", "role": "auditor"}), 201)
     assert (org["role"], ga["role"], aud["role"]) == ("org_admin", "group_admin", "auditor")
+    assert ga["role_groups"] and aud["role_groups"] == []
     people = {name: sign_in(gw, name)["access_token"] for name in ("ada", "gil", "aud", "dev", "sam")}
     return {"org_key": org["key"], "org_key_id": org["id"], "ga_key": ga["key"], "ga_key_id": ga["id"],
             "aud_key": aud["key"], **people}
@@ -222,7 +223,7 @@ def test_an_org_admin_person_gives_a_stored_role_which_beats_the_config(gw: Gate
     assert cli["role"] == "group_admin"
     me = ok(call(gw, creds["sam"], "GET", "/me"))
     assert me["role"] == "group_admin" and [g["name"] for g in me["groups"]] == ["sales"]
-    gw.cli("users", "set-role", "sam", "none")
+    assert ok(call(gw, creds["ada"], "PUT", "/users/sam/role", json={"role": None}))["role"] is None
     ok(call(gw, creds["ada"], "POST", "/groups", json={"name": "made-by-ada"}), 201)
 
 
