@@ -117,6 +117,8 @@ class AlertStore:
 
     async def update_rule(self, rule_id: str, **changes: Any) -> RuleRow:
         values = {k: v for k, v in changes.items() if k in RULE_FIELDS}
+        if not values:
+            return await self.get_rule(rule_id)
         try:
             async with self.db.engine.begin() as conn:
                 res = await conn.execute(update(alert_rules).where(alert_rules.c.id == rule_id).values(**values))
