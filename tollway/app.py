@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tollway import tracing
 from tollway.config import Settings, load_settings
 from tollway.governance.access import Catalogue
+from tollway.governance.alerts import AlertRunner
 from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.governance.dlp import DlpEngine
 from tollway.governance.identity import KeyCache
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> Starlette:
     pipeline.tracer = tracing.start(settings.tracing)  # None when off: the SDK is never imported
     gateway = Gateway(settings, pipeline)
     hosted = Registry(settings.hosted_tools)
+    alerts = AlertRunner(db, settings) if settings.alerts.enabled else None  # docs/alerts.md
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -154,6 +156,8 @@ def create_app(settings: Settings) -> Starlette:
         if checkpointer is not None:
             await checkpointer.start()
         await hosted.start()  # a server that fails is logged and skipped
+        if alerts is not None:
+            await alerts.start()
         # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
         # reach, or every full collection rescans it (measured: ~100 ms pauses under load).
         gc.collect()
@@ -167,6 +171,8 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             gateway.ready = False
+            if alerts is not None:
+                await alerts.stop()
             await hosted.close()
             await router.close()
             await usage_writer.stop()
@@ -213,7 +219,7 @@ def create_app(settings: Settings) -> Starlette:
     if settings.signin.enabled:
         from tollway.signin.routes import signin_routes
 
-        routes[:0] = signin_routes(settings.signin, keys)
+        routes[:0] = signin_routes(settings.signin, keys, audit)
     # --------------------------------------------------------------------------------------------
     app = Starlette(
         routes=routes,

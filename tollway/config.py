@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from tollway.control_config import AlertsConfig, RoleRule
 from tollway.governance.dlp.policy import DlpConfig
 from tollway.provider_config import Pricing, UpstreamConfig, _Strict
 
@@ -352,6 +353,8 @@ class SigninConfig(_Strict):
         default_factory=dict, description="group name -> Claude Code managed settings served at /managed/settings")
     otlp_collector: str | None = Field(None, description="OTLP/HTTP base URL the /v1/{metrics,logs,traces} "
                                        "sinks forward to; unset drops them")
+    roles: list[RoleRule] = Field(default_factory=list, description="admin roles by email or group "
+                                  "(docs/roles.md); the first match wins")
 
     @model_validator(mode="after")
     def _needs_idp(self) -> SigninConfig:
@@ -378,6 +381,7 @@ class Settings(_Strict):
     hosted_tools: HostedToolsConfig = HostedToolsConfig()
     tracing: TracingConfig = TracingConfig()
     signin: SigninConfig = SigninConfig()
+    alerts: AlertsConfig = AlertsConfig()
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Requested id or glob -> catalogue id, tried in order after an exact catalogue match.
     aliases: dict[str, str] = Field(default_factory=dict)

@@ -153,7 +153,9 @@ class Pipeline:
             raise Refusal(401, str(exc)) from None
         principal = await self.keys.authenticate(secret)
         if principal is None:
-            raise Refusal(401, "invalid API key (unknown, revoked, expired, or its user is disabled)")
+            # x-should-retry: false — retrying cannot help; Claude Code prompts a new sign-in at once.
+            raise Refusal(401, "invalid API key (unknown, revoked, expired, or its user is disabled)",
+                          headers={"x-should-retry": "false"})
         if principal.kind != "data":
             raise Refusal(401, "this is an admin key: it opens only the control plane (/admin/v1)")
         call.principal = principal

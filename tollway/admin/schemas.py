@@ -22,12 +22,23 @@ Description = Annotated[str, Field(max_length=2000, pattern=r"^[^\x00\x7f]*$")]
 T = TypeVar("T")
 
 
+def _in_future(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if value <= datetime.now(UTC):
+        raise ValueError("expires_at must be in the future")
+    return value
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class ErrorDetail(BaseModel):
-    type: str = Field(description="not_found | conflict | authentication_error | invalid_request_error")
+    type: str = Field(description="not_found | conflict | authentication_error | permission_error | "
+                      "invalid_request_error")
     message: str
 
 
@@ -55,6 +66,9 @@ class UserPatch(_In):
     name: Name | None = None
     email: Email | None = None
     disabled: bool | None = None
+    role: Literal["org_admin", "group_admin", "auditor", "developer"] | None = Field(
+        None, description="org admins only; null clears the stored role")
+    role_groups: list[Ref] | None = Field(None, max_length=100, description="with role group_admin")
 
 
 class User(BaseModel):
@@ -64,6 +78,17 @@ class User(BaseModel):
     disabled: bool
     created_at: datetime
     groups: list[str]
+    role: str | None = Field(None, description="the admin role stored on the user; null = from the config's "
+                             "`signin.roles`, else developer")
+    role_groups: list[str] = Field(default_factory=list, description="group ids a stored group_admin role runs")
+
+
+class RoleIn(_In):
+    """A person's admin role; null clears it (the config's rules apply again)."""
+
+    role: Literal["org_admin", "group_admin", "auditor", "developer"] | None
+    groups: list[Ref] = Field(default_factory=list, max_length=100,
+                              description="group_admin only: the groups administered (default: their own)")
 
 
 class GroupIn(_In):
@@ -101,6 +126,10 @@ class MemberIn(_In):
 class KeyIn(_In):
     name: Name
     kind: Literal["data", "admin"] = "data"
+    role: Literal["org_admin", "group_admin", "auditor"] | None = Field(
+        None, description="admin keys only (default org_admin)")
+    role_groups: list[Ref] = Field(default_factory=list, max_length=100,
+                                   description="a group_admin key: the groups it administers")
     user_id: Ref | None = None
     group_id: Ref | None = None
     models: list[Pattern] | None = Field(None, max_length=100)
@@ -109,13 +138,7 @@ class KeyIn(_In):
     @field_validator("expires_at")
     @classmethod
     def _future(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        if value <= datetime.now(UTC):
-            raise ValueError("expires_at must be in the future")
-        return value
+        return _in_future(value)
 
 
 class Key(BaseModel):
@@ -133,6 +156,21 @@ class Key(BaseModel):
     revoked_at: datetime | None
     replaced_by: str | None
     status: Literal["active", "expired", "revoked"]
+    role: str | None = Field(None, description="admin keys: org_admin, group_admin or auditor")
+    role_groups: list[str] = Field(default_factory=list, description="a group_admin key's group ids")
+
+
+class MyKeyIn(_In):
+    """A developer's own personal key: always theirs, a data key."""
+
+    name: Name
+    models: list[Pattern] | None = Field(None, max_length=100)
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        return _in_future(value)
 
 
 class KeyCreated(Key):
@@ -235,3 +273,26 @@ class Payload(BaseModel):
     ts: datetime
     request_body: str
     response_body: str | None
+
+
+class MeUser(BaseModel):
+    id: str
+    name: str
+    email: str | None
+
+
+class MeGroup(BaseModel):
+    id: str
+    name: str
+
+
+class Me(BaseModel):
+    """Who is calling and what they may do (the console decides which pages to show from this)."""
+
+    role: Literal["org_admin", "group_admin", "auditor", "developer"]
+    user: MeUser | None = Field(description="the signed-in person; null for an admin key")
+    key_id: str = Field(description="the admin key's id, or the sign-in access token's id (tok_…)")
+    groups: list[MeGroup] = Field(description="group_admin: the groups administered; others: the person's "
+                                  "own groups (empty for an admin key)")
+    permissions: list[str]
+    scope: Literal["all", "groups", "self"] = Field(description="whose data the role reaches")

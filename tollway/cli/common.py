@@ -54,7 +54,7 @@ def read_settings(path: str | None, *, upstream_secrets: bool = False) -> Settin
 CHANGES = {
     "keys create", "keys revoke", "keys rotate", "users create", "users update", "users disable", "users enable",
     "groups create", "groups update", "groups delete", "groups grant", "groups ungrant", "groups add-member",
-    "groups remove-member", "limits set", "limits clear",
+    "groups remove-member", "limits set", "limits clear", "users set-role",
 }
 
 

@@ -13,7 +13,7 @@ from tollway.cli.output import emit, key_record
 from tollway.cli.timespec import duration, expiry
 from tollway.governance.identity import create_key, rotate_key
 from tollway.store.db import Database
-from tollway.store.keys import KeyRow, KeyStore
+from tollway.store.keys import ADMIN_KEY_ROLES, KeyRow, KeyStore
 from tollway.store.principals import Directory
 
 keys_app = typer.Typer(help="Create, list, rotate and revoke API keys.", no_args_is_help=True)
@@ -26,37 +26,54 @@ _KEY_COLUMNS = ("id", "name", "prefix", "kind", "owner", "models", "expires_at",
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="A label for the key.")],
     user: Annotated[str | None, typer.Option("--user", help="Owner: a user (id or name); a personal key.")] = None,
-    group: Annotated[str | None, typer.Option("--group", help="Owner: a group (id or name); a service key.")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help="Owner: a group (id or name); a service key. "
+                                                     "With --admin --role group_admin: a group it administers "
+                                                     "(repeatable).")] = None,
     models: Annotated[list[str] | None, typer.Option("--models", help="Narrow to these models or globs "
                                                      "(repeatable; default: all the owner is granted).")] = None,
     expires: Annotated[datetime | None, typer.Option("--expires", parser=expiry, metavar="WHEN",
                                                      help="30d, 12h, 45m, 90s, or an ISO date/datetime.")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="A control-plane key: no owner, no models.")] = False,
+    role: Annotated[str | None, typer.Option("--role", help="With --admin: org_admin (default), group_admin "
+                                             "(give --group) or auditor.")] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Create a key and print its secret, once. Without --user/--group it belongs to the `default` group."""
-    if admin and (user or group or models):
-        fail("--admin keys open only the control plane: they take no --user, --group or --models", 2)
-    if user and group:
+    groups = list(dict.fromkeys(group or ()))
+    if role is not None and not admin:
+        fail("--role is for --admin keys; a data key acts as its owner", 2)
+    if role is not None and role not in ADMIN_KEY_ROLES:
+        fail(f"--role must be one of {', '.join(ADMIN_KEY_ROLES)}", 2)
+    if admin and (user or models or (groups and role != "group_admin")):
+        fail("--admin keys open only the control plane: they take no --user or --models, and --group only with "
+             "--role group_admin", 2)
+    if admin and role == "group_admin" and not groups:
+        fail("--role group_admin needs --group: the groups the key administers", 2)
+    if not admin and len(groups) > 1:
+        fail("a key belongs to one group: give --group once", 2)
+    if user and groups:
         fail("a key belongs to a user or to a group: give --user or --group, not both", 2)
 
     async def work(db: Database) -> tuple[KeyRow, str]:
         d = Directory(db)
+        gids = [(await d.get_group(g)).id for g in groups]
         return await create_key(
             KeyStore(db), name, kind="admin" if admin else "data",
             user_id=(await d.get_user(user)).id if user else None,
-            group_id=(await d.get_group(group)).id if group else None,
-            models=models, expires_at=expires,
+            group_id=gids[0] if gids and not admin else None,
+            models=models, expires_at=expires, role=role if admin else None, role_groups=gids if admin else (),
         )
 
     row, secret = run(read_settings(config), work)
     if as_json:
         emit({"id": row.id, "name": row.name, "key": secret, "kind": row.kind, "user_id": row.user_id,
                "group_id": row.group_id, "models": list(row.models) if row.models is not None else None,
-               "expires_at": row.expires_at}, True)
+               "expires_at": row.expires_at, "role": (row.role or "org_admin") if admin else None,
+               "role_groups": list(row.role_groups)}, True)
     else:
-        console.print(f"Created {row.kind} key [bold]{row.id}[/bold] ({escape(row.name)}). The secret is shown once:",
+        kind = f"admin ({row.role or 'org_admin'})" if admin else row.kind
+        console.print(f"Created {kind} key [bold]{row.id}[/bold] ({escape(row.name)}). The secret is shown once:",
                       highlight=False, soft_wrap=True)
         console.print(f"  {secret}", highlight=False, soft_wrap=True)
 

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from tollway.cli.common import ConfigOpt, JsonOpt, UserRef, fetch, read_settings
+from tollway.cli.common import ConfigOpt, JsonOpt, UserRef, fail, fetch, read_settings
 from tollway.cli.output import emit, user_record
 from tollway.config import Settings
-from tollway.store.principals import Directory, UserRow
+from tollway.store.principals import USER_ROLES, Directory, UserRow
 
 users_app = typer.Typer(help="Create, list and change users.", no_args_is_help=True)
 
@@ -87,3 +87,22 @@ def users_enable(ref: UserRef, as_json: JsonOpt = False, config: ConfigOpt = Non
     """Let a disabled user's keys work again."""
     _show_user(read_settings(config), as_json, lambda d: d.update_user(ref, disabled=False))
 
+
+
+@users_app.command("set-role")
+def users_set_role(
+    ref: UserRef,
+    role: Annotated[str, typer.Argument(help="org_admin, group_admin, auditor, developer, or `none` to clear it "
+                                        "(the config's signin.roles decide again).")],
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="group_admin: a group administered "
+                                                    "(repeatable; default: the groups the user is in).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Give a person an admin role for when they sign in (docs/roles.md)."""
+    wanted = None if role == "none" else role
+    if wanted is not None and wanted not in USER_ROLES:
+        fail(f"role must be one of {', '.join(USER_ROLES)}, or none", 2)
+    user, names = fetch(read_settings(config), as_json,
+                        lambda db: Directory(db).set_role(ref, wanted, list(group or ())))
+    emit({**user_record(user), "role": user.role, "role_groups": list(user.role_groups)}, as_json, names=names)

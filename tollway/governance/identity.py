@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -87,11 +87,13 @@ class Principal:
 
 async def create_key(
     keys: KeyStore, name: str, *, kind: str = "data", user_id: str | None = None, group_id: str | None = None,
-    models: list[str] | None = None, expires_at: datetime | None = None,
+    models: list[str] | None = None, expires_at: datetime | None = None, role: str | None = None,
+    role_groups: Sequence[str] = (),
 ) -> tuple[KeyRow, str]:
-    """Create a key; the secret is returned once and never stored."""
+    """Create a key; the secret is returned once and never stored. `role` only for admin keys."""
     secret = new_secret()
-    new = NewKey(name, display_prefix(secret), hash_secret(secret), kind, user_id, group_id, models, expires_at)
+    new = NewKey(name, display_prefix(secret), hash_secret(secret), kind, user_id, group_id, models, expires_at,
+                 role, role_groups)
     return await keys.create(new), secret
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from starlette.requests import Request
 
 from tollway.config import SigninConfig
+from tollway.governance.audit import AuditLog
 from tollway.governance.identity import KeyCache
 from tollway.signin.limits import PerIpWindow
 from tollway.signin.oidc import IdentityProvider
@@ -25,6 +27,15 @@ class SigninContext:
     page_limit: PerIpWindow
     token_limit: PerIpWindow
     fernet: Fernet | None = field(default=None)
+    audit: AuditLog | None = field(default=None)
+
+    def event(self, action: str, user_id: str | None, ip: str | None, **details: Any) -> None:
+        """Audit a sign-in event (kind `signin`): who, from where, what — never a token or code,
+        only ids (`ses_…`, `tok_…`) and outcomes."""
+        if self.audit is not None:
+            self.audit.record("signin", action=action, target=user_id,
+                              actor={"user_id": user_id, "via": "signin", "remote_addr": ip},
+                              details={k: v for k, v in details.items() if v is not None} or None)
 
     def base_url(self, request: Request) -> str:
         """Where browsers and Claude Code reach this gateway (the issuer)."""
@@ -49,10 +60,10 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def build_context(cfg: SigninConfig, keys: KeyCache) -> SigninContext:
+def build_context(cfg: SigninConfig, keys: KeyCache, audit: AuditLog | None = None) -> SigninContext:
     assert cfg.oidc is not None
     return SigninContext(
         cfg, SigninStore(keys.db), Directory(keys.db), keys, IdentityProvider(cfg.oidc),
         PerIpWindow(cfg.page_rate_per_minute), PerIpWindow(cfg.token_rate_per_minute),
-        Fernet(cfg.encryption_key.encode()) if cfg.encryption_key else None,
+        Fernet(cfg.encryption_key.encode()) if cfg.encryption_key else None, audit,
     )

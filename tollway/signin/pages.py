@@ -103,10 +103,18 @@ class VerificationPage:
             ident = await self.ctx.idp.exchange(q["code"], self._callback(request), row.code_verifier, row.nonce)
         except (IdpError, IdpRefused) as exc:
             log.warning("sign-in: identity provider sign-in failed: %s", exc)
+            self.ctx.event("signin.refused", None, client_ip(request), reason="idp_answer_rejected")
             return page("Sign-in failed", "<p class=err>The identity provider's answer could not be "
                         "verified.</p>", 400)
-        user = await provision(self.ctx.directory, self.ctx.store, ident, self.ctx.cfg)
+        done = await provision(self.ctx.directory, self.ctx.store, ident, self.ctx.cfg)
+        user = done.user
+        if done.linked is not None:
+            self.ctx.event("user.provisioned", user.id, client_ip(request), how=done.linked, issuer=ident.issuer)
+        if done.joined or done.left:
+            self.ctx.event("user.groups_synced", user.id, client_ip(request), joined=list(done.joined),
+                           left=list(done.left))
         if user.disabled:
+            self.ctx.event("signin.refused", user.id, client_ip(request), reason="user_disabled")
             return page("Account disabled", "<p class=err>Your Tollway account is disabled.</p>", 403)
         approval = secrets.token_urlsafe(32)
         if not await self.ctx.store.authenticated(row.device_hash, user.id, codes.digest(approval),
@@ -131,6 +139,8 @@ class VerificationPage:
         row = await self.ctx.store.decide(codes.digest(approval), decision == "approve")
         if row is None:
             return page("Sign-in failed", "<p class=err>This sign-in is no longer waiting.</p>", 400)
+        self.ctx.event("signin.device_authorized" if decision == "approve" else "signin.device_denied", row.user_id,
+                       client_ip(request), surface=row.surface)
         if decision == "deny":
             return page("Sign-in denied", "<p id=done>Denied. Claude Code will not be signed in.</p>")
         return page("Signed in", "<p id=done>You are signed in. Return to Claude Code.</p>")

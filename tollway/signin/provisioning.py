@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import secrets
+from dataclasses import dataclass
 
 from tollway.config import SigninConfig
 from tollway.signin.oidc import Identity
@@ -31,17 +32,29 @@ def mapped_groups(idp_groups: tuple[str, ...], cfg: SigninConfig) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-async def provision(directory: Directory, store: SigninStore, ident: Identity, cfg: SigninConfig) -> UserRow:
+@dataclass(frozen=True, slots=True)
+class Provisioned:
+    """The user an identity signed in as, and what signing in changed (for the audit record)."""
+
+    user: UserRow
+    linked: str | None  # "created" (a new user) or "adopted" (an existing user by email) on first sign-in
+    joined: tuple[str, ...]
+    left: tuple[str, ...]
+
+
+async def provision(directory: Directory, store: SigninStore, ident: Identity, cfg: SigninConfig) -> Provisioned:
     """The Tollway user for this identity, created on first sign-in, memberships synchronised."""
+    linked: str | None = None
     user_id = await store.linked_user(ident.issuer, ident.subject)
     if user_id is None:
         user_id = await store.user_by_email(ident.email) if ident.email else None
+        linked = "adopted"
         if user_id is None:
-            user_id = (await _create(directory, ident)).id
+            user_id, linked = (await _create(directory, ident)).id, "created"
         await store.link(ident.issuer, ident.subject, user_id)
         log.info("sign-in provisioned user %s from %s", user_id, ident.issuer)
-    await sync_groups(directory, user_id, ident.groups, cfg)
-    return await directory.get_user(user_id)
+    joined, left = await sync_groups(directory, user_id, ident.groups, cfg)
+    return Provisioned(await directory.get_user(user_id), linked, joined, left)
 
 
 async def _create(directory: Directory, ident: Identity) -> UserRow:
@@ -51,7 +64,9 @@ async def _create(directory: Directory, ident: Identity) -> UserRow:
         return await directory.create_user(f"{ident.name}-{secrets.token_hex(2)}", ident.email)
 
 
-async def sync_groups(directory: Directory, user_id: str, idp_groups: tuple[str, ...], cfg: SigninConfig) -> None:
+async def sync_groups(directory: Directory, user_id: str, idp_groups: tuple[str, ...],
+                      cfg: SigninConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Set the user's memberships to what the rules give; (group ids joined, group ids left)."""
     wanted: set[str] = set()
     for name in mapped_groups(idp_groups, cfg):
         try:
@@ -63,3 +78,4 @@ async def sync_groups(directory: Directory, user_id: str, idp_groups: tuple[str,
         await directory.add_member(gid, user_id)
     for gid in sorted(current - wanted):
         await directory.remove_member(gid, user_id)
+    return tuple(sorted(wanted - current)), tuple(sorted(current - wanted))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from tollway.config import SigninConfig
+from tollway.governance.audit import AuditLog
 from tollway.governance.identity import KeyCache
 from tollway.signin.context import build_context
 from tollway.signin.extras import Extras
@@ -12,9 +13,10 @@ from tollway.signin.pages import VerificationPage
 from tollway.signin.tokens import TokenEndpoints
 
 
-def signin_routes(cfg: SigninConfig, keys: KeyCache) -> list[Route]:
-    """Routes, and the key cache taught to load sign-in access tokens beside keys."""
-    ctx = build_context(cfg, keys)
+def signin_routes(cfg: SigninConfig, keys: KeyCache, audit: AuditLog | None = None) -> list[Route]:
+    """Routes, and the key cache taught to load sign-in access tokens beside keys. Sign-in events
+    (authorised, issued, refreshed, revoked, refused, provisioned) go to AUDIT."""
+    ctx = build_context(cfg, keys, audit)
     keys.extra_keys = ctx.store.access_keys
     oauth, pages, extras = TokenEndpoints(ctx), VerificationPage(ctx), Extras(ctx)
     return [

@@ -86,13 +86,14 @@ class TokenEndpoints:
             return oauth_error("slow_down", "too many token requests from this address", 429)
         form = await _form(request)
         grant = form.get("grant_type")
+        ip = client_ip(request)
         if grant == DEVICE_GRANT:
-            return await self._device_grant(form.get("device_code") or "")
+            return await self._device_grant(form.get("device_code") or "", ip)
         if grant == "refresh_token":
-            return await self._refresh_grant(form.get("refresh_token") or "")
+            return await self._refresh_grant(form.get("refresh_token") or "", ip)
         return oauth_error("unsupported_grant_type", f"grant_type {grant!r} is not supported here")
 
-    async def _device_grant(self, device_code: str) -> Response:
+    async def _device_grant(self, device_code: str, ip: str) -> Response:
         now = datetime.now(UTC)
         device_hash = codes.digest(device_code)
         row, too_fast = await self.ctx.store.poll(device_hash, now)
@@ -111,22 +112,24 @@ class TokenEndpoints:
         assert row.user_id is not None
         user = await self.ctx.directory.get_user(row.user_id)
         if user.disabled:
+            self.ctx.event("signin.refused", user.id, ip, reason="user_disabled")
             return oauth_error("access_denied", "this user is disabled in Tollway")
         session = await self.ctx.store.create_session(user.id, row.idp_refresh, row.surface)
         log.info("sign-in: session %s issued to user %s", session, user.id)
-        return await self._issue(session, user.id, user.email)
+        return await self._issue(session, user.id, user.email, ip=ip, action="signin.token_issued")
 
-    async def _issue(self, session: str, user_id: str, email: str | None,
-                     idp_refresh: str | None = None) -> Response:
+    async def _issue(self, session: str, user_id: str, email: str | None, idp_refresh: str | None = None, *,
+                     ip: str, action: str) -> Response:
         now = datetime.now(UTC)
         access, refresh = codes.new_access_token(), codes.new_refresh_token()
-        await self.ctx.store.mint(
+        token_id = await self.ctx.store.mint(
             session, user_id,
             (codes.digest(access), access[:codes.PREFIX_LEN], now + timedelta(seconds=self.ctx.cfg.access_token_ttl)),
             (codes.digest(refresh), refresh[:codes.PREFIX_LEN],
              now + timedelta(seconds=self.ctx.cfg.refresh_token_ttl)),
             idp_refresh,
         )
+        self.ctx.event(action, user_id, ip, session=session, token_id=token_id)
         # Make the new token usable on this process at once, not a refresh interval later.
         await self.ctx.keys.refresh()
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
@@ -135,11 +138,13 @@ class TokenEndpoints:
             body["email"] = email
         return JSONResponse(body, headers=NO_STORE)
 
-    async def _refresh_grant(self, refresh_token: str) -> Response:
+    async def _refresh_grant(self, refresh_token: str, ip: str) -> Response:
         now = datetime.now(UTC)
         digest = codes.digest(refresh_token)
         found = await self.ctx.store.check_refresh(digest, now)
         if found.outcome != "ok":
+            self.ctx.event("signin.refresh_refused", found.user_id, ip, reason=found.outcome,
+                           session=found.session_id)
             return oauth_error("invalid_grant", f"refresh token {found.outcome}; sign in again", 401)
         assert found.user_id is not None and found.session_id is not None
         try:
@@ -148,6 +153,8 @@ class TokenEndpoints:
             user = None
         if user is None or user.disabled:
             await self.ctx.store.revoke_session(found.session_id)
+            self.ctx.event("signin.refresh_refused", found.user_id, ip, reason="user_disabled",
+                           session=found.session_id)
             return oauth_error("invalid_grant", "this user is disabled in Tollway; sign in again", 401)
         new_idp_refresh: str | None = None
         idp_refresh = self.ctx.unseal(found.idp_refresh)
@@ -157,18 +164,24 @@ class TokenEndpoints:
             except IdpRefused:
                 log.info("sign-in: the IdP no longer accepts user %s; session %s revoked", user.id, found.session_id)
                 await self.ctx.store.revoke_session(found.session_id)
+                self.ctx.event("user.deprovisioned", user.id, ip, reason="idp_refused_refresh",
+                               session=found.session_id)
                 return oauth_error("invalid_grant", "the identity provider no longer accepts this account", 401)
             except IdpError as exc:
                 log.warning("sign-in refresh: identity provider unavailable: %s", exc)
                 return oauth_error("temporarily_unavailable", "the identity provider cannot be reached", 503)
             if ident is not None:
-                await sync_groups(self.ctx.directory, user.id, ident.groups, self.ctx.cfg)
+                joined, left = await sync_groups(self.ctx.directory, user.id, ident.groups, self.ctx.cfg)
+                if joined or left:
+                    self.ctx.event("user.groups_synced", user.id, ip, joined=list(joined), left=list(left))
                 if ident.refresh_token and ident.refresh_token != idp_refresh:
                     new_idp_refresh = self.ctx.seal(ident.refresh_token)
         if not await self.ctx.store.spend_refresh(digest, now):
             await self.ctx.store.revoke_session(found.session_id)
+            self.ctx.event("signin.refresh_refused", user.id, ip, reason="replayed", session=found.session_id)
             return oauth_error("invalid_grant", "refresh token already used; sign in again", 401)
-        return await self._issue(found.session_id, user.id, None, new_idp_refresh)
+        return await self._issue(found.session_id, user.id, None, new_idp_refresh, ip=ip,
+                                 action="signin.token_refreshed")
 
     async def revoke(self, request: Request) -> Response:
         """RFC 7009: revoking either token ends the whole session; unknown tokens answer 200 too."""
@@ -177,6 +190,7 @@ class TokenEndpoints:
         token = (await _form(request)).get("token") or ""
         session = await self.ctx.store.session_of(codes.digest(token)) if token else None
         if session is not None:
-            await self.ctx.store.revoke_session(session)
+            user_id = await self.ctx.store.revoke_session(session)
+            self.ctx.event("signin.token_revoked", user_id, client_ip(request), session=session)
             await self.ctx.keys.refresh()
         return Response(status_code=200, headers=NO_STORE)

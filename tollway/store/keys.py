@@ -16,6 +16,8 @@ from tollway.store.errors import Conflict, NotFound
 from tollway.store.tables import api_keys, groups, limits, users
 
 KINDS = ("data", "admin")
+# What an admin key may do (docs/roles.md); NULL in the store is org_admin, today's admin key.
+ADMIN_KEY_ROLES = ("org_admin", "group_admin", "auditor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,8 @@ class KeyRow:
     models: tuple[str, ...] | None = None
     expires_at: datetime | None = None
     replaced_by: str | None = None
+    role: str | None = None  # admin keys: org_admin (None), group_admin or auditor
+    role_groups: tuple[str, ...] = ()  # the group ids a group_admin key administers
 
     def status(self, now: datetime | None = None) -> str:
         if self.revoked_at is not None:
@@ -58,6 +62,7 @@ def key_row(r: Any) -> KeyRow:
         _aware(m["revoked_at"]) if m["revoked_at"] else None, m["kind"], m["user_id"], m["group_id"],
         tuple(models) if models is not None else None,
         _aware(m["expires_at"]) if m["expires_at"] else None, m["replaced_by"],
+        m.get("role"), tuple(m.get("role_groups") or ()),
     )
 
 
@@ -73,6 +78,8 @@ class NewKey:
     group_id: str | None = None
     models: Sequence[str] | None = None
     expires_at: datetime | None = None
+    role: str | None = None
+    role_groups: Sequence[str] = ()
 
 
 DEFAULT_GROUP_ID = "grp_default"
@@ -90,7 +97,16 @@ class KeyStore:
         if new.kind == "admin":
             if new.user_id or new.group_id or new.models:
                 raise Conflict("admin keys have no owner and no model list: they open only the control plane")
+            if new.role not in (None, *ADMIN_KEY_ROLES):
+                raise Conflict(f"an admin key's role is one of {', '.join(ADMIN_KEY_ROLES)}")
+            if (new.role == "group_admin") != bool(new.role_groups):
+                raise Conflict("a group_admin key names the groups it administers, and only it does")
+            for gid in new.role_groups:
+                if not await conn.scalar(select(groups.c.id).where(groups.c.id == gid)):
+                    raise NotFound(f"no group {gid}")
             return new
+        if new.role or new.role_groups:
+            raise Conflict("only admin keys have a role; a data key acts as its owner")
         if new.user_id:
             if not await conn.scalar(select(users.c.id).where(users.c.id == new.user_id)):
                 raise NotFound(f"no user {new.user_id}")
@@ -107,11 +123,13 @@ class KeyStore:
             id="key_" + secrets.token_hex(8), name=new.name, prefix=new.prefix, secret_hash=new.secret_hash,
             created_at=now, revoked_at=None, kind=new.kind, user_id=new.user_id, group_id=new.group_id,
             models=tuple(new.models) if new.models is not None else None, expires_at=new.expires_at,
+            role=new.role if new.role != "org_admin" else None, role_groups=tuple(new.role_groups),
         )
         await conn.execute(api_keys.insert().values(
             id=row.id, name=row.name, prefix=row.prefix, secret_hash=row.secret_hash, created_at=now,
             kind=row.kind, user_id=row.user_id, group_id=row.group_id,
             models=list(row.models) if row.models is not None else None, expires_at=row.expires_at,
+            role=row.role, role_groups=list(row.role_groups) or None,
         ))
         await self.db.bump_state(conn)
         return row
@@ -176,7 +194,8 @@ class KeyStore:
             if old.replaced_by:
                 raise Conflict(f"key {key_id} was already rotated (replaced by {old.replaced_by}); rotate that one")
             new = await self._insert(conn, NewKey(old.name, prefix, secret_hash, old.kind, old.user_id,
-                                                  old.group_id, old.models, old.expires_at))
+                                                  old.group_id, old.models, old.expires_at, old.role,
+                                                  old.role_groups))
             ends = datetime.now(UTC) + grace
             if old.expires_at is not None and old.expires_at < ends:
                 ends = old.expires_at

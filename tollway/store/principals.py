@@ -34,6 +34,11 @@ class UserRow:
     disabled: bool
     created_at: datetime
     groups: tuple[str, ...] = ()
+    role: str | None = None  # set by an org admin; None = from the config's rules, else developer
+    role_groups: tuple[str, ...] = ()  # the group ids a group_admin administers (empty: their own groups)
+
+
+USER_ROLES = ("org_admin", "group_admin", "auditor", "developer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,8 @@ class Directory:
         m = r._mapping
         gids = (await conn.execute(select(memberships.c.group_id).where(memberships.c.user_id == m["id"])
                                    .order_by(memberships.c.group_id))).scalars().all()
-        return UserRow(m["id"], m["name"], m["email"], bool(m["disabled"]), _aware(m["created_at"]), tuple(gids))
+        return UserRow(m["id"], m["name"], m["email"], bool(m["disabled"]), _aware(m["created_at"]), tuple(gids),
+                       m["role"], tuple(m["role_groups"] or ()))
 
     async def create_user(self, name: str, email: str | None = None) -> UserRow:
         uid = "usr_" + secrets.token_hex(8)
@@ -120,6 +126,20 @@ class Directory:
                     await self.db.bump_state(conn)
         except IntegrityError:
             raise Conflict("another user already has that name or email") from None
+        return await self.get_user(user.id)
+
+    async def set_role(self, ref: str, role: str | None, group_refs: list[str] | None = None) -> UserRow:
+        """Store a person's admin role (None: back to the config's rules). Bumps no state version:
+        roles open only the control plane, which reads them on every request."""
+        if role is not None and role not in USER_ROLES:
+            raise Conflict(f"role must be one of {', '.join(USER_ROLES)}")
+        if group_refs and role != "group_admin":
+            raise Conflict("only a group_admin role names groups")
+        async with self.db.engine.begin() as conn:
+            user = await self._user(conn, ref)
+            gids = [(await self._group(conn, g)).id for g in group_refs or ()]
+            await conn.execute(update(users).where(users.c.id == user.id)
+                               .values(role=role, role_groups=list(dict.fromkeys(gids)) or None))
         return await self.get_user(user.id)
 
     # -- groups ---------------------------------------------------------------------------

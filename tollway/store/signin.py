@@ -218,9 +218,11 @@ class SigninStore:
                            .values(revoked_at=now))
         await self.db.bump_state(conn)
 
-    async def revoke_session(self, session_id: str) -> None:
+    async def revoke_session(self, session_id: str) -> str | None:
+        """End a session and all its tokens; returns the session's user id (None if unknown)."""
         async with self.db.engine.begin() as conn:
             await self._revoke_session(conn, session_id, datetime.now(UTC))
+            return await conn.scalar(select(signin_sessions.c.user_id).where(signin_sessions.c.id == session_id))
 
     async def session_of(self, digest: str) -> str | None:
         """The session a token (access or refresh) belongs to, for RFC 7009 revocation."""

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -28,6 +29,10 @@ users = Table(
     Column("email", String(320), nullable=True, unique=True),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # A person's admin role set by an org admin (migration 0012, docs/roles.md); NULL = from the
+    # config's `signin.roles`, else developer. `role_groups`: the group ids a group_admin runs.
+    Column("role", String(16), nullable=True),
+    Column("role_groups", JSON, nullable=True),
 )
 
 groups = Table(
@@ -75,6 +80,9 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     # Set on the old key when it is rotated: the key that replaced it.
     Column("replaced_by", String(40), nullable=True),
+    # Admin keys only (migration 0012): org_admin (NULL), group_admin (of `role_groups`) or auditor.
+    Column("role", String(16), nullable=True),
+    Column("role_groups", JSON, nullable=True),
 )
 
 # One row whose counter every control-plane change bumps: gateway processes poll this single
@@ -316,4 +324,53 @@ signin_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),  # a refresh token is single use
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Alerts (migration 0012, docs/alerts.md): rules, the thresholds each has fired (one row per rule,
+# subject, period and threshold: the primary key is what makes several workers fire it once), and
+# the webhook deliveries with their attempts.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # "budget" | "error_rate"
+    Column("scope", String(8), nullable=True),  # key | user | group; NULL = every budget
+    Column("scope_id", String(40), nullable=True),
+    Column("thresholds", JSON, nullable=True),  # budget: percentages of the budget, e.g. [50, 80, 100]
+    Column("error_rate", Float, nullable=True),  # error_rate: the fraction of failed requests
+    Column("window_seconds", Integer, nullable=True),
+    Column("min_requests", Integer, nullable=True),
+    Column("webhook_url", String(2000), nullable=False),
+    Column("format", String(8), nullable=False),  # "json" | "slack"
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+alert_firings = Table(
+    "alert_firings",
+    metadata,
+    Column("rule_id", String(40), primary_key=True),
+    Column("subject", String(100), primary_key=True),  # "group:grp_…", or "all" for an unscoped error rate
+    Column("period", String(40), primary_key=True),  # the budget period ("2026-12") or the rate window
+    Column("threshold", String(16), primary_key=True),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("rule_id", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("event", Text, nullable=False),  # the event as JSON (never a key, token or prompt)
+    Column("url", String(2000), nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("status", String(12), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_alert_deliveries_status", "status", "next_attempt_at"),
 )
