@@ -21,6 +21,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tollway.admin.docs import add_docs, docs_page, mount_assets
+from tollway.admin.insights import insights_router
 from tollway.admin.schemas import (
     AuditPage,
     ErrorBody,
@@ -407,6 +408,7 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
             raise NotFound(f"no captured payload for {request_id}")
         return Payload(**found)
 
+    api.include_router(insights_router(settings, cache))  # the console's read-only views (admin/insights.py)
     app.include_router(api)
     return app
 
