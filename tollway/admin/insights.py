@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from tollway.config import ModelConfig, Settings
 from tollway.governance.access import matches
 from tollway.governance.identity import KeyCache
-from tollway.governance.limits import period_bounds
+from tollway.reports import budget_states
 from tollway.store import audit as audit_store
 from tollway.store import findings, sources
 from tollway.store import usage as usage_store
@@ -46,19 +46,14 @@ def _iso(ts: Any) -> str | None:
 
 
 def series(rows: list[dict[str, Any]], since: datetime, until: datetime, bucket: str) -> list[dict[str, Any]]:
-    """Hourly rollup rows summed into BUCKET (hour or day), every bucket present (zeros included),
+    """Rollup rows already summed per BUCKET (hour or day), every bucket present (zeros included),
     with latency average and histogram percentiles (upper bounds of the bucket they fall in)."""
     width = 13 if bucket == "hour" else 10
     step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
     start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     if bucket == "day":
         start = start.replace(hour=0)
-    sums: dict[str, dict[str, int]] = {}
-    for r in rows:
-        agg = sums.setdefault(str(r["hour"])[:width], {})
-        for k, v in r.items():
-            if k != "hour":
-                agg[k] = agg.get(k, 0) + int(v)
+    sums = {str(r["hour"])[:width]: r for r in rows}
     hist = [f"lat_{i}" for i in range(len(usage_store.LATENCY_BOUNDS) + 1)]
     out, t = [], start
     while t <= until:
@@ -134,7 +129,8 @@ def insights_router(settings: Settings, cache: KeyCache) -> APIRouter:
         until = datetime.now(UTC)
         since = until - timedelta(days=days)
         chosen = bucket or ("hour" if days <= 2 else "day")
-        data = series(await usage_store.hourly(db, since, until), since, until, chosen)
+        data = series(await usage_store.hourly(db, since, until, 13 if chosen == "hour" else 10), since, until,
+                      chosen)
         totals = {k: sum(p[k] for p in data) for k in ("requests", "errors", "input_tokens", "output_tokens")}
         totals["cost_usd"] = round(sum(p["cost_usd"] for p in data), 6)
         return {"bucket": chosen, "since": since.isoformat(), "until": until.isoformat(), "data": data,
@@ -213,46 +209,29 @@ def insights_router(settings: Settings, cache: KeyCache) -> APIRouter:
     @api.get("/limits")
     async def limits() -> dict[str, Any]:
         """Every stored limit with its current windows: requests and tokens in the last minute (from
-        the ledger) and the budget spent and left in its period; plus the config defaults."""
+        the ledger) and the budget spent and left in its period; plus the config defaults. A fixed
+        number of queries per scope, whatever the number of rows."""
         rows = await LimitStore(db).all()
         now = datetime.now(UTC)
         by_scope: dict[str, list[str]] = {}
         for r in rows:
             by_scope.setdefault(r.scope, []).append(r.scope_id)
-        nexts = await sources.successors(db) if "key" in by_scope else {}
-
-        def lineage(key_id: str) -> list[str]:
-            ids = [key_id]
-            while (n := nexts.get(ids[-1])) and n not in ids:
-                ids.append(n)
-            return ids
-
-        minute: dict[str, dict[str, tuple[int, int]]] = {}
-        spent: dict[tuple[str, str], dict[str, int]] = {}
-        for scope, ids in by_scope.items():
-            wanted = [i for k in ids for i in (lineage(k) if scope == "key" else [k])]
-            minute[scope] = await usage_store.recent_windows(db, scope, wanted, now - timedelta(minutes=1))
-            for period in {r.budget_period or "month" for r in rows if r.scope == scope}:
-                _, start, _ = period_bounds(period, now)
-                spent[(scope, period)] = await usage_store.spent_by(db, scope, wanted, start)
+        minute = {s: await usage_store.recent_windows(db, s, ids, now - timedelta(minutes=1))
+                  for s, ids in by_scope.items()}
+        budgets = {s: await budget_states(db, settings.limits, s, ids, now) for s, ids in by_scope.items()}
         names = {s: await usage_store.display_names(db, s, ids) for s, ids in by_scope.items()}
         data = []
         for r in rows:
-            ids = lineage(r.scope_id) if r.scope == "key" else [r.scope_id]
-            period = r.budget_period or "month"
-            used = [minute[r.scope].get(i, (0, 0)) for i in ids]
-            item: dict[str, Any] = {
+            used = minute[r.scope].get(r.scope_id, (0, 0))
+            b = budgets[r.scope].get(r.scope_id)
+            data.append({
                 "scope": r.scope, "scope_id": r.scope_id, "name": names[r.scope].get(r.scope_id),
-                "rpm": r.rpm, "tpm": r.tpm, "concurrent": r.concurrent, "requests_last_minute": sum(u[0] for u in used),
-                "tokens_last_minute": sum(u[1] for u in used), "budget_usd": _usd(r.budget_micros),
-                "budget_period": period, "budget_mode": r.budget_mode,
-            }
-            if r.budget_micros is not None:
-                _, _, resets = period_bounds(period, now)
-                got = sum(spent[(r.scope, period)].get(i, 0) for i in ids)
-                item.update(spent_usd=_usd(got), remaining_usd=_usd(max(0, r.budget_micros - got)),
-                            resets_at=resets.isoformat())
-            data.append(item)
+                "rpm": r.rpm, "tpm": r.tpm, "concurrent": r.concurrent, "requests_last_minute": used[0],
+                "tokens_last_minute": used[1], "budget_usd": _usd(r.budget_micros),
+                "budget_period": r.budget_period or "month", "budget_mode": r.budget_mode,
+                "spent_usd": _usd(b.spent_micros) if b else None, "remaining_usd": _usd(b.left_micros) if b else None,
+                "resets_at": b.resets_at.isoformat() if b else None,
+            })
         return {"data": data, "defaults": settings.limits.defaults.model_dump(mode="json"),
                 "backend": settings.limits.backend}
 

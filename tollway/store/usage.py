@@ -193,11 +193,13 @@ async def display_names(db: Database, scope: str, ids: Sequence[str]) -> dict[st
 # -- what the console reads (GET /admin/v1/insights/...) -------------------------------------------
 
 
-async def hourly(db: Database, since: datetime, until: datetime) -> list[dict[str, int | str]]:
-    """The hourly rollup's rows from SINCE to UNTIL (UTC, both inclusive by hour), oldest first."""
+async def hourly(db: Database, since: datetime, until: datetime, width: int = 13) -> list[dict[str, int | str]]:
+    """The hourly rollup from SINCE to UNTIL (UTC, inclusive by hour), summed per bucket: WIDTH 13
+    is per hour ("YYYY-MM-DDTHH"), 10 per day. Oldest first; at most a few hundred rows."""
     lo, hi = since.astimezone(UTC).strftime("%Y-%m-%dT%H"), until.astimezone(UTC).strftime("%Y-%m-%dT%H")
-    q = (select(usage_hourly).where(usage_hourly.c.hour >= lo, usage_hourly.c.hour <= hi)
-         .order_by(usage_hourly.c.hour))
+    bucket = func.substr(usage_hourly.c.hour, 1, width)
+    q = (select(bucket.label("hour"), *(func.sum(usage_hourly.c[c]).label(c) for c in HOURLY_SUMS))
+         .where(usage_hourly.c.hour >= lo, usage_hourly.c.hour <= hi).group_by(bucket).order_by(bucket))
     async with db.engine.connect() as conn:
         return [{k: (v if k == "hour" else int(v or 0)) for k, v in r._mapping.items()} for r in await conn.execute(q)]
 
