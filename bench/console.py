@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -113,7 +112,8 @@ def ledger_rows(start: int, n: int, users: list[str], groups: list[str], keys: l
         rec = {"request_id": rid, "ts": ts, "route": "messages", "key_id": keys[2 * u + rnd.randrange(2)],
                "user_id": users[u], "group_id": groups[u % 20], "requested_model": model, "upstream_model": model,
                "input_tokens": rnd.randrange(50_000), "output_tokens": rnd.randrange(4_000), "cache_write_tokens": 0,
-               "cache_read_tokens": rnd.randrange(20_000), "cost_micros": rnd.randrange(200_000) if status == 200 else 0,
+               "cache_read_tokens": rnd.randrange(20_000),
+               "cost_micros": rnd.randrange(200_000) if status == 200 else 0,
                "latency_ms": latency, "status": status, "error_type": None if status == 200 else "upstream_error",
                "deployment": model, "attempts": 1, "upstream_request_id": f"up_{rid}"}
         rows.append(rec)
@@ -154,7 +154,7 @@ async def fill(db: Database, rows: int) -> None:
             log.record("request", None, request_id=rid, **fields)
             rec = pending[-1]
             # Re-stamp the record with its request's time (and re-hash: the chain stays valid).
-            body = rec["body"].replace(f'"ts":', '"ts_written":', 1)
+            body = rec["body"].replace('"ts":', '"ts_written":', 1)
             rec["body"] = body[:-1] + f',"ts":{round(log_ts, 6)}}}'
             rec["hash"] = audit_store.chain_hash(rec["prev_hash"], rec["body"])
             log.prev = rec["hash"]
