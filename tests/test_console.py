@@ -56,14 +56,16 @@ def gateway(emulator: AnthropicEmulator, idp: OidcProvider, tmp_path_factory: py
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_IDP_SECRET": CLIENT_SECRET,
            "TEST_SIGNIN_KEY": Fernet.generate_key().decode()}
     gw = start_gateway(tmp_path_factory.mktemp("console"), config, env=env)
-    gw.cli("groups", "create", "engineering", "--grant", "*")
     yield gw
     gw.stop()
 
 
 @pytest.fixture(scope="module")
 def admin_key(gateway: Gateway) -> str:
-    return str(json.loads(gateway.cli("keys", "create", "--name", "console-admin", "--admin", "--json").stdout)["key"])
+    """The admin key the console signs in with; also makes the group the IdP rule maps to."""
+    key = str(json.loads(gateway.cli("keys", "create", "--name", "console-admin", "--admin", "--json").stdout)["key"])
+    admin(gateway, key, "/groups", {"name": "engineering", "grants": ["*"]})
+    return key
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +139,11 @@ def visit(page: Page, name: str) -> None:
         page.screenshot(path=str(ARTEFACTS / f"page-{name}.png"), full_page=True)
 
 
-def admin(gw: Gateway, key: str, path: str) -> Any:
-    resp = httpx.get(gw.base_url + "/admin/v1" + path, headers={"authorization": f"Bearer {key}"})
-    assert resp.status_code == 200, resp.text
+def admin(gw: Gateway, key: str, path: str, body: Any = None) -> Any:
+    """The admin API, for what a test sets up or checks outside the browser (faster than the CLI)."""
+    url, headers = gw.base_url + "/admin/v1" + path, {"authorization": f"Bearer {key}"}
+    resp = httpx.get(url, headers=headers) if body is None else httpx.post(url, headers=headers, json=body)
+    assert resp.status_code in (200, 201), resp.text
     return resp.json()
 
 
@@ -195,9 +199,10 @@ def test_a_key_made_in_the_console_works_until_revoked_there(console: tuple[Page
     assert watch.errors == []
 
 
-def test_a_budget_set_in_the_console_shows_with_what_is_left(console: tuple[Page, Watch], gateway: Gateway) -> None:
+def test_a_budget_set_in_the_console_shows_with_what_is_left(console: tuple[Page, Watch], gateway: Gateway,
+                                                            admin_key: str) -> None:
     page, _ = console
-    gateway.cli("users", "create", "hopper", check=False)
+    admin(gateway, admin_key, "/users", {"name": "hopper"})
     visit(page, "limits")
     page.select_option("#lim-scope", "user")
     page.fill("#lim-ref", "hopper")
@@ -221,8 +226,8 @@ def test_a_budget_set_in_the_console_shows_with_what_is_left(console: tuple[Page
 def test_a_request_is_found_by_id_with_its_dlp_finding_and_payload(console: tuple[Page, Watch], gateway: Gateway,
                                                                     admin_key: str) -> None:
     page, _ = console
-    gateway.cli("users", "create", "lin", "--group", "engineering", check=False)
-    out = json.loads(gateway.cli("keys", "create", "--name", "lin-key", "--user", "lin", "--json").stdout)
+    lin = admin(gateway, admin_key, "/users", {"name": "lin", "groups": ["engineering"]})
+    out = admin(gateway, admin_key, "/keys", {"name": "lin-key", "user_id": lin["id"]})
     client = anthropic.Anthropic(base_url=gateway.base_url, api_key=out["key"], max_retries=0)
     raw = client.messages.with_raw_response.create(
         model="tollway-mock", max_tokens=16,
@@ -241,6 +246,11 @@ def test_a_request_is_found_by_id_with_its_dlp_finding_and_payload(console: tupl
     assert '"tollway-mock"' in captured
     visit(page, "dlp")
     assert re.search(r"email\s+log\s+\d", page.inner_text("#dlp-kinds"))
+    # The overview's figures come from the hourly rollup the writer keeps beside the ledger.
+    ledger = len(admin(gateway, admin_key, "/usage/requests?limit=1000"))
+    assert admin(gateway, admin_key, "/insights/overview?days=1")["totals"]["requests"] == ledger
+    visit(page, "overview")
+    assert page.inner_text("#tile-requests .v") == f"{ledger:,}"
 
 
 def test_the_audit_chain_is_verified_from_the_console(console: tuple[Page, Watch]) -> None:
@@ -254,31 +264,51 @@ def test_the_audit_chain_is_verified_from_the_console(console: tuple[Page, Watch
     page.wait_for_selector("#audit-table td:text-is('change')")
 
 
+def sso(page: Page, base: str, link: bool = True) -> None:
+    """Through the console's SSO link (or straight to where it leads) and the IdP's login form,
+    back to Tollway's callback."""
+    if link:
+        page.goto(base + "/console/")
+        page.click("#sso")
+    else:
+        page.goto(base + "/console/login")
+    page.wait_for_selector("#username")  # the IdP's login form
+    page.fill("#username", "ada")
+    page.fill("#password", "pw-ada")
+    page.click("#signin")
+
+
 def test_single_sign_on_mints_a_token_for_the_person(browser: Browser, gateway: Gateway, admin_key: str,
                                                      idp: OidcProvider) -> None:
+    # First with scripts off, so the hand-off page stays and shows what it carries.
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        with artefacts(page, "sso-handoff"):
+            sso(page, gateway.base_url, link=False)  # (the page's script shows the link)
+            page.wait_for_selector("#handoff")
+            token = page.get_attribute("meta[name=tollway-token]", "content")
+            assert token and token.startswith("twa-") and token not in page.url
+            assert page.get_attribute("meta[name=tollway-email]", "content") == "ada@example.com"
+    finally:
+        context.close()
+    # The token is the person's: the data plane takes it, and the sign-in was audited.
+    sdk = anthropic.Anthropic(base_url=gateway.base_url, api_key=token, max_retries=0)
+    assert sdk.messages.create(model="tollway-mock", max_tokens=8, messages=[{"role": "user", "content": "hi"}]).content
+    ada = next(u for u in admin(gateway, admin_key, "/users?limit=100")["data"] if u["name"] == "Ada Lovelace")
+    assert ada["email"] == "ada@example.com"  # provisioned just in time from the ID token
+    changes = admin(gateway, admin_key, "/audit?kind=change&limit=50")["data"]
+    assert any(c["action"] == "console.sign_in" and c["target"] == ada["id"] for c in changes)
+
+    # Then as a person does it: the console takes the token and asks the admin API who this is.
     context = browser.new_context()
     watch = Watch(context)
     page = context.new_page()
     try:
         with artefacts(page, "sso"):
-            page.goto(gateway.base_url + "/console/")
-            page.click("#sso")
-            page.wait_for_selector("#username")  # the IdP's login form
-            page.fill("#username", "ada")
-            page.fill("#password", "pw-ada")
-            with page.expect_response(lambda r: urlsplit(r.url).path == "/console/callback") as cb:
-                page.click("#signin")
-            handoff = cb.value.text()
-            token = re.search(r"name=tollway-token content='([^']+)'", handoff)
-            assert token is not None and cb.value.headers["cache-control"] == "no-store"
-            # The token is the person's: the data plane takes it, and the sign-in was audited.
-            sdk = anthropic.Anthropic(base_url=gateway.base_url, api_key=token.group(1), max_retries=0)
-            assert sdk.messages.create(model="tollway-mock", max_tokens=8,
-                                       messages=[{"role": "user", "content": "hi"}]).content
-            ada = next(u for u in admin(gateway, admin_key, "/users?limit=100")["data"] if u["name"] == "Ada Lovelace")
-            changes = admin(gateway, admin_key, "/audit?kind=change&limit=50")["data"]
-            assert any(c["action"] == "console.sign_in" and c["target"] == ada["id"] for c in changes)
-            me = httpx.get(gateway.base_url + "/admin/v1/me", headers={"authorization": f"Bearer {token.group(1)}"})
+            sso(page, gateway.base_url)
+            page.wait_for_url(re.compile(r"/console/#/overview$"))  # the hand-off page opened the console
+            me = httpx.get(gateway.base_url + "/admin/v1/me", headers={"authorization": f"Bearer {token}"})
             if me.status_code == 404:
                 # Without the roles endpoints only admin keys open the admin API: the console says so.
                 page.wait_for_selector("#error:not([hidden])")
