@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tests.stores import store_url
 from tollway.store import usage as usage_store
@@ -109,7 +109,8 @@ def test_the_request_log_pages_newest_first(tmp_path: Path) -> None:
             assert [r["user_id"] for r in first] == ["usr_a"] * 3
             assert [r["ts"] for r in first] == sorted((r["ts"] for r in first), reverse=True)
             rest = await usage_store.search(db, user_id="usr_a", before=first[-1]["ts"], limit=10)
-            assert len(first) + len(rest) == 5 and not {r["request_id"] for r in first} & {r["request_id"] for r in rest}
+            seen = {r["request_id"] for r in first}
+            assert len(first) + len(rest) == 5 and not seen & {r["request_id"] for r in rest}
             assert len(await usage_store.search(db, errors=True)) == 0
             assert [r["request_id"] for r in await usage_store.search(db, request_id=batch[3]["request_id"])] == [
                 batch[3]["request_id"]]
