@@ -54,6 +54,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_serves(tmp_path: Path) -> None
     assert (package / "store" / "migrations" / "env.py").exists()
     assert list((package / "store" / "migrations" / "versions").glob("0*.py"))
     assert (package / "py.typed").exists()
+    assert {p.name for p in (package / "console" / "static").iterdir()} >= {"index.html", "app.js", "console.css"}
     tollway = venv / "bin" / "tollway"
     assert tollway.read_text().splitlines()[0] == f"#!{py}"  # the command runs the new environment
 
@@ -79,6 +80,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_serves(tmp_path: Path) -> None
         assert answer.json()["content"][0]["text"].startswith("Hello from the Tollway mock model")
         css = httpx.get(base + "/admin/v1/docs/assets/swagger-ui.css", timeout=30)
         assert css.status_code == 200 and len(css.content) > 10_000
+        console = httpx.get(base + "/console/static/api.js", timeout=30)  # the web console's files, from the wheel
+        assert console.status_code == 200 and b"/admin/v1" in console.content
     finally:
         proc.terminate()
         proc.communicate(timeout=20)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tollway import tracing
 from tollway.config import Settings, load_settings
+from tollway.console.routes import console_routes
 from tollway.governance.access import Catalogue
 from tollway.governance.alerts import AlertRunner
 from tollway.governance.audit import AuditLog, new_writer_id
@@ -214,6 +215,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/ready", probes.ready, methods=["GET", "HEAD"]),
         Route("/metrics", probes.metrics, methods=["GET"]),
         Mount("/admin/v1", OnFirstRequest(lambda: _admin_app(settings, keys, audit))),
+        *console_routes(settings, keys, audit),  # the web console (tollway/console, docs/console.md)
     ]
     # --- developer sign-in (tollway/signin, docs/sign-in.md): OAuth device flow + OIDC -----------
     if settings.signin.enabled:

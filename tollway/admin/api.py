@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tollway.admin import alerts, keys, me, usage
 from tollway.admin.context import AdminContext, AdminError
 from tollway.admin.docs import add_docs, docs_page, mount_assets
+from tollway.admin.insights import insights_router
 from tollway.admin.params import ERRORS, After, Limit, PathRef
 from tollway.admin.roles import AdminAuth, AdminPrincipal, authenticated, forbid, require
 from tollway.admin.schemas import (
@@ -242,6 +243,7 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
 
     for module in (keys, usage, me, alerts):
         api.include_router(module.router)
+    api.include_router(insights_router(settings, cache))  # the console's read-only views (admin/insights.py)
     app.include_router(api)
     return app
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from tollway.admin.context import AdminContext, AdminError
@@ -213,6 +213,21 @@ def require(permission: str) -> Callable[..., Awaitable[AdminPrincipal]]:
         return who
 
     dependency.__name__ = f"require_{permission.replace('.', '_')}"
+    return dependency
+
+
+def require_org(permission: str) -> Callable[..., Awaitable[AdminPrincipal]]:
+    """Like `require`, for organisation-wide views (the console's insights): a role scoped to some
+    groups or to oneself is refused (403, audited) rather than shown other groups' rows."""
+    check = require(permission)
+
+    async def dependency(request: Request, who: Annotated[AdminPrincipal, Depends(check)]) -> AdminPrincipal:
+        if who.scoped:
+            raise forbid(request, who, f"this view covers the whole organisation; the {who.role} role reaches only "
+                                       "its own groups (use /usage and /keys, which are filtered to them)")
+        return who
+
+    dependency.__name__ = f"require_org_{permission.replace('.', '_')}"
     return dependency
 
 

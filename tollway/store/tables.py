@@ -141,6 +141,31 @@ usage_daily = Table(
     Column("cost_micros", BigInteger, nullable=False),
 )
 
+# Hourly totals for the whole gateway (migration 0014), kept by the usage writer beside the daily
+# rollup: the console's charts (requests, errors, spend, latency over time) read a few hundred of
+# these instead of the ledger. Latency is a histogram: lat_<i> counts requests at or under
+# tollway.store.usage.LATENCY_BOUNDS[i] ms (the last bucket: slower than every bound).
+LATENCY_BUCKETS = 12
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("hour", String(13), primary_key=True),  # "YYYY-MM-DDTHH", UTC
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("latency_ms_sum", BigInteger, nullable=False),
+    *(Column(f"lat_{i}", BigInteger, nullable=False, server_default="0") for i in range(LATENCY_BUCKETS)),
+)
+
+# The request log's searches (by user, group, model, status or key, newest first; migration 0014).
+Index("ix_usage_user_ts", usage.c.user_id, usage.c.ts)
+Index("ix_usage_group_ts", usage.c.group_id, usage.c.ts)
+Index("ix_usage_model_ts", usage.c.requested_model, usage.c.ts)
+Index("ix_usage_status_ts", usage.c.status, usage.c.ts)
+Index("ix_usage_key_ts", usage.c.key_id, usage.c.ts)
+
 # Rate limits and budgets per key, user or group (NULL = no limit of that kind).
 limits = Table(
     "limits",
@@ -197,6 +222,11 @@ audit_writers = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("writer", "event", name="uq_audit_writers_writer_event"),
 )
+
+# The console's audit searches: changes only, one person's records, DLP findings over time (0014).
+Index("ix_audit_kind_id", audit_log.c.kind, audit_log.c.id)
+Index("ix_audit_user_id", audit_log.c.actor_user_id, audit_log.c.id)
+Index("ix_audit_dlp_ts", audit_log.c.dlp_hit, audit_log.c.ts)
 
 # Where a pruned chain now starts: verification resumes from the last pruned record's hash.
 audit_checkpoints = Table(

@@ -20,15 +20,20 @@ from tollway.store.bounded import clean_row
 from tollway.store.bulk import insert_many
 from tollway.store.db import Database
 from tollway.store.keys import lineage
-from tollway.store.tables import api_keys, groups, usage, usage_daily, users
+from tollway.store.tables import LATENCY_BUCKETS, api_keys, groups, usage, usage_daily, usage_hourly, users
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
 SUM_COLUMNS = ("requests", "errors", *TOKEN_COLUMNS, "cost_micros")
 GROUPINGS = {"key": "key_id", "user": "user_id", "group": "group_id", "model": "model", "day": "day"}
+# Upper bounds (ms) of the hourly rollup's latency buckets (the last bucket: slower than all).
+LATENCY_BOUNDS = (100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000, 300000)
+assert len(LATENCY_BOUNDS) + 1 == LATENCY_BUCKETS
+HOURLY_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cost_micros", "latency_ms_sum",
+               *(f"lat_{i}" for i in range(LATENCY_BUCKETS)))
 
 
 @lru_cache(maxsize=4)
-def _statements(dialect: str) -> tuple[Any, Any]:
+def _statements(dialect: str) -> tuple[Any, Any, Any]:
     """The ledger insert and the rollup upsert, built once per dialect and run as executemany:
     compiling a fresh multi-row VALUES statement per batch cost ~0.2 ms of event-loop time per row."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -38,7 +43,36 @@ def _statements(dialect: str) -> tuple[Any, Any]:
         index_elements=["day", "key_id", "user_id", "group_id", "model"],
         set_={c: usage_daily.c[c] + up.excluded[c] for c in SUM_COLUMNS},
     )
-    return ledger, up
+    hourly = insert(usage_hourly)
+    hourly = hourly.on_conflict_do_update(index_elements=["hour"],
+                                          set_={c: usage_hourly.c[c] + hourly.excluded[c] for c in HOURLY_SUMS})
+    return ledger, up, hourly
+
+
+def _bucket(latency_ms: int) -> int:
+    for i, bound in enumerate(LATENCY_BOUNDS):
+        if latency_ms <= bound:
+            return i
+    return len(LATENCY_BOUNDS)
+
+
+def _hourly(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows summed per UTC hour: what the console's hourly rollup gains."""
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        hour = row["ts"].astimezone(UTC).strftime("%Y-%m-%dT%H")
+        agg = totals.get(hour)
+        if agg is None:
+            agg = totals[hour] = dict.fromkeys(HOURLY_SUMS, 0)
+        latency = int(row["latency_ms"] or 0)
+        agg["requests"] += 1
+        agg["errors"] += 1 if row["status"] >= 400 else 0
+        agg["input_tokens"] += int(row["input_tokens"] or 0)
+        agg["output_tokens"] += int(row["output_tokens"] or 0)
+        agg["cost_micros"] += int(row["cost_micros"] or 0)
+        agg["latency_ms_sum"] += latency
+        agg[f"lat_{_bucket(latency)}"] += 1
+    return [{"hour": h, **v} for h, v in totals.items()]
 
 
 LEDGER_COLUMNS = tuple(c.name for c in usage.columns)
@@ -84,16 +118,19 @@ async def write_batch(db: Database, records: Sequence[dict[str, Any]]) -> int:
     try:
         async with db.engine.begin() as conn:
             await insert_many(conn, "usage", LEDGER_COLUMNS, rows)
-            await conn.execute(_statements(conn.dialect.name)[1], _rollup(rows))
+            _, rollup_stmt, hourly_stmt = _statements(conn.dialect.name)
+            await conn.execute(rollup_stmt, _rollup(rows))
+            await conn.execute(hourly_stmt, _hourly(rows))
         return len(rows)
     except IntegrityError:
         pass
     async with db.engine.begin() as conn:
-        ledger_stmt, rollup_stmt = _statements(conn.dialect.name)
+        ledger_stmt, rollup_stmt, hourly_stmt = _statements(conn.dialect.name)
         new_ids = set((await conn.execute(ledger_stmt, rows)).scalars())
         fresh = [row for row in rows if row["request_id"] in new_ids]
         if fresh:
             await conn.execute(rollup_stmt, _rollup(fresh))
+            await conn.execute(hourly_stmt, _hourly(fresh))
     return len(new_ids)
 
 
@@ -151,3 +188,84 @@ async def display_names(db: Database, scope: str, ids: Sequence[str]) -> dict[st
     async with db.engine.connect() as conn:
         rows = await conn.execute(select(table.c.id, table.c.name).where(table.c.id.in_(wanted)))
         return {str(r[0]): str(r[1]) for r in rows}
+
+
+# -- what the console reads (GET /admin/v1/insights/...) -------------------------------------------
+
+
+async def hourly(db: Database, since: datetime, until: datetime, width: int = 13) -> list[dict[str, int | str]]:
+    """The hourly rollup from SINCE to UNTIL (UTC, inclusive by hour), summed per bucket: WIDTH 13
+    is per hour ("YYYY-MM-DDTHH"), 10 per day. Oldest first; at most a few hundred rows."""
+    lo, hi = since.astimezone(UTC).strftime("%Y-%m-%dT%H"), until.astimezone(UTC).strftime("%Y-%m-%dT%H")
+    bucket = func.substr(usage_hourly.c.hour, 1, width)
+    q = (select(bucket.label("hour"), *(func.sum(usage_hourly.c[c]).label(c) for c in HOURLY_SUMS))
+         .where(usage_hourly.c.hour >= lo, usage_hourly.c.hour <= hi).group_by(bucket).order_by(bucket))
+    async with db.engine.connect() as conn:
+        return [{k: (v if k == "hour" else int(v or 0)) for k, v in r._mapping.items()} for r in await conn.execute(q)]
+
+
+def percentile(buckets: Sequence[int], fraction: float) -> int | None:
+    """The upper bound (ms) of the histogram bucket holding that fraction of requests; None when
+    empty, and the last bound when it lies in the open-ended bucket (a floor, not an estimate)."""
+    total = sum(buckets)
+    if not total:
+        return None
+    rank, seen = fraction * total, 0
+    for i, n in enumerate(buckets):
+        seen += n
+        if seen >= rank:
+            return LATENCY_BOUNDS[min(i, len(LATENCY_BOUNDS) - 1)]
+    return LATENCY_BOUNDS[-1]
+
+
+async def search(db: Database, *, request_id: str | None = None, key_id: str | None = None,
+                 user_id: str | None = None, group_id: str | None = None, model: str | None = None,
+                 status: int | None = None, errors: bool = False, since: datetime | None = None,
+                 until: datetime | None = None, before: datetime | None = None,
+                 limit: int = 50) -> list[dict[str, Any]]:
+    """Ledger rows newest first, narrowed by any of the filters; BEFORE is the page cursor (the
+    last row's `ts`). Each filter column leads an index with `ts` (migration 0014), so a page
+    reads about LIMIT rows whatever the ledger's size."""
+    q = select(usage)
+    if request_id:
+        q = q.where(usage.c.request_id == request_id)
+    for column, value in (("key_id", key_id), ("user_id", user_id), ("group_id", group_id),
+                          ("requested_model", model), ("status", status)):
+        if value is not None:
+            q = q.where(usage.c[column] == value)
+    if errors:
+        q = q.where(usage.c.status >= 400)
+    if since:
+        q = q.where(usage.c.ts >= since)
+    if until:
+        q = q.where(usage.c.ts <= until)
+    if before:
+        q = q.where(usage.c.ts < before)
+    q = q.order_by(usage.c.ts.desc()).limit(limit)
+    async with db.engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(q)]
+
+
+async def recent_windows(db: Database, scope: str, ids: Sequence[str], since: datetime) -> dict[str, tuple[int, int]]:
+    """id -> (requests, tokens) in the ledger since SINCE for keys, users or groups: the rate
+    windows as recorded (the ledger lags the gateway's own counters by up to a flush interval)."""
+    if not ids:
+        return {}
+    column = usage.c[GROUPINGS[scope]]
+    tokens = usage.c.input_tokens + usage.c.output_tokens + usage.c.cache_write_tokens
+    q = (select(column, func.count(), func.coalesce(func.sum(tokens), 0))
+         .where(column.in_(list(ids)), usage.c.ts >= since).group_by(column))
+    async with db.engine.connect() as conn:
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in await conn.execute(q)}
+
+
+async def spent_by(db: Database, scope: str, ids: Sequence[str], since: date) -> dict[str, int]:
+    """id -> cost (micro-USD) since a day for many keys, users or groups in one query (a key's
+    spend here is its own; the caller folds rotation lineages)."""
+    if not ids:
+        return {}
+    column = usage_daily.c[GROUPINGS[scope]]
+    q = (select(column, func.coalesce(func.sum(usage_daily.c.cost_micros), 0))
+         .where(column.in_(list(ids)), usage_daily.c.day >= since.isoformat()).group_by(column))
+    async with db.engine.connect() as conn:
+        return {str(r[0]): int(r[1]) for r in await conn.execute(q)}
