@@ -69,7 +69,7 @@ class DlpEngine:
 
     def _warm_up(self) -> None:
         try:
-            warm_up(self.config.phone_regions)
+            warm_up(self.config.phone_regions, self.builtin.numbers.by_length)
             if self.matcher == "hyperscan":
                 self.builtin.compile_prefilter()
         except Exception:  # pragma: no cover - left to fail closed (or run without the prefilter) at scan time
