@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tollway.governance.dlp.cache import VerdictCache, fingerprint
+from tollway.governance.dlp.cache import VerdictCache, fingerprint, unit_key
 from tollway.governance.dlp.candidates import MIN_LEN, Builtin
 from tollway.governance.dlp.phones import warm_up
 from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
@@ -40,6 +40,7 @@ class DlpEngine:
             *(f"{d.kind}\x00{d.category}\x00{d.regex.pattern}\x00{d.regex.flags}\x00"
               f"{getattr(d.check, '__qualname__', d.check)}" for d in extra_detectors),
         ])
+        self.unit_key = unit_key(self.fingerprint)
         self.matcher = choose_matcher(config.matcher)
         self.builtin = Builtin(config.phone_regions, config.ip_addresses)
         # Loading the phone regions' metadata and compiling the Hyperscan database take a second or more on a

@@ -32,7 +32,7 @@ class Engine(Protocol):
     config: DlpConfig
     clock: Callable[[], float]
     cache: VerdictCache | None
-    fingerprint: bytes
+    unit_key: Any
     builtin: Builtin
     detectors: tuple[RegexDetector, ...]
     categories: dict[str, str]
@@ -78,33 +78,37 @@ class Scan:
         walk = self.walk
         texts = walk.texts
         cache = self.engine.cache
-        key = self.engine.fingerprint
+        key = self.engine.unit_key
         found = self.found
         missed = self.missed
         chars = 0
-        for tag, value, walk_unit in walk.plan(body):
-            a = len(texts)
-            if cache is None:
+        units = walk.plan(body)
+        if cache is None:
+            for _tag, _value, walk_unit in units:
+                a = len(texts)
                 walk_unit()
                 missed.append((a, len(texts), None))
                 chars += sum(len(t) for t in texts[a:])
-                continue
-            data = unit_bytes(value)
-            digest = None if data is None else unit_digest(key, tag + b"\x00" + data)
-            entry = None if digest is None else cache.get(digest)
-            if entry == () and data is not None and b'"source"' not in data:
-                continue  # seen before, nothing in it (and no media block, whose binary finding is not cached)
-            walk_unit()
-            b = len(texts)
-            if digest is None:  # not JSON-serialisable as is (a lone surrogate): digest the strings instead
-                digest = unit_digest(key, tag + b"\x01" + SEP.join(texts[a:b]).encode("utf-8", "surrogatepass"))
-                entry = cache.get(digest)
-            if entry is None:
-                missed.append((a, b, digest))
-                chars += sum(len(t) for t in texts[a:b])
-            else:
-                for i, s, e, kind in entry:
-                    found.setdefault(a + i, []).append((s, e, kind))
+        else:
+            datas = [unit_bytes(value) for _tag, value, _walk in units]
+            digests = [None if data is None else unit_digest(key, tag, data)
+                       for (tag, _value, _walk), data in zip(units, datas, strict=True)]
+            entries = cache.get_many(digests)
+            for (tag, _value, walk_unit), data, digest, entry in zip(units, datas, digests, entries, strict=True):
+                if entry == () and data is not None and b'"source"' not in data:
+                    continue  # seen before, nothing in it (and no media block, whose binary finding is not cached)
+                a = len(texts)
+                walk_unit()
+                b = len(texts)
+                if digest is None:  # not JSON-serialisable as is (a lone surrogate): digest the strings instead
+                    digest = unit_digest(key, tag, SEP.join(texts[a:b]).encode("utf-8", "surrogatepass"), b"\x01")
+                    entry = cache.get(digest)
+                if entry is None:
+                    missed.append((a, b, digest))
+                    chars += sum(len(t) for t in texts[a:b])
+                else:
+                    for i, s, e, kind in entry:
+                        found.setdefault(a + i, []).append((s, e, kind))
         self.missed_chars = chars
         # The time budget grows with the text to scan, so that large ordinary input never times out.
         self.timeout_s += self.engine.config.timeout_ms_per_mb * chars / 1_000_000 / 1000.0
