@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -195,8 +196,9 @@ def pair(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) 
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
     dead = standard_config(emulator.base_url)
     dead["dlp"] = {"shared_cache": {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}}
-    gateways = (start_gateway(workdir / "a", cfg, env=env), start_gateway(workdir / "b", copy.deepcopy(cfg), env=env),
-                start_gateway(workdir / "dead", dead, env=env))
+    with ThreadPoolExecutor(3) as pool:  # started side by side: each takes seconds on a loaded machine
+        gateways = tuple(pool.map(lambda a: start_gateway(workdir / a[0], a[1], env=env),
+                                  [("a", cfg), ("b", copy.deepcopy(cfg)), ("dead", dead)]))
     yield gateways
     for gw in gateways:
         gw.stop()

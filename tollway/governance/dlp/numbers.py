@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import phonenumbers
 
+from tollway.governance.dlp.phones import forget as forget_phones
 from tollway.governance.dlp.phones import valid_international, valid_national
 from tollway.governance.dlp.result import Span
 
@@ -124,6 +125,11 @@ class Numbers:
         #: Findings by the text of a digit run (relative to its start): a run's findings depend on its text
         #: alone, except for a bare 9-digit number (an SSN only after a word that says so). Cleared when full.
         self._memo: dict[str, list[Span]] = {}
+
+    def forget(self) -> None:
+        """Drop the memos (this one's and the phone checks'): see ``Builtin.forget``."""
+        self._memo.clear()
+        forget_phones()
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
         """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``)."""

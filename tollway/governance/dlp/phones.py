@@ -266,6 +266,12 @@ def _exact(pattern: str, pieces: tuple[str | int, ...], shape: tuple[int, ...]) 
 _GROUP_CLASS = re.compile(r"\((\\d|\[[\d-]+\])")
 
 
+def forget() -> None:
+    """Drop the memos of numbers already checked (benchmarks use it to time new numbers only)."""
+    valid_international.cache_clear()
+    _valid_national.cache_clear()
+
+
 def warm_up(regions: Sequence[str], by_length: dict[int, tuple[str, ...]] | None = None) -> None:
     """Build the rules of ``regions`` and of the countries they belong to (done once, at engine start-up), and
     with ``by_length`` (the regions to try for each digit count) the quick reject of every shape they write
