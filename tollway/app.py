@@ -25,6 +25,7 @@ from tollway.governance.access import Catalogue
 from tollway.governance.alerts import AlertRunner
 from tollway.governance.audit import AuditLog, new_writer_id
 from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp.metrics import DlpMetrics
 from tollway.governance.identity import KeyCache
 from tollway.governance.limit_backends import MemoryBackend, RedisBackend
 from tollway.governance.limits import Limiter
@@ -138,6 +139,8 @@ def create_app(settings: Settings) -> Starlette:
     metrics.registry.register(WriterMetrics([usage_writer, audit_writer]))
     checkpointer = audit_checkpointer(db, settings.audit)
     dlp = DlpEngine(settings.dlp) if settings.dlp.enabled else None
+    if dlp is not None:
+        metrics.registry.register(DlpMetrics(dlp))
     meter = Meter(usage_writer, settings.metering.enabled)
     pipeline = Pipeline(keys, Catalogue(settings), router, limiter, meter, audit, metrics, dlp,
                         settings.server.access_log, frozenset(settings.audit.payload_groups),
@@ -184,6 +187,8 @@ def create_app(settings: Settings) -> Starlette:
             if pipeline.tracer is not None:  # export the spans still queued (bounded: FLUSH_SECONDS)
                 await pipeline.tracer.shutdown()
             await limiter.close()
+            if dlp is not None:
+                await dlp.aclose()
             await keys.stop()
             await db.close()
 

@@ -57,10 +57,16 @@ def unit_bytes(value: Any) -> bytes | None:
         return None
 
 
-def unit_digest(key: bytes, data: bytes) -> bytes:
-    """The 16-byte digest of a unit's bytes under an engine's fingerprint: SHA-256 (with the CPU's SHA
-    instructions, about twice BLAKE2b's speed here), truncated."""
-    h = hashlib.sha256(key)
+def unit_key(fingerprint: bytes) -> Any:
+    """What ``unit_digest`` starts from: SHA-256 over an engine's fingerprint (copied per unit)."""
+    return hashlib.sha256(fingerprint)
+
+
+def unit_digest(key: Any, tag: bytes, data: bytes, sep: bytes = b"\x00") -> bytes:
+    """The 16-byte digest of a unit (its walk's tag and its bytes) under an engine's fingerprint (``unit_key``):
+    SHA-256 (with the CPU's SHA instructions, about twice BLAKE2b's speed here), truncated."""
+    h = key.copy()
+    h.update(tag + sep)
     h.update(data)
     return h.digest()[:16]
 
@@ -93,6 +99,22 @@ class VerdictCache:
             self._entries.move_to_end(digest)
             self.hits += 1
             return entry
+
+    def get_many(self, digests: list[bytes | None]) -> list[Entry | None]:
+        """``get`` for each digest (None stays None), under one lock."""
+        out: list[Entry | None] = []
+        append = out.append
+        with self._lock:
+            entries = self._entries
+            for digest in digests:
+                entry = None if digest is None else entries.get(digest)
+                if entry is not None:
+                    entries.move_to_end(digest)  # type: ignore[arg-type]
+                append(entry)
+            hits = sum(e is not None for e in out)
+            self.hits += hits
+            self.misses += sum(d is not None for d in digests) - hits
+        return out
 
     def put(self, digest: bytes, entry: Entry) -> None:
         cost = 1 + len(entry)

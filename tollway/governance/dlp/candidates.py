@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, on_assignment
 from tollway.governance.dlp.numbers import Numbers
@@ -127,7 +127,7 @@ class Builtin:
         self.candidates = candidates(min_digits, ip_addresses)
         self.min_digits = min_digits
         self.ip_addresses = ip_addresses
-        #: Hyperscan's windows (see ``prefilter``), or None to run the regex over all of the text (the same
+        #: Hyperscan's anchors (see ``prefilter``), or None to run the regex over all of the text (the same
         #: findings; ``DlpEngine`` sets it from its warm-up thread once the database is compiled).
         self.prefilter = compiled_prefilter(min_digits, ip_addresses) if prefilter else None
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
@@ -138,6 +138,11 @@ class Builtin:
         for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):
             handlers[f"t{i}"] = make_on_token(kind, token_width(before), offset)
         self.handlers = handlers
+
+    def forget(self) -> None:
+        """Drop what the validators remember of values already seen (digit runs, phone numbers): benchmarks
+        call it so that every run measures new text."""
+        self.numbers.forget()
 
     def compile_prefilter(self) -> None:
         """Compile the Hyperscan database (a second or more on a busy machine) and start using it."""
@@ -153,18 +158,34 @@ class Builtin:
     def scan(self, text: str) -> list[Span]:
         spans: list[Span] = []
         handlers = self.handlers
-        finditer = self.candidates.finditer
-        windows = [(0, len(text))] if self.prefilter is None else self.prefilter.windows(text)
-        for lo, hi in windows:
-            for m in finditer(text, lo, hi):
-                name = m.lastgroup
-                assert name is not None
-                try:
-                    spans.extend(handlers[name](text, m.start(), m.end()))
-                except Exception as exc:
-                    raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
+        anchors = None if self.prefilter is None else self.prefilter.anchors(text)
+        if anchors is None:  # no prefilter, or text dense with candidates: every match of the regex
+            matches: Iterable[re.Match[str]] = self.candidates.finditer(text)
+        elif not anchors:
+            return spans
+        else:
+            matches = _at_anchors(self.candidates.match, text, anchors)
+        for m in matches:
+            name = m.lastgroup
+            assert name is not None
+            try:
+                spans.extend(handlers[name](text, m.start(), m.end()))
+            except Exception as exc:
+                raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
         return spans
 
+
+def _at_anchors(match: Callable[[str, int], re.Match[str] | None], text: str,
+                anchors: list[int]) -> Iterator[re.Match[str]]:
+    """What ``finditer`` over all of ``text`` yields, given every position where the regex can match (sorted):
+    each anchor past the previous match is tried alone."""
+    pos = 0
+    for a in anchors:
+        if a >= pos:
+            m = match(text, a)
+            if m is not None:
+                pos = m.end()
+                yield m
 
 
 def _on_at(text: str, start: int, end: int) -> Iterable[Span]:

@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tollway.governance.dlp.cache import VerdictCache, fingerprint
+from tollway.governance.dlp.cache import VerdictCache, fingerprint, unit_key
 from tollway.governance.dlp.candidates import MIN_LEN, Builtin
 from tollway.governance.dlp.phones import warm_up
 from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
 from tollway.governance.dlp.prefilter import available as prefilter_available
 from tollway.governance.dlp.result import DetectorFailed, DlpError, DlpResult, RegexDetector, TimedOut
 from tollway.governance.dlp.scan import Scan
+from tollway.governance.dlp.shared import SharedVerdicts
 
 
 class DlpEngine:
@@ -35,10 +36,11 @@ class DlpEngine:
         #: The verdict cache (``cache_items: 0`` turns it off); pass one to share it between engines.
         self.cache = cache if cache is not None else (VerdictCache(config.cache_items) if config.cache_items else None)
         self.fingerprint = fingerprint([
-            config.model_dump_json(),
+            config.model_dump_json(exclude={"shared_cache"}),  # where verdicts are shared does not change them
             *(f"{d.kind}\x00{d.category}\x00{d.regex.pattern}\x00{d.regex.flags}\x00"
               f"{getattr(d.check, '__qualname__', d.check)}" for d in extra_detectors),
         ])
+        self.unit_key = unit_key(self.fingerprint)
         self.matcher = choose_matcher(config.matcher)
         self.builtin = Builtin(config.phone_regions, config.ip_addresses)
         # Loading the phone regions' metadata and compiling the Hyperscan database take a second or more on a
@@ -59,6 +61,12 @@ class DlpEngine:
         #: Strings shorter than this cannot hold a finding (custom and code detectors may match anything).
         self.min_len = 1 if self.detectors else MIN_LEN
         self.categories: dict[str, str] = {**BUILTIN_KINDS, **{d.kind: d.category for d in self.detectors}}
+        #: The verdicts shared with other processes in Redis (``dlp.shared_cache``), used by ``ainspect``.
+        self.shared = (SharedVerdicts(config.shared_cache, self.fingerprint, self.categories)
+                       if config.shared_cache.redis_url and self.cache is not None else None)
+        #: Units and characters the detectors ran over (not found in any cache): what ``/metrics`` shows.
+        self.scanned_units = 0
+        self.scanned_chars = 0
         self._tables: dict[str | None, dict[str, str]] = {}
         for group in (None, *config.policies.groups):
             table = config.action_table(group)
@@ -69,7 +77,7 @@ class DlpEngine:
 
     def _warm_up(self) -> None:
         try:
-            warm_up(self.config.phone_regions)
+            warm_up(self.config.phone_regions, self.builtin.numbers.by_length)
             if self.matcher == "hyperscan":
                 self.builtin.compile_prefilter()
         except Exception:  # pragma: no cover - left to fail closed (or run without the prefilter) at scan time
@@ -114,15 +122,24 @@ class DlpEngine:
             return DlpResult([], False, [], policy, body, False)
         try:
             scan.prepare(body)
+            if self.shared is not None and scan.missed:
+                scan.take_shared(self.shared, await self.shared.get_many([d for _, _, d in scan.missed if d]))
             if scan.missed_chars > INLINE_CHARS:
                 await asyncio.get_running_loop().run_in_executor(None, scan.scan_misses, THREAD_BATCH)
             else:
                 scan.scan_misses()
             scan.finish()
+            if self.shared is not None:
+                self.shared.put_many(scan.stored)
             return scan.result(body, policy)
         except Exception as exc:
             error = _refusal(exc, self.config)
         raise error
+
+    async def aclose(self) -> None:
+        """Finish the shared layer's writes under way and close its connections (at shutdown)."""
+        if self.shared is not None:
+            await self.shared.aclose()
 
     def _begin(self, groups: Sequence[str]) -> tuple[Scan | None, str]:
         if isinstance(groups, str):  # one name passed bare: not a sequence of one-letter names

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import phonenumbers
 
+from tollway.governance.dlp.phones import forget as forget_phones
 from tollway.governance.dlp.phones import valid_international, valid_national
 from tollway.governance.dlp.result import Span
 
@@ -38,27 +39,25 @@ _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
 )
 
 
+_DOUBLED = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
+
+
 def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _card_brand_ok(digits: str) -> bool:
-    if digits[0] not in "12345689":
-        return False
-    n = len(digits)
-    p4 = int(digits[:4])
-    return any(lo <= p4 // _SCALE[plen] <= hi and n in lengths for lo, hi, plen, lengths in _CARD_BRANDS)
+    backwards = digits[::-1]
+    return (sum(map(int, backwards[0::2])) + sum(map(_DOUBLED.__getitem__, backwards[1::2]))) % 10 == 0
 
 
 _SCALE = {1: 1000, 2: 100, 3: 10, 4: 1}
+#: For each card length, the first four digits (as a number) that some brand issues at that length.
+_BRAND_PREFIXES: dict[int, frozenset[int]] = {
+    n: frozenset(p4 for lo, hi, plen, lengths in _CARD_BRANDS if n in lengths
+                 for p4 in range(lo * _SCALE[plen], (hi + 1) * _SCALE[plen]))
+    for n in range(13, 20)
+}
+
+
+def _card_brand_ok(digits: str) -> bool:
+    return digits[0] != "0" and int(digits[:4]) in _BRAND_PREFIXES.get(len(digits), frozenset())
 
 
 _SSN_CONTEXT = re.compile(r"(?i)(?:\bssn|social[ _\-]?security|\bss[ _]?#|\bssa\b|\btin\b|\bitin\b)")
@@ -106,6 +105,9 @@ def _plus_length_ok(digits: str) -> bool:
     return False
 
 
+MEMO_ITEMS = 4096
+
+
 class Numbers:
     """Validators for digit runs: payment cards, US SSNs, phone numbers; and IBANs."""
 
@@ -119,8 +121,30 @@ class Numbers:
             extra = {0, len(meta.national_prefix or ""), len(str(meta.country_code))} if meta else {0}
             self.lengths[region] = frozenset(n + x for n in possible for x in extra)
         self.all_lengths = frozenset().union(*self.lengths.values())
+        self.by_length = {n: tuple(r for r in self.regions if n in self.lengths[r]) for n in range(20)}
+        #: Findings by the text of a digit run (relative to its start): a run's findings depend on its text
+        #: alone, except for a bare 9-digit number (an SSN only after a word that says so). Cleared when full.
+        self._memo: dict[str, list[Span]] = {}
+
+    def forget(self) -> None:
+        """Drop the memos (this one's and the phone checks'): see ``Builtin.forget``."""
+        self._memo.clear()
+        forget_phones()
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
+        """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``)."""
+        run = text[start:end]
+        known = self._memo.get(run)
+        if known is not None:
+            return [(start + s, start + e, kind) for s, e, kind in known] if known else []
+        spans = self._handle(text, start, end)
+        if not (len(run) == 9 and run.isdigit()):
+            if len(self._memo) >= MEMO_ITEMS:
+                self._memo.clear()
+            self._memo[run] = [(s - start, e - start, kind) for s, e, kind in spans]
+        return spans
+
+    def _handle(self, text: str, start: int, end: int) -> list[Span]:
         """Findings in the digit run text[start:end], which may start with '+' or '('.
 
         The run is split into digit groups; from each group on, the longest window of consecutive
@@ -214,7 +238,7 @@ class Numbers:
                 return False
             if _DATE_LIKE.match(candidate) or (all(sep == "." for sep in seps) and all(len(p) <= 3 for p in parts)):
                 return False
-            regions = [r for r in self.regions if ndigits in self.lengths[r]]
+            regions = self.by_length.get(ndigits, ())
         if plus:
             return valid_international("".join(parts))
         return valid_national(parts, regions)

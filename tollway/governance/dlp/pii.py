@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
 
 from tollway.governance.dlp.result import Span
 from tollway.governance.dlp.text import boundary_after, boundary_before
 
-_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _FILE_TLDS = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "js", "mjs", "cjs", "ts", "tsx",
                         "jsx", "css", "scss", "map", "json", "lock", "yaml", "yml", "toml", "txt", "md", "py",
                         "rb", "go", "rs", "java", "kt", "swift", "html", "xml", "zip", "gz", "tgz", "whl"))
 
 
+# The local part read backwards from the '@' (on the reversed text before it): at most 64 characters, and
+# not past a '..' (the '.' nearer the '@' is the last one taken).
+_LOCAL_BACKWARDS = re.compile(r"(?:[A-Za-z0-9_%+\-]|(?<!\.)\.){0,64}")
+
+
 def on_email(text: str, at: int, end: int) -> Iterable[Span]:
-    s = at
-    while s > 0 and at - s < 64 and text[s - 1] in _LOCAL_CHARS and not (text[s - 1] == "." == text[s]):
-        s -= 1
+    back = _LOCAL_BACKWARDS.match(text[max(0, at - 64):at][::-1])  # never None: it matches the empty string
+    s = at - (back.end() if back is not None else 0)
     while s < at and text[s] in ".-+":
         s += 1
     local = text[s:at]
@@ -42,12 +47,17 @@ _IBAN_LENGTHS = {
 }
 
 
+_IBAN_DIGITS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
 def _iban_mod97_ok(iban: str) -> bool:
-    rearranged = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    return int((iban[4:] + iban[:4]).translate(_IBAN_DIGITS)) % 97 == 1
 
 
-_IBAN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+@functools.lru_cache(maxsize=128)
+def _iban_body(length: int) -> re.Pattern[str]:
+    """``length`` IBAN characters, in groups split by single spaces (a space only between two of them)."""
+    return re.compile(f"[A-Z0-9](?: ?[A-Z0-9]){{{length - 1}}}")
 
 
 def on_iban(text: str, start: int) -> Iterable[Span]:
@@ -56,20 +66,10 @@ def on_iban(text: str, start: int) -> Iterable[Span]:
     length = _IBAN_LENGTHS.get(text[s:start])
     if length is None or not boundary_before(text, s):
         return ()
-    chars: list[str] = []
-    pos, n = s, len(text)
-    while pos < n and len(chars) < length:
-        c = text[pos]
-        if c == " " and pos + 1 < n and text[pos + 1] in _IBAN_CHARS and chars:
-            pos += 1
-            continue
-        if c not in _IBAN_CHARS:
-            break
-        chars.append(c)
-        pos += 1
-    if len(chars) < length or not boundary_after(text, pos):
+    m = _iban_body(length).match(text, s)
+    if m is None or not boundary_after(text, m.end()):
         return ()
-    return ((s, pos, "iban"),) if _iban_mod97_ok("".join(chars)) else ()
+    return ((s, m.end(), "iban"),) if _iban_mod97_ok(m.group().replace(" ", "")) else ()
 
 
 

@@ -8,6 +8,9 @@ config embeds it as ``dlp: DlpConfig = DlpConfig()``::
       timeout_ms: 200          # a scan slower than this is an error (fail closed)...
       timeout_ms_per_mb: 5000  # ...plus this per MB of new text (413 when exceeded)
       cache_items: 50000       # verdict cache bound (units plus findings); 0 turns it off
+      shared_cache:            # verdicts shared by several gateway processes (off without redis_url)
+        redis_url: redis://127.0.0.1:6379/0
+        ttl_seconds: 86400     # entries expire; key_prefix, timeout_ms, retry_seconds, max_findings too
       binary: log              # content that cannot be inspected (images, PDF/base64 documents)
       policies:
         default:               # the global policy
@@ -150,6 +153,24 @@ class CustomPattern(_Strict):
         return value
 
 
+class SharedCacheConfig(_Strict):
+    """The verdict layer shared by several gateway processes in Redis (``shared``); off without ``redis_url``."""
+
+    redis_url: str | None = Field(None, description="redis:// or rediss:// URL; unset: each process keeps its own")
+    key_prefix: str = Field("tollway:dlp:", min_length=1, description="prefix of every key written")
+    ttl_seconds: int = Field(86_400, gt=0, description="how long an entry lives in Redis")
+    timeout_ms: float = Field(50.0, gt=0, description="a look-up or write slower than this is a miss")
+    retry_seconds: float = Field(5.0, ge=0, description="after a failure, Redis is left alone this long")
+    max_findings: int = Field(1000, ge=0, description="entries with more findings stay in the process")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class DlpConfig(_Strict):
     """The ``dlp`` section of the config. ``DlpConfig()`` is the policy when the section is absent."""
 
@@ -158,6 +179,9 @@ class DlpConfig(_Strict):
     timeout_ms_per_mb: float = Field(
         5000.0, ge=0, description="added to timeout_ms per MB of text not found in the verdict cache")
     cache_items: int = Field(50_000, ge=0, description="verdict cache bound (units plus findings); 0 turns it off")
+    shared_cache: SharedCacheConfig = Field(
+        default_factory=SharedCacheConfig, description="verdicts shared by several processes in Redis (needs "
+                                                       "cache_items > 0)")
     binary: Action = Field("log", description="action for content that cannot be inspected")
     policies: DlpPolicies = Field(default_factory=DlpPolicies)
     custom: list[CustomPattern] = Field(default_factory=list)
@@ -184,6 +208,8 @@ class DlpConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_names(self) -> DlpConfig:
+        if self.shared_cache.redis_url and not self.cache_items:
+            raise ValueError("shared_cache needs the process's verdict cache (cache_items > 0)")
         names = [c.name for c in self.custom]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

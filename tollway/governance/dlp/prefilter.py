@@ -1,14 +1,25 @@
-"""The multi-pattern prefilter: Hyperscan finds where a candidate can start, Python's ``re`` looks only there.
+"""The multi-pattern prefilter: Hyperscan finds where a candidate can start, Python's ``re`` tries only there.
 
 The combined candidate regex (``candidates``) is tried by ``re`` at every occurrence of any of its
-anchor characters, and several are common letters, so plain prose costs tens of µs per KB. Intel
-Hyperscan (the ``hyperscan`` wheel) runs a set of simpler patterns, each a necessary condition for
-one family of candidates, over the whole text in one SIMD pass (well under 1 µs per KB); each hit
-opens a window (a margin before it for look-behinds, and after it the longest match that family
-can have), overlapping windows merge, and the combined regex runs inside the windows only
-(``finditer(text, lo, hi)``: its look-behinds still see the text before ``lo``). Findings are the
-same as without the prefilter; tests/test_dlp_matcher.py checks that on a corpus, and the whole
-DLP suite runs under ``TOLLWAY_DLP_MATCHER=python`` too.
+anchor characters, and several are common letters and digits, so plain prose costs tens of µs per
+KB and dense text (a page of phone numbers, addresses or IBANs) hundreds. Intel Hyperscan (the
+``hyperscan`` wheel) runs a set of simpler patterns, each a necessary condition for one family of
+candidates, over the whole text in one SIMD pass (about 1 µs per KB), with start-of-match tracking
+(``HS_FLAG_SOM_LEFTMOST``); each hit gives the position of the anchor character where the combined
+regex can match (a fixed offset from the hit's start), and the combined regex is tried there alone
+(``regex.match(text, anchor)``, whose look-behinds still see the text before it). Anchors are tried
+in order and those inside the previous match are skipped, which is exactly what ``finditer`` over
+the whole text does, so the findings are the same as without the prefilter as long as every
+position where the regex can match is among the anchors (extra anchors only cost a failed
+``match``). tests/test_dlp_matcher.py checks that on a corpus, and the whole DLP suite runs under
+``TOLLWAY_DLP_MATCHER=python`` too.
+
+Each pattern reports its anchor at a fixed offset from the start of the hit, and reports it once:
+digit runs are found as a boundary character then exactly ``min_digits`` digits (so every run
+start that can be a candidate has its own hit, and a long run is not reported at every digit),
+keywords from the anchor letter of the combined regex's alternative (``cret``, ``word``, ``ken``...).
+Text so dense that there would be more hits than one per ``DENSE_BYTES_PER_HIT`` bytes is scanned
+whole by ``re`` instead (past that, a Python call per hit costs more than ``re``'s own scan).
 
 Hyperscan matches bytes: the text is encoded as ASCII with every other character replaced by one
 ``?`` (so byte offsets are character offsets); every prefilter pattern is ASCII, as are the
@@ -23,36 +34,41 @@ import re
 import threading
 from typing import Any
 
-from tollway.governance.dlp.secrets import TOKENS
+from tollway.governance.dlp.secrets import TOKENS, token_width
 
-_KEYWORD = (r"(?:secret(?:[_\-]?key)?|password|passwd|pwd|token|"
-            r"(?:api|access|private|auth|signing|encryption|master|client)[_\-]?key)")
-_REST = 1 << 40  # "to the end of the text"
+_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,)"""  # a loose form of assignments.ASSIGN_GATE's operator
 ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
-DENSE_BYTES_PER_HIT = 256  # fewer bytes per hit than this: scan the whole text instead of windows
+DENSE_BYTES_PER_HIT = 4  # more hits than one per this many bytes: the whole text is scanned by ``re``
+_BOUNDARY = "[^A-Za-z0-9_.]"  # what may precede the first digit of a run (the regex's look-behind)
 
 
-def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, int, bool]]:
-    """(pattern, margin before, margin after, caseless) for every family of candidates."""
+def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]]:
+    """(pattern, offset of the anchor character from the start of a hit, caseless) for every family."""
     out = []
     for _k, before, anchor, after, _o in TOKENS:
-        # Hyperscan refuses long bounded repeats with start-of-match tracking: keep each repeat's minimum
-        # (still a necessary condition) and widen the window by the longest a token can be.
-        unbounded = re.search(r"\{\d+,\}", after) is not None
-        short = re.sub(r"\{(\d+),\d*\}", r"{\1}", after)
-        out.append((f"{before}{re.escape(anchor)}{short}", 8, _REST if unbounded else 1024, False))
+        # Hyperscan refuses long bounded repeats with start-of-match tracking: the token up to its first
+        # variable repeat, at that repeat's minimum (a prefix of the token: still a necessary condition).
+        m = re.search(r"\{(\d+),\d*\}", after)
+        short = after if m is None else after[:m.start()] + "{" + m.group(1) + "}"
+        out.append((f"{before}{re.escape(anchor)}{short}", token_width(before), False))
     out += [
-        (_KEYWORD + r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,)""", 8, 300, True),  # assignments (the gate, loosely)
-        (r"sk-[A-Za-z0-9_\-]{20}", 4, 300, False),
-        (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 4, _REST, False),
-        (r"eyJ[A-Za-z0-9_\-]{8}", 4, 1 << 16, False),
-        (r"authorization[\"']?[ \t]*[:=]", 4, 4200, True),
-        (r"@", 8, 300, False),
-        (r"[0-9](?:[\-. ()/]{0,2}[0-9]){" + str(min_digits - 1) + "}", 8, 48, False),
-        (r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}", 4, 8, False),
+        # Assignments, from the anchor letter of each keyword's alternative in ``candidates._ASSIGN``.
+        (r"cret(?:[_\-]?key)?" + _GATE, 0, True),
+        (r"w(?:or)?d" + _GATE, 0, True),
+        (r"ken" + _GATE, 0, True),
+        (r"key" + _GATE, 0, True),
+        (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
+        (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
+        (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),
+        (r"authorization[\"']?[ \t]*[:=]", 7, True),
+        (r"@", 0, False),
+        # The first digit of a run of at least min_digits digits, at most two separators apart.
+        (_BOUNDARY + r"[0-9](?:[\-. ()/]{0,2}[0-9]){" + str(min_digits - 1) + "}", 1, False),
+        # An IBAN: the anchor is its first check digit.
+        (r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11}", 2, False),
     ]
     if ip_addresses:
-        out.append((r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", 8, 8, False))
+        out.append((r"[^A-Za-z0-9_.:][0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]", 1, False))
     return out
 
 
@@ -66,7 +82,7 @@ def available() -> bool:
 
 
 class Prefilter:
-    """A compiled Hyperscan database of the prefilter patterns; ``windows(text)`` gives where to look."""
+    """A compiled Hyperscan database of the prefilter patterns; ``anchors(text)`` gives where to try the regex."""
 
     def __init__(self, min_digits: int, ip_addresses: bool) -> None:
         global ScanTerminated
@@ -74,9 +90,8 @@ class Prefilter:
 
         ScanTerminated = hyperscan.ScanTerminated
         patterns = _patterns(min_digits, ip_addresses)
-        self._before = [p[1] for p in patterns]
-        self._after = [p[2] for p in patterns]
-        flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if p[3] else 0) for p in patterns]
+        self._offsets = [p[1] for p in patterns]
+        flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if p[2] else 0) for p in patterns]
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=[p[0].encode() for p in patterns], ids=list(range(len(patterns))),
                          flags=flags)
@@ -89,39 +104,26 @@ class Prefilter:
             scratch = self._local.scratch = self._scratch.clone()
         return scratch
 
-    def windows(self, text: str) -> list[tuple[int, int]]:
-        """Merged, sorted (lo, hi) character ranges of ``text`` where a candidate may be."""
+    def anchors(self, text: str) -> list[int] | None:
+        """Sorted positions of ``text`` where the combined regex may match, or None when the text is so dense
+        with candidates that ``re`` should scan all of it."""
         data = text.encode("ascii", "replace")
-        hits: list[tuple[int, int]] = []
-        before, after = self._before, self._after
+        hits: list[int] = []
+        offsets = self._offsets
         append = hits.append
-        # Dense text (a page of numbers or addresses): past this many hits the windows would cover most of it
-        # and each hit costs a Python call, so the scan stops and the whole text is one window.
         limit = max(64, len(data) // DENSE_BYTES_PER_HIT)
 
-        def on_match(pid: int, start: int, end: int, _flags: int, _ctx: Any) -> bool:
-            append((start - before[pid], end + after[pid]))
+        def on_match(pid: int, start: int, _end: int, _flags: int, _ctx: Any) -> bool:
+            append(start + offsets[pid])
             return len(hits) > limit  # True stops the scan
 
         with contextlib.suppress(ScanTerminated):  # stopped by on_match: dense text
             self._db.scan(data, match_event_handler=on_match, scratch=self._scratch_here())
-        if not hits:
-            return []
         if len(hits) > limit:
-            return [(0, len(text))]
-        hits.sort()
-        n = len(text)
-        merged: list[tuple[int, int]] = []
-        lo, hi = hits[0]
-        for a, b in hits[1:]:
-            if a <= hi:
-                if b > hi:
-                    hi = b
-            else:
-                merged.append((max(lo, 0), min(hi, n)))
-                lo, hi = a, b
-        merged.append((max(lo, 0), min(hi, n)))
-        return merged
+            return None
+        if data[:1].isdigit():  # a run at the very start has no boundary character before it
+            hits.append(0)
+        return sorted(set(hits))
 
 
 @functools.lru_cache(maxsize=8)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from itertools import accumulate
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tollway.governance.dlp.cache import VerdictCache, unit_bytes, unit_digest
+from tollway.governance.dlp.cache import Entry, VerdictCache, unit_bytes, unit_digest
 from tollway.governance.dlp.candidates import BATCH, SEP, Builtin
 from tollway.governance.dlp.policy import DlpConfig
 from tollway.governance.dlp.result import (
@@ -21,6 +21,9 @@ from tollway.governance.dlp.result import (
 )
 from tollway.governance.dlp.walk import Walk
 
+if TYPE_CHECKING:
+    from tollway.governance.dlp.shared import SharedVerdicts
+
 
 class Engine(Protocol):
     """What a scan reads from its engine (``engine.DlpEngine``; a protocol, so that this module does not
@@ -29,10 +32,12 @@ class Engine(Protocol):
     config: DlpConfig
     clock: Callable[[], float]
     cache: VerdictCache | None
-    fingerprint: bytes
+    unit_key: Any
     builtin: Builtin
     detectors: tuple[RegexDetector, ...]
     categories: dict[str, str]
+    scanned_units: int
+    scanned_chars: int
 
 
 class Scan:
@@ -56,6 +61,7 @@ class Scan:
         self.found: dict[int, list[Span]] = {}
         self.missed: list[tuple[int, int, bytes | None]] = []  # first string, end, digest of each unit to scan
         self.missed_chars = 0
+        self.stored: list[tuple[bytes, Entry]] = []  # what the scan put in the cache (for the shared layer)
         self.counts: dict[tuple[str, str], int] = {}
         self.placeholders: dict[str, str] = {}
         self.numbering: dict[str, int] = {}
@@ -72,36 +78,62 @@ class Scan:
         walk = self.walk
         texts = walk.texts
         cache = self.engine.cache
-        key = self.engine.fingerprint
+        key = self.engine.unit_key
         found = self.found
         missed = self.missed
         chars = 0
-        for tag, value, walk_unit in walk.plan(body):
-            a = len(texts)
-            if cache is None:
+        units = walk.plan(body)
+        if cache is None:
+            for _tag, _value, walk_unit in units:
+                a = len(texts)
                 walk_unit()
                 missed.append((a, len(texts), None))
                 chars += sum(len(t) for t in texts[a:])
-                continue
-            data = unit_bytes(value)
-            digest = None if data is None else unit_digest(key, tag + b"\x00" + data)
-            entry = None if digest is None else cache.get(digest)
-            if entry == () and data is not None and b'"source"' not in data:
-                continue  # seen before, nothing in it (and no media block, whose binary finding is not cached)
-            walk_unit()
-            b = len(texts)
-            if digest is None:  # not JSON-serialisable as is (a lone surrogate): digest the strings instead
-                digest = unit_digest(key, tag + b"\x01" + SEP.join(texts[a:b]).encode("utf-8", "surrogatepass"))
-                entry = cache.get(digest)
-            if entry is None:
-                missed.append((a, b, digest))
-                chars += sum(len(t) for t in texts[a:b])
-            else:
-                for i, s, e, kind in entry:
-                    found.setdefault(a + i, []).append((s, e, kind))
+        else:
+            datas = [unit_bytes(value) for _tag, value, _walk in units]
+            digests = [None if data is None else unit_digest(key, tag, data)
+                       for (tag, _value, _walk), data in zip(units, datas, strict=True)]
+            entries = cache.get_many(digests)
+            for (tag, _value, walk_unit), data, digest, entry in zip(units, datas, digests, entries, strict=True):
+                if entry == () and data is not None and b'"source"' not in data:
+                    continue  # seen before, nothing in it (and no media block, whose binary finding is not cached)
+                a = len(texts)
+                walk_unit()
+                b = len(texts)
+                if digest is None:  # not JSON-serialisable as is (a lone surrogate): digest the strings instead
+                    digest = unit_digest(key, tag, SEP.join(texts[a:b]).encode("utf-8", "surrogatepass"), b"\x01")
+                    entry = cache.get(digest)
+                if entry is None:
+                    missed.append((a, b, digest))
+                    chars += sum(len(t) for t in texts[a:b])
+                else:
+                    for i, s, e, kind in entry:
+                        found.setdefault(a + i, []).append((s, e, kind))
         self.missed_chars = chars
         # The time budget grows with the text to scan, so that large ordinary input never times out.
         self.timeout_s += self.engine.config.timeout_ms_per_mb * chars / 1_000_000 / 1000.0
+
+    def take_shared(self, shared: SharedVerdicts, values: list[Any]) -> None:
+        """Use what the shared layer knows (``values``, one per missed unit with a digest, in order): a unit it
+        has a valid entry for is not scanned, and goes into the process's cache."""
+        texts = self.walk.texts
+        cache = self.engine.cache
+        values_left = iter(values)
+        still: list[tuple[int, int, bytes | None]] = []
+        chars = 0
+        for a, b, digest in self.missed:
+            value = next(values_left) if digest else None
+            entry = None if value is None else shared.check(value, [len(t) for t in texts[a:b]])
+            if entry is None or digest is None:
+                still.append((a, b, digest))
+                chars += sum(len(t) for t in texts[a:b])
+                continue
+            if cache is not None:
+                cache.put(digest, entry)
+            for i, s, e, kind in entry:
+                self.found.setdefault(a + i, []).append((s, e, kind))
+        self.missed = still
+        self.missed_chars = chars
 
     def scan_misses(self, batch: int = BATCH) -> None:
         texts = self.walk.texts
@@ -134,7 +166,11 @@ class Scan:
         cache = self.engine.cache
         for a, b, digest in self.missed:
             if digest is not None and cache is not None:
-                cache.put(digest, tuple((i - a, s, e, kind) for i in range(a, b) for s, e, kind in found.get(i, ())))
+                entry = tuple((i - a, s, e, kind) for i in range(a, b) for s, e, kind in found.get(i, ()))
+                cache.put(digest, entry)
+                self.stored.append((digest, entry))
+        self.engine.scanned_units += len(self.missed)
+        self.engine.scanned_chars += sum(len(texts[i]) for i in order)
         for i, spans in found.items():
             self.found.setdefault(i, []).extend(spans)
 
