@@ -62,15 +62,22 @@ def derived_secret(access_key_id: str) -> str:
 def encode_frame(headers: list[tuple[str, str]], payload: bytes) -> bytes:
     """One AWS event-stream message: prelude (total and headers length, CRC32), string-typed
     headers (type 7), payload, message CRC32."""
-    head = b"".join(bytes([len(n)]) + n.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
-                    for n, v in headers)
+    head = b"".join(bytes([len(n.encode())]) + n.encode() + b"\x07" + struct.pack(">H", len(v.encode()))
+                    + v.encode() for n, v in headers)
     prelude = struct.pack(">II", 12 + len(head) + len(payload) + 4, len(head))
     message = prelude + struct.pack(">I", binascii.crc32(prelude)) + head + payload
     return message + struct.pack(">I", binascii.crc32(message))
 
 
-def chunk_frame(event: dict[str, Any]) -> bytes:
-    payload = orjson.dumps({"bytes": base64.b64encode(orjson.dumps(event)).decode()})
+PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def chunk_frame(event: dict[str, Any], pad: str = "") -> bytes:
+    """A `chunk` frame; with PAD, the `"p"` padding field Bedrock adds to hide lengths."""
+    chunk = {"bytes": base64.b64encode(orjson.dumps(event)).decode()}
+    if pad:
+        chunk["p"] = pad
+    payload = orjson.dumps(chunk)
     return encode_frame([(":event-type", "chunk"), (":content-type", "application/json"),
                          (":message-type", "event")], payload)
 
@@ -80,13 +87,14 @@ def exception_frame(name: str, message: str) -> bytes:
                          (":message-type", "exception")], orjson.dumps({"message": message}))
 
 
-def stream_frames(events: list[dict[str, Any]]) -> list[bytes]:
+def stream_frames(events: list[dict[str, Any]], pad: bool = False) -> list[bytes]:
+    """One chunk frame per event; with PAD, each carries padding of a different length."""
     out = []
-    for event in events:
+    for i, event in enumerate(events):
         if event["type"] == "message_stop":
             event = {**event, "amazon-bedrock-invocationMetrics": {
                 "inputTokenCount": 12, "outputTokenCount": 6, "invocationLatency": 40, "firstByteLatency": 20}}
-        out.append(chunk_frame(event))
+        out.append(chunk_frame(event, PADDING[:1 + i * 7 % len(PADDING)] if pad else ""))
     return out
 
 
