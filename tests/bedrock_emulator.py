@@ -30,7 +30,9 @@ import hashlib
 import hmac
 import struct
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -62,15 +64,22 @@ def derived_secret(access_key_id: str) -> str:
 def encode_frame(headers: list[tuple[str, str]], payload: bytes) -> bytes:
     """One AWS event-stream message: prelude (total and headers length, CRC32), string-typed
     headers (type 7), payload, message CRC32."""
-    head = b"".join(bytes([len(n)]) + n.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
-                    for n, v in headers)
+    head = b"".join(bytes([len(n.encode())]) + n.encode() + b"\x07" + struct.pack(">H", len(v.encode()))
+                    + v.encode() for n, v in headers)
     prelude = struct.pack(">II", 12 + len(head) + len(payload) + 4, len(head))
     message = prelude + struct.pack(">I", binascii.crc32(prelude)) + head + payload
     return message + struct.pack(">I", binascii.crc32(message))
 
 
-def chunk_frame(event: dict[str, Any]) -> bytes:
-    payload = orjson.dumps({"bytes": base64.b64encode(orjson.dumps(event)).decode()})
+PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def chunk_frame(event: dict[str, Any], pad: str = "") -> bytes:
+    """A `chunk` frame; with PAD, the `"p"` padding field Bedrock adds to hide lengths."""
+    chunk = {"bytes": base64.b64encode(orjson.dumps(event)).decode()}
+    if pad:
+        chunk["p"] = pad
+    payload = orjson.dumps(chunk)
     return encode_frame([(":event-type", "chunk"), (":content-type", "application/json"),
                          (":message-type", "event")], payload)
 
@@ -80,13 +89,14 @@ def exception_frame(name: str, message: str) -> bytes:
                          (":message-type", "exception")], orjson.dumps({"message": message}))
 
 
-def stream_frames(events: list[dict[str, Any]]) -> list[bytes]:
+def stream_frames(events: list[dict[str, Any]], pad: bool = False) -> list[bytes]:
+    """One chunk frame per event; with PAD, each carries padding of a different length."""
     out = []
-    for event in events:
+    for i, event in enumerate(events):
         if event["type"] == "message_stop":
             event = {**event, "amazon-bedrock-invocationMetrics": {
                 "inputTokenCount": 12, "outputTokenCount": 6, "invocationLatency": 40, "firstByteLatency": 20}}
-        out.append(chunk_frame(event))
+        out.append(chunk_frame(event, PADDING[:1 + i * 7 % len(PADDING)] if pad else ""))
     return out
 
 
@@ -120,6 +130,50 @@ class Seen:
         return orjson.loads(self.body)
 
 
+def _credential_scope(auth: str) -> list[str]:
+    """[access key id, date, region, service, terminal] of a SigV4 Authorization header."""
+    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    return parts.get("Credential", "").split("/")
+
+
+def sigv4_problem(request: web.Request, body: bytes, secret_of: Callable[[str], tuple[str, str | None] | None],
+                  service: str, region: str) -> tuple[str, str] | None:
+    """None when REQUEST carries a valid SigV4 signature for SERVICE in REGION, recomputed with
+    botocore's signer over the signed headers as received, the raw path and BODY, at the request's
+    own X-Amz-Date; else (AWS error name, message). SECRET_OF maps an access key id to its
+    (secret, session token), or None for an unknown id."""
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        return "MissingAuthenticationTokenException", "Missing Authentication Token"
+    parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    scope = _credential_scope(auth)
+    if len(scope) != 5:
+        return "IncompleteSignatureException", "Authorization header requires a valid Credential"
+    akid, date, scope_region, scope_service, terminal = scope
+    amz_date = request.headers.get("X-Amz-Date", "")
+    found = secret_of(akid)
+    if found is None:
+        return "UnrecognizedClientException", "The security token included in the request is invalid."
+    secret, token = found
+    if token is not None and request.headers.get("X-Amz-Security-Token") != token:
+        return "UnrecognizedClientException", "The security token included in the request is invalid."
+    if (scope_region, scope_service, terminal) != (region, service, "aws4_request") or not amz_date.startswith(date):
+        return "InvalidSignatureException", "Credential should be scoped to a valid region and service"
+    when = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    if abs((datetime.now(UTC) - when).total_seconds()) > 900:
+        return "InvalidSignatureException", "Signature expired"
+    signed = parts["SignedHeaders"].split(";")
+    headers = {name: request.headers.get(name, "") for name in signed}
+    aws_request = AWSRequest("POST", f"http://{request.host}{request.raw_path}", data=body, headers=headers)
+    aws_request.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(akid, secret, token), service, region)
+    expected = signer.signature(signer.string_to_sign(aws_request, signer.canonical_request(aws_request)), aws_request)
+    if not hmac.compare_digest(expected, parts["Signature"]):
+        return "InvalidSignatureException", ("The request signature we calculated does not match the signature you "
+                                             "provided.")
+    return None
+
+
 class BedrockEmulator(LoopbackServer):
     thread_name = "bedrock-emulator"
 
@@ -130,6 +184,7 @@ class BedrockEmulator(LoopbackServer):
         self.region = region
         self.credentials = dict(credentials or {})  # access key id -> (secret, session token)
         self.expired: set[str] = set()  # access key ids AWS now calls expired
+        self.expires: dict[str, float] = {}  # temporary keys' expiry (time.time()), from the STS emulator
         self.api_keys = set(api_keys)
         self.derive_secrets = derive_secrets
         self.count_models = set(count_models)
@@ -178,36 +233,14 @@ class BedrockEmulator(LoopbackServer):
                                    "pre-defined prefix"), None
         if not auth.startswith("AWS4-HMAC-SHA256 "):
             return self._aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token"), None
-        parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
-        akid, date, region, service, terminal = parts["Credential"].split("/")
-        amz_date = request.headers.get("X-Amz-Date", "")
-        found = self._secret(akid)
-        if found is None:
-            return self._aws_error(403, "UnrecognizedClientException", "The security token included in the request "
-                                   "is invalid."), akid
-        secret, token = found
-        if akid in self.expired:
+        akid = _credential_scope(auth)[0]
+        if self._secret(akid) is not None and (akid in self.expired
+                                               or time.time() >= self.expires.get(akid, float("inf"))):
             return self._aws_error(403, "ExpiredTokenException", "The security token included in the request is "
                                    "expired"), akid
-        if token is not None and request.headers.get("X-Amz-Security-Token") != token:
-            return self._aws_error(403, "UnrecognizedClientException", "The security token included in the request "
-                                   "is invalid."), akid
-        if (region, service, terminal) != (self.region, "bedrock", "aws4_request") or not amz_date.startswith(date):
-            return self._aws_error(403, "InvalidSignatureException", "Credential should be scoped to a valid region "
-                                   "and service"), akid
-        when = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        if abs((datetime.now(UTC) - when).total_seconds()) > 900:
-            return self._aws_error(403, "InvalidSignatureException", "Signature expired"), akid
-        signed = parts["SignedHeaders"].split(";")
-        headers = {name: request.headers.get(name, "") for name in signed}
-        aws_request = AWSRequest("POST", f"http://{request.host}{request.raw_path}", data=body, headers=headers)
-        aws_request.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(akid, secret, token), "bedrock", self.region)
-        expected = signer.signature(signer.string_to_sign(aws_request, signer.canonical_request(aws_request)),
-                                    aws_request)
-        if not hmac.compare_digest(expected, parts["Signature"]):
-            return self._aws_error(403, "InvalidSignatureException", "The request signature we calculated does not "
-                                   "match the signature you provided."), akid
+        problem = sigv4_problem(request, body, self._secret, "bedrock", self.region)
+        if problem is not None:
+            return self._aws_error(403, *problem), akid
         return None, akid
 
     # ----- answers -----

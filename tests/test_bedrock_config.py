@@ -43,9 +43,16 @@ def test_bedrock_region_from_config_then_environment(monkeypatch: pytest.MonkeyP
     ({"provider": "vertex", "region": "us-east5"}, "provider 'vertex' needs project and region"),
     ({"provider": "foundry", "api_key": "k"}, "provider 'foundry' needs base_url"),
     ({"provider": "foundry", "base_url": "https://r.services.ai.azure.com/anthropic"}, "exactly one of api_key or "
-                                                                                       "token_command"),
+                                                                                       "entra"),
     ({"provider": "foundry", "base_url": "https://r.services.ai.azure.com/anthropic", "api_key": "k",
-      "token_command": ["az"]}, "exactly one of api_key or token_command"),
+      "entra": {}}, "exactly one of api_key or entra"),
+    ({"provider": "foundry", "base_url": "https://r.services.ai.azure.com/anthropic",
+      "token_command": ["az"]}, "token_command and token_ttl were replaced by `entra`"),
+    ({"provider": "foundry", "base_url": "https://r.services.ai.azure.com/anthropic",
+      "entra": {"authority": "http://127.0.0.1:1"}}, "entra authority must be an https URL"),
+    ({"provider": "foundry", "base_url": "https://r.services.ai.azure.com/anthropic",
+      "entra": {"credential": "client_secret", "tenant_id": "t"}}, "needs tenant_id, client_id and client_secret"),
+    ({"provider": "anthropic", "api_key": "k", "entra": {}}, "entra applies only to provider 'foundry'"),
     ({"provider": "anthropic", "api_key": "k", "region": "us-east-1"}, "region applies only to provider 'bedrock' "
                                                                         "or 'vertex'"),
     ({"provider": "bedrock", "region": "us-east-1", "project": "p"}, "project applies only to provider 'vertex'"),

@@ -1,9 +1,11 @@
 """Tollway → Microsoft Foundry (tests/foundry_emulator.py) with the real anthropic SDK: an API key,
-and an Entra ID token printed by a configured command, fetched again after the resource refuses it."""
+and Microsoft Entra ID tokens through azure-identity (client secret, DefaultAzureCredential's
+chain, workload identity) from a loopback Entra token endpoint over TLS, which the Foundry
+emulator checks: reused, refreshed before expiry, and a refused grant a clear 502 without a storm."""
 
 from __future__ import annotations
 
-import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,27 +13,13 @@ import anthropic
 import pytest
 
 from tests.conftest import NO_RETRIES, Gateway, start_gateway
-from tests.foundry_emulator import FoundryEmulator
+from tests.foundry_emulator import EntraEmulator, FoundryEmulator
 
 FOUNDRY_KEY = "foundry-test-key"
 TOOLS = [{"name": "Bash", "description": "run a command", "input_schema": {
     "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}]
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[FoundryEmulator]:
-    with FoundryEmulator(api_key=FOUNDRY_KEY) as e:
-        yield e
-
-
-@pytest.fixture(scope="module")
-def gw(emu: FoundryEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = {"retries": NO_RETRIES, "models": [{"id": "claude-foundry", "upstream": {
-        "provider": "foundry", "base_url": emu.base_url, "api_key": "${TEST_FOUNDRY_KEY}",
-        "model": "claude-sonnet-4-5"}}]}
-    gateway = start_gateway(tmp_path_factory.mktemp("foundry"), config, env={"TEST_FOUNDRY_KEY": FOUNDRY_KEY})
-    yield gateway
-    gateway.stop()
+TENANT, APP, SECRET = "tollway-tenant", "tollway-app", "app-secret-1"
+LIFETIME = 6  # seconds: refreshed about 3 s after issue, never used in its last 0.6 s
 
 
 def client(gw: Gateway) -> anthropic.Anthropic:
@@ -58,37 +46,110 @@ def test_api_key_message_stream_tools_and_count(gw: Gateway, emu: FoundryEmulato
     assert counted.input_tokens > 0 and emu.received[-1].path == "/anthropic/v1/messages/count_tokens"
 
 
-TOKEN_SCRIPT = "import pathlib, sys; print(pathlib.Path(sys.argv[1]).read_text().strip())"
+@pytest.fixture(scope="module")
+def entra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EntraEmulator]:
+    with EntraEmulator(tmp_path_factory.mktemp("entra"), TENANT, APP, client_secret=SECRET,
+                       federated_token="federated-1", token_lifetime=LIFETIME) as e:
+        yield e
 
 
-def test_entra_token_from_a_command_is_reused_and_fetched_again_when_refused(tmp_path: Path) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("entra-token-1")
-    runs = tmp_path / "runs"
-    script = tmp_path / "token.py"
-    script.write_text(f"import pathlib\np = pathlib.Path({str(runs)!r})\n"
-                      "p.write_text(str(int(p.read_text()) + 1) if p.exists() else '1')\n" + TOKEN_SCRIPT)
-    with FoundryEmulator(entra_tokens=("entra-token-1",)) as emu:
-        config = {"retries": NO_RETRIES, "models": [{"id": "claude-foundry", "upstream": {
-            "provider": "foundry", "base_url": emu.base_url, "model": "claude-sonnet-4-5",
-            "token_command": [sys.executable, str(script), str(token_file)]}}]}
-        gateway = start_gateway(tmp_path / "gw", config)
-        try:
-            for _ in range(2):
-                client(gateway).messages.create(model="claude-foundry", max_tokens=20,
-                                                messages=[{"role": "user", "content": "x"}])
-            assert runs.read_text() == "1"  # reused for token_ttl
-            assert emu.received[-1].headers["authorization"] == "Bearer entra-token-1"
-            # The token is rotated at the identity provider: the old one is refused once, then replaced.
-            emu.entra_tokens = {"entra-token-2"}
-            token_file.write_text("entra-token-2")
-            with pytest.raises(anthropic.InternalServerError) as err:
-                client(gateway).messages.create(model="claude-foundry", max_tokens=20,
-                                                messages=[{"role": "user", "content": "x"}])
-            assert err.value.status_code == 502 and "foundry (127.0.0.1)" in err.value.body["error"]["message"]
-            msg = client(gateway).messages.create(model="claude-foundry", max_tokens=50,
-                                                  messages=[{"role": "user", "content": "again"}])
-            assert msg.content[0].text.endswith("You said: again")
-            assert runs.read_text() == "2" and emu.received[-1].headers["authorization"] == "Bearer entra-token-2"
-        finally:
-            gateway.stop()
+@pytest.fixture(scope="module")
+def emu(entra: EntraEmulator) -> Iterator[FoundryEmulator]:
+    with FoundryEmulator(api_key=FOUNDRY_KEY, entra=entra) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def federated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("workload") / "federated-token"
+    path.write_text("federated-1")
+    return path
+
+
+@pytest.fixture(scope="module")
+def gw(emu: FoundryEmulator, entra: EntraEmulator, federated: Path,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One gateway: a model with the resource key, and one per way of obtaining an Entra token,
+    all against the same Entra tenant."""
+    ca = str(entra.ca_file)
+
+    def model(name: str, auth: dict) -> dict:
+        return {"id": name, "upstream": {"provider": "foundry", "base_url": emu.base_url,
+                                         "model": "claude-sonnet-4-5", **auth}}
+    config = {"retries": NO_RETRIES, "models": [
+        model("claude-foundry", {"api_key": "${TEST_FOUNDRY_KEY}"}),
+        model("secret", {"entra": {"credential": "client_secret", "tenant_id": TENANT, "client_id": APP,
+                                   "client_secret": "${TEST_ENTRA_SECRET}", "authority": entra.authority,
+                                   "ca_file": ca}}),
+        model("workload", {"entra": {"credential": "workload_identity", "tenant_id": TENANT, "client_id": APP,
+                                     "token_file": str(federated), "authority": entra.authority, "ca_file": ca}}),
+        # DefaultAzureCredential's chain, configured as a deployment is: the AZURE_* variables.
+        model("default", {"entra": {"ca_file": ca}}),
+        model("refused", {"entra": {"credential": "client_secret", "tenant_id": TENANT, "client_id": APP,
+                                    "client_secret": "not-the-secret", "authority": entra.authority,
+                                    "ca_file": ca}}),
+    ]}
+    env = {"TEST_FOUNDRY_KEY": FOUNDRY_KEY, "TEST_ENTRA_SECRET": SECRET, "AZURE_TENANT_ID": TENANT,
+           "AZURE_CLIENT_ID": APP, "AZURE_CLIENT_SECRET": SECRET, "AZURE_AUTHORITY_HOST": entra.authority}
+    gateway = start_gateway(tmp_path_factory.mktemp("foundry"), config, env=env)
+    yield gateway
+    gateway.stop()
+
+
+def ask(gw: Gateway, model: str, text: str = "x") -> anthropic.types.Message:
+    return client(gw).messages.create(model=model, max_tokens=20, messages=[{"role": "user", "content": text}])
+
+
+def test_entra_token_is_reused_then_refreshed_before_it_expires(gw: Gateway, emu: FoundryEmulator,
+                                                                 entra: EntraEmulator) -> None:
+    foundry = emu
+    first = len(entra.issued)
+    ask(gw, "secret")
+    token = foundry.received[-1].headers["authorization"][7:]
+    mine = [i for i in entra.issued if i.token == token]
+    assert len(entra.issued) == first + 1 and mine, "the first request obtained one token"
+    # Requests keep coming: the token is reused, and replaced while it is still valid.
+    deadline = time.monotonic() + 4 * LIFETIME
+    used: list[str] = []
+    while time.monotonic() < deadline:
+        ask(gw, "secret")  # a 401 from Foundry (an expired token) would raise here
+        used.append(foundry.received[-1].headers["authorization"][7:])
+        if used[-1] != token:
+            break
+        time.sleep(0.1)  # a client's pace, not a wait for the gateway
+    else:
+        raise AssertionError("the token was never refreshed")
+    assert used.count(token) >= 2, "the token was reused"
+    successor = next(i for i in entra.issued if i.token == used[-1])
+    assert successor.at < mine[0].expires, "the new token was obtained before the old one expired"
+
+
+def test_default_credential_chain_and_workload_identity_get_tokens(gw: Gateway, emu: FoundryEmulator,
+                                                                   entra: EntraEmulator, federated: Path) -> None:
+    foundry = emu
+    for model in ("default", "workload"):
+        assert ask(gw, model, model).content[0].text.endswith(f"You said: {model}")
+        assert entra.valid(foundry.received[-1].headers["authorization"][7:])
+    # The cluster rotates the federated token: the next grant presents the new one.
+    federated.write_text("federated-2")
+    entra.federated_token = "federated-2"
+    gw_token = foundry.received[-1].headers["authorization"][7:]
+    deadline = time.monotonic() + 4 * LIFETIME
+    while foundry.received[-1].headers["authorization"][7:] == gw_token:
+        assert time.monotonic() < deadline, "the workload identity token was never refreshed"
+        ask(gw, "workload")
+        time.sleep(0.1)
+    assert entra.valid(foundry.received[-1].headers["authorization"][7:])
+
+
+def test_refused_entra_grant_is_a_502_naming_the_upstream_and_not_asked_again_at_once(
+        gw: Gateway, entra: EntraEmulator) -> None:
+    refused = entra.refused
+    for _ in range(3):
+        with pytest.raises(anthropic.InternalServerError) as err:
+            ask(gw, "refused")
+        assert err.value.status_code == 502
+        message = err.value.body["error"]["message"]
+        assert "foundry (127.0.0.1)" in message and "ClientAuthenticationError" in message
+        assert "not-the-secret" not in message
+    assert entra.refused == refused + 1, "a refused grant is remembered, not retried per request"

@@ -25,6 +25,38 @@ class Pricing(_Strict):
     cache_read: float | None = Field(None, ge=0)
 
 
+EntraCredential = Literal["default", "client_secret", "workload_identity", "managed_identity", "environment",
+                          "azure_cli"]
+
+
+class EntraConfig(_Strict):
+    """foundry: a Microsoft Entra ID token from azure-identity (docs/providers.md, "Foundry").
+    Unset ids fall back to azure-identity's environment variables (AZURE_TENANT_ID,
+    AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST)."""
+
+    credential: EntraCredential = "default"
+    tenant_id: str | None = None
+    client_id: str | None = Field(None, description="the app registration, or a user-assigned managed identity")
+    client_secret: str | None = Field(None, description="client_secret only (use ${ENV})")
+    token_file: str | None = Field(None, description="workload_identity: the federated token file")
+    authority: str | None = Field(None, description="https host of the authority; default: AZURE_AUTHORITY_HOST "
+                                  "or login.microsoftonline.com")
+    scope: str = "https://cognitiveservices.azure.com/.default"
+    ca_file: str | None = Field(None, description="a CA bundle the authority's certificate is checked against")
+
+    @model_validator(mode="after")
+    def _needs(self) -> EntraConfig:
+        if self.credential == "client_secret" and not (self.tenant_id and self.client_id and self.client_secret):
+            raise ValueError("entra credential 'client_secret' needs tenant_id, client_id and client_secret")
+        if self.client_secret is not None and self.credential != "client_secret":
+            raise ValueError("entra client_secret applies only to credential 'client_secret'")
+        if self.token_file is not None and self.credential != "workload_identity":
+            raise ValueError("entra token_file applies only to credential 'workload_identity'")
+        if self.authority is not None and not self.authority.startswith("https://"):
+            raise ValueError("entra authority must be an https URL (azure-identity refuses any other)")
+        return self
+
+
 class UpstreamConfig(_Strict):
     """Where a model's calls go. `model` is the provider's id for it (defaults to the catalogue id).
 
@@ -38,7 +70,7 @@ class UpstreamConfig(_Strict):
     one, or AWS_REGION; the AWS credential chain, `aws_profile`, or a Bedrock API key in
     `api_key`), `provider: vertex` (`project` and `region`; application default credentials or
     `credentials_file`), `provider: foundry` (`base_url` of the resource's Anthropic endpoint;
-    `api_key`, or `token_command` printing a Microsoft Entra ID token). `pricing` here overrides
+    `api_key`, or `entra`: a Microsoft Entra ID token through azure-identity). `pricing` here overrides
     the catalogue model's pricing for calls this deployment answered.
     """
 
@@ -72,13 +104,18 @@ class UpstreamConfig(_Strict):
     aws_profile: str | None = Field(None, description="bedrock only: a profile of the shared AWS config files")
     credentials_file: str | None = Field(None, description="vertex only: a service-account (or external-account) "
                                          "JSON file; default: application default credentials")
-    token_command: tuple[str, ...] | None = Field(None, min_length=1, description="foundry only: argv that prints a "
-                                            "Microsoft Entra ID access token (e.g. `az account get-access-token "
-                                            "--resource https://ai.azure.com --query accessToken -o tsv`)")
-    token_ttl: float = Field(1800.0, gt=0, description="foundry only: seconds a token_command token is reused")
+    entra: EntraConfig | None = Field(None, description="foundry only: authenticate with a Microsoft Entra ID token")
     extra_betas: tuple[str, ...] = Field((), description="bedrock, vertex, foundry: anthropic-beta "
                                    "values to forward beyond the compatibility table (tollway/upstream/compat.py)")
     pricing: Pricing | None = Field(None, description="this deployment's prices; default: the model's pricing")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: object) -> object:
+        if isinstance(data, dict) and ("token_command" in data or "token_ttl" in data):
+            raise ValueError("token_command and token_ttl were replaced by `entra` (azure-identity; "
+                             "docs/providers.md, Foundry)")
+        return data
 
     @model_validator(mode="after")
     def _provider_needs(self) -> UpstreamConfig:
@@ -101,8 +138,8 @@ class UpstreamConfig(_Strict):
         if self.provider == "foundry":
             if not self.base_url:
                 raise ValueError("provider 'foundry' needs base_url (https://<resource>.services.ai.azure.com/anthropic)")
-            if (self.api_key is None) == (self.token_command is None):
-                raise ValueError("provider 'foundry' needs exactly one of api_key or token_command (Entra ID)")
+            if (self.api_key is None) == (self.entra is None):
+                raise ValueError("provider 'foundry' needs exactly one of api_key or entra (Entra ID)")
         if (self.api_version is None) != (self.deployment is None):
             raise ValueError("api_version and deployment go together (Azure OpenAI)")
         if self.deployment is not None and not (self.api_key and self.base_url):
@@ -126,7 +163,7 @@ class UpstreamConfig(_Strict):
 # Provider-specific UpstreamConfig fields and the providers they apply to.
 _CLOUD_FIELDS: dict[str, tuple[str, ...]] = {
     "region": ("bedrock", "vertex"), "project": ("vertex",), "aws_profile": ("bedrock",),
-    "credentials_file": ("vertex",), "token_command": ("foundry",),
+    "credentials_file": ("vertex",), "entra": ("foundry",),
 }
 # bedrock-runtime.us-east-1.amazonaws.com, bedrock-runtime-fips.us-gov-west-1.amazonaws.com,
 # vpce-0abc.bedrock-runtime.eu-west-1.vpce.amazonaws.com

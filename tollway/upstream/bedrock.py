@@ -16,7 +16,10 @@ Decisions, each with its reason:
   chain — environment variables, the shared config/credentials files and `aws_profile`, web
   identity (IRSA), AssumeRole, credential_process, container and instance metadata — with its
   refresh of temporary credentials. Resolving and refreshing can do network I/O (STS, IMDS) or run
-  a process, so it runs in a worker thread, never on the event loop; while credentials are fresh
+  a process, so it runs in a worker thread, never on the event loop. STS calls (AssumeRole, web
+  identity) go to the upstream's region unless the profile or AWS_REGION names one, and to
+  botocore's configured endpoint when there is one (`AWS_ENDPOINT_URL_STS`, a profile's
+  `services` section: VPC endpoints, tests). While credentials are fresh
   the signer uses them without a thread hop. A failed resolution is remembered for a few
   seconds (cloud.FailureMemo), so a broken credential source is not asked again per request.
 * **Region**: `region`, else the endpoint host (`bedrock-runtime.<region>.amazonaws.com`, VPC
@@ -66,9 +69,10 @@ DRAIN_S = 1.0
 class AwsCredentials:
     """botocore's credential chain, resolved and refreshed off the event loop (module doc)."""
 
-    def __init__(self, profile: str | None, label: str) -> None:
+    def __init__(self, profile: str | None, label: str, region: str) -> None:
         self._profile = profile
         self._label = label
+        self._region = region
         self._creds: Credentials | None = None
         self._frozen: ReadOnlyCredentials | None = None
         self._tried = 0.0
@@ -90,7 +94,11 @@ class AwsCredentials:
     def _resolve(self) -> ReadOnlyCredentials:
         """In a worker thread: the chain on first use, botocore's refresh afterwards."""
         if self._creds is None:
-            creds = Session(profile=self._profile).get_credentials()
+            session = Session(profile=self._profile)
+            if session.get_config_variable("region") is None:
+                # STS (AssumeRole, web identity) in the upstream's region unless the profile names one.
+                session.set_config_variable("region", self._region)
+            creds = session.get_credentials()
             if creds is None:
                 raise LookupError("no AWS credentials found in the environment, the shared files or the metadata "
                                   "services")
@@ -130,7 +138,7 @@ class BedrockUpstream:
         self.base_url = (cfg.base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com").rstrip("/")
         self.label = f"bedrock ({self.region})"
         self._bearer = cfg.api_key
-        self._creds = None if cfg.api_key else AwsCredentials(cfg.aws_profile, self.label)
+        self._creds = None if cfg.api_key else AwsCredentials(cfg.aws_profile, self.label, self.region)
         self._local_count: set[str] = set()  # models Bedrock said it cannot count tokens for
         self._session: aiohttp.ClientSession | None = None
 

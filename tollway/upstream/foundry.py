@@ -8,21 +8,16 @@ Decisions, each with its reason:
   (compat.py) filters `anthropic-beta` and the fields that need a dropped beta; while it changed
   nothing, the client's own bytes are forwarded.
 * **Auth**: an API key goes in `api-key` and `x-api-key` (as Anthropic's Foundry SDK sends it);
-  or a Microsoft Entra ID token as `Authorization: Bearer`, obtained by running `token_command`
-  (for example `az account get-access-token --resource https://ai.azure.com --query accessToken
-  -o tsv`, or a script doing the client-credentials grant) in a worker thread, reused for
-  `token_ttl` seconds and fetched again after a 401. No Entra library is built in: the command
-  covers managed identity, workload identity and client credentials through the operator's own
-  tooling, without adding Azure's SDK to every gateway.
+  or a Microsoft Entra ID token as `Authorization: Bearer`, from azure-identity's async
+  credentials (`entra`: DefaultAzureCredential, client secret, workload identity, managed
+  identity…), refreshed ahead of expiry off the request path and asked for again after a 401/403
+  (foundry_entra.py).
 * **Errors**: the model's Anthropic envelopes pass unchanged; Azure's own error bodies become
   Anthropic envelopes; 401/403 become a 502 naming this upstream (cloud.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import time
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -32,53 +27,13 @@ from yarl import URL
 from tollway.config import UpstreamConfig
 from tollway.upstream import compat
 from tollway.upstream.base import UpstreamReply, UpstreamRequest
-from tollway.upstream.cloud import JSON, FailureMemo, error_reply, set_request_id
+from tollway.upstream.cloud import JSON, error_reply, set_request_id
+from tollway.upstream.foundry_entra import EntraToken
 from tollway.upstream.http import TRACE_HEADERS, EventBound, new_session, post, read_body, read_chunk, relayed
 
 DEFAULT_VERSION = "2023-06-01"
 FORWARDED = ("anthropic-version", "x-claude-code-session-id", *TRACE_HEADERS)
 REQUEST_IDS = ("request-id", "apim-request-id", "x-request-id")
-COMMAND_TIMEOUT_S = 30.0
-
-
-class CommandToken:
-    """A bearer token printed by an operator's command, reused for its ttl (module doc)."""
-
-    def __init__(self, argv: tuple[str, ...], ttl: float, label: str) -> None:
-        self._argv = argv
-        self._ttl = ttl
-        self._label = label
-        self._token: str | None = None
-        self._until = 0.0
-        self._lock = asyncio.Lock()
-        self._memo = FailureMemo()
-
-    def _run(self) -> str:
-        proc = subprocess.run(self._argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False,
-                              stdin=subprocess.DEVNULL)
-        token = proc.stdout.strip()
-        if proc.returncode != 0 or not token:
-            # stderr is not repeated: a token tool may print secrets or account details there.
-            raise RuntimeError(f"token_command exited {proc.returncode} and printed {'no' if not token else 'a'} token")
-        return token
-
-    async def get(self) -> str:
-        if self._token is not None and time.monotonic() < self._until:
-            return self._token
-        async with self._lock:
-            if self._token is not None and time.monotonic() < self._until:
-                return self._token
-            self._memo.check()
-            try:
-                token = await asyncio.to_thread(self._run)
-            except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
-                raise self._memo.remember(self._label, f"{type(exc).__name__}: {exc}") from None
-            self._memo.clear()
-            self._token, self._until = token, time.monotonic() + self._ttl
-            return token
-
-    def invalidate(self) -> None:
-        self._token = None
 
 
 class FoundryUpstream:
@@ -89,13 +44,15 @@ class FoundryUpstream:
         base = cfg.resolved_base_url
         self._urls = {"messages": URL(base + "/v1/messages"), "count_tokens": URL(base + "/v1/messages/count_tokens")}
         self.label = f"foundry ({urlsplit(base).hostname})"
-        self._command = CommandToken(cfg.token_command, cfg.token_ttl, self.label) if cfg.token_command else None
+        self._entra = EntraToken(cfg.entra, self.label) if cfg.entra is not None else None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._session = new_session(self.cfg)
 
     async def close(self) -> None:
+        if self._entra is not None:
+            await self._entra.close()
         if self._session is not None:
             await self._session.close()
 
@@ -107,8 +64,8 @@ class FoundryUpstream:
 
     async def _headers(self, req: UpstreamRequest, betas: list[str]) -> dict[str, str]:
         headers = {"content-type": JSON}
-        if self._command is not None:
-            headers["authorization"] = f"Bearer {await self._command.get()}"
+        if self._entra is not None:
+            headers["authorization"] = f"Bearer {await self._entra.get()}"
         else:
             headers["api-key"] = headers["x-api-key"] = self.cfg.api_key or ""
         for name in FORWARDED:
@@ -134,8 +91,8 @@ class FoundryUpstream:
         rid_name = next((n for n in REQUEST_IDS if n in resp.headers), REQUEST_IDS[0])
         if resp.status != 200:
             body = await read_body(resp, self.cfg.max_response_bytes)
-            if resp.status in (401, 403) and self._command is not None:
-                self._command.invalidate()
+            if resp.status in (401, 403) and self._entra is not None:
+                self._entra.invalidate()
             return set_request_id(error_reply(self.label, resp.status, body, relayed(resp)), rid_name, rid)
         if req.stream and content_type.startswith("text/event-stream"):
             content = resp.content

@@ -3,10 +3,14 @@
 Bedrock frames a stream in the AWS event-stream encoding (binary frames: a prelude with lengths
 and a CRC32, typed headers, a payload, a message CRC32). Each `chunk` event's payload is JSON,
 `{"bytes": "<base64>"}`, and those bytes are exactly one Anthropic stream event as JSON. The
-frames are parsed by botocore's `EventStreamBuffer` (never by hand: it checks both CRCs and the
-length limits); the event JSON is relayed as it came, framed as Anthropic frames it
-(`event: <type>\\ndata: <json>\\n\\n`), and parsed only where something must change: Bedrock adds
-`amazon-bedrock-invocationMetrics` to `message_stop`, which no Anthropic client expects.
+frames are read by wire/eventstream.py (both CRCs and botocore's length limits checked, the
+headers parsed by botocore's parser). The payload is not parsed as JSON when it has the shape
+Bedrock sends (`{"bytes":"…"}`, the base64 alphabet has no `"`): the base64 is decoded once
+and the event JSON relayed as it came, framed as Anthropic frames it
+(`event: <type>\\ndata: <json>\\n\\n`) — no JSON parse and re-serialisation per event. Any other
+payload shape is parsed with orjson. The event is parsed only where something must change:
+Bedrock adds `amazon-bedrock-invocationMetrics` to `message_stop`, which no Anthropic client
+expects.
 
 An `exception` frame (throttling, model stream error…) becomes the Anthropic `error` event that
 ends a stream, with the Anthropic error type for it; a frame that fails its checksum, or a body
@@ -17,10 +21,12 @@ that just stops.
 from __future__ import annotations
 
 import binascii
+from binascii import a2b_base64
 from typing import Any
 
 import orjson
-from botocore.eventstream import EventStreamBuffer, EventStreamHeaderParser, ParserError
+
+from tollway.wire.eventstream import FrameReader
 
 # The exception frames of Bedrock's ResponseStream, and the Anthropic error type each becomes.
 EXCEPTION_TYPES: dict[str, str] = {
@@ -33,6 +39,10 @@ EXCEPTION_TYPES: dict[str, str] = {
 }
 _METRICS_KEY = b'"amazon-bedrock-invocationMetrics"'
 _TYPE_PREFIX = b'{"type":"'
+_TYPE_AT = len(_TYPE_PREFIX)
+_BYTES_PREFIX = b'{"bytes":"'
+_BYTES_AT = len(_BYTES_PREFIX)
+_PAD_PREFIX = b',"p":"'
 
 
 def error_event(error_type: str, message: str) -> bytes:
@@ -55,39 +65,25 @@ def _event_type(data: bytes) -> bytes | None:
     return kind.encode() if isinstance(kind, str) else None
 
 
-class _RememberedHeaders:
-    """botocore's header parser, its answers remembered by the header bytes. Every `chunk` frame
-    of a Bedrock stream carries the same three headers, and parsing them (pure Python, value by
-    value) is most of what decoding a frame costs; a stream has a handful of distinct header
-    blocks, so the memo stays tiny. The parsed dicts are shared: they are only read."""
-
-    __slots__ = ("_memo", "_parser")
-    LIMIT = 32
-
-    def __init__(self) -> None:
-        self._parser = EventStreamHeaderParser()
-        self._memo: dict[bytes, dict[str, Any]] = {}
-
-    def parse(self, data: bytes) -> dict[str, Any]:
-        found = self._memo.get(data)
-        if found is None:
-            found = self._parser.parse(data)
-            if len(self._memo) < self.LIMIT:
-                self._memo[bytes(data)] = found
-        return found
-
-
-_HEADERS = _RememberedHeaders()  # shared by every stream: the same few header blocks everywhere
+def _base64_of(payload: bytes) -> Any:
+    """The `bytes` field of a chunk payload: sliced out when the payload has the shape Bedrock
+    sends — `{"bytes":"…"}`, or with Bedrock's padding field after it, `{"bytes":"…","p":"abc…"}`
+    (letters and digits) — else parsed (raising what orjson and a missing key raise)."""
+    if payload.startswith(_BYTES_PREFIX):
+        end = payload.find(b'"', _BYTES_AT)
+        rest = payload[end + 1:]
+        if rest == b"}" or (rest.startswith(_PAD_PREFIX) and rest.endswith(b'"}') and rest[6:-2].isalnum()):
+            return payload[_BYTES_AT:end]
+    return orjson.loads(payload)["bytes"]
 
 
 class BedrockStreamDecoder:
     """Feed it the response body as it arrives; it returns the Anthropic SSE bytes ready so far."""
 
-    __slots__ = ("_buffer", "done", "events", "saw_stop")
+    __slots__ = ("_frames", "done", "events", "saw_stop")
 
     def __init__(self) -> None:
-        self._buffer = EventStreamBuffer()
-        self._buffer._header_parser = _HEADERS
+        self._frames = FrameReader()
         self.done = False  # message_stop or an error went out: anything after is ignored
         self.saw_stop = False
         self.events = 0
@@ -95,27 +91,65 @@ class BedrockStreamDecoder:
     def feed(self, data: bytes) -> bytes:
         if self.done:
             return b""
-        self._buffer.add_data(data)
+        frames = self._frames
         out: list[bytes] = []
-        try:
-            for message in self._buffer:
-                out.append(self._message(message.headers, message.payload))
+        for headers, payload in frames.feed(data):
+            if headers.get(":event-type") == "chunk" and headers.get(":message-type") == "event":
+                # The hot path, once per streamed event: the payload {"bytes":"…"} (125 is "}")
+                # sliced, its base64 decoded, the event's type read from the front of its JSON.
+                end = payload.find(b'"', _BYTES_AT)
+                try:
+                    if end == len(payload) - 2 and payload[-1] == 125 and payload.startswith(_BYTES_PREFIX):
+                        event = a2b_base64(payload[_BYTES_AT:end])
+                    else:
+                        event = a2b_base64(_base64_of(payload))
+                except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
+                    out.append(self._fail("Bedrock sent a stream chunk without an event in it"))
+                    break
+                if event.startswith(_TYPE_PREFIX):
+                    end = event.find(b'"', _TYPE_AT)
+                    kind = event[_TYPE_AT:end] if end > 0 else _event_type(event)
+                else:
+                    kind = _event_type(event)
+                if kind is None:
+                    out.append(self._fail("Bedrock sent a stream event that is not Anthropic JSON"))
+                    break
+                self.events += 1
+                if kind == b"message_stop":
+                    out.append(self._stop(event))
+                    break
+                out.append(b"event: " + kind + b"\ndata: " + event + b"\n\n")
+            else:
+                out.append(self._other(headers, payload))
                 if self.done:
                     break
-        except ParserError as exc:
-            self.done = True
-            out.append(error_event("api_error", f"the Bedrock event stream was corrupt ({type(exc).__name__})"))
+        else:
+            if frames.error is not None:
+                out.append(self._fail(f"the Bedrock event stream was corrupt ({type(frames.error).__name__})"))
         return b"".join(out)
 
     def finish(self) -> bytes:
         """At the end of the body: an error event unless the message was complete."""
         if self.done:
             return b""
-        self.done = True
-        where = "inside an event-stream frame" if self._buffer._data else "before message_stop"
-        return error_event("api_error", f"the Bedrock stream broke off {where}")
+        where = "inside an event-stream frame" if self._frames.pending else "before message_stop"
+        return self._fail(f"the Bedrock stream broke off {where}")
 
-    def _message(self, headers: dict[str, Any], payload: bytes) -> bytes:
+    def _fail(self, message: str) -> bytes:
+        self.done = True
+        return error_event("api_error", message)
+
+    def _stop(self, event: bytes) -> bytes:
+        """message_stop, without the invocation metrics Bedrock adds (module doc)."""
+        self.done = self.saw_stop = True
+        if _METRICS_KEY in event:
+            parsed = orjson.loads(event)
+            parsed.pop("amazon-bedrock-invocationMetrics", None)
+            event = orjson.dumps(parsed)
+        return b"event: message_stop\ndata: " + event + b"\n\n"
+
+    def _other(self, headers: dict[str, Any], payload: bytes) -> bytes:
+        """A message that is not a chunk event: an exception ends the stream, the rest is skipped."""
         kind = headers.get(":message-type")
         if kind == "exception" or kind == "error":
             self.done = True
@@ -125,22 +159,4 @@ class BedrockStreamDecoder:
             except (orjson.JSONDecodeError, AttributeError):
                 message = name
             return error_event(EXCEPTION_TYPES.get(name, "api_error"), f"Bedrock: {message}")
-        if headers.get(":event-type") != "chunk":
-            return b""  # initial-response and other non-chunk events carry nothing for the client
-        try:
-            data = binascii.a2b_base64(orjson.loads(payload)["bytes"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
-            self.done = True
-            return error_event("api_error", "Bedrock sent a stream chunk without an event in it")
-        event_type = _event_type(data)
-        if event_type is None:
-            self.done = True
-            return error_event("api_error", "Bedrock sent a stream event that is not Anthropic JSON")
-        self.events += 1
-        if event_type == b"message_stop":
-            self.done = self.saw_stop = True
-            if _METRICS_KEY in data:
-                event = orjson.loads(data)
-                event.pop("amazon-bedrock-invocationMetrics", None)
-                data = orjson.dumps(event)
-        return b"event: " + event_type + b"\ndata: " + data + b"\n\n"
+        return b""  # initial-response and other non-chunk events carry nothing for the client

@@ -13,7 +13,9 @@ the request runner and surfaces that use them are built elsewhere.
 * **Event-stream encoding**: Anthropic SSE → AWS event-stream frames exactly as Bedrock frames
   them: each event a `chunk` message (`:event-type`, `:content-type`, `:message-type` string
   headers) whose JSON payload holds the event base64-encoded, prelude and message CRC32 as the
-  format specifies (binascii.crc32, the same CRC-32 botocore checks); an Anthropic `error` event
+  format specifies (wire/eventstream.py: the headers block built once, zlib's CRC-32, the one
+  botocore checks); the SSE is cut at its blank lines and only the `data:` bytes go into the
+  frame, never parsed as JSON; an Anthropic `error` event
   becomes the exception frame Bedrock would send. Round-tripped through botocore's decoder in
   tests/test_bedrock_ingress_wire.py.
 * **Error bodies**: Bedrock's rest-json errors (`x-amzn-ErrorType` header, `{"message"}` body)
@@ -25,12 +27,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
+
+from tollway.wire import eventstream
 
 BEDROCK_ACTIONS = ("invoke", "invoke-with-response-stream", "count-tokens")
 VERTEX_VERBS = ("rawPredict", "streamRawPredict")
@@ -114,22 +117,14 @@ def vertex_request(call: VertexCall, body: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Event-stream encoding
 
-_STRING = 7  # the event-stream header value type for a UTF-8 string
-
-
 def encode_message(headers: list[tuple[str, str]], payload: bytes) -> bytes:
-    """One event-stream message: total length, headers length, prelude CRC32, headers, payload,
-    message CRC32 (big-endian throughout)."""
-    head = bytearray()
-    for name, value in headers:
-        raw_name, raw_value = name.encode(), value.encode()
-        head += bytes((len(raw_name),)) + raw_name + bytes((_STRING,)) + struct.pack(">H", len(raw_value)) + raw_value
-    prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
-    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + bytes(head) + payload
-    return message + struct.pack(">I", binascii.crc32(message))
+    """One event-stream message with string-valued HEADERS (wire/eventstream.py)."""
+    return eventstream.encode(eventstream.header_block(headers), payload)
 
 
-_CHUNK_HEADERS = [(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")]
+# Every chunk frame carries the same headers: their block is built once.
+_CHUNK_HEAD = eventstream.header_block([(":event-type", "chunk"), (":content-type", "application/json"),
+                                        (":message-type", "event")])
 # An Anthropic stream error type, and the Bedrock exception frame that says the same.
 EXCEPTION_NAMES: dict[str, str] = {
     "rate_limit_error": "throttlingException",
@@ -140,7 +135,7 @@ EXCEPTION_NAMES: dict[str, str] = {
 
 
 def chunk_message(event_json: bytes) -> bytes:
-    return encode_message(_CHUNK_HEADERS, b'{"bytes":"' + base64.b64encode(event_json) + b'"}')
+    return eventstream.encode(_CHUNK_HEAD, b'{"bytes":"' + binascii.b2a_base64(event_json, newline=False) + b'"}')
 
 
 def exception_message(error_type: str, message: str) -> bytes:
@@ -150,36 +145,51 @@ def exception_message(error_type: str, message: str) -> bytes:
 
 
 class SseToEventStream:
-    """Feed it Anthropic SSE bytes as they come; it returns the event-stream frames ready so far."""
+    """Feed it Anthropic SSE bytes as they come; it returns the event-stream frames ready so far.
+
+    Linear however the SSE is split (as wire/sse.StreamTap): an unfinished event is kept as a
+    list of pieces and joined once its blank line arrives; only the new bytes (and the one byte
+    before them, for a blank line split across reads) are searched."""
 
     __slots__ = ("_tail",)
 
     def __init__(self) -> None:
-        self._tail = b""
+        self._tail: list[bytes] = []
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._tail + chunk if self._tail else chunk
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._tail = data
+        if not chunk:
             return b""
-        self._tail = data[end + 2:]
+        tail = self._tail
+        end = chunk.rfind(b"\n\n")
+        if end >= 0:
+            data = b"".join((*tail, chunk[:end])) if tail else chunk[:end]
+            rest = chunk[end + 2:]
+        elif chunk[0] == 0x0A and tail and tail[-1].endswith(b"\n"):  # "...\n" | "\n..."
+            data, rest = b"".join(tail)[:-1], chunk[1:]
+        else:
+            tail.append(chunk)
+            return b""
+        self._tail = [rest] if rest else []
         out = []
-        for raw in data[:end].split(b"\n\n"):
+        for raw in data.split(b"\n\n"):
             pos = raw.find(b"data: ")
             if pos < 0:
                 continue
-            event = raw[pos + 6:].split(b"\n", 1)[0]
+            stop = raw.find(b"\n", pos)
+            event = raw[pos + 6:stop] if stop > 0 else raw[pos + 6:]
             if raw.startswith(b"event: error"):
-                try:
-                    error = orjson.loads(event).get("error") or {}
-                except (orjson.JSONDecodeError, AttributeError):
-                    error = {}
-                out.append(exception_message(str(error.get("type", "api_error")),
-                                             str(error.get("message", "the stream failed"))))
+                out.append(_error_message(event))
             else:
                 out.append(chunk_message(event))
         return b"".join(out)
+
+
+def _error_message(event: bytes) -> bytes:
+    try:
+        error = orjson.loads(event).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        error = {}
+    return exception_message(str(error.get("type", "api_error")), str(error.get("message", "the stream failed")))
 
 
 # ---------------------------------------------------------------------------------------------
