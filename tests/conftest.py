@@ -54,11 +54,19 @@ class Gateway:
 
     base_url: str
     key: str
-    key_id: str
     config: Path
     workdir: Path
     proc: subprocess.Popen[str]
     env: dict[str, str]
+    _key_id: str | None = None
+
+    @property
+    def key_id(self) -> str:
+        """KEY's id, looked up with `tollway keys list` the first time a test asks (few do)."""
+        if self._key_id is None:
+            listed = json.loads(self.cli("keys", "list", "--json").stdout)
+            self._key_id = next(k["id"] for k in listed if self.key.startswith(k["prefix"]))
+        return self._key_id
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a `tollway` command on this gateway's config and store."""
@@ -78,14 +86,25 @@ class Gateway:
         return out or ""
 
 
+# Where `tollway serve` (run in the gateway's workdir) hands over the key it creates on an empty
+# store: server.first_key_file's default, relative to its working directory.
+FIRST_KEY_FILE = "tollway-first-key"
+
+
 def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None,
                   serve_args: tuple[str, ...] = ()) -> Gateway:
-    """Write CONFIG, create a key with the CLI, start `tollway serve` (with SERVE_ARGS), wait until /ready."""
+    """Write CONFIG, start `tollway serve` (with SERVE_ARGS), wait until /ready, and return it with a
+    key: the first key `serve` creates on an empty store, as an operator gets it, or on a store
+    that already has keys (a restart) a new one from `tollway keys create`.
+
+    Taking the first key saves a CLI process per gateway (about a second of CPU, and the suite
+    starts hundreds of gateways on two cores)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config.setdefault("store", {"url": f"sqlite:///{workdir}/tollway.db"})
     path = workdir / "tollway.yaml"
     path.write_text(yaml.safe_dump(config))
-    created = json.loads(run_cli("keys", "create", "--name", "test", "--json", config=path, env=env).stdout)
+    first_key = workdir / FIRST_KEY_FILE
+    first_key.unlink(missing_ok=True)
     port = free_port()
     proc = subprocess.Popen(
         [str(BIN), "serve", "--config", str(path), "--port", str(port), *serve_args],
@@ -94,17 +113,22 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60  # generous: a loaded shared machine starts slowly
-    while time.monotonic() < deadline:
+    while True:
         if proc.poll() is not None:
             raise AssertionError(f"tollway exited early:\n{proc.stdout.read() if proc.stdout else ''}")
         try:
             if httpx.get(base + "/ready", timeout=0.5).status_code == 200:
-                return Gateway(base, created["key"], created["id"], path, workdir, proc, env or {})
+                break
         except httpx.HTTPError:
             pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("tollway did not become ready in 60 s")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("tollway did not become ready in 60 s")
+        time.sleep(0.05)
+    if first_key.exists():  # written before serve listens
+        return Gateway(base, first_key.read_text().strip(), path, workdir, proc, env or {})
+    created = json.loads(run_cli("keys", "create", "--name", "test", "--json", config=path, env=env).stdout)
+    return Gateway(base, created["key"], path, workdir, proc, env or {}, created["id"])
 
 
 NO_RETRIES = {"max_attempts": 1, "breaker_failures": 1000}

@@ -1,7 +1,9 @@
 """Budgets and limits when Redis restarts, goes away or stalls: nothing forgotten, nothing leaked.
 
-Each test runs its own `redis-server` (no persistence) on a free port and restarts, stops or
-SIGSTOPs it by PID; the shared Redis is never touched.
+Each test runs its own `redis-server` (no persistence, so it starts empty) and restarts, stops or
+SIGSTOPs it by PID; the shared Redis is never touched. The module's two gateways (fail_closed and
+fail_open) are shared: one private redis-server, restarted empty for each test, and keys of each
+test's own.
 """
 
 from __future__ import annotations
@@ -83,20 +85,44 @@ def until(check: Callable[[], Any], message: str, timeout: float = 15.0) -> Any:
     raise AssertionError(message)
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def private_redis(module_redis: RedisServer) -> RedisServer:
+    """The module's redis-server, restarted for each test: empty (it has no persistence)."""
+    module_redis.stop()
+    module_redis.start()
+    return module_redis
 
 
 def gateway(emulator: AnthropicEmulator, workdir: Path, url: str, policy: str) -> tuple[Gateway, Admin]:
     cfg = limits_config(emulator.base_url, backend="redis", redis_url=url, on_backend_error=policy)
     gw = start_gateway(workdir, cfg, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
     return gw, Admin(gw)
+
+
+@pytest.fixture(scope="module")
+def fail_closed(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory,
+                module_redis: RedisServer) -> Iterator[tuple[Gateway, Admin]]:
+    gw, admin = gateway(emulator, tmp_path_factory.mktemp("closed"), module_redis.url, "fail_closed")
+    yield gw, admin
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def fail_open(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory,
+              module_redis: RedisServer) -> Iterator[tuple[Gateway, Admin]]:
+    gw, admin = gateway(emulator, tmp_path_factory.mktemp("open"), module_redis.url, "fail_open")
+    yield gw, admin
+    gw.stop()
 
 
 def post(gw: Gateway, key: str, **extra: Any) -> httpx.Response:
@@ -116,86 +142,72 @@ def budgeted(admin: Admin, gw: Gateway, name: str, n: int, **limits: Any) -> tup
     return key, cost
 
 
-def test_budget_survives_a_redis_restart(emulator: AnthropicEmulator, tmp_path: Path,
-                                         private_redis: RedisServer) -> None:
-    gw, admin = gateway(emulator, tmp_path / "gw", private_redis.url, "fail_closed")
-    try:
-        key, cost = budgeted(admin, gw, "restarted", 6)
-        assert [post(gw, key["key"]).status_code for _ in range(4)] == [200] * 4
-        admin.ledger(key["id"], 4)
-        private_redis.stop()
-        private_redis.start()  # empty: the budget key is gone
-        assert private_redis.client().exists(budget_key(key["id"])) == 0
-        statuses = [post(gw, key["key"]).status_code for _ in range(4)]
-        assert statuses == [200, 200, 429, 429]  # seeded from the ledger: 4 spent, 2 left
-        spent = int(private_redis.client().hget(budget_key(key["id"]), "spent") or 0)
-        assert spent == 6 * cost
-    finally:
-        gw.stop()
+def test_budget_survives_a_redis_restart(fail_closed: tuple[Gateway, Admin], private_redis: RedisServer) -> None:
+    gw, admin = fail_closed
+    key, cost = budgeted(admin, gw, "restarted", 6)
+    assert [post(gw, key["key"]).status_code for _ in range(4)] == [200] * 4
+    admin.ledger(key["id"], 4)
+    private_redis.stop()
+    private_redis.start()  # empty: the budget key is gone
+    assert private_redis.client().exists(budget_key(key["id"])) == 0
+    statuses = [post(gw, key["key"]).status_code for _ in range(4)]
+    assert statuses == [200, 200, 429, 429]  # seeded from the ledger: 4 spent, 2 left
+    spent = int(private_redis.client().hget(budget_key(key["id"]), "spent") or 0)
+    assert spent == 6 * cost
 
 
 def test_spend_during_a_fail_open_outage_is_counted_when_redis_returns(
-        emulator: AnthropicEmulator, tmp_path: Path, private_redis: RedisServer) -> None:
-    gw, admin = gateway(emulator, tmp_path / "gw", private_redis.url, "fail_open")
-    try:
-        key, cost = budgeted(admin, gw, "outage", 6)
-        assert [post(gw, key["key"]).status_code for _ in range(2)] == [200, 200]
-        private_redis.stop()
-        # Redis is down: fail_open serves, past the budget.
-        assert [post(gw, key["key"]).status_code for _ in range(6)] == [200] * 6
-        admin.ledger(key["id"], 8)
-        private_redis.start()
-        resp = post(gw, key["key"])
-        assert resp.status_code == 429, resp.text  # 8 spent of 6: nothing more
-        assert f"${8 * cost / 1e6:.4f} spent" in resp.json()["error"]["message"]
-    finally:
-        gw.stop()
+        fail_open: tuple[Gateway, Admin], private_redis: RedisServer) -> None:
+    gw, admin = fail_open
+    key, cost = budgeted(admin, gw, "outage", 6)
+    assert [post(gw, key["key"]).status_code for _ in range(2)] == [200, 200]
+    private_redis.stop()
+    # Redis is down: fail_open serves, past the budget.
+    assert [post(gw, key["key"]).status_code for _ in range(6)] == [200] * 6
+    admin.ledger(key["id"], 8)
+    private_redis.start()
+    resp = post(gw, key["key"])
+    assert resp.status_code == 429, resp.text  # 8 spent of 6: nothing more
+    assert f"${8 * cost / 1e6:.4f} spent" in resp.json()["error"]["message"]
 
 
 def test_spend_during_a_fail_open_stall_is_added_when_redis_answers(
-        emulator: AnthropicEmulator, tmp_path: Path, private_redis: RedisServer) -> None:
-    gw, admin = gateway(emulator, tmp_path / "gw", private_redis.url, "fail_open")
+        fail_open: tuple[Gateway, Admin], private_redis: RedisServer) -> None:
+    gw, admin = fail_open
+    key, cost = budgeted(admin, gw, "stalled", 10)
+    assert post(gw, key["key"]).status_code == 200
+    bkey = budget_key(key["id"])
+    r = private_redis.client()
+    until(lambda: int(r.hget(bkey, "spent") or 0) == cost, "the first request was not settled")
+    private_redis.pause()
     try:
-        key, cost = budgeted(admin, gw, "stalled", 10)
-        assert post(gw, key["key"]).status_code == 200
-        bkey = budget_key(key["id"])
-        r = private_redis.client()
-        until(lambda: int(r.hget(bkey, "spent") or 0) == cost, "the first request was not settled")
-        private_redis.pause()
-        try:
-            assert [post(gw, key["key"]).status_code for _ in range(3)] == [200] * 3  # each after a 1 s timeout
-        finally:
-            private_redis.resume()
-        assert post(gw, key["key"]).status_code == 200  # Redis answers again: the stall's spend is added
-        until(lambda: int(r.hget(bkey, "spent") or 0) == 5 * cost and int(r.hget(bkey, "reserved") or 0) == 0,
-              f"budget key holds {r.hgetall(bkey)}, not 5 requests' spend and nothing reserved")
+        assert [post(gw, key["key"]).status_code for _ in range(3)] == [200] * 3  # each after a 1 s timeout
     finally:
-        gw.stop()
+        private_redis.resume()
+    assert post(gw, key["key"]).status_code == 200  # Redis answers again: the stall's spend is added
+    until(lambda: int(r.hget(bkey, "spent") or 0) == 5 * cost and int(r.hget(bkey, "reserved") or 0) == 0,
+          f"budget key holds {r.hgetall(bkey)}, not 5 requests' spend and nothing reserved")
 
 
 def test_a_stall_leaks_no_slot_and_no_reservation_for_refused_requests(
-        emulator: AnthropicEmulator, tmp_path: Path, private_redis: RedisServer) -> None:
-    gw, admin = gateway(emulator, tmp_path / "gw", private_redis.url, "fail_closed")
+        fail_closed: tuple[Gateway, Admin], private_redis: RedisServer) -> None:
+    gw, admin = fail_closed
+    key, cost = budgeted(admin, gw, "leak", 10, concurrent=1)
+    r = private_redis.client()
+    conc, bkey = f"tw:key:{key['id']}:conc", budget_key(key["id"])
+    assert post(gw, key["key"]).status_code == 200
+    private_redis.pause()
     try:
-        key, cost = budgeted(admin, gw, "leak", 10, concurrent=1)
-        r = private_redis.client()
-        conc, bkey = f"tw:key:{key['id']}:conc", budget_key(key["id"])
-        assert post(gw, key["key"]).status_code == 200
-        private_redis.pause()
-        try:
-            resp = post(gw, key["key"])
-            assert resp.status_code == 529 and resp.json()["error"]["type"] == "overloaded_error"
-            # The caller gives up while the admission waits on the stalled Redis.
-            with pytest.raises(httpx.TimeoutException):
-                httpx.post(gw.base_url + "/v1/messages", headers={"x-api-key": key["key"]},
-                           json={**PROMPT, "model": "tollway-mock"}, timeout=0.3)
-        finally:
-            private_redis.resume()
-        until(lambda: r.get(conc) in (b"0", None) and int(r.hget(bkey, "reserved") or 0) == 0,
-              f"leaked: conc={r.get(conc)!r} budget={r.hgetall(bkey)}")
-        assert int(r.hget(bkey, "spent") or 0) == cost
-        assert r.keys("tw:rid:*") == [] or all(r.get(k) == b"released" for k in r.keys("tw:rid:*"))
-        assert post(gw, key["key"]).status_code == 200  # the slot is free
+        resp = post(gw, key["key"])
+        assert resp.status_code == 529 and resp.json()["error"]["type"] == "overloaded_error"
+        # The caller gives up while the admission waits on the stalled Redis.
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(gw.base_url + "/v1/messages", headers={"x-api-key": key["key"]},
+                       json={**PROMPT, "model": "tollway-mock"}, timeout=0.3)
     finally:
-        gw.stop()
-
+        private_redis.resume()
+    until(lambda: r.get(conc) in (b"0", None) and int(r.hget(bkey, "reserved") or 0) == 0,
+          f"leaked: conc={r.get(conc)!r} budget={r.hgetall(bkey)}")
+    assert int(r.hget(bkey, "spent") or 0) == cost
+    assert r.keys("tw:rid:*") == [] or all(r.get(k) == b"released" for k in r.keys("tw:rid:*"))
+    assert post(gw, key["key"]).status_code == 200  # the slot is free

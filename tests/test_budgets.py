@@ -27,10 +27,22 @@ MODEL = "claude-sonnet-4-5-20250929"  # $3/M input, $3.75/M cache write, $15/M o
 INPUT, WRITE, READ, OUTPUT = 3.0, 3.75, 0.3, 15.0
 
 
+# One alias of MODEL per burst: the estimator learns per model id, so each burst meets a model
+# nothing was learned about yet (a cold start) on the module's one gateway.
+BURSTS = [(mode, output) for mode in ("strict", "expected") for output in (1000, 8000)]
+
+
+def burst_model(mode: str, output: int) -> str:
+    return f"burst-{mode}-{output}"
+
+
 @pytest.fixture(scope="module")
 def gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gateway = start_gateway(tmp_path_factory.mktemp("budgets"), limits_config(emulator.base_url),
-                            env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
+    config = limits_config(emulator.base_url)
+    sonnet = next(m for m in config["models"] if m["id"] == MODEL)
+    config["models"] += [{**sonnet, "id": burst_model(*b), "upstream": {**sonnet["upstream"], "model": MODEL}}
+                         for b in BURSTS]
+    gateway = start_gateway(tmp_path_factory.mktemp("budgets"), config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
     yield gateway
     gateway.stop()
 
@@ -169,8 +181,8 @@ def test_never_ending_stream_is_cut_off_past_max_tokens(gw: Gateway, admin: Admi
 CJK = "数据治理与预算控制" * 240  # 2,160 characters, 6,480 bytes: about one token per character
 
 
-def burst_body(max_tokens: int) -> bytes:
-    return orjson.dumps({"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": CJK}]})
+def burst_body(model: str, max_tokens: int) -> bytes:
+    return orjson.dumps({"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": CJK}]})
 
 
 async def _burst(url: str, key: str, body: bytes, n: int) -> list[int]:
@@ -184,23 +196,16 @@ async def _burst(url: str, key: str, body: bytes, n: int) -> list[int]:
         return await asyncio.gather(*(one() for _ in range(n)))
 
 
-@pytest.fixture
-def fresh(emulator: AnthropicEmulator, tmp_path: Any) -> Iterator[tuple[Gateway, Admin]]:
-    """A gateway of its own: nothing learned yet about the model's answers (a cold start)."""
-    gateway = start_gateway(tmp_path, limits_config(emulator.base_url), env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
-    yield gateway, Admin(gateway)
-    gateway.stop()
-
-
 def run_burst(gw: Gateway, admin: Admin, upstream: AnthropicEmulator, mode: str, output: int,
               max_tokens: int = 8000, budget: float = 1.0) -> dict[str, Any]:
-    """50 requests at once on a cold gateway; every answer bills 2,170 input tokens (CJK: a token per
-    character) and OUTPUT tokens. Returns what docs/budgets.md reports."""
+    """50 requests at once on a cold start (a model alias of this burst's own, nothing learned about
+    its answers yet); every answer bills 2,170 input tokens (CJK: a token per character) and OUTPUT
+    tokens. Returns what docs/budgets.md reports."""
     key = admin.key(f"burst-{mode}-{output}", budget_usd=budget, budget_mode=mode)
     upstream.reset()
     upstream.script(*(JSONReply(200, default_message(MODEL, input_tokens=2170, output_tokens=output), delay=0.05)
                       for _ in range(50)))
-    body = burst_body(max_tokens)
+    body = burst_body(burst_model(mode, output), max_tokens)
     statuses = asyncio.run(_burst(gw.base_url, key["key"], body, 50))
     rows = admin.ledger(key["id"], 50)
     spent = sum(r["cost_micros"] for r in rows)
@@ -218,16 +223,16 @@ def run_burst(gw: Gateway, admin: Admin, upstream: AnthropicEmulator, mode: str,
 
 
 @pytest.mark.parametrize("output", [1000, 8000])
-def test_burst_in_strict_mode_never_overspends(fresh: tuple[Gateway, Admin], upstream: AnthropicEmulator,
+def test_burst_in_strict_mode_never_overspends(gw: Gateway, admin: Admin, upstream: AnthropicEmulator,
                                                output: int) -> None:
-    r = run_burst(*fresh, upstream, "strict", output)
+    r = run_burst(gw, admin, upstream, "strict", output)
     assert r["spent"] <= r["budget"] and r["overshoot"] == 0
 
 
 @pytest.mark.parametrize("output", [1000, 8000])
 def test_burst_in_expected_mode_overshoots_at_most_the_unreserved_part(
-        fresh: tuple[Gateway, Admin], upstream: AnthropicEmulator, output: int) -> None:
-    r = run_burst(*fresh, upstream, "expected", output)
+        gw: Gateway, admin: Admin, upstream: AnthropicEmulator, output: int) -> None:
+    r = run_burst(gw, admin, upstream, "expected", output)
     assert r["overshoot"] <= r["bound"]
     if output <= 4096:  # answers within the expectation: no overshoot at all
         assert r["overshoot"] == 0

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from tollway.config import LimitsConfig, ModelConfig, Pricing
-from tollway.governance.estimate import GuardedTap, History, body_size
+from tollway.governance.estimate import GuardedTap, History, StreamCut, body_size
 from tollway.governance.limit_backends import MemoryBackend, RedisBackend
 from tollway.governance.limits import Estimate, Limiter, LimitRule, denial_message
 from tollway.upstream.base import UpstreamFailure
@@ -321,3 +321,30 @@ def test_stream_stops_at_the_budget_left() -> None:
             tap.feed(_delta("w" * 400))
     assert cut.value.error_type == "rate_limit_error" and "budget reached" in cut.value.message
     assert 60_000 - 100 * 15 <= tap.running_cost() < 60_000  # the crossing chunk was withheld, not billed
+
+
+@pytest.mark.parametrize("read_size", [1 << 20, 65_536, 4096, 777])
+def test_stream_stops_at_the_same_event_however_the_upstream_bytes_were_read(read_size: int) -> None:
+    """The budget cut is per event: a busy gateway that reads message_start and hundreds of deltas
+    in one chunk relays and bills the events before the crossing one, exactly as when it reads
+    them one at a time — never nothing (which would bill $0 for the input the upstream used)."""
+    pricing = Pricing(input=3.0, output=15.0)
+    events = [frame({"type": "message_start", "message": {"usage": {"input_tokens": 10_000, "output_tokens": 1}}}),
+              *(_delta("v" * 400) for _ in range(2000))]
+    stream = b"".join(events)
+
+    def run(chunks: list[bytes]) -> tuple[int, bytes, bool]:
+        tap, relayed = GuardedTap(100_000, pricing, allowance=60_000), b""
+        with pytest.raises(StreamCut) as cut:
+            for chunk in chunks:
+                tap.feed(chunk)
+                relayed += chunk
+        assert cut.value.error_type == "rate_limit_error"
+        relayed += cut.value.relay
+        # Whole events relayed (a chunk relayed before the cut may have begun the crossing event).
+        return tap.running_cost(), relayed[:relayed.rfind(b"\n\n") + 2], tap.at_boundary
+
+    cost, relayed, at_boundary = run(events)
+    assert 30_015 < cost < 60_000 and relayed.startswith(events[0]) and at_boundary
+    chunked = run([stream[at:at + read_size] for at in range(0, len(stream), read_size)])
+    assert chunked[:2] == (cost, relayed)

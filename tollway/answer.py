@@ -101,6 +101,8 @@ class Answer:
                 tap.feed(chunk)
                 yield chunk
         except UpstreamFailure as exc:
+            if exc.relay:  # a tap's cut-off: the whole events before it still go out
+                yield exc.relay
             tap.error = exc.error_type
             log.warning("upstream stream failed", extra={
                 "request_id": call.request_id, "model": call.upstream_model, "deployment": call.deployment,

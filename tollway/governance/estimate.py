@@ -150,13 +150,22 @@ def clamp_output(usage: Usage, max_tokens: Any, request_id: str, model: str) -> 
     return True
 
 
+class StreamCut(UpstreamFailure):
+    """A stream cut off by the tap, with the bytes of the cutting chunk that are still relayed
+    (whole events before the one that would cross the cut-off)."""
+
+    def __init__(self, failure: UpstreamFailure, relay: bytes) -> None:
+        super().__init__(failure.status, failure.error_type, failure.message)
+        self.relay = relay
+
+
 class GuardedTap(StreamTap):
     """The metering tap with two cut-offs the relay enforces on its own (it calls `feed` per
     chunk and turns an UpstreamFailure into an `event: error`): output past max_tokens plus a
     margin, and, when configured, a running cost that reaches what was left of the budget.
 
-    The chunk that would cross a cut-off is withheld: neither relayed nor billed, so a stream
-    stopped at the budget is billed less than what was left."""
+    The event that would cross a cut-off is withheld (with the rest of its chunk): neither
+    relayed nor billed, so a stream stopped at the budget is billed less than what was left."""
 
     __slots__ = ("_allowance", "_cut_bytes", "_cut_tokens", "_max_tokens", "_pricing")
 
@@ -189,19 +198,47 @@ class GuardedTap(StreamTap):
                                    "stopped it. Raise the budget or wait for its reset.")
         return None
 
-    def feed(self, chunk: bytes) -> None:
-        """Take in a chunk, unless it carries the stream past a cut-off: then the tap is put back
-        as it was (the chunk is neither relayed nor billed) and the relay ends the stream."""
+    def _state(self) -> tuple[Any, ...]:
         u = self.usage
-        before = (self._tail, self.delta_bytes, self.saw_delta, self.saw_stop, self.error, self.stop_reason,
-                  self.model, u.input_tokens, u.output_tokens, u.cache_creation_input_tokens,
-                  u.cache_read_input_tokens, len(self.capture) if self.capture is not None else 0)
+        return (list(self._tail), self._held, self._skipping, self.delta_bytes, self.saw_delta, self.saw_stop,
+                self.error, self.stop_reason, self.model, u.input_tokens, u.output_tokens,
+                u.cache_creation_input_tokens, u.cache_read_input_tokens,
+                len(self.capture) if self.capture is not None else 0)
+
+    def _restore(self, state: tuple[Any, ...]) -> None:
+        u = self.usage
+        (self._tail, self._held, self._skipping, self.delta_bytes, self.saw_delta, self.saw_stop, self.error,
+         self.stop_reason, self.model, u.input_tokens, u.output_tokens, u.cache_creation_input_tokens,
+         u.cache_read_input_tokens, kept) = state
+        if self.capture is not None:
+            del self.capture[kept:]
+
+    def feed(self, chunk: bytes) -> None:
+        """Take in a chunk, unless it carries the stream past a cut-off: then the events of the
+        chunk before the one that crosses it are taken in (the relay sends them, `StreamCut.relay`)
+        and the rest is neither relayed nor billed; the relay ends the stream.
+
+        The cut is per event, not per chunk: how the upstream's bytes were split into reads (a
+        busy gateway reads many events at once) must not change what is relayed and billed —
+        a whole read withheld could drop the `message_start` and bill nothing for the input
+        the upstream consumed."""
+        before = self._state()
         super().feed(chunk)
         over = self._over()
         if over is None:
             return
-        (self._tail, self.delta_bytes, self.saw_delta, self.saw_stop, self.error, self.stop_reason, self.model,
-         u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens, kept) = before
-        if self.capture is not None:
-            del self.capture[kept:]
-        raise over
+        # Rare (once per stream at most): feed again up to each event end, to find the crossing one.
+        self._restore(before)
+        relayed, start = 0, 0
+        while (end := chunk.find(b"\n\n", start)) >= 0:
+            start = end + 2
+            state = self._state()
+            super().feed(chunk[relayed:start])
+            if (crossed := self._over()) is not None:
+                over = crossed
+                self._restore(state)
+                break
+            relayed = start
+        # (Without a break, only a partial event is left after `relayed`: it is not relayed either.)
+        raise StreamCut(over, chunk[:relayed])
+

@@ -17,6 +17,9 @@ class UpstreamFailure(Refusal):
     """The upstream could not be reached or broke off; becomes 502/504 (or an SSE error event)."""
 
     error_type: str
+    # Bytes still relayed before the error frame: whole events a stream tap took in before its
+    # cut-off (governance.estimate.StreamCut); none for any other failure.
+    relay: bytes = b""
 
     def __init__(self, status: int, error_type: str, message: str) -> None:
         super().__init__(status, message, error_type)
