@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from tollway.admin.context import AdminContext, AdminError
@@ -221,7 +221,9 @@ def require_org(permission: str) -> Callable[..., Awaitable[AdminPrincipal]]:
     groups or to oneself is refused (403, audited) rather than shown other groups' rows."""
     check = require(permission)
 
-    async def dependency(request: Request, who: Annotated[AdminPrincipal, Depends(check)]) -> AdminPrincipal:
+    async def dependency(request: Request, _key: Annotated[str | None, Security(ADMIN_KEY_HEADER)] = None,
+                         _bearer: Annotated[Any, Security(ADMIN_BEARER)] = None) -> AdminPrincipal:
+        who = await check(request)
         if who.scoped:
             raise forbid(request, who, f"this view covers the whole organisation; the {who.role} role reaches only "
                                        "its own groups (use /usage and /keys, which are filtered to them)")

@@ -1,6 +1,6 @@
 // What happened and who did it: the audit log with its chain verification, and alert deliveries.
 import { api } from "./api.js";
-import { el, fields, fmt, input, query, reportError, select, table } from "./dom.js";
+import { confirmButton, el, fields, fmt, input, query, reportError, select, table } from "./dom.js";
 
 function verificationText(v) {
   if (v.state === "never") return ["muted", "Not verified yet in this gateway process."];
@@ -61,13 +61,7 @@ export async function audit(root) {
 
 const asList = (d) => (Array.isArray(d) ? d : (d && Array.isArray(d.data) ? d.data : []));
 
-function generic(id, rows) {
-  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))].slice(0, 10);
-  const cell = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : v);
-  return table(id, cols.map((c) => ({ label: c, get: (r) => cell(r[c]) })), rows);
-}
-
-export async function alerts(root) {
+export async function alerts(root, ctx) {
   let rules;
   try {
     rules = await api("GET", "/alerts");
@@ -78,7 +72,50 @@ export async function alerts(root) {
     }
     throw e;
   }
-  const deliveries = await api("GET", "/alerts/deliveries").catch((e) => { if (e.status === 404) return []; throw e; });
-  root.append(el("h2", { text: "Rules" }), generic("alert-rules", asList(rules)),
-    el("h2", { text: "Delivery log" }), generic("alert-deliveries", asList(deliveries)));
+  const canWrite = !ctx || !ctx.me || !ctx.me.permissions || ctx.me.permissions.includes("alerts.write");
+  const rulesOut = el("div", { id: "alert-rules-out" });
+  const deliveriesOut = el("div", { id: "alert-deliveries-out" });
+  const draw = async () => {
+    rules = await api("GET", "/alerts");
+    const byId = Object.fromEntries(rules.map((r) => [r.id, r.name]));
+    rulesOut.replaceChildren(table("alert-rules", [
+      { label: "Name", get: (r) => r.name }, { label: "Kind", get: (r) => r.kind },
+      { label: "Applies to", get: (r) => (r.scope ? `${r.scope} ${r.scope_id || "(every one)"}` : "every budget") },
+      { label: "Fires at", get: (r) => (r.kind === "budget" ? r.thresholds.map((t) => `${t} %`).join(", ")
+        : `${Math.round(r.error_rate * 100)} % errors over ${r.window_seconds} s (≥ ${r.min_requests} requests)`) },
+      { label: "Webhook", get: (r) => `${r.webhook} (${r.format})` }, { label: "Enabled", get: (r) => (r.enabled ? "yes" : "no") },
+      { label: "", get: (r) => (canWrite ? confirmButton(`alert-delete-${r.id}`, "Delete", async () => {
+        try { await api("DELETE", `/alerts/${encodeURIComponent(r.id)}`); await draw(); } catch (e) { reportError(e); }
+      }) : null) },
+    ], rules));
+    const deliveries = await api("GET", "/alerts/deliveries");
+    deliveriesOut.replaceChildren(table("alert-deliveries", [
+      { label: "Created", get: (d) => fmt.ts(d.created_at) }, { label: "Rule", get: (d) => byId[d.rule_id] || d.rule_id },
+      { label: "Event", get: (d) => (d.event.type === "budget_threshold"
+        ? `${d.event.scope || ""} ${d.event.name || d.event.scope_id || ""}: ${Math.round(d.event.percent_used)} % of its budget (threshold ${d.event.threshold} %)`
+        : `${d.event.errors} of ${d.event.requests} requests failed (threshold ${Math.round(d.event.threshold * 100)} %)`) },
+      { label: "Status", get: (d) => d.status }, { label: "Attempts", get: (d) => d.attempts, num: true },
+      { label: "Last answer", get: (d) => (d.last_status ? String(d.last_status) : d.last_error) },
+      { label: "Delivered", get: (d) => (d.delivered_at ? fmt.ts(d.delivered_at) : null) },
+    ], asList(deliveries)));
+  };
+  if (canWrite) {
+    const form = el("form", { class: "row", id: "alert-form" },
+      input("name", "Name", { id: "alert-name", required: true }),
+      select("kind", "Kind", [["budget", "budget thresholds"], ["error_rate", "error-rate spike"]], { id: "alert-kind" }),
+      input("thresholds", "Thresholds (%)", { id: "alert-thresholds", value: "50, 80, 100" }),
+      input("webhook_url", "Webhook URL", { id: "alert-webhook", type: "url", required: true }),
+      select("format", "Payload", [["json", "JSON"], ["slack", "Slack"]], { id: "alert-format" }),
+      el("button", { type: "submit", id: "alert-save", text: "Add rule" }));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = fields(form);
+      const body = { name: f.name, kind: f.kind, webhook_url: f.webhook_url, format: f.format };
+      if (f.kind === "budget" && f.thresholds) body.thresholds = f.thresholds.split(",").map((t) => Number(t.trim()));
+      try { await api("POST", "/alerts", body); form.reset(); await draw(); } catch (e) { reportError(e); }
+    });
+    root.append(form);
+  }
+  root.append(el("h2", { text: "Rules" }), rulesOut, el("h2", { text: "Delivery log" }), deliveriesOut);
+  await draw();
 }
