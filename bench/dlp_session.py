@@ -14,12 +14,14 @@ new content every time (a cold DLP scan of all of it).
 
     .venv/bin/python bench/dlp_session.py                  # 12 sessions
     .venv/bin/python bench/dlp_session.py --sessions 30 --json
+    .venv/bin/python bench/dlp_session.py --in-process     # DLP alone, in this process (CPU per request)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -86,36 +88,45 @@ async def play(port: int, key: str, pid: int, sessions: int, bucket: int) -> dic
     }
 
 
-async def added_latency(direct_port: int, port: int, key: str, rounds: int) -> dict[str, Any]:
-    """p50 of a 120 KB request direct vs through Tollway, same body and fresh bodies, alternating."""
+@functools.lru_cache(maxsize=1)
+def _base_120kb() -> dict[str, Any]:
     base = corpus.build_request(planted=False, target_kb=120, seed=5)
     base["model"], base["stream"], base["max_tokens"] = run.MODEL, False, 1024
+    return base
 
-    def body(fresh: int | None) -> bytes:
-        b = (
-            base
-            if fresh is None
-            else {**base, "messages": [*base["messages"][:-1], {"role": "user", "content": f"variant {fresh}"}]}
-        )
-        if fresh is not None:  # new content in every unit: a system prompt no scan has seen
-            b = {
-                **b,
-                "system": [{"type": "text", "text": f"session {fresh}: " + base["system"][1]["text"]}],
-                "tools": [{**t, "description": f"{fresh} {t['description']}"} for t in base["tools"]],
-                "messages": [
-                    {**m, "content": f"{fresh} {m['content']}"}
-                    if isinstance(m["content"], str)
-                    else {
-                        **m,
-                        "content": [
-                            {**c, "text": f"{fresh} {c['text']}"} if c.get("type") == "text" else c
-                            for c in m["content"]
-                        ],
-                    }
-                    for m in b["messages"]
-                ],
-            }
-        return json.dumps(b, separators=(",", ":")).encode()
+
+def request_120kb(fresh: int | None) -> bytes:
+    """The 120 KB request: the same bytes every time (``fresh`` None), or new content in every unit."""
+    base = _base_120kb()
+    b = (
+        base
+        if fresh is None
+        else {**base, "messages": [*base["messages"][:-1], {"role": "user", "content": f"variant {fresh}"}]}
+    )
+    if fresh is not None:  # new content in every unit: a system prompt no scan has seen
+        b = {
+            **b,
+            "system": [{"type": "text", "text": f"session {fresh}: " + base["system"][1]["text"]}],
+            "tools": [{**t, "description": f"{fresh} {t['description']}"} for t in base["tools"]],
+            "messages": [
+                {**m, "content": f"{fresh} {m['content']}"}
+                if isinstance(m["content"], str)
+                else {
+                    **m,
+                    "content": [
+                        {**c, "text": f"{fresh} {c['text']}"} if c.get("type") == "text" else c
+                        for c in m["content"]
+                    ],
+                }
+                for m in b["messages"]
+            ],
+        }
+    return json.dumps(b, separators=(",", ":")).encode()
+
+
+async def added_latency(direct_port: int, port: int, key: str, rounds: int) -> dict[str, Any]:
+    """p50 of a 120 KB request direct vs through Tollway, same body and fresh bodies, alternating."""
+    body = request_120kb
 
     out: dict[str, Any] = {"kb": round(len(body(None)) / 1024, 1)}
     for label, fresh in (("same_body", False), ("fresh_body", True)):
@@ -143,6 +154,50 @@ async def added_latency(direct_port: int, port: int, key: str, rounds: int) -> d
     return out
 
 
+def in_process(sessions: int, bucket: int, rounds: int) -> dict[str, Any]:
+    """DLP alone: ``DlpEngine.ainspect`` (default policy) in this process, CPU per request (process time, so a
+    scan in a worker thread counts), for the same session turns and the 120 KB request. Unlike the gateway
+    figures, this is not rounded to /proc's 10 ms ticks, and other processes' load inflates it less."""
+    import orjson
+
+    from tollway.governance.dlp import DlpEngine
+    from tollway.governance.dlp.policy import DlpConfig
+
+    async def measure() -> dict[str, Any]:
+        engine = DlpEngine(DlpConfig())
+        engine.wait_ready()
+        early: list[float] = []
+        late: list[float] = []
+        for s in range(sessions):
+            turns = session_turns(seed=1000 + s)
+            for i, raw in enumerate(turns):
+                body = orjson.loads(raw)
+                started = time.process_time()
+                await engine.ainspect(body)
+                used = time.process_time() - started
+                if i < bucket:
+                    early.append(used)
+                elif i >= len(turns) - bucket:
+                    late.append(used)
+        same: list[float] = []
+        fresh: list[float] = []
+        for i in range(rounds + 1):
+            for out, payload in ((same, request_120kb(None)), (fresh, request_120kb(10_000 + i))):
+                body = orjson.loads(payload)
+                started = time.process_time()
+                await engine.ainspect(body)
+                if i:
+                    out.append(time.process_time() - started)
+        return {
+            "early_cpu_ms_per_request": round(statistics.mean(early) * 1000, 3),
+            "late_cpu_ms_per_request": round(statistics.mean(late) * 1000, 3),
+            "kb_120_same_body_cpu_ms_p50": round(statistics.median(same) * 1000, 3),
+            "kb_120_fresh_body_cpu_ms_p50": round(statistics.median(fresh) * 1000, 3),
+        }
+
+    return asyncio.run(measure())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=12)
@@ -151,7 +206,15 @@ def main() -> int:
     parser.add_argument("--dlp", choices=("on", "off"), default="on",
                         help="off: the same run with dlp.enabled false, to see what DLP itself costs")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--in-process", action="store_true",
+                        help="only DLP's own CPU per request, in this process (no upstream, no gateway)")
     args = parser.parse_args()
+    if args.in_process:
+        alone = in_process(args.sessions, args.bucket, args.rounds)
+        alone["load_average_1min"] = round(os.getloadavg()[0], 2)
+        alone["matcher"] = os.environ.get("TOLLWAY_DLP_MATCHER", "auto")
+        print(json.dumps(alone, indent=2))
+        return 0
     procs = run.Processes()
     with tempfile.TemporaryDirectory(prefix="tollway-dlp-session-") as tmp_name:
         tmp = Path(tmp_name)

@@ -7,6 +7,8 @@ import random
 import phonenumbers
 import pytest
 
+from tollway.governance.dlp.candidates import Builtin
+from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.phones import valid_international, valid_national
 from tollway.governance.dlp.policy import DEFAULT_PHONE_REGIONS
 
@@ -60,3 +62,47 @@ def test_international_checks_agree_with_phonenumbers(region: str) -> None:
         candidate = digits[:2] + "".join(rng.choice("0123456789") for _ in digits[2:])
         expected = phonenumbers.is_valid_number(phonenumbers.parse("+" + candidate, None))
         assert valid_international(candidate) == expected, candidate
+
+
+_TYPES = [getattr(phonenumbers.PhoneNumberType, t) for t in (
+    "FIXED_LINE", "MOBILE", "TOLL_FREE", "PREMIUM_RATE", "SHARED_COST", "VOIP", "PERSONAL_NUMBER", "PAGER", "UAN",
+    "VOICEMAIL")]
+
+
+@pytest.mark.parametrize("region", DEFAULT_PHONE_REGIONS)
+def test_the_quick_reject_never_rejects_a_valid_number(region: str) -> None:
+    """Valid numbers of every type (examples with new last digits), checked against all the default regions at
+    once, as the engine does: the one-regex reject per digit-group shape lets every one of them through."""
+    rng = random.Random(region + "quick")
+    numbers = Numbers(DEFAULT_PHONE_REGIONS)
+    valid = 0
+    for t in _TYPES:
+        example = phonenumbers.example_number_for_type(region, t)
+        if example is None:
+            continue
+        parts = _GROUPS.findall(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL))
+        if len(parts) < 2:  # a national number in one group is never a candidate (Numbers._phone)
+            continue
+        for _ in range(15):
+            digits = "".join(parts)
+            digits = digits[:-3] + "".join(rng.choice("0123456789") for _ in range(3))
+            variant, k = [], 0
+            for p in parts:
+                variant.append(digits[k:k + len(p)])
+                k += len(p)
+            if not reference_national(variant, region):
+                continue
+            valid += 1
+            regions = numbers.by_length[len(digits)]
+            assert region in regions
+            assert valid_national(variant, regions), (region, variant)
+    assert valid >= 10, region
+
+
+def test_no_number_outlives_the_scan_that_saw_it() -> None:
+    """Digit runs are memoised within one scan (a repeated number is checked once), never across scans."""
+    builtin = Builtin(DEFAULT_PHONE_REGIONS)
+    text = "call (212) 555-0134 or (212) 555-0134; card 4111 1111 1111 1111"
+    kinds = [kind for _s, _e, kind in builtin.scan(text)]
+    assert kinds == ["phone_number", "phone_number", "payment_card"]
+    assert builtin.numbers._memo == {}

@@ -46,6 +46,8 @@ reason). Digit runs must start a run and hold at least 9 digits before they leav
 keeps dates, times and most numbers out of Python. The regex only finds candidates; checksums
 (Luhn, IBAN mod 97), ranges (SSN), ``phonenumbers`` and the other checks run in Python on those
 candidates alone. Custom patterns are compiled separately and cost one pass per string each.
+With the ``hyperscan`` wheel, ``prefilter`` finds in one SIMD pass the positions where the regex can
+match, and the regex is tried there alone (docs/dlp.md, "Matcher and the event loop").
 
 Why not ``detect-secrets``: measured here (1.5.0), its ``scan_line`` over a 200 KB request takes
 about 3.8 s, three orders of magnitude over the 5 ms budget, because it runs every plugin's
@@ -56,9 +58,11 @@ hashes and UUIDs, which fill coding-agent traffic. The secret patterns here foll
 
 Layout: ``policy`` (the config models; imports nothing of ours), ``result`` (findings, errors,
 ``RegexDetector``), ``text`` (character classes), the detectors by family (``secrets``,
-``assignments``, ``numbers``, ``pii``), ``candidates`` (the combined matcher), ``scan`` (one
-request) and ``engine`` (``DlpEngine``). Imports point one way, from ``engine`` down to ``policy``
-and ``result``.
+``assignments``, ``numbers`` and ``phones``, ``pii``, ``placeholders``), ``prefilter`` (Hyperscan),
+``candidates`` (the combined matcher), ``walk`` (content units), ``cache`` (the process's verdict
+cache), ``shared`` (the verdicts shared in Redis), ``scan`` (one request), ``engine`` (``DlpEngine``)
+and ``metrics`` (its Prometheus collector). Imports point one way, from ``engine`` down to
+``policy`` and ``result``.
 
 The names other code uses are importable from here; they are loaded on first use, so importing the
 config models (``tollway.governance.dlp.policy``) does not load the detectors and ``phonenumbers``.

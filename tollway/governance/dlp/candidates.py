@@ -140,8 +140,7 @@ class Builtin:
         self.handlers = handlers
 
     def forget(self) -> None:
-        """Drop what the validators remember of values already seen (digit runs, phone numbers): benchmarks
-        call it so that every run measures new text."""
+        """Drop what the validators remember of the values of a scan (digit runs); done after every scan."""
         self.numbers.forget()
 
     def compile_prefilter(self) -> None:
@@ -156,6 +155,12 @@ class Builtin:
         return self.numbers.handle(text, start, end)
 
     def scan(self, text: str) -> list[Span]:
+        try:
+            return self._scan(text)
+        finally:
+            self.forget()
+
+    def _scan(self, text: str) -> list[Span]:
         spans: list[Span] = []
         handlers = self.handlers
         anchors = None if self.prefilter is None else self.prefilter.anchors(text)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import phonenumbers
 
-from tollway.governance.dlp.phones import forget as forget_phones
 from tollway.governance.dlp.phones import valid_international, valid_national
 from tollway.governance.dlp.result import Span
 
@@ -122,14 +121,14 @@ class Numbers:
             self.lengths[region] = frozenset(n + x for n in possible for x in extra)
         self.all_lengths = frozenset().union(*self.lengths.values())
         self.by_length = {n: tuple(r for r in self.regions if n in self.lengths[r]) for n in range(20)}
-        #: Findings by the text of a digit run (relative to its start): a run's findings depend on its text
-        #: alone, except for a bare 9-digit number (an SSN only after a word that says so). Cleared when full.
+        #: Findings by the text of a digit run (relative to its start), for runs repeated within a scan: a run's
+        #: findings depend on its text alone, except for a bare 9-digit number (an SSN only after a word that says
+        #: so). Emptied after every scan (``Builtin.scan``), so no number outlives its request here.
         self._memo: dict[str, list[Span]] = {}
 
     def forget(self) -> None:
-        """Drop the memos (this one's and the phone checks'): see ``Builtin.forget``."""
+        """Drop the memo: digit runs are personal data, and are not kept past the scan that saw them."""
         self._memo.clear()
-        forget_phones()
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
         """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``)."""

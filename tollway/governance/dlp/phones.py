@@ -145,7 +145,6 @@ def _country(cc: int) -> tuple[_Region, ...]:
     return tuple(rules)
 
 
-@functools.lru_cache(maxsize=4096)
 def valid_international(digits: str) -> bool:
     """Whether ``digits`` (what follows a '+') is a valid number: a country code, then a valid national number."""
     for n in (1, 2, 3):
@@ -186,7 +185,6 @@ def valid_national(parts: list[str], regions: Sequence[str]) -> bool:
     return _valid_national(tuple(parts), tuple(regions))
 
 
-@functools.lru_cache(maxsize=4096)
 def _valid_national(groups: tuple[str, ...], regions: tuple[str, ...]) -> bool:
     parts = list(groups)
     digits = "".join(parts)
@@ -264,12 +262,6 @@ def _exact(pattern: str, pieces: tuple[str | int, ...], shape: tuple[int, ...]) 
 
 
 _GROUP_CLASS = re.compile(r"\((\\d|\[[\d-]+\])")
-
-
-def forget() -> None:
-    """Drop the memos of numbers already checked (benchmarks use it to time new numbers only)."""
-    valid_international.cache_clear()
-    _valid_national.cache_clear()
 
 
 def warm_up(regions: Sequence[str], by_length: dict[int, tuple[str, ...]] | None = None) -> None:
