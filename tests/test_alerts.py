@@ -201,6 +201,30 @@ async def _gives_up(url: str, hook: Webhook) -> None:
         await db.close()
 
 
+def test_a_rule_written_in_the_config_fires_like_one_made_through_the_api(webhook: Webhook, tmp_path: Path) -> None:
+    asyncio.run(_config_rule(f"sqlite:///{tmp_path}/t.db", webhook))
+
+
+async def _config_rule(url: str, webhook: Webhook) -> None:
+    db, group_id = await _store(url)
+    settings = Settings.model_validate({"alerts": {"retry_base": 30, "rules": [
+        {"name": "payments", "kind": "budget", "scope": "group", "scope_id": group_id, "thresholds": [90],
+         "webhook_url": webhook.url, "format": "slack"}]}})
+    clock = Clock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    runner = AlertRunner(db, settings, clock=clock)
+    try:
+        await write_batch(db, [ledger_row("r1", clock.now, group_id, 9_500_000)])
+        assert await runner.evaluate() == 1 and await runner.evaluate() == 0
+        await runner.deliver()
+        clock.now += timedelta(seconds=30)
+        await runner.deliver()
+        (row,) = await AlertStore(db).deliveries()
+        assert (row.rule_id, row.status, row.attempts) == ("cfg_payments", "delivered", 2)
+        assert "95%" in webhook.delivered()[0]["text"]
+    finally:
+        await db.close()
+
+
 def test_an_error_rate_spike_fires_once_per_window(webhook: Webhook, tmp_path: Path) -> None:
     asyncio.run(_error_rate(f"sqlite:///{tmp_path}/t.db", webhook))
 
@@ -235,7 +259,9 @@ async def _error_rate(url: str, webhook: Webhook) -> None:
 @pytest.fixture(scope="module")
 def gw(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config = standard_config(emulator.base_url)
-    config["alerts"] = {"interval": 0.2, "retry_base": 0.2, "max_attempts": 4}
+    config["alerts"] = {"interval": 0.2, "retry_base": 0.2, "max_attempts": 4, "rules": [
+        {"name": "ops-5xx", "kind": "error_rate", "error_rate": 0.5, "min_requests": 1000,
+         "webhook_url": "http://127.0.0.1:9/never"}]}
     gateway = start_gateway(tmp_path_factory.mktemp("alerts"), config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY})
     yield gateway
     gateway.stop()
@@ -277,7 +303,10 @@ def test_a_gateway_alerts_a_webhook_from_real_spend(gw: Gateway, webhook: Webhoo
     assert d["attempts"] == 2 and d["last_status"] == 200 and d["rule_id"] == rule.json()["id"]
     assert d["event"]["threshold"] == 50 and d["event"]["scope_id"] == group["id"]
     assert webhook.statuses == [500, 200]
-    assert api.get("/alerts").json()[0]["name"] == "spenders budget"
+    listed = {r["name"]: r for r in api.get("/alerts").json()}
+    assert listed["spenders budget"]["source"] == "api"
+    assert (listed["ops-5xx"]["source"], listed["ops-5xx"]["id"]) == ("config", "cfg_ops-5xx")
+    assert api.patch("/alerts/cfg_ops-5xx", json={"enabled": False}).status_code == 409
     assert api.patch(f"/alerts/{rule.json()['id']}", json={"enabled": False}).json()["enabled"] is False
     assert api.delete(f"/alerts/{rule.json()['id']}").status_code == 204
     bad = api.post("/alerts", json={"name": "x", "kind": "budget", "webhook_url": "ftp://nope"})

@@ -208,6 +208,19 @@ def test_a_group_admin_runs_their_group_only(gw: Gateway, creds: dict[str, str],
     ok(call(gw, token, "POST", f"/keys/{key['id']}/revoke"))
 
 
+def test_a_group_admin_cannot_take_over_people_with_roles(gw: Gateway, creds: dict[str, str]) -> None:
+    org, ga = creds["org_key"], creds["ga_key"]
+    boss = ok(call(gw, org, "POST", "/users", json={"name": "eng-boss", "groups": ["engineering"]}), 201)
+    ok(call(gw, org, "PUT", f"/users/{boss['id']}/role", json={"role": "org_admin"}))
+    refused(call(gw, ga, "POST", f"/users/{boss['id']}/disable"))
+    refused(call(gw, ga, "PATCH", f"/users/{boss['id']}", json={"name": "renamed"}))
+    refused(call(gw, ga, "POST", "/keys", json={"name": "as-boss", "user_id": boss["id"]}))
+    # Sign-in adopts users by email: a group admin may not point someone's email elsewhere.
+    refused(call(gw, ga, "PATCH", "/users/dev", json={"email": "mine@example.com"}))
+    assert ok(call(gw, ga, "PATCH", "/users/dev", json={"name": "dev"}))["email"] == "dev@example.com"
+    assert not ok(call(gw, org, "GET", f"/users/{boss['id']}"))["disabled"]
+
+
 # ----- org admin, stored roles, audit -----------------------------------------------------------
 
 def test_an_org_admin_person_gives_a_stored_role_which_beats_the_config(gw: Gateway, creds: dict[str, str]) -> None:

@@ -34,8 +34,32 @@ class RoleRule(_Strict):
         return self
 
 
+class AlertRuleConfig(_Strict):
+    """An alert rule written in the config (docs/alerts.md), beside those made through the admin API."""
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["budget", "error_rate"]
+    scope: Literal["key", "user", "group"] | None = None
+    scope_id: str | None = Field(None, min_length=1, description="a key, user or group id (not a name)")
+    thresholds: list[float] = Field(default_factory=lambda: [50.0, 80.0, 100.0])
+    error_rate: float = Field(0.2, gt=0, le=1)
+    window_seconds: int = Field(300, ge=10, le=86400)
+    min_requests: int = Field(20, ge=1)
+    webhook_url: str = Field(pattern=r"^https?://\S+$")
+    format: Literal["json", "slack"] = "json"
+
+    @model_validator(mode="after")
+    def _scope(self) -> AlertRuleConfig:
+        if self.scope_id and not self.scope:
+            raise ValueError("scope_id needs a scope")
+        if not self.thresholds or any(t <= 0 for t in self.thresholds):
+            raise ValueError("thresholds are positive percentages")
+        return self
+
+
 class AlertsConfig(_Strict):
-    """The background evaluation of alert rules (docs/alerts.md); the rules live in the store."""
+    """The background evaluation of alert rules (docs/alerts.md): rules from the store (the admin
+    API) and from `rules` here."""
 
     enabled: bool = True
     interval: float = Field(30.0, gt=0, description="seconds between evaluations (and delivery sweeps)")
@@ -43,3 +67,11 @@ class AlertsConfig(_Strict):
     retry_base: float = Field(5.0, gt=0, description="seconds before the first retry; doubled each time")
     retry_max: float = Field(600.0, gt=0, description="the longest wait between two attempts")
     timeout: float = Field(10.0, gt=0, description="seconds a webhook has to answer")
+    rules: list[AlertRuleConfig] = Field(default_factory=list, description="rules kept in the config")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AlertsConfig:
+        names = [r.name for r in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError("alert rule names must be unique")
+        return self

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tollway.admin.context import Ctx
 from tollway.admin.params import After, PathRef
 from tollway.admin.roles import AdminPrincipal, require
-from tollway.governance.alerts import masked
-from tollway.store.alerts import AlertStore, DeliveryRow, RuleRow
+from tollway.governance.alerts import config_rules, masked
+from tollway.store.alerts import CONFIG_PREFIX, AlertStore, DeliveryRow, RuleRow
+from tollway.store.errors import Conflict
 
 router = APIRouter(tags=["alerts"])
 Reader = Annotated[AdminPrincipal, Depends(require("alerts.read"))]
@@ -78,6 +79,7 @@ class AlertRule(BaseModel):
     format: str
     enabled: bool
     created_at: datetime
+    source: Literal["api", "config"] = Field("api", description="config rules are read-only here")
 
 
 class Delivery(BaseModel):
@@ -95,11 +97,16 @@ class Delivery(BaseModel):
     delivered_at: datetime | None
 
 
+def _not_config(rule_id: str) -> None:
+    if rule_id.startswith(CONFIG_PREFIX):
+        raise Conflict(f"alert rule {rule_id} is written in the config: change it there")
+
+
 def rule_out(r: RuleRow) -> AlertRule:
     return AlertRule(id=r.id, name=r.name, kind=r.kind, scope=r.scope, scope_id=r.scope_id,
                      thresholds=list(r.thresholds), error_rate=r.error_rate, window_seconds=r.window_seconds,
                      min_requests=r.min_requests, webhook=masked(r.webhook_url), format=r.format, enabled=r.enabled,
-                     created_at=r.created_at)
+                     created_at=r.created_at, source="config" if r.id.startswith(CONFIG_PREFIX) else "api")
 
 
 def delivery_out(d: DeliveryRow) -> Delivery:
@@ -130,7 +137,8 @@ async def _scope_id(ctx: Any, scope: str, ref: str) -> str:
 
 @router.get("/alerts", response_model=list[AlertRule])
 async def list_rules(ctx: Ctx, _who: Reader) -> list[AlertRule]:
-    return [rule_out(r) for r in await AlertStore(ctx.cache.db).rules()]
+    """Every rule: the config's (`source: config`, ids `cfg_<name>`), then those made here."""
+    return [rule_out(r) for r in [*config_rules(ctx.settings), *await AlertStore(ctx.cache.db).rules()]]
 
 
 @router.get("/alerts/deliveries", response_model=list[Delivery])
@@ -144,11 +152,15 @@ async def list_deliveries(ctx: Ctx, _who: Reader, rule_id: After = None,
 
 @router.get("/alerts/{rule_id}", response_model=AlertRule)
 async def get_rule(rule_id: PathRef, ctx: Ctx, _who: Reader) -> AlertRule:
+    for rule in config_rules(ctx.settings):
+        if rule.id == rule_id:
+            return rule_out(rule)
     return rule_out(await AlertStore(ctx.cache.db).get_rule(rule_id))
 
 
 @router.patch("/alerts/{rule_id}", response_model=AlertRule)
 async def update_rule(rule_id: PathRef, body: AlertRulePatch, ctx: Ctx, who: Writer) -> AlertRule:
+    _not_config(rule_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if "thresholds" in changes:
         changes["thresholds"] = sorted(set(changes["thresholds"]))
@@ -159,6 +171,7 @@ async def update_rule(rule_id: PathRef, body: AlertRulePatch, ctx: Ctx, who: Wri
 
 @router.delete("/alerts/{rule_id}", status_code=204)
 async def delete_rule(rule_id: PathRef, ctx: Ctx, who: Writer) -> Response:
+    _not_config(rule_id)
     await AlertStore(ctx.cache.db).delete_rule(rule_id)
     ctx.audit.change("alert.delete", rule_id, who.actor)
     return Response(status_code=204)

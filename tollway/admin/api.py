@@ -95,10 +95,13 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
         kind = {404: "not_found", 405: "invalid_request_error"}.get(exc.status_code, "invalid_request_error")
         return _error(exc.status_code, kind, str(exc.detail))
 
-    async def reachable_user(request: Request, who: AdminPrincipal, ref: str) -> Any:
+    async def reachable_user(request: Request, who: AdminPrincipal, ref: str, changing: bool = False) -> Any:
         user = await directory.get_user(ref)
         if not who.reaches_user(user):
             raise forbid(request, who, f"user {user.name} is in none of the groups you administer")
+        if changing and who.scoped and user.role not in (None, "developer"):
+            # A group admin changing a person with a role of their own could take it over.
+            raise forbid(request, who, f"user {user.name} has the {user.role} role: only an org admin changes them")
         return user
 
     def reachable_group(request: Request, who: AdminPrincipal, group_id: str) -> None:
@@ -139,8 +142,11 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     @api.patch("/users/{user_id}", response_model=User, tags=["users"])
     async def update_user(user_id: PathRef, body: UserPatch, request: Request,
                           who: Annotated[AdminPrincipal, Depends(require("users.write"))]) -> User:
-        user = await reachable_user(request, who, user_id)
+        user = await reachable_user(request, who, user_id, changing=True)
         changes = body.model_dump(exclude_unset=True)
+        if who.scoped and "email" in changes:
+            # Sign-in adopts a user by email: whoever sets the email can become that person.
+            raise forbid(request, who, "only an org admin changes a person's email")
         if "role" in changes or "role_groups" in changes:
             if not who.can("roles.write"):
                 raise forbid(request, who, "only an org admin gives roles (needs roles.write)")
@@ -163,13 +169,13 @@ def create_admin_app(settings: Settings, cache: KeyCache, audit: AuditLog) -> Fa
     @api.post("/users/{user_id}/disable", response_model=User, tags=["users"])
     async def disable_user(user_id: PathRef, request: Request,
                            who: Annotated[AdminPrincipal, Depends(require("users.write"))]) -> User:
-        user = await reachable_user(request, who, user_id)
+        user = await reachable_user(request, who, user_id, changing=True)
         return user_out(await ctx.changed(directory.update_user(user.id, disabled=True), "user.disable", who.actor))
 
     @api.post("/users/{user_id}/enable", response_model=User, tags=["users"])
     async def enable_user(user_id: PathRef, request: Request,
                           who: Annotated[AdminPrincipal, Depends(require("users.write"))]) -> User:
-        user = await reachable_user(request, who, user_id)
+        user = await reachable_user(request, who, user_id, changing=True)
         return user_out(await ctx.changed(directory.update_user(user.id, disabled=False), "user.enable", who.actor))
 
     # -- groups, grants, members ----------------------------------------------------------

@@ -56,10 +56,13 @@ async def create_api_key(body: KeyIn, request: Request, ctx: Ctx, who: Writer) -
     if body.kind == "admin" and not who.can("admin_keys.write"):
         raise forbid(request, who, "creating an admin key needs admin_keys.write")
     if who.scoped:
-        owner_ok = (who.reaches_group(group_id) if group_id else
-                    who.reaches_user(await ctx.directory.get_user(user_id)) if user_id else False)
+        owner = await ctx.directory.get_user(user_id) if user_id else None
+        owner_ok = who.reaches_group(group_id) if group_id else owner is not None and who.reaches_user(owner)
         if not owner_ok:
             raise forbid(request, who, "a group admin creates keys only for their groups and their people")
+        if owner is not None and owner.role not in (None, "developer"):
+            raise forbid(request, who, f"user {owner.name} has the {owner.role} role: only an org admin makes "
+                         "their keys")
     role_groups = [await ctx.group_id(g) for g in body.role_groups]
     row, secret = await ctx.changed(
         create_key(ctx.keys, body.name, kind=body.kind, user_id=user_id, group_id=group_id, models=body.models,

@@ -67,10 +67,12 @@ def keys_create(
 
     row, secret = run(read_settings(config), work)
     if as_json:
-        emit({"id": row.id, "name": row.name, "key": secret, "kind": row.kind, "user_id": row.user_id,
-               "group_id": row.group_id, "models": list(row.models) if row.models is not None else None,
-               "expires_at": row.expires_at, "role": (row.role or "org_admin") if admin else None,
-               "role_groups": list(row.role_groups)}, True)
+        record = {"id": row.id, "name": row.name, "key": secret, "kind": row.kind, "user_id": row.user_id,
+                  "group_id": row.group_id, "models": list(row.models) if row.models is not None else None,
+                  "expires_at": row.expires_at}
+        if admin:
+            record.update(role=row.role or "org_admin", role_groups=list(row.role_groups))
+        emit(record, True)
     else:
         kind = f"admin ({row.role or 'org_admin'})" if admin else row.kind
         console.print(f"Created {kind} key [bold]{row.id}[/bold] ({escape(row.name)}). The secret is shown once:",

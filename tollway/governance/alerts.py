@@ -23,7 +23,7 @@ import aiohttp
 from tollway.config import Settings
 from tollway.governance.limits import period_bounds
 from tollway.reports import budget_state
-from tollway.store.alerts import AlertStore, DeliveryRow, RuleRow
+from tollway.store.alerts import CONFIG_PREFIX, AlertStore, DeliveryRow, RuleRow
 from tollway.store.db import Database
 from tollway.store.limit_rows import LimitStore
 from tollway.store.usage import display_names, report
@@ -44,6 +44,14 @@ def slack_text(event: dict[str, Any]) -> str:
     return (f":rotating_light: Tollway error-rate alert ({event['rule']['name']}): {who}: "
             f"{event['errors']} of {event['requests']} requests failed in the last {event['window_seconds']} s "
             f"({event['error_rate']:.0%}, threshold {event['threshold']:.0%}).")
+
+
+def config_rules(settings: Settings) -> list[RuleRow]:
+    """The rules written in the config, as rows (id `cfg_<name>`; read-only through the API)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return [RuleRow(CONFIG_PREFIX + r.name, r.name, r.kind, r.scope, r.scope_id, tuple(sorted(set(r.thresholds))),
+                    r.error_rate, r.window_seconds, r.min_requests, r.webhook_url, r.format, True, epoch)
+            for r in settings.alerts.rules]
 
 
 def masked(url: str) -> str:
@@ -93,7 +101,7 @@ class AlertRunner:
 
     async def evaluate(self) -> int:
         fired = 0
-        for rule in await self.store.rules(enabled_only=True):
+        for rule in [*config_rules(self.settings), *await self.store.rules(enabled_only=True)]:
             try:
                 fired += await (self._budget(rule) if rule.kind == "budget" else self._error_rate(rule))
             except Exception:

@@ -31,6 +31,9 @@ def _aware(ts: datetime | None) -> datetime | None:
     return None if ts is None else (ts if ts.tzinfo else ts.replace(tzinfo=UTC))
 
 
+CONFIG_PREFIX = "cfg_"  # the id of a rule written in the config: cfg_<name>
+
+
 @dataclass(frozen=True, slots=True)
 class RuleRow:
     id: str
