@@ -309,15 +309,22 @@ def test_single_sign_on_mints_a_token_for_the_person(browser: Browser, gateway: 
         with artefacts(page, "sso"):
             sso(page, gateway.base_url)
             page.wait_for_url(re.compile(r"/console/#/overview$"))  # the hand-off page opened the console
-            me = httpx.get(gateway.base_url + "/admin/v1/me", headers={"authorization": f"Bearer {token}"})
-            if me.status_code == 404:
-                # Without the roles endpoints only admin keys open the admin API: the console says so.
-                page.wait_for_selector("#error:not([hidden])")
-                assert "did not accept this sign-in" in page.inner_text("#error")
-                assert page.is_visible("#login")
-            else:
-                page.wait_for_selector("#whoami:has-text('ada@example.com')")
-                assert me.json()["user"]["id"] == ada["id"]
+            # A person signed in without an admin role is a developer: the console shows their own
+            # keys and usage only, and the organisation-wide views refuse their token.
+            page.wait_for_selector("#whoami:has-text('ada@example.com · developer')")
+            assert [a.inner_text() for a in page.query_selector_all("#nav a")] == ["Keys", "Usage"]
+            page.wait_for_selector("#page-keys[data-loaded='1']")
+            page.fill("#key-name", "ada-laptop")
+            page.click("#create-key")
+            secret = page.inner_text("#key-secret-value").strip()
+            assert secret.startswith("tw-")
+            mine = httpx.get(gateway.base_url + "/admin/v1/me/keys", headers={"authorization": f"Bearer {token}"})
+            assert [(k["name"], k["user_id"]) for k in mine.json()["data"]] == [("ada-laptop", ada["id"])]
+            refused = httpx.get(gateway.base_url + "/admin/v1/insights/overview",
+                                headers={"authorization": f"Bearer {token}"})
+            assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
+            assert anthropic.Anthropic(base_url=gateway.base_url, api_key=secret, max_retries=0).messages.create(
+                model="tollway-mock", max_tokens=8, messages=[{"role": "user", "content": "hi"}]).content
             # Nothing but this gateway and the IdP's own sign-in pages.
             assert [u for u in watch.foreign(gateway.base_url) if not u.startswith(idp.issuer)] == []
     finally:

@@ -67,7 +67,9 @@ function secretBox(id, title, created) {
 }
 
 export async function keys(root, ctx) {
+  // A developer manages only their own personal keys, through the self-service routes.
   const mine = ctx.me.role === "developer" && ctx.me.user ? ctx.me.user.id : null;
+  const base = mine ? "/me/keys" : "/keys";
   const out = el("div", { id: "keys-out" });
   const shown = el("div", { id: "key-created" });
   const form = el("form", { class: "row", id: "key-form-new" }, input("name", "Name", { id: "key-name", required: true }),
@@ -77,7 +79,7 @@ export async function keys(root, ctx) {
     input("expires", "Expires", { id: "key-expires", type: "date" }),
     el("button", { type: "submit", id: "create-key", text: "Create key" }));
   const draw = async () => {
-    const d = await api("GET", `/keys?limit=100${mine ? `&user_id=${encodeURIComponent(mine)}` : ""}`);
+    const d = await api("GET", `${base}?limit=100`);
     const cls = { active: "ok", revoked: "bad", expired: "warn" };
     out.replaceChildren(table("keys-table", [
       { label: "Name", get: (r) => r.name }, { label: "Id", get: (r) => r.id }, { label: "Prefix", get: (r) => r.prefix },
@@ -87,21 +89,21 @@ export async function keys(root, ctx) {
       { label: "Status", get: (r) => el("span", { class: cls[r.status] || "", id: `key-status-${r.id}`, text: r.status }) },
       { label: "", get: (r) => (r.status === "revoked" ? null : el("span", {},
         el("button", { type: "button", class: "secondary", id: `key-rotate-${r.id}`, text: "Rotate", onclick: async () => {
-          try { const x = await api("POST", `/keys/${r.id}/rotate`, {}); shown.replaceChildren(secretBox("key-secret", `Rotated: new key for ${r.name}`, x.key)); await draw(); } catch (e) { reportError(e); }
+          try { const x = await api("POST", `${base}/${r.id}/rotate`, {}); shown.replaceChildren(secretBox("key-secret", `Rotated: new key for ${r.name}`, x.key)); await draw(); } catch (e) { reportError(e); }
         } }), " ",
         confirmButton(`key-revoke-${r.id}`, "Revoke", async () => {
-          try { await api("POST", `/keys/${r.id}/revoke`); await draw(); } catch (e) { reportError(e); }
+          try { await api("POST", `${base}/${r.id}/revoke`); await draw(); } catch (e) { reportError(e); }
         }))) },
     ], d.data));
   };
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = fields(form);
-    const body = { name: f.name, user_id: mine || f.user_id || null, group_id: f.group_id || null };
+    const body = mine ? { name: f.name } : { name: f.name, user_id: f.user_id || null, group_id: f.group_id || null };
     if (f.models) body.models = list(f.models);
     if (f.expires) body.expires_at = new Date(`${f.expires}T23:59:59Z`).toISOString();
     try {
-      const created = await api("POST", "/keys", body);
+      const created = await api("POST", base, body);
       shown.replaceChildren(secretBox("key-secret", `New key ${created.name}`, created));
       form.reset();
       await draw();

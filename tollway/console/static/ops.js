@@ -38,11 +38,17 @@ function csv(rows) {
 }
 
 export async function usage(root, ctx) {
+  // A developer reads their own usage (/me/usage: by day, model or key); other roles the report
+  // their role reaches (a group admin's is filtered to its groups by the API).
+  const own = ctx.me.role === "developer";
+  const by = own ? [["day", "day"], ["model", "model"], ["key", "key"]]
+    : [["user", "user"], ["group", "group"], ["key", "key"], ["model", "model"], ["day", "day"]];
   const form = el("form", { class: "row", id: "usage-form" },
-    select("by", "Group by", [["user", "user"], ["group", "group"], ["key", "key"], ["model", "model"], ["day", "day"]], { id: "usage-by" }),
+    select("by", "Group by", by, { id: "usage-by" }),
     input("since", "Since", { type: "date", id: "usage-since" }), input("until", "Until", { type: "date", id: "usage-until" }),
-    input("user", "User", { id: "usage-user", placeholder: "id or name" }), input("group", "Group", { id: "usage-group" }),
-    input("key_id", "Key id", { id: "usage-key" }), input("model", "Model", { id: "usage-model" }),
+    own ? null : input("user", "User", { id: "usage-user", placeholder: "id or name" }),
+    own ? null : input("group", "Group", { id: "usage-group" }),
+    own ? null : input("key_id", "Key id", { id: "usage-key" }), input("model", "Model", { id: "usage-model" }),
     el("button", { type: "submit", id: "usage-run", text: "Show" }),
     el("button", { type: "button", id: "usage-csv", class: "secondary", text: "Export CSV" }));
   const out = el("div", { id: "usage-out" });
@@ -50,8 +56,7 @@ export async function usage(root, ctx) {
   let last = [];
   const run = async () => {
     const f = fields(form);
-    if (ctx.me.role === "developer" && ctx.me.user) f.user = ctx.me.user.id;
-    const d = await api("GET", `/usage${query(f)}`);
+    const d = await api("GET", `${own ? "/me/usage" : "/usage"}${query(f)}`);
     last = d.data;
     out.replaceChildren(table("usage-table", [
       { label: d.by, get: (r) => r.key }, { label: "Name", get: (r) => r.name },

@@ -4,16 +4,19 @@ import { overview, usage, requests, dlp, limits } from "./ops.js";
 import { people, keys, models } from "./directory.js";
 import { audit, alerts } from "./trail.js";
 
-const STAFF = ["org_admin", "group_admin", "auditor"];
+// Pages built on the organisation-wide views (/insights, refused to roles scoped to some groups or
+// to oneself) are shown to org admins and auditors; keys and usage to everyone, each reading what
+// their role reaches (a developer: /me/keys and /me/usage; a group admin: its groups).
+const ORG = ["org_admin", "auditor"];
 export const PAGES = [
-  { id: "overview", title: "Overview", render: overview, roles: STAFF },
-  { id: "people", title: "Users & groups", render: people, roles: STAFF },
+  { id: "overview", title: "Overview", render: overview, roles: ORG },
+  { id: "people", title: "Users & groups", render: people, roles: ORG },
   { id: "keys", title: "Keys", render: keys },
-  { id: "models", title: "Models & access", render: models },
+  { id: "models", title: "Models & access", render: models, roles: ORG },
   { id: "usage", title: "Usage", render: usage },
-  { id: "requests", title: "Request log", render: requests },
-  { id: "audit", title: "Audit log", render: audit, roles: ["org_admin", "auditor"] },
-  { id: "dlp", title: "DLP", render: dlp, roles: ["org_admin", "auditor"] },
-  { id: "limits", title: "Limits & budgets", render: limits, roles: STAFF },
-  { id: "alerts", title: "Alerts", render: alerts, roles: ["org_admin", "auditor"] },
+  { id: "requests", title: "Request log", render: requests, roles: ORG },
+  { id: "audit", title: "Audit log", render: audit, roles: ORG },
+  { id: "dlp", title: "DLP", render: dlp, roles: ORG },
+  { id: "limits", title: "Limits & budgets", render: limits, roles: ORG },
+  { id: "alerts", title: "Alerts", render: alerts, roles: ORG },
 ];
