@@ -40,7 +40,9 @@ function csv(rows) {
 export async function usage(root, ctx) {
   const form = el("form", { class: "row", id: "usage-form" },
     select("by", "Group by", [["user", "user"], ["group", "group"], ["key", "key"], ["model", "model"], ["day", "day"]], { id: "usage-by" }),
-    input("since", "Since", { type: "date", id: "usage-since" }), input("until", "Until", { type: "date", id: "usage-until" }),
+    // This month by default: the period budgets count in.
+    input("since", "Since", { type: "date", id: "usage-since", value: new Date().toISOString().slice(0, 8) + "01" }),
+    input("until", "Until", { type: "date", id: "usage-until" }),
     input("user", "User", { id: "usage-user", placeholder: "id or name" }), input("group", "Group", { id: "usage-group" }),
     input("key_id", "Key id", { id: "usage-key" }), input("model", "Model", { id: "usage-model" }),
     el("button", { type: "submit", id: "usage-run", text: "Show" }),
