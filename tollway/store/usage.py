@@ -72,7 +72,8 @@ def _by_dimension(rollup: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 agg = totals[k] = dict.fromkeys(SUM_COLUMNS, 0)
             for c in SUM_COLUMNS:
                 agg[c] += row[c]
-    return [{"dim": d, "day": day, "value": v, **t} for (d, day, v), t in totals.items()]
+    # In key order, so two writers upserting the same rows lock them in the same order (PostgreSQL).
+    return [{"dim": d, "day": day, "value": v, **t} for (d, day, v), t in sorted(totals.items())]
 
 
 def _bucket(latency_ms: int) -> int:
@@ -98,7 +99,7 @@ def _hourly(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         agg["cost_micros"] += int(row["cost_micros"] or 0)
         agg["latency_ms_sum"] += latency
         agg[f"lat_{_bucket(latency)}"] += 1
-    return [{"hour": h, **v} for h, v in totals.items()]
+    return [{"hour": h, **v} for h, v in sorted(totals.items())]  # key order: see _by_dimension
 
 
 LEDGER_COLUMNS = tuple(c.name for c in usage.columns)
