@@ -209,15 +209,18 @@ def serve(url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def endpoints(ids: dict[str, str], users: list[str]) -> list[tuple[str, str]]:
-    idents = "&".join(f"user_id={u}" for u in users[:100])
+    """What each page calls when it opens (the usage page: this month), and its common searches."""
+    idents = "&".join(f"user_id={u}" for u in users[:50])
+    month = time.strftime("%Y-%m-01", time.gmtime())
     return [
         ("overview", "/insights/overview?days=30"), ("overview", "/insights/overview?days=1"),
         ("overview", "/insights/overview?days=90"),
-        ("users & groups", "/users?limit=100"), ("users & groups", "/groups?limit=100"),
+        ("users & groups", "/users?limit=50"), ("users & groups", "/groups?limit=100"),
         ("users & groups", f"/insights/identities?{idents}"),
         ("keys", "/keys?limit=100"), ("models", "/insights/models"),
-        ("usage", "/usage?by=user"), ("usage", "/usage?by=key"), ("usage", "/usage?by=day"),
-        ("usage", "/usage?by=model&user=" + ids["user"]),
+        ("usage", f"/usage?by=user&since={month}"), ("usage", f"/usage?by=key&since={month}"),
+        ("usage", f"/usage?by=group&since={month}"), ("usage", f"/usage?by=day&since={month}"),
+        ("usage", f"/usage?by=model&since={month}&user=" + ids["user"]), ("usage", "/usage?by=user"),
         ("request log", "/insights/requests?limit=50"), ("request log", f"/insights/requests?user={ids['user']}"),
         ("request log", "/insights/requests?model=gpt-5"), ("request log", "/insights/requests?status=500"),
         ("request log", "/insights/requests?errors=true"),

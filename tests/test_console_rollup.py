@@ -1,7 +1,7 @@
 """The console's store side on a real SQLite file and a real PostgreSQL database: migration 0014
 fills the hourly rollup from the ledger rows already stored, the usage writer keeps it (a replayed
 batch counted once), and it agrees with a GROUP BY over the raw ledger; the request log's search
-pages newest first with its cursor."""
+pages newest first with its cursor; DLP findings are rolled up from the audit log once."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.stores import store_url
+from tollway.governance.audit import AuditLog
+from tollway.store import audit as audit_store
+from tollway.store import findings
 from tollway.store import usage as usage_store
 from tollway.store.db import MIGRATIONS, Database
-from tollway.store.tables import usage, usage_hourly
+from tollway.store.tables import usage, usage_daily, usage_hourly
 
 BACKENDS = ["sqlite", "postgresql"]
 NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
@@ -63,16 +66,29 @@ async def rollup_hours(db: Database) -> dict[str, tuple[int, int, int]]:
     return {h: (int(n), int(e), int(s)) for h, n, e, s in rows}
 
 
+async def full_report(db: Database, by: str, user: str | None = None) -> list[dict[str, Any]]:
+    """A report grouped over the five-dimension daily rollup (what `report` did before 0014)."""
+    column = usage_daily.c[usage_store.GROUPINGS[by]]
+    q = select(column, *(func.sum(usage_daily.c[c]) for c in usage_store.SUM_COLUMNS)).group_by(column)
+    if user:
+        q = q.where(usage_daily.c.user_id == user)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(q.order_by(column))).all()
+    return [{by: r[0], **{c: int(r[i + 1]) for i, c in enumerate(usage_store.SUM_COLUMNS)}} for r in rows]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_hourly_rollup_is_filled_by_the_migration_and_kept_by_the_writer(backend: str, tmp_path: Path) -> None:
+def test_the_rollups_are_filled_by_the_migration_and_kept_by_the_writer(backend: str, tmp_path: Path) -> None:
     async def run(url: str) -> None:
         db = Database(url)
         try:
             async with db.engine.begin() as conn:  # a store as it was before the console
                 await conn.run_sync(_to("0010"))
-            old = [record(30, 50), record(30, 700, status=500), record(5, 20_000)]
-            async with db.engine.begin() as conn:
-                await conn.execute(usage.insert(), [{**r, "ts": datetime.fromtimestamp(r["ts"], UTC)} for r in old])
+            old = [record(30, 50), record(30, 700, status=500), record(5, 20_000, user="usr_b")]
+            stored = [{**r, "ts": datetime.fromtimestamp(r["ts"], UTC)} for r in old]
+            async with db.engine.begin() as conn:  # the ledger and daily rollup 0010's writer kept
+                await conn.execute(usage.insert(), stored)
+                await conn.execute(usage_daily.insert(), usage_store._rollup(stored))
             await db.migrate()
             assert await rollup_hours(db) == await raw_hours(db)
 
@@ -82,6 +98,11 @@ def test_the_hourly_rollup_is_filled_by_the_migration_and_kept_by_the_writer(bac
             hours = await rollup_hours(db)
             assert hours == await raw_hours(db)
             assert sum(n for n, _, _ in hours.values()) == 6
+
+            # Reports read the one-dimension rollup when they can: the same totals as the full one.
+            for by in ("key", "user", "group", "model", "day"):
+                assert await usage_store.report(db, by) == await full_report(db, by), by
+            assert await usage_store.report(db, "user", user_id="usr_b") == await full_report(db, "user", "usr_b")
 
             rows = await usage_store.hourly(db, NOW - timedelta(days=2), NOW, width=10)
             assert sum(int(r["requests"]) for r in rows) == 6 and sum(int(r["errors"]) for r in rows) == 2
@@ -114,6 +135,41 @@ def test_the_request_log_pages_newest_first(tmp_path: Path) -> None:
             assert len(await usage_store.search(db, errors=True)) == 0
             assert [r["request_id"] for r in await usage_store.search(db, request_id=batch[3]["request_id"])] == [
                 batch[3]["request_id"]]
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+def test_dlp_findings_are_counted_once_whether_rolled_up_or_read_live(tmp_path: Path) -> None:
+    async def run() -> None:
+        db = Database(f"sqlite:///{tmp_path}/t.db")
+        await db.migrate()
+        pending: list[dict[str, Any]] = []
+        log = AuditLog(pending.append, "gateway:test", key=b"")
+
+        def finding(kind: str, count: int) -> list[dict[str, Any]]:
+            return [{"kind": kind, "category": "pii", "action": "log", "where": ["messages"], "count": count}]
+
+        async def summary() -> dict[tuple[str, str], tuple[int, int]]:
+            got = await findings.by_kind(db, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC))
+            assert not got["truncated"]
+            return {(r["kind"], r["action"]): (r["requests"], r["matches"]) for r in got["data"]}
+
+        try:
+            for kind, count in (("email", 2), ("email", 1), ("iban", 1), (None, 0)):
+                log.record("request", None, request_id=uuid.uuid4().hex, dlp=finding(kind, count) if kind else None)
+            await audit_store.write_batch(db, pending)
+            pending.clear()
+            expected = {("email", "log"): (2, 3), ("iban", "log"): (1, 1)}
+            assert await summary() == expected  # too young to roll up: read live
+            mark = await findings.catch_up(db, now=datetime.now(UTC) + timedelta(hours=1))
+            assert mark > 0
+            assert await findings.catch_up(db, now=datetime.now(UTC) + timedelta(hours=1)) == mark  # nothing new
+            assert await summary() == expected  # now from the rollup, not counted twice
+            log.record("request", None, request_id=uuid.uuid4().hex, dlp=finding("email", 5))
+            await audit_store.write_batch(db, pending)
+            assert await summary() == {("email", "log"): (3, 8), ("iban", "log"): (1, 1)}
         finally:
             await db.close()
 

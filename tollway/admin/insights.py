@@ -27,6 +27,7 @@ from tollway.reports import budget_states
 from tollway.store import audit as audit_store
 from tollway.store import findings, sources
 from tollway.store import usage as usage_store
+from tollway.store.db import Database
 from tollway.store.errors import NotFound
 from tollway.store.limit_rows import LimitStore
 
@@ -38,6 +39,11 @@ SCOPE_COLUMN = {"key": "key_id", "user": "user_id", "group": "group_id"}
 
 def _usd(micros: int | None) -> float | None:
     return None if micros is None else micros / 1_000_000
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    """A query's time, UTC when it names no zone (as the console sends them)."""
+    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
 
 
 def _iso(ts: Any) -> str | None:
@@ -88,9 +94,22 @@ class Verification:
             self._task = asyncio.create_task(self._run(), name="tollway-audit-verify")
         return self.state
 
+    @staticmethod
+    def _verify(url: str) -> list[audit_store.ChainReport]:
+        """The whole check on its own thread, event loop and connection: it is CPU work (a hash per
+        record), and on the gateway's loop it would hold up every request for as long as it runs."""
+        async def run() -> list[audit_store.ChainReport]:
+            db = Database(url)
+            try:
+                return await audit_store.verify(db)
+            finally:
+                await db.close()
+
+        return asyncio.run(run())
+
     async def _run(self) -> None:
         try:
-            reports = await audit_store.verify(self.cache.db)
+            reports = await asyncio.to_thread(self._verify, self.cache.db.url)
         except Exception as exc:  # reported to the console, logged for the operator
             log.error("audit verification failed: %s", type(exc).__name__, exc_info=exc)
             self.state = {**self.state, "state": "failed", "ok": None, "finished_at": datetime.now(UTC).isoformat(),
@@ -176,6 +195,7 @@ def insights_router(settings: Settings, cache: KeyCache) -> APIRouter:
         """The request log, newest first: search by request id, key, user, group (ids or names),
         model, status and time; each row with names, timing, the upstream's request id and the
         DLP findings its audit record holds."""
+        since, until, before = _utc(since), _utc(until), _utc(before)
         rows = await usage_store.search(
             db, request_id=request_id, key_id=await resolve("key", key_id), user_id=await resolve("user", user),
             group_id=await resolve("group", group), model=model, status=status, errors=errors, since=since,

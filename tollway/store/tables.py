@@ -159,6 +159,28 @@ usage_hourly = Table(
     *(Column(f"lat_{i}", BigInteger, nullable=False, server_default="0") for i in range(LATENCY_BUCKETS)),
 )
 
+# The daily rollup again, one dimension at a time (migration 0014): what a usage report grouped by
+# key, user, group or model with no other filter reads — per day a row per key, user, group and
+# model, instead of one per combination of all four. `dim` is key|user|group|model.
+usage_daily_by = Table(
+    "usage_daily_by",
+    metadata,
+    Column("dim", String(8), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+)
+# A usage report narrowed to one key, user or group, and budget spend, read that scope's days.
+Index("ix_usage_daily_key_day", usage_daily.c.key_id, usage_daily.c.day)
+Index("ix_usage_daily_user_day", usage_daily.c.user_id, usage_daily.c.day)
+Index("ix_usage_daily_group_day", usage_daily.c.group_id, usage_daily.c.day)
+
 # The request log's searches (by user, group, model, status or key, newest first; migration 0014).
 Index("ix_usage_user_ts", usage.c.user_id, usage.c.ts)
 Index("ix_usage_group_ts", usage.c.group_id, usage.c.ts)
@@ -226,7 +248,25 @@ audit_writers = Table(
 # The console's audit searches: changes only, one person's records, DLP findings over time (0014).
 Index("ix_audit_kind_id", audit_log.c.kind, audit_log.c.id)
 Index("ix_audit_user_id", audit_log.c.actor_user_id, audit_log.c.id)
-Index("ix_audit_dlp_ts", audit_log.c.dlp_hit, audit_log.c.ts)
+Index("ix_audit_dlp_id", audit_log.c.dlp_hit, audit_log.c.id)
+
+# DLP findings per day, kind and action, rolled up from the audit log by its readers (migration
+# 0014; tollway/store/findings.py): `rollup_marks` holds the last audit record id counted.
+dlp_daily = Table(
+    "dlp_daily",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("kind", String(64), primary_key=True),
+    Column("action", String(16), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("matches", BigInteger, nullable=False),
+)
+rollup_marks = Table(
+    "rollup_marks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+)
 
 # Where a pruned chain now starts: verification resumes from the last pruned record's hash.
 audit_checkpoints = Table(

@@ -14,7 +14,7 @@ export async function people(root) {
     input("grants", "Model grants (globs, comma-separated)", { id: "new-group-grants" }),
     el("button", { type: "submit", id: "create-group", text: "Create group" }));
   const draw = async () => {
-    const [u, g] = await Promise.all([api("GET", "/users?limit=100"), api("GET", "/groups?limit=100")]);
+    const [u, g] = await Promise.all([api("GET", "/users?limit=50"), api("GET", "/groups?limit=100")]);
     const ids = u.data.map((x) => `user_id=${encodeURIComponent(x.id)}`).join("&");
     const src = await api("GET", `/insights/identities${ids ? `?${ids}` : ""}`);
     const gname = Object.fromEntries(g.data.map((x) => [x.id, x.name]));
@@ -25,7 +25,7 @@ export async function people(root) {
       { label: "Status", get: (r) => (r.disabled ? el("span", { class: "bad", text: "disabled" }) : "active") },
       { label: "", get: (r) => el("button", { type: "button", class: "secondary", id: `user-toggle-${r.id}`, text: r.disabled ? "Enable" : "Disable",
         onclick: async () => { try { await api("POST", `/users/${r.id}/${r.disabled ? "enable" : "disable"}`); await draw(); } catch (e) { reportError(e); } } }) },
-    ], u.data), u.has_more ? el("p", { class: "muted", text: "Showing the first 100 users." }) : "");
+    ], u.data), u.has_more ? el("p", { class: "muted", text: "Showing the first 50 users." }) : "");
     const rules = src.group_rules || [];
     groups.replaceChildren(table("groups-table", [
       { label: "Name", get: (r) => r.name }, { label: "Id", get: (r) => r.id },

@@ -45,7 +45,9 @@ export async function usage(root, ctx) {
     : [["user", "user"], ["group", "group"], ["key", "key"], ["model", "model"], ["day", "day"]];
   const form = el("form", { class: "row", id: "usage-form" },
     select("by", "Group by", by, { id: "usage-by" }),
-    input("since", "Since", { type: "date", id: "usage-since" }), input("until", "Until", { type: "date", id: "usage-until" }),
+    // This month by default: the period budgets count in.
+    input("since", "Since", { type: "date", id: "usage-since", value: new Date().toISOString().slice(0, 8) + "01" }),
+    input("until", "Until", { type: "date", id: "usage-until" }),
     own ? null : input("user", "User", { id: "usage-user", placeholder: "id or name" }),
     own ? null : input("group", "Group", { id: "usage-group" }),
     own ? null : input("key_id", "Key id", { id: "usage-key" }), input("model", "Model", { id: "usage-model" }),
