@@ -324,7 +324,7 @@ class Pipeline:
         estimate = Estimate(0, 0, 0)
         if metered and any(r.tpm is not None or r.budget_micros is not None for r in rules):
             assert call.route is not None
-            estimate = self.limiter.estimate(call.route, call.body, call.raw, p.key_id)
+            estimate = self.limiter.estimate(call.route, call.body, call.raw, p.key_id, call.size or None)
         try:
             ticket, denial = await self.limiter.admit(self.limiter.checks(rules, estimate, metered=metered), estimate)
         except LimitsUnavailable:

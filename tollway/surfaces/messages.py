@@ -47,6 +47,7 @@ class MessagesDialect(AnthropicDialect):
         changed = strip_ingress(body)
         call = ex.call
         call.body, call.raw, call.query = body, None if changed else ex.raw, query_string(ex.request)
+        call.size = len(ex.raw)  # bounds the body's size after stripping: the estimate needs no dumps
         call.stream = bool(body.get("stream"))
 
 

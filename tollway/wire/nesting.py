@@ -12,16 +12,42 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 MAX_DEPTH = 128
+# orjson's serialiser refuses containers nested more than this many levels ("Recursion limit
+# reached", documented in its README); `too_deep` leans on it to measure depth at C speed.
+ORJSON_DEPTH = 254
+_RECURSION = "Recursion limit reached"
 
 
 def too_deep(raw: bytes, value: Any, limit: int = MAX_DEPTH) -> bool:
     """True when VALUE (parsed from RAW) nests objects and arrays more than LIMIT levels deep.
 
-    A body with fewer than LIMIT brackets in all cannot be that deep, which a byte count (C
-    speed) tells without walking; otherwise only containers are walked, iteratively."""
-    if raw.count(b"{") + raw.count(b"[") <= limit:
+    Why not a walk: Claude Code re-sends its whole history every turn, and a Python walk of every
+    container cost about 10 µs per KB (2.3 ms at 224 KB, three times the parse), as did even a
+    byte count of the brackets (`bytes.count` is a byte-by-byte loop). Instead VALUE goes through
+    orjson's serialiser inside `ORJSON_DEPTH - limit` extra lists, so orjson's own recursion limit
+    fires exactly when VALUE is deeper than LIMIT: one C pass, about 0.4 µs per KB. A body shorter
+    than LIMIT bytes cannot be that deep; any other serialisation error falls back to the walk."""
+    if len(raw) <= limit:
         return False
+    if limit >= ORJSON_DEPTH:
+        return _walk(value, limit)
+    wrapped = value
+    for _ in range(ORJSON_DEPTH - limit):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError as exc:
+        if str(exc) == _RECURSION:
+            return True
+        return _walk(value, limit)
+    return False
+
+
+def _walk(value: Any, limit: int) -> bool:
+    """The depth check by hand (only containers are visited, iteratively): the fallback."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
