@@ -223,7 +223,8 @@ class Pipeline:
         return routes
 
     def _request_for(self, call: Call, deployment: Deployment) -> UpstreamRequest:
-        """The request one deployment gets: the client's bytes while its model id is unchanged.
+        """The request one deployment gets: the body's bytes as the surface made them (the client's
+        own while nothing changed) while its model id is unchanged.
         Each attempt gets its own copy of the body, so what is recorded (usage, audit, payload
         capture) is what the deployment that answered was sent."""
         model = deployment.upstream_model
