@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import Gateway
 from tests.emulator import AnthropicEmulator, SSEReply, default_stream_events, sse_event
 from tollway.wire.messages_schema import RequestInvalid, _check_messages, _plainly_valid
-from tollway.wire.nesting import MAX_DEPTH, _walk, too_deep
+from tollway.wire.nesting import MAX_DEPTH, _walk, serialised_within, too_deep
 
 MODEL = "claude-sonnet-4-5-20250929"
 ODD = '  "caf\\u00e9 \\ud83d\\ude00 \\/usr\\/bin \\"quoted\\" tab\\there"  '
@@ -113,6 +113,18 @@ def test_the_depth_check_agrees_with_a_walk_at_every_boundary(depth: int, kind: 
     assert too_deep(raw, value) is (depth > MAX_DEPTH)
     assert _walk(value, MAX_DEPTH) is (depth > MAX_DEPTH)
     assert too_deep(raw, value, limit=8) is (depth > 8)
+
+
+def test_a_small_body_takes_the_shortcut_and_gets_the_same_answer() -> None:
+    for depth in (3, MAX_DEPTH, MAX_DEPTH + 1):
+        value = _nested(depth, 0)
+        raw = orjson.dumps(value)
+        expected = depth > MAX_DEPTH
+        assert too_deep(raw, value) is expected
+        assert (serialised_within(value, raw=raw) is None) is expected
+        assert (serialised_within(value) is None) is expected
+    small = {"model": "m", "messages": [{"role": "user", "content": "é"}]}
+    assert serialised_within(small, raw=orjson.dumps(small)) == serialised_within(small) == orjson.dumps(small)
 
 
 def test_a_deep_value_inside_a_long_history_is_still_found() -> None:

@@ -108,7 +108,7 @@ def wire_bytes(raw: bytes, body: dict[str, Any], changed: bool) -> bytes:
         if too_deep(raw, body):
             raise too_deep_refusal()
         return raw
-    wire = serialised_within(body)
+    wire = serialised_within(body, raw=raw)
     if wire is None:
         raise too_deep_refusal()
     return wire
