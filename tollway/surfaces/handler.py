@@ -146,7 +146,8 @@ async def run(request: Request, dialect: Dialect) -> Response:
                 raise Refusal(415, f"content-type must be application/json, got '{kind[:100]}'",
                               "invalid_request_error")
             ex.raw = await read_body(request, gw.settings.server.max_body_bytes)
-            empty = dialect.empty_body_ok and not ex.raw.strip()
+            # `isspace` stops at the first byte that is not blank; `strip` would copy the body.
+            empty = dialect.empty_body_ok and (not ex.raw or ex.raw.isspace())
             ex.body = None if empty else parse_json(ex.raw, not dialect.checks_depth)
         await dialect.to_canonical(ex)
         return await dialect.respond(ex)
