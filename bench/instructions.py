@@ -68,6 +68,8 @@ CONFIGS = {
     "on-no-dlp": "on, DLP off",
     "on-no-audit": "on, audit off",
     "default-no-metering": "default, metering off",
+    "default-no-dlp": "default, DLP off",
+    "default-pyreqwest": "default, with pyreqwest as the upstream client (bench/transport_ab.py)",
 }
 DEFAULT_CONFIGS = ["floor-static", "floor-proxy", "off", "default", "on"]
 
@@ -90,8 +92,19 @@ def config_for(variant: str, tmp: Path, upstream_port: int) -> dict[str, Any]:
     return config
 
 
-async def _send(port: int, key: str, n: int) -> None:
-    request = build_request(port, key, request_body(False))
+def body_of(kb: int | None) -> bytes:
+    """The run.py request, or with KB a Claude Code turn of about that size (bench/session_cpu.py:
+    system prompt, 20 tools, a tool_use/tool_result history, `metadata.user_id`)."""
+    if kb is None:
+        return request_body(False)
+    from session_cpu import session_turns
+
+    return min(session_turns(1000, metadata=True, first_kb=min(kb, 50), last_kb=kb + 10),
+               key=lambda body: abs(len(body) - kb * 1024))
+
+
+async def _send(port: int, key: str, n: int, body: bytes) -> None:
+    request = build_request(port, key, body)
 
     async def one_connection(count: int) -> None:
         conn = RawConnection(port)
@@ -112,10 +125,18 @@ def _instrument(pid: int, on: bool) -> None:
                    timeout=120)
 
 
-def count(variant: str, n: int, procs: Processes, tmp: Path, upstream_port: int) -> float:
+def count(variant: str, n: int, procs: Processes, tmp: Path, upstream_port: int, keep: Path | None = None,
+          body: bytes = b"") -> float:
     """Instructions per request for one configuration."""
+    body = body or request_body(False)
     port = free_port()
-    if variant.startswith("floor-"):
+    if variant == "default-pyreqwest":
+        path = tmp / f"tollway-{variant}.yaml"
+        path.write_text(yaml.safe_dump(config_for(variant, tmp, upstream_port), sort_keys=False))
+        key = create_key(tollway_bin(), path)
+        command = [sys.executable, str(BENCH_DIR / "transport_ab.py"), "serve-pyreqwest", "--config", str(path),
+                   "--port", str(port)]
+    elif variant.startswith("floor-"):
         key = "unused"
         command = [sys.executable, str(BENCH_DIR / "floor_app.py"), str(port), variant.removeprefix("floor-"),
                    str(upstream_port)]
@@ -132,12 +153,15 @@ def count(variant: str, n: int, procs: Processes, tmp: Path, upstream_port: int)
                            out, cwd=tmp, env=dict(os.environ))
     wait_for(lambda: http_ok(f"http://{HOST}:{port}/ready"), proc, f"{variant} under callgrind", log,
              timeout=300)
-    uvloop.run(_send(port, key, WARMUP))
+    uvloop.run(_send(port, key, WARMUP, body))
     sent = n // CONNECTIONS * CONNECTIONS
     _instrument(proc.pid, True)
-    uvloop.run(_send(port, key, sent))
+    uvloop.run(_send(port, key, sent, body))
     _instrument(proc.pid, False)
     procs.stop(proc)
+    if keep is not None:  # for callgrind_annotate
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp / f"callgrind.out.{variant}", keep / f"callgrind.out.{variant}")
     found = re.search(r"Collected : ([\d,]+)", log.read_text(errors="replace"))
     if not found:
         raise RuntimeError(f"no instruction count in the callgrind log:\n{log.read_text(errors='replace')[-2000:]}")
@@ -153,7 +177,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     wait_for(lambda: port_open(upstream_port), upstream, "bench/upstream.py", tmp / "upstream.log")
     print("| configuration | what it is | instructions/request |\n|---|---|--:|")
     for variant in args.config or DEFAULT_CONFIGS:
-        counted = count(variant, args.n, procs, tmp, upstream_port)
+        counted = count(variant, args.n, procs, tmp, upstream_port, args.keep, body_of(args.body_kb))
         print(f"| {variant} | {CONFIGS[variant]} | {counted:,.0f} |", flush=True)
     return 0
 
@@ -163,6 +187,8 @@ def main() -> int:
     parser.add_argument("--config", choices=list(CONFIGS), action="append",
                         help=f"configuration(s) to count (default: {', '.join(DEFAULT_CONFIGS)})")
     parser.add_argument("-n", type=int, default=500, help="requests counted per configuration (default 500)")
+    parser.add_argument("--body-kb", type=int, help="send a Claude Code turn of about this many KB instead")
+    parser.add_argument("--keep", type=Path, help="copy each callgrind.out.<configuration> here (callgrind_annotate)")
     return run_with_processes(run, parser.parse_args(), "tollway-instr-")
 
 

@@ -44,6 +44,9 @@ class Call:
     # The client's own body in an upstream's native dialect (OpenAI passthrough), or None.
     # Dropped by any governance step that changes `body`, so it can never bypass one.
     native: dict[str, Any] | None = None
+    # The client's body size in bytes when it bounds the canonical body's (the budget estimate
+    # uses it instead of serialising a rebuilt body: governance/estimate.py); 0 when unknown.
+    size: int = 0
     query: str = ""
     stream: bool = False
     route: Route | None = field(default=None)

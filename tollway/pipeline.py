@@ -225,7 +225,8 @@ class Pipeline:
         return routes
 
     def _request_for(self, call: Call, deployment: Deployment) -> UpstreamRequest:
-        """The request one deployment gets: the client's bytes while its model id is unchanged.
+        """The request one deployment gets: the body's bytes as the surface made them (the client's
+        own while nothing changed) while its model id is unchanged.
         Each attempt gets its own copy of the body, so what is recorded (usage, audit, payload
         capture) is what the deployment that answered was sent."""
         model = deployment.upstream_model
@@ -326,7 +327,7 @@ class Pipeline:
         estimate = Estimate(0, 0, 0)
         if metered and any(r.tpm is not None or r.budget_micros is not None for r in rules):
             assert call.route is not None
-            estimate = self.limiter.estimate(call.route, call.body, call.raw, p.key_id)
+            estimate = self.limiter.estimate(call.route, call.body, call.raw, p.key_id, call.size or None)
         try:
             ticket, denial = await self.limiter.admit(self.limiter.checks(rules, estimate, metered=metered), estimate)
         except LimitsUnavailable:

@@ -17,7 +17,10 @@ anything. Two numbers are kept per request (docs/budgets.md):
   reserve (bound minus expectation).
 
 Neither walks the body: Claude Code sends 50-500 KB bodies every turn, and the size is known
-from the bytes read (or one `orjson.dumps` where the body was rebuilt from another dialect).
+from the bytes read. The Messages and chat surfaces hand the client's byte count on
+(`Call.size`): it bounds the body that goes upstream (stripping `metadata` only shrinks it; a chat
+body translated to Messages carries the same text). Only a body the gateway enlarged (a Responses
+turn with stored history, the cloud ingress) is measured by one C-level `orjson.dumps`.
 
 The upstream's usage is never trusted past what the request allows: output tokens are clamped
 to `max_tokens` (and flagged), and a stream that runs past `max_tokens` plus a margin, or past

@@ -228,14 +228,16 @@ class Limiter:
                 out.append(rule)
         return out
 
-    def estimate(self, route: Route, body: dict[str, Any], raw: bytes | None, key_id: str) -> Estimate:
+    def estimate(self, route: Route, body: dict[str, Any], raw: bytes | None, key_id: str,
+                 size: int | None = None) -> Estimate:
         """Expected and worst cost of a request, from the body's size (never a walk of it) and the
-        recent answers of this key and model; exact for routes served only by the mock."""
+        recent answers of this key and model; exact for routes served only by the mock. SIZE, when
+        the surface knows one (the client's byte count), spares serialising a rebuilt body."""
         model = route.model
         p = model.pricing
         max_tokens = body.get("max_tokens")
         max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
-        size = body_size(body, raw)
+        size = size or body_size(body, raw)
         expected_out = min(max_tokens, self.history.output(key_id, model.id, self.config.expected_output_tokens))
         if all(d.provider == "mock" for d in route.deployments):
             bound = expected_in = exact_input(body)  # the mock counts exactly as this does

@@ -89,6 +89,9 @@ class ChatCompletionsDialect(OpenAIDialect):
             raise ChatInvalid("Invalid 'messages': at least one user or assistant message is required.", "messages")
         call = ex.call
         call.body, call.raw, call.query = body, None, ""
+        # The canonical body carries the same text as the client's with lighter framing, so the
+        # client's byte count bounds it for the estimate (no serialisation of the rebuilt body).
+        call.size = len(ex.raw)
         call.stream = bool(chat.get("stream"))
         call.native = passthrough_body(chat) if _has_openai_deployment(ex.gw, chat["model"]) else None
         ex.body = chat

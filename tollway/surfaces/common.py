@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.call import Call
 from tollway.wire.messages_schema import RequestInvalid
-from tollway.wire.nesting import MAX_DEPTH, too_deep
+from tollway.wire.nesting import MAX_DEPTH, serialised_within, too_deep
 from tollway.wire.refusal import Refusal
 
 JSON = "application/json"
@@ -83,16 +83,35 @@ async def read_body(request: Request, limit: int) -> bytes:
                            "client_closed_request") from None
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, check_depth: bool = True) -> Any:
+    """The body parsed once. CHECK_DEPTH False: the dialect checks the nesting itself, with the
+    serialisation it makes anyway (`wire_bytes`)."""
     if not raw:
         raise RequestInvalid("request body is empty; expected a JSON object")
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestInvalid(f"request body is not valid JSON: {exc}") from None
-    if isinstance(parsed, dict | list) and too_deep(raw, parsed):  # issue 17 item 9 (wire/nesting.py)
-        raise RequestInvalid(f"request body is nested more than {MAX_DEPTH} levels deep")
+    if check_depth and isinstance(parsed, dict | list) and too_deep(raw, parsed):  # issue 17 item 9
+        raise too_deep_refusal()
     return parsed
+
+
+def too_deep_refusal() -> RequestInvalid:
+    return RequestInvalid(f"request body is nested more than {MAX_DEPTH} levels deep")
+
+
+def wire_bytes(raw: bytes, body: dict[str, Any], changed: bool) -> bytes:
+    """The bytes to forward for BODY, parsed from RAW, once its nesting is checked (wire/nesting.py):
+    RAW itself while nothing changed, else BODY serialised once, in the same C pass as the check."""
+    if not changed:
+        if too_deep(raw, body):
+            raise too_deep_refusal()
+        return raw
+    wire = serialised_within(body, raw=raw)
+    if wire is None:
+        raise too_deep_refusal()
+    return wire
 
 
 T = TypeVar("T")

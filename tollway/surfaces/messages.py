@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from tollway.answer import Answer
-from tollway.surfaces.common import JSON, query_string
+from tollway.surfaces.common import JSON, query_string, wire_bytes
 from tollway.surfaces.envelopes import anthropic_refusal, anthropic_upstream_error
 from tollway.surfaces.handler import Exchange, ForwardingDialect
 from tollway.wire.messages_schema import strip_ingress, validate_count_tokens, validate_create
@@ -41,22 +41,27 @@ class AnthropicDialect(ForwardingDialect):
 
 class MessagesDialect(AnthropicDialect):
     route_name = "messages"
+    checks_depth = True
 
     async def to_canonical(self, ex: Exchange) -> None:
         body = validate_create(ex.body)
+        # Claude Code sends `metadata` on every turn: the stripped body is serialised here, once,
+        # and the same pass checks its nesting (the client's bytes are checked when forwarded).
         changed = strip_ingress(body)
         call = ex.call
-        call.body, call.raw, call.query = body, None if changed else ex.raw, query_string(ex.request)
+        call.body, call.raw, call.query = body, wire_bytes(ex.raw, body, changed), query_string(ex.request)
+        call.size = len(ex.raw)  # bounds the body's size after stripping: the estimate needs no dumps
         call.stream = bool(body.get("stream"))
 
 
 class CountTokensDialect(AnthropicDialect):
     route_name = "count_tokens"
     count_tokens = True
+    checks_depth = True
 
     async def to_canonical(self, ex: Exchange) -> None:
         body = validate_count_tokens(ex.body)
         # Anthropic refuses max_tokens and stream here (DECISIONS.md 12); clients send them anyway.
         changed = strip_ingress(body, ("max_tokens", "stream"))
         call = ex.call
-        call.body, call.raw, call.query = body, None if changed else ex.raw, query_string(ex.request)
+        call.body, call.raw, call.query = body, wire_bytes(ex.raw, body, changed), query_string(ex.request)

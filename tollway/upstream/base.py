@@ -30,7 +30,9 @@ class UpstreamRequest:
     """What the pipeline asks an adapter to send."""
 
     body: dict[str, Any]
-    # The client's exact bytes while nothing had to change in the body; None once it did.
+    # The body's bytes: the client's exact bytes while nothing had to change in the body (else the
+    # surface's one serialisation of it, e.g. after stripping `metadata`); None once governance
+    # or a model rename changed it.
     raw: bytes | None
     # Client headers that may be forwarded (anthropic-version, anthropic-beta, session id).
     headers: Mapping[str, str]
