@@ -25,7 +25,12 @@ body conversion and, for Bedrock streams, the SSE → AWS event-stream encoding.
 It also times, in-process, the per-event cost of the decoder (`wire.bedrock_stream`) against the
 SSE usage tap the plain relay runs (`wire.sse.StreamTap`).
 
+With `--instructions` it counts, instead of CPU time, the gateway's instructions per paced
+streamed event under valgrind's callgrind (measure_instructions): on a loaded shared machine the
+CPU time per event varies by ±50 % between runs, an instruction count by a few per cent.
+
     .venv/bin/python bench/clouds.py [--duration 3] [--rounds 3] [--quick] [--paths anthropic,bedrock,...]
+    .venv/bin/python bench/clouds.py --instructions [--ir-requests 2] [--rounds 3] [--paths ...]
 """
 
 from __future__ import annotations
