@@ -25,7 +25,12 @@ body conversion and, for Bedrock streams, the SSE → AWS event-stream encoding.
 It also times, in-process, the per-event cost of the decoder (`wire.bedrock_stream`) against the
 SSE usage tap the plain relay runs (`wire.sse.StreamTap`).
 
+With `--instructions` it counts, instead of CPU time, the gateway's instructions per paced
+streamed event under valgrind's callgrind (measure_instructions): on a loaded shared machine the
+CPU time per event varies by ±50 % between runs, an instruction count by a few per cent.
+
     .venv/bin/python bench/clouds.py [--duration 3] [--rounds 3] [--quick] [--paths anthropic,bedrock,...]
+    .venv/bin/python bench/clouds.py --instructions [--ir-requests 2] [--rounds 3] [--paths ...]
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def events(n: int) -> list[dict[str, Any]]:
             {"type": "message_stop"}]
 
 
-def serve_upstream(port: int) -> None:
+def serve_upstream(port: int, gap_ms: float = 1.0) -> None:
     import asyncio
 
     import uvloop
@@ -124,7 +129,7 @@ def serve_upstream(port: int) -> None:
         # one event per millisecond, so that each event is its own read and write, as when a
         # model produces tokens.
         asked = int(body.get("max_tokens") or FEW)
-        n, gap = (MANY if asked // 10 * 10 == MANY else FEW), (0.001 if asked % 10 == 1 else 0.0)
+        n, gap = (MANY if asked // 10 * 10 == MANY else FEW), (gap_ms / 1000 if asked % 10 == 1 else 0.0)
         path = request.path
         if path.endswith("/invoke-with-response-stream"):
             return await stream(request, frames[n], "application/vnd.amazon.eventstream", gap)
@@ -161,7 +166,10 @@ def service_account(tmp: Path, token_uri: str) -> Path:
     return path
 
 
-def config(tmp: Path, upstream: str) -> Path:
+def config(tmp: Path, upstream: str, quiet: bool = False) -> Path:
+    """The bench gateway's config. QUIET (the --instructions run) turns off what runs on timers
+    rather than per event — the key-cache poll, the audit and usage writers — so that no counting
+    window catches a burst of it; that work is the same for every path and not per event."""
     sa = service_account(tmp, upstream + "/token")
     models = [
         {"id": "bench-anthropic", "upstream": {"provider": "anthropic", "base_url": upstream, "api_key": "sk-bench"}},
@@ -173,6 +181,9 @@ def config(tmp: Path, upstream: str) -> Path:
     ]
     data = {"store": {"url": f"sqlite:///{tmp}/tollway.db", "spill_dir": str(tmp / "spill")},
             "dlp": {"enabled": False}, "retries": {"max_attempts": 1}, "models": models}
+    if quiet:
+        data |= {"server": {"key_refresh_interval": 3600}, "audit": {"enabled": False},
+                 "metering": {"enabled": False}}
     path = tmp / "tollway.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -262,6 +273,107 @@ def measure(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
     return 0 if met or not args.strict else 1
 
 
+IR_GAP_MS = 25.0  # under callgrind the gateway is ~50x slower: events this far apart are still one per read
+
+
+def measure_instructions(args: argparse.Namespace, procs: Processes, tmp: Path) -> int:
+    """Per streamed event, the gateway's instructions (valgrind's callgrind, `Ir`), by path.
+
+    CPU time on a loaded 2-core machine varies by ±50 % between runs; an instruction count does
+    not depend on what else runs. The gateway runs under callgrind with instrumentation off until
+    each scenario: counters zeroed, instrumentation on, `--ir-requests` paced streams of FEW and of
+    MANY deltas (the upstream writes one event every IR_GAP_MS, so each is its own read), then a
+    dump read back. Per event = (Ir per request with MANY - with FEW) / (MANY - FEW)."""
+    import asyncio
+    import re
+    import subprocess
+
+    from run import RawConnection
+
+    tollway = tollway_bin()
+    up_port, gw_port = free_port(), free_port()
+    up_log = (tmp / "upstream.log").open("wb")
+    up = procs.start([sys.executable, __file__, "--serve-upstream", str(up_port), "--gap-ms", str(IR_GAP_MS)],
+                     up_log, cwd=ROOT)
+    wait_for(lambda: port_open(up_port), up, "the upstream", tmp / "upstream.log")
+    cfg = config(tmp, f"http://{HOST}:{up_port}", quiet=True)
+    key = create_key(tollway, cfg)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+           "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    out = tmp / "cg.out"
+    gw_log = (tmp / "gateway.log").open("wb")
+    gw = procs.start(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                      sys.executable, tollway, "serve", "--config", str(cfg), "--port", str(gw_port)],
+                     gw_log, cwd=tmp, env=env)
+    deadline = time.monotonic() + 600
+    while not http_ok(f"http://{HOST}:{gw_port}/ready"):
+        if gw.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"tollway under valgrind did not start:\n{(tmp / 'gateway.log').read_text()[-2000:]}")
+        time.sleep(1)
+
+    def control(*flags: str) -> None:
+        subprocess.run(["callgrind_control", *flags, str(gw.pid)], check=True, capture_output=True, timeout=120)
+
+    def instructions(request: bytes | None, idle_s: float = 0.0) -> float:
+        """Ir per request over --ir-requests requests (one warm-up request first, not counted);
+        with REQUEST None, the Ir of IDLE_S seconds without any (timers, background writers)."""
+        async def send(n: int) -> None:
+            assert request is not None
+            conn = RawConnection(gw_port)
+            for _ in range(n):
+                status = (await conn.send(request))[0]
+                if status != 200:
+                    raise RuntimeError(f"status {status}")
+            conn.close()
+        if request is not None:
+            asyncio.run(send(1))
+        control("--zero")
+        control("--instr=on")
+        if request is None:
+            time.sleep(idle_s)
+        else:
+            asyncio.run(send(args.ir_requests))
+        control("--instr=off")
+        before = set(tmp.glob("cg.out*"))
+        control("--dump")
+        dumped = max(set(tmp.glob("cg.out*")) - before or tmp.glob("cg.out*"), key=lambda p: p.stat().st_mtime)
+        totals = re.search(r"^totals: (\d+)", dumped.read_text(errors="replace"), re.M)
+        if totals is None:
+            raise RuntimeError(f"no totals in {dumped}")
+        return int(totals.group(1)) / (args.ir_requests if request is not None else 1)
+
+    # A MANY stream lasts (MANY - FEW) gaps longer than a FEW one; what the idle gateway runs in
+    # that time (timers, writers, key-cache polls) is no event's cost and is subtracted.
+    idle = instructions(None, (MANY - FEW) * IR_GAP_MS / 1000) / (MANY - FEW)
+    report: dict[str, Any] = {"mode": "callgrind Ir", "requests": args.ir_requests, "rounds": args.rounds,
+                              "gap_ms": IR_GAP_MS, "idle_ir_per_event_time": idle, "paths": {}}
+    print(f"idle gateway: {idle:,.0f} Ir per event's time ({IR_GAP_MS} ms)", flush=True)
+    # Background work (writers, key-cache polls) lands in some windows and not others: interleaved
+    # rounds, and the median of each path's per-event samples.
+    samples: dict[str, list[float]] = {path: [] for path in args.paths}
+    for r in range(args.rounds):
+        for path in args.paths:
+            few = instructions(request_for(gw_port, key, path, True, FEW + 1))
+            many = instructions(request_for(gw_port, key, path, True, MANY + 1))
+            samples[path].append((many - few) / (MANY - FEW) - idle)
+            print(f"round {r + 1} {path:16} Ir/request {few:12,.0f} ({FEW} deltas) {many:12,.0f} ({MANY} deltas)  "
+                  f"Ir/event {samples[path][-1]:10,.0f}", flush=True)
+    for path, values in samples.items():
+        report["paths"][path] = {"ir_per_event": statistics.median(values), "samples": values}
+    base = report["paths"]["anthropic"]["ir_per_event"]
+    print("\n| path | instructions per streamed event, paced: median (range) | vs plain SSE relay |\n|---|---|---|")
+    for path, r in report["paths"].items():
+        ratio = "" if path == "anthropic" else f"{r['ir_per_event'] / base - 1:+.1%}"
+        low, high = min(r["samples"]), max(r["samples"])
+        print(f"| {path} | {r['ir_per_event']:,.0f} ({low:,.0f} to {high:,.0f}) | {ratio} |")
+    OUTPUT.parent.mkdir(exist_ok=True)
+    target = OUTPUT.with_name("clouds_instructions.json")
+    target.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten to {target}")
+    return 0
+
+
 def decode_microbench(n: int = 20000) -> dict[str, float]:
     """In-process: µs per event to decode Bedrock frames into SSE, against the SSE tap the relay runs."""
     from tests.bedrock_emulator import stream_frames
@@ -324,17 +436,22 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 s per measurement, 1 round")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the per-event target is missed")
+    parser.add_argument("--gap-ms", type=float, default=1.0, help=argparse.SUPPRESS)  # the upstream's pace
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the gateway's CPU instructions per streamed event under valgrind's callgrind "
+                        "(paced streams), which the machine's load does not change")
+    parser.add_argument("--ir-requests", type=int, default=3, help="--instructions: requests per scenario")
     parser.add_argument("--paths", type=lambda v: tuple(v.split(",")), default=PATHS,
                         help=f"comma-separated, anthropic first (default: all of {','.join(PATHS)})")
     args = parser.parse_args()
     if args.serve_upstream:
-        serve_upstream(args.serve_upstream)
+        serve_upstream(args.serve_upstream, args.gap_ms)
         return 0
     if args.quick:
         args.duration, args.rounds, args.warmup = 1.0, 1, 0.3
     if args.paths[0] != "anthropic" or not set(args.paths) <= set(PATHS):
         parser.error(f"--paths: anthropic first, then any of {', '.join(PATHS[1:])}")
-    return run_with_processes(measure, args, "tollway-clouds-bench-")
+    return run_with_processes(measure_instructions if args.instructions else measure, args, "tollway-clouds-bench-")
 
 
 if __name__ == "__main__":

@@ -75,14 +75,18 @@ def test_invoke_answers_a_message(gw: Gateway) -> None:
     assert raw.headers["x-amzn-requestid"].startswith("req_")
 
 
-def test_stream_is_aws_event_stream_and_the_sdk_reads_it(gw: Gateway) -> None:
+def streamed(sdk: Any, model: str, text: str) -> tuple[list[str], Any]:
+    """(the text deltas, the final message) of one SDK stream — any of the SDK's clients."""
     deltas: list[str] = []
-    with client(gw).messages.stream(model="tollway-mock-slow", max_tokens=100,
-                                    messages=[{"role": "user", "content": "stream this please"}]) as stream:
+    with sdk.messages.stream(model=model, max_tokens=100, messages=[{"role": "user", "content": text}]) as stream:
         for event in stream:
             if event.type == "content_block_delta" and event.delta.type == "text_delta":
                 deltas.append(event.delta.text)
-        final = stream.get_final_message()
+        return deltas, stream.get_final_message()
+
+
+def test_stream_is_aws_event_stream_and_the_sdk_reads_it(gw: Gateway) -> None:
+    deltas, final = streamed(client(gw), "tollway-mock-slow", "stream this please")
     assert len(deltas) > 3 and "".join(deltas) == final.content[0].text
     assert final.content[0].text.endswith("You said: stream this please")
 

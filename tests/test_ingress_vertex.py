@@ -15,6 +15,7 @@ from anthropic import AnthropicVertex
 
 from tests.conftest import UPSTREAM_KEY, Gateway, standard_config, start_gateway
 from tests.emulator import AnthropicEmulator, JSONReply
+from tests.test_ingress_bedrock import streamed
 
 BASH = {"name": "Bash", "description": "Run a shell command", "input_schema": {
     "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
@@ -42,14 +43,8 @@ def test_raw_predict_answers_a_message(gw: Gateway) -> None:
 
 
 def test_stream_raw_predict(gw: Gateway) -> None:
-    deltas: list[str] = []
-    with client(gw).messages.stream(model="tollway-mock-slow", max_tokens=100,
-                                    messages=[{"role": "user", "content": "stream this please"}]) as stream:
-        for event in stream:
-            if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                deltas.append(event.delta.text)
-        final = stream.get_final_message()
-    assert len(deltas) > 3 and "".join(deltas) == final.content[0].text  # type: ignore[union-attr]
+    deltas, final = streamed(client(gw), "tollway-mock-slow", "stream this please")
+    assert len(deltas) > 3 and "".join(deltas) == final.content[0].text
 
 
 def test_tool_use_round_trip(gw: Gateway) -> None:

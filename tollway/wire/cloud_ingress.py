@@ -27,6 +27,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -125,6 +127,9 @@ def encode_message(headers: list[tuple[str, str]], payload: bytes) -> bytes:
 # Every chunk frame carries the same headers: their block is built once.
 _CHUNK_HEAD = eventstream.header_block([(":event-type", "chunk"), (":content-type", "application/json"),
                                         (":message-type", "event")])
+_CHUNK_HEAD_LEN = struct.pack(">I", len(_CHUNK_HEAD))
+_CHUNK_OVERHEAD = eventstream.MIN_MESSAGE + len(_CHUNK_HEAD)
+_UINT32 = struct.Struct(">I")
 # An Anthropic stream error type, and the Bedrock exception frame that says the same.
 EXCEPTION_NAMES: dict[str, str] = {
     "rate_limit_error": "throttlingException",
@@ -135,6 +140,7 @@ EXCEPTION_NAMES: dict[str, str] = {
 
 
 def chunk_message(event_json: bytes) -> bytes:
+    """The chunk frame Bedrock sends for one event (SseToEventStream inlines the same)."""
     return eventstream.encode(_CHUNK_HEAD, b'{"bytes":"' + binascii.b2a_base64(event_json, newline=False) + b'"}')
 
 
@@ -171,6 +177,8 @@ class SseToEventStream:
             return b""
         self._tail = [rest] if rest else []
         out = []
+        # Inlined eventstream.encode for the one headers block every chunk has (the hot path).
+        head, head_len, pack, crc32, b2a = _CHUNK_HEAD, _CHUNK_HEAD_LEN, _UINT32.pack, zlib.crc32, binascii.b2a_base64
         for raw in data.split(b"\n\n"):
             pos = raw.find(b"data: ")
             if pos < 0:
@@ -179,8 +187,12 @@ class SseToEventStream:
             event = raw[pos + 6:stop] if stop > 0 else raw[pos + 6:]
             if raw.startswith(b"event: error"):
                 out.append(_error_message(event))
-            else:
-                out.append(chunk_message(event))
+                continue
+            payload = b'{"bytes":"' + b2a(event, newline=False) + b'"}'
+            prelude = pack(_CHUNK_OVERHEAD + len(payload)) + head_len
+            prelude_crc = crc32(prelude)
+            rest = pack(prelude_crc) + head + payload
+            out.append(prelude + rest + pack(crc32(rest, prelude_crc)))
         return b"".join(out)
 
 

@@ -169,10 +169,9 @@ def header_block(headers: list[tuple[str, str]]) -> bytes:
 
 
 def encode(head: bytes, payload: bytes) -> bytes:
-    """One message with the prebuilt headers block HEAD. The message CRC continues from the
-    prelude's (zlib.crc32's running value), so no byte is checksummed twice."""
+    """One message with the prebuilt headers block HEAD: two CRC-32 calls (the prelude's, then the
+    whole message's, continuing from it over the rest, as the format defines it)."""
     prelude = _LENGTHS.pack(MIN_MESSAGE + len(head) + len(payload), len(head))
     prelude_crc = zlib.crc32(prelude)
-    crc_bytes = _UINT32.pack(prelude_crc)
-    crc = zlib.crc32(payload, zlib.crc32(head, zlib.crc32(crc_bytes, prelude_crc)))
-    return b"".join((prelude, crc_bytes, head, payload, _UINT32.pack(crc)))
+    rest = _UINT32.pack(prelude_crc) + head + payload
+    return prelude + rest + _UINT32.pack(zlib.crc32(rest, prelude_crc))
