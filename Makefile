@@ -31,9 +31,11 @@ run: $(VENV)/.runtime
 
 ## Lint, type-check and run the whole test suite. Files run in 3 parallel workers (each file in
 ## one worker, so module fixtures are shared as written): the suite waits on subprocesses far
-## more than it computes.
+## more than it computes. Bytecode writing is on for the run even where the environment turns it
+## off: pytest caches its assertion rewriting in __pycache__ only then, and each worker otherwise
+## rewrites ~350 modules again (~8 s of CPU per worker).
 test: $(VENV)/.test $(JS)/node_modules/.installed lint
-	$(BIN)/pytest -q -n 3 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 3 --dist loadfile
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check tollway tests bench tools

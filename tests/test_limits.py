@@ -242,9 +242,8 @@ def redis_pair(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFac
     url = os.environ.get(REDIS_ENV)
     if not url:
         pytest.skip(f"two-process limits need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0)")
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
+    # The Redis is shared (other runs, other tests): nothing is flushed; every key here is new, so
+    # its counters are too.
     workdir = tmp_path_factory.mktemp("redis-pair")
     cfg = limits_config(emulator.base_url, backend="redis", redis_url=url)
     cfg["store"] = {"url": f"sqlite:///{workdir}/shared.db"}
@@ -255,8 +254,13 @@ def redis_pair(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFac
     second.stop()
 
 
-def test_two_processes_share_a_budget_through_redis(redis_pair: list[Gateway]) -> None:
-    admin = Admin(redis_pair[0])
+@pytest.fixture(scope="module")
+def pair_admin(redis_pair: list[Gateway]) -> Admin:
+    return Admin(redis_pair[0])
+
+
+def test_two_processes_share_a_budget_through_redis(redis_pair: list[Gateway], pair_admin: Admin) -> None:
+    admin = pair_admin
     probe = admin.key("probe2")
     cost = one_cost(redis_pair[0], probe["key"])
     key = admin.key("shared-budget", budget_usd=10 * cost / 1_000_000, budget_period="day")
@@ -267,8 +271,8 @@ def test_two_processes_share_a_budget_through_redis(redis_pair: list[Gateway]) -
     assert sum(r["cost_micros"] for r in rows) == 10 * cost
 
 
-def test_two_processes_share_an_rpm_window_through_redis(redis_pair: list[Gateway]) -> None:
-    admin = Admin(redis_pair[0])
+def test_two_processes_share_an_rpm_window_through_redis(redis_pair: list[Gateway], pair_admin: Admin) -> None:
+    admin = pair_admin
     key = admin.key("shared-rpm", rpm=10)
     time.sleep(0.5)
     statuses = [s for s, _ in burst(redis_pair, key["key"])]

@@ -259,21 +259,28 @@ def test_sigterm_lets_streams_in_flight_finish(tmp_path: Path) -> None:
                                            "models": [{"id": "slow", "upstream": {"provider": "mock",
                                                                                   "chunk_delay_ms": 100}}]})
     results: list[bytes] = []
+    answering = threading.Semaphore(0)
 
     def stream() -> None:
         with httpx.stream("POST", gw.base_url + "/v1/messages", headers={"x-api-key": gw.key}, timeout=30,
                           json={"model": "slow", "max_tokens": 100, "stream": True,
                                 "messages": [{"role": "user", "content": "one two three four five six"}]}) as r:
+            answering.release()  # the answer has begun: this stream is in flight
             results.append(r.read())
+
+    def refuses_connections() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", int(gw.base_url.rsplit(":", 1)[1]))) != 0
 
     threads = [threading.Thread(target=stream) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    for _ in threads:  # all three in flight before the signal (a fixed sleep raced a loaded machine)
+        assert answering.acquire(timeout=30), "a stream never began"
     gw.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with socket.socket() as s:  # no new connections once shutting down
-        refused = s.connect_ex(("127.0.0.1", int(gw.base_url.rsplit(":", 1)[1]))) != 0
+    deadline = time.monotonic() + 5
+    while not (refused := refuses_connections()) and time.monotonic() < deadline:  # no new connections
+        time.sleep(0.05)
     for t in threads:
         t.join(timeout=20)
     gw.proc.wait(timeout=20)

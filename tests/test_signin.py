@@ -308,19 +308,15 @@ def test_a_user_disabled_in_tollway_is_refused(gateway: Gateway, browser: Browse
 
 
 def test_a_person_removed_from_the_idp_gets_invalid_grant_at_refresh(
-        emulator: AnthropicEmulator, idp: OidcProvider, browser: Browser, tmp_path: Path) -> None:
+        gateway: Gateway, idp: OidcProvider, browser: Browser) -> None:
     idp.users["eve"] = IdpUser("pw-eve", "eve@example.com", "eve", ["eng-data"])
-    gw = _start(tmp_path / "gw", emulator, idp)
-    try:
-        tokens = sign_in(gw, browser, "eve")
-        ok = refresh(gw, tokens["refresh_token"])  # the IdP still knows eve: refreshed, groups re-read
-        assert ok.status_code == 200, ok.text
-        idp.remove_user("eve")
-        gone = refresh(gw, ok.json()["refresh_token"])
-        assert gone.status_code == 401 and gone.json()["error"] == "invalid_grant"
-        until(lambda: message_status(gw, ok.json()["access_token"]) == 401)
-    finally:
-        gw.stop()
+    tokens = sign_in(gateway, browser, "eve")
+    ok = refresh(gateway, tokens["refresh_token"])  # the IdP still knows eve: refreshed, groups re-read
+    assert ok.status_code == 200, ok.text
+    idp.remove_user("eve")
+    gone = refresh(gateway, ok.json()["refresh_token"])
+    assert gone.status_code == 401 and gone.json()["error"] == "invalid_grant"
+    until(lambda: message_status(gateway, ok.json()["access_token"]) == 401)
 
 
 def test_an_expired_access_token_is_refused_and_refresh_brings_a_working_one(
