@@ -169,8 +169,11 @@ def valid_international(digits: str) -> bool:
     for n in (1, 2, 3):
         cc = int(digits[:n])
         if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            rules = _country(cc)
-            return any(r.valid(nn) for r in rules for nn in r.strip_prefix(digits[n:]))
+            rest = digits[n:]
+            if _country_valid(str(cc))(rest) is not None:  # valid as written in some region: one C call
+                return True
+            # Or, in some region, once its trunk prefix is taken off (``strip_prefix``'s first answer is ``rest``).
+            return any(r.valid(nn) for r in _country(cc) for nn in r.strip_prefix(rest)[1:])
     return False
 
 
