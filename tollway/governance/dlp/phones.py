@@ -219,9 +219,13 @@ def _valid_national(parts: list[str], regions: tuple[str, ...], shape: tuple[int
     if shape is None:
         shape = tuple(map(len, parts))
     quick = _quick_reject(regions, shape)
-    if quick is not None and quick.fullmatch(digits) is None:
-        return False
-    for r, main, whole, after_cc in _shaped(regions, shape):
+    first = 0
+    if quick is not None:
+        m = quick.fullmatch(digits)
+        if m is None:
+            return False
+        first = int(m.lastgroup[1:]) if m.lastgroup else 0  # the regions before fail the quick reject
+    for r, main, whole, after_cc in _shaped(regions, shape)[first:]:
         if whole:
             for nn in r.strip_prefix(digits):
                 if _valid_in_country(r.cc, nn) and main.grouped_as(nn, parts):
@@ -251,20 +255,25 @@ def _quick_reject(regions: tuple[str, ...], shape: tuple[int, ...]) -> re.Patter
     """One regex over the digits that every number of ``shape`` valid in ``regions`` matches (a necessary
     condition: a national prefix, the general pattern of its country, then a format of that shape whose
     leading digits and pattern fit), so that most digit runs cost one call in C; None when a region's formats
-    are not plain digit groups. About 2 KB of pattern per shape, 180 shapes for the default regions."""
+    are not plain digit groups. About 2 KB of pattern per shape, 180 shapes for the default regions.
+
+    Each region's alternatives sit in a group named ``q<k>`` (k: its index in ``_shaped``), so a match says
+    which is the first region whose condition holds: the regions before it need no further check."""
     alternatives = []
-    for r, main, whole, after_cc in _shaped(regions, shape):
+    for k, (r, main, whole, after_cc) in enumerate(_shaped(regions, shape)):
         if main.shapes is None:
             return None
         valid = f"(?=(?:{_country_general(r.cc).pattern})\\Z)"
+        mine = []
         if whole:
             prefix = (r.prefix_parsing.pattern if r.prefix_parsing is not None
                       else re.escape(r.prefix) if r.prefix else "")
             formats = valid + _formats_regex(main.by_shape.get(shape, ()), shape)
-            alternatives.append(f"(?:{prefix})?{formats}" if prefix else formats)
+            mine.append(f"(?:{prefix})?{formats}" if prefix else formats)
         if after_cc:
-            alternatives.append(f"{r.cc}{valid}{_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}")
-    return re.compile("|".join(f"(?:{a})" for a in alternatives) or "(?!)")
+            mine.append(f"{r.cc}{valid}{_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}")
+        alternatives.append(f"(?P<q{k}>" + "|".join(f"(?:{a})" for a in mine) + ")")
+    return re.compile("|".join(alternatives) or "(?!)")
 
 
 def _formats_regex(formats: Sequence[Format], shape: tuple[int, ...]) -> str:
