@@ -29,8 +29,8 @@ _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
 class _Region:
     """One region's compiled rules."""
 
-    __slots__ = ("_valid", "by_shape", "cc", "formats", "general", "lengths", "prefix", "prefix_parsing", "shapes",
-                 "types", "valid_pattern")
+    __slots__ = ("_simple", "_valid", "by_shape", "cc", "formats", "general", "lengths", "prefix", "prefix_parsing",
+                 "shapes", "types", "valid_pattern")
 
     def __init__(self, meta: Any) -> None:
         self.cc = str(meta.country_code)
@@ -60,6 +60,19 @@ class _Region:
             # "(\1) \2-\3" -> ["(", 1, ") ", 2, "-", 3]: expanded by hand (Match.expand parses it every call)
             pieces: list[str | int] = [int(x) if k % 2 else x for k, x in enumerate(re.split(r"\\(\d)", fmt))]
             self.formats.append((leading, re.compile(f.pattern), pieces))
+        #: Per format, the group numbers in rendering order when its rendering's digit groups are exactly those
+        #: groups (no digit in its literal text, and some literal between each two groups), else None: then
+        #: ``national_groups`` needs no string building (a page of phone numbers checks one per number).
+        self._simple: list[list[int] | None] = []
+        for _leading, _pattern, pieces in self.formats:
+            ints = [p for p in pieces if isinstance(p, int)]
+            literals = [p for p in pieces if isinstance(p, str)]
+            between = [pieces[k] for k in range(1, len(pieces) - 1)
+                       if isinstance(pieces[k], str) and isinstance(pieces[k - 1], int)
+                       and isinstance(pieces[k + 1], int)]
+            adjacent = any(isinstance(a, int) and isinstance(b, int) for a, b in itertools.pairwise(pieces))
+            simple = (not adjacent and all(between) and not any(c.isdigit() for lit in literals for c in lit))
+            self._simple.append(ints if simple else None)
         per_format = [_shapes([f]) for f in self.formats]
         known = [x for x in per_format if x is not None]
         self.shapes = frozenset().union(*known) if len(known) == len(per_format) else None
@@ -76,11 +89,18 @@ class _Region:
         return self._valid(nn) is not None
 
     def national_groups(self, nn: str) -> list[str]:
-        for leading, pattern, pieces in self.formats:
+        """The digit groups of ``nn`` in its national format (the first format whose leading digits and pattern
+        match), or ``[nn]`` when none does."""
+        for k, (leading, pattern, pieces) in enumerate(self.formats):
             if leading is not None and leading.match(nn) is None:
                 continue
             m = pattern.fullmatch(nn)
             if m is not None:
+                ints = self._simple[k]
+                if ints is not None:
+                    groups = [m.group(p) for p in ints]
+                    if all(groups):  # an empty group would merge its neighbours' separators: render it
+                        return groups
                 return _GROUPS.findall("".join(m.group(p) if isinstance(p, int) else p for p in pieces))
         return [nn]
 
