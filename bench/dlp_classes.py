@@ -2,17 +2,24 @@
 
     .venv/bin/python bench/dlp_classes.py            # both matchers when Hyperscan is installed
     .venv/bin/python bench/dlp_classes.py --kb 400
+    .venv/bin/python bench/dlp_classes.py --paste 400   # one paste per class, default time budget
+
 
 Classes: prose, code, shell/log output, phone-dense, e-mail-dense, IBAN-dense, card-dense, one long
 base64 string. Each is ~``--kb`` KB in one text block; the best of 3 runs of ``DlpEngine.inspect``
 (process CPU time) is reported, each run on a text of its own (other seeds), after one untimed run:
 the verdict cache is off, so every run measures new text. Targets (issue 15): <= 5 µs/KB on prose
 and code; no class over 50.
+
+``--paste KB`` sends one paste of each class through ``DlpEngine.ainspect`` (the gateway's path: worker
+thread, batches) with the default configuration, and reports its wall and CPU time, the time budget
+(``timeout_ms`` + ``timeout_ms_per_mb`` per MB of new text) and the outcome: scanned, or refused (413).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import os
 import random
@@ -28,6 +35,7 @@ import dlp as corpus
 from tollway.governance.dlp import DlpEngine
 from tollway.governance.dlp.policy import DlpConfig
 from tollway.governance.dlp.prefilter import available
+from tollway.governance.dlp.result import DlpError
 
 
 def classes(kb: int, seed: int = 3) -> dict[str, str]:
@@ -75,10 +83,36 @@ def rate(engine: DlpEngine, texts: list[str]) -> float:
     return best
 
 
+def paste(kb: int) -> None:
+    """One ``kb`` KB paste per class through ``ainspect`` with the default time budget: scanned or refused."""
+    config = DlpConfig()
+    engine = DlpEngine(config)
+    engine.wait_ready()
+    print(f"| class ({kb} KB, matcher {os.environ.get('TOLLWAY_DLP_MATCHER', 'auto')}) | wall ms | CPU ms "
+          "| budget ms | outcome |")
+    print("|---|---:|---:|---:|---|")
+    for name, text in classes(kb, seed=7).items():
+        body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+        budget = config.timeout_ms + config.timeout_ms_per_mb * len(text) / 1_000_000
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            result = asyncio.run(engine.ainspect(body))
+            outcome = f"scanned, {sum(f.count for f in result.findings)} findings"
+        except DlpError as exc:
+            outcome = f"refused, {exc.status}"
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(f"| {name} | {wall * 1000:.0f} | {cpu * 1000:.0f} | {budget:.0f} | {outcome} |")
+    print(f"\nload average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kb", type=int, default=200)
+    parser.add_argument("--paste", type=int, metavar="KB", help="one paste per class, default time budget")
     args = parser.parse_args()
+    if args.paste:
+        paste(args.paste)
+        return 0
     matchers = ["hyperscan", "python"] if available() else ["python"]
     runs = [classes(args.kb, seed) for seed in (3, 4, 5, 6)]
     print("| class | " + " | ".join(f"{m} µs/KB" for m in matchers) + " |")

@@ -106,3 +106,30 @@ def test_no_number_outlives_the_scan_that_saw_it() -> None:
     kinds = [kind for _s, _e, kind in builtin.scan(text)]
     assert kinds == ["phone_number", "phone_number", "payment_card"]
     assert builtin.numbers._memo == {}
+
+
+def test_all_default_regions_at_once_agree_with_phonenumbers() -> None:
+    """The engine checks a digit-group window against every region that writes its length at once; the quick
+    reject names the first region that can match and the regions before it are skipped. The answer is the
+    same as asking phonenumbers region by region: random windows of the shapes a page of card or phone
+    numbers produces, and every region's example numbers."""
+    rng = random.Random("all regions")
+    numbers = Numbers(DEFAULT_PHONE_REGIONS)
+    cases: list[list[str]] = []
+    for shape in ((4, 4), (4, 4, 4), (3, 3, 4), (2, 4, 4), (3, 4), (4, 3, 3), (2, 2, 2, 2, 2), (3, 3, 3)):
+        for _ in range(12):
+            cases.append(["".join(rng.choice("0123456789") for _ in range(n)) for n in shape])
+    for region in DEFAULT_PHONE_REGIONS:
+        for t in _TYPES[:3]:
+            example = phonenumbers.example_number_for_type(region, t)
+            if example is not None:
+                parts = _GROUPS.findall(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL))
+                if len(parts) > 1:
+                    cases.append(parts)
+    valid = 0
+    for parts in cases:
+        regions = numbers.by_length[sum(map(len, parts))]
+        expected = any(reference_national(parts, r) for r in regions)
+        valid += expected
+        assert valid_national(parts, regions) == expected, parts
+    assert valid >= 30

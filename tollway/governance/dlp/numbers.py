@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import phonenumbers
 
-from tollway.governance.dlp.phones import valid_international, valid_national
+from tollway.governance.dlp.phones import _shaped, _valid_national, valid_international
 from tollway.governance.dlp.result import Span
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
@@ -125,6 +125,8 @@ class Numbers:
         #: findings depend on its text alone, except for a bare 9-digit number (an SSN only after a word that says
         #: so). Emptied after every scan (``Builtin.scan``), so no number outlives its request here.
         self._memo: dict[str, list[Span]] = {}
+        #: ``_plan`` by the shape of a run (group lengths, separators, lead): no digits, so kept across scans.
+        self._plans: dict[tuple[tuple[int, ...], tuple[str, ...], str], list[list[tuple[str, int]]]] = {}
 
     def forget(self) -> None:
         """Drop the memo: digit runs are personal data, and are not kept past the scan that saw them."""
@@ -166,79 +168,110 @@ class Numbers:
                 if _ssn_ok(digits[:3], digits[3:5], digits[5:]):
                     return [(start, end, "us_ssn")]
             elif (lead == "+" and 7 <= n <= 15 and _plus_length_ok(text[pos[0][0]:end])
-                  and self._phone(text[start:end], n, [text[pos[0][0]:end]], [], True)):
+                  and self._phone(text, start, end, n, [text[pos[0][0]:end]], [], True)):
                 return [(start, end, "phone_number")]
             return []
-        seps = [text[pos[k][1]:pos[k + 1][0]] for k in range(len(pos) - 1)]
+        seps = tuple(text[pos[k][1]:pos[k + 1][0]] for k in range(len(pos) - 1))
+        groups = [text[a:b] for a, b in pos]
+        key = (tuple(lens), seps, lead)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= MEMO_ITEMS:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(lens, list(seps), lead)
         spans: list[Span] = []
         used_until = -1
-        for i in range(len(pos)):
-            if pos[i][0] < used_until:
+        for i, steps in enumerate(plan):
+            if not steps or pos[i][0] < used_until:
                 continue
-            found = self._at(text, pos, lens, seps, i, lead if i == 0 else "")
+            found = self._try(text, pos, groups, seps, i, steps, lead if i == 0 else "")
             if found is not None:
                 spans.append(found)
                 used_until = found[1]
         return spans
 
-    def _at(self, text: str, pos: list[tuple[int, int]], lens: list[int], seps: list[str], i: int,
-            lead: str) -> Span | None:
-        """The longest card, SSN or phone number starting at group i (after ``lead``, '+' or '('), if any.
+    def _plan(self, lens: list[int], seps: list[str], lead: str) -> list[list[tuple[str, int]]]:
+        """For each digit group i, the checks worth making on windows starting there, in the order made.
 
-        Windows are tried longest first, so the first hit is the answer (and a long run whose whole is a
-        phone number costs one ``phonenumbers`` call, not one per prefix).
+        The longest card, SSN or phone number starting at group i (after ``lead``, '+' or '(', for group 0)
+        is the answer there; windows are tried longest first, so the first hit is it (and a long run whose
+        whole is a phone number costs one check, not one per prefix). Everything that depends on the
+        group lengths and separators alone is decided here, once per shape of run (a page of card numbers
+        is one shape repeated); what depends on the digits (brand and Luhn, SSN ranges, dates, the phone
+        metadata) is left to ``_try``. Each step is (kind, j): the window of groups i..j.
         """
         phone_lengths = self.all_lengths
-        last, total = i, lens[i]
-        while last + 1 < len(pos) and total + lens[last + 1] <= 19:
-            last += 1
-            total += lens[last]
-        for j in range(last, i, -1):
-            if total < 7:
-                break
-            window_seps = seps[i:j]
-            same_sep = all(x == window_seps[0] for x in window_seps)
+        plan: list[list[tuple[str, int]]] = []
+        for i in range(len(lens)):
+            steps: list[tuple[str, int]] = []
+            ld = lead if i == 0 else ""
+            last, total = i, lens[i]
+            while last + 1 < len(lens) and total + lens[last + 1] <= 19:
+                last += 1
+                total += lens[last]
+            for j in range(last, i, -1):
+                if total < 7:
+                    break
+                window_seps = seps[i:j]
+                sep0 = window_seps[0]
+                same_sep = window_seps.count(sep0) == len(window_seps)
+                if total >= 13 and not ld and same_sep and sep0 in (" ", "-"):
+                    sizes = lens[i:j + 1]
+                    if (sizes[-1] <= 4 and sizes[:-1].count(4) == len(sizes) - 1) or sizes in ([4, 6, 5], [4, 6, 4]):
+                        steps.append(("card", j))
+                if (total == 9 and j == i + 2 and not ld and same_sep and sep0 in ("-", " ")
+                        and lens[i] == 3 and lens[i + 1] == 2):
+                    steps.append(("ssn", j))
+                if total <= 15 and _PHONE_SEPS.issuperset(window_seps):
+                    if ld == "+":
+                        steps.append(("plus", j))
+                    elif (total in phone_lengths and lens[j] >= 3 and min(lens[i + 1:j + 1]) >= 2
+                          and (lens[i] >= 2 or total - 1 in phone_lengths)  # "1 415 555 2671"
+                          and not (window_seps.count(".") == len(window_seps) and max(lens[i:j + 1]) <= 3)
+                          and _shaped(self.by_length.get(total, ()), tuple(lens[i:j + 1]))):
+                        steps.append(("phone", j))
+                total -= lens[j]
+            if lens[i] >= 13 and not ld and (i == 0 or seps[i - 1] in (" ", "/")) and lens[i] <= 19:
+                steps.append(("bare", i))  # a card without separators
+            plan.append(steps)
+        return plan
+
+    def _try(self, text: str, pos: list[tuple[int, int]], groups: list[str], seps: tuple[str, ...], i: int,
+             steps: list[tuple[str, int]], lead: str) -> Span | None:
+        """The first of ``steps`` (see ``_plan``) whose digits check out, as a finding, if any."""
+        for kind, j in steps:
             s, e = pos[i][0] - len(lead), pos[j][1]
-            if total >= 13 and not lead and same_sep and window_seps[0] in (" ", "-"):
-                sizes = lens[i:j + 1]
-                if (all(x == 4 for x in sizes[:-1]) and sizes[-1] <= 4) or sizes in ([4, 6, 5], [4, 6, 4]):
-                    digits = "".join(text[a:b] for a, b in pos[i:j + 1])
-                    if _card_brand_ok(digits) and _luhn(digits):
-                        return (s, e, "payment_card")
-            if (total == 9 and j == i + 2 and not lead and same_sep and window_seps[0] in ("-", " ")
-                    and lens[i] == 3 and lens[i + 1] == 2):
-                a0, a1, a2 = (text[a:b] for a, b in pos[i:j + 1])
-                if _ssn_ok(a0, a1, a2):
-                    return (s, e, "us_ssn")
-            if total <= 15:
-                if lead == "+":
-                    plausible = _plus_length_ok("".join(text[a:b] for a, b in pos[i:j + 1]))
-                else:
-                    plausible = (total in phone_lengths and lens[j] >= 3 and all(x >= 2 for x in lens[i + 1:j + 1])
-                                 and (lens[i] >= 2 or total - 1 in phone_lengths))  # "1 415 555 2671"
-                if plausible and self._phone(text[s:e], total, [text[a:b] for a, b in pos[i:j + 1]],
-                                             window_seps, lead == "+"):
+            if kind == "phone":
+                if (_DATE_LIKE.match(text, s, e) is None
+                        and _valid_national(groups[i:j + 1], self.by_length[sum(map(len, groups[i:j + 1]))])):
                     return (s, e, "phone_number")
-            total -= lens[j]
-        if lens[i] >= 13 and not lead and (i == 0 or seps[i - 1] in (" ", "/")):  # a card without separators
-            digits = text[pos[i][0]:pos[i][1]]
-            if lens[i] <= 19 and _card_brand_ok(digits) and _luhn(digits):
-                return (pos[i][0], pos[i][1], "payment_card")
+            elif kind == "card" or kind == "bare":
+                digits = "".join(groups[i:j + 1])
+                if _card_brand_ok(digits) and _luhn(digits):
+                    return (pos[i][0], e, "payment_card") if kind == "bare" else (s, e, "payment_card")
+            elif kind == "ssn":
+                if _ssn_ok(groups[i], groups[i + 1], groups[i + 2]):
+                    return (s, e, "us_ssn")
+            else:  # "plus"
+                digits = "".join(groups[i:j + 1])
+                if _plus_length_ok(digits) and valid_international(digits):
+                    return (s, e, "phone_number")
         return None
 
-    def _phone(self, candidate: str, ndigits: int, parts: list[str], seps: list[str], plus: bool) -> bool:
-        if any(sep not in _PHONE_SEPS for sep in seps):
+    def _phone(self, text: str, s: int, e: int, ndigits: int, parts: list[str], seps: list[str], plus: bool,
+               sizes: list[int] | None = None) -> bool:
+        """Whether text[s:e], the digit groups ``parts`` split by ``seps``, is a phone number (``sizes``: the
+        groups' lengths, when the caller has them)."""
+        if not _PHONE_SEPS.issuperset(seps):
             return False
-        regions: Sequence[str] = ()
-        if not plus:
-            # National numbers: separated groups of 2+ digits, not a date or an address, of a length the
-            # region uses, and (checked below) grouped exactly as the region writes them.
-            if len(parts) < 2 or any(len(p) < 2 for p in parts[1:]) or len(parts[-1]) < 3:
-                return False
-            if _DATE_LIKE.match(candidate) or (all(sep == "." for sep in seps) and all(len(p) <= 3 for p in parts)):
-                return False
-            regions = self.by_length.get(ndigits, ())
         if plus:
             return valid_international("".join(parts))
-        return valid_national(parts, regions)
-
+        # National numbers: separated groups of 2+ digits, not a date or an address, of a length the
+        # region uses, and (checked below) grouped exactly as the region writes them.
+        if sizes is None:
+            sizes = [len(p) for p in parts]
+        if len(parts) < 2 or min(sizes[1:]) < 2 or sizes[-1] < 3:
+            return False
+        if _DATE_LIKE.match(text, s, e) or (seps.count(".") == len(seps) and max(sizes) <= 3):
+            return False
+        return _valid_national(parts, self.by_length.get(ndigits, ()), tuple(sizes))

@@ -29,7 +29,8 @@ _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
 class _Region:
     """One region's compiled rules."""
 
-    __slots__ = ("by_shape", "cc", "formats", "general", "lengths", "prefix", "prefix_parsing", "shapes", "types")
+    __slots__ = ("_simple", "_valid", "by_shape", "cc", "formats", "general", "lengths", "prefix", "prefix_parsing",
+                 "shapes", "types", "valid_pattern")
 
     def __init__(self, meta: Any) -> None:
         self.cc = str(meta.country_code)
@@ -44,6 +45,10 @@ class _Region:
             if d is not None and d.national_number_pattern:
                 lengths = frozenset(d.possible_length or ()) or self.lengths
                 self.types.append((lengths, re.compile(d.national_number_pattern)))
+        #: ``valid`` as one regex (a C call instead of a dozen and a Python loop: a page of phone numbers
+        #: checks each against every region of its country).
+        self.valid_pattern = _valid_regex(self.lengths, self.general, self.types)
+        self._valid = re.compile(self.valid_pattern).fullmatch
         self.prefix = meta.national_prefix or ""
         self.prefix_parsing = re.compile(meta.national_prefix_for_parsing) if meta.national_prefix_for_parsing else None
         self.formats: list[tuple[re.Pattern[str] | None, re.Pattern[str], list[str | int]]] = []
@@ -55,6 +60,19 @@ class _Region:
             # "(\1) \2-\3" -> ["(", 1, ") ", 2, "-", 3]: expanded by hand (Match.expand parses it every call)
             pieces: list[str | int] = [int(x) if k % 2 else x for k, x in enumerate(re.split(r"\\(\d)", fmt))]
             self.formats.append((leading, re.compile(f.pattern), pieces))
+        #: Per format, the group numbers in rendering order when its rendering's digit groups are exactly those
+        #: groups (no digit in its literal text, and some literal between each two groups), else None: then
+        #: ``national_groups`` needs no string building (a page of phone numbers checks one per number).
+        self._simple: list[list[int] | None] = []
+        for _leading, _pattern, pieces in self.formats:
+            ints = [p for p in pieces if isinstance(p, int)]
+            literals = [p for p in pieces if isinstance(p, str)]
+            between = [pieces[k] for k in range(1, len(pieces) - 1)
+                       if isinstance(pieces[k], str) and isinstance(pieces[k - 1], int)
+                       and isinstance(pieces[k + 1], int)]
+            adjacent = any(isinstance(a, int) and isinstance(b, int) for a, b in itertools.pairwise(pieces))
+            simple = (not adjacent and all(between) and not any(c.isdigit() for lit in literals for c in lit))
+            self._simple.append(ints if simple else None)
         per_format = [_shapes([f]) for f in self.formats]
         known = [x for x in per_format if x is not None]
         self.shapes = frozenset().union(*known) if len(known) == len(per_format) else None
@@ -67,17 +85,22 @@ class _Region:
                     self.by_shape.setdefault(shape, []).append(f)
 
     def valid(self, nn: str) -> bool:
-        n = len(nn)
-        if n not in self.lengths or self.general is None or self.general.fullmatch(nn) is None:
-            return False
-        return any(n in lengths and p.fullmatch(nn) is not None for lengths, p in self.types)
+        """A length the region uses, its general pattern, and one of its types at a length that type uses."""
+        return self._valid(nn) is not None
 
     def national_groups(self, nn: str) -> list[str]:
-        for leading, pattern, pieces in self.formats:
+        """The digit groups of ``nn`` in its national format (the first format whose leading digits and pattern
+        match), or ``[nn]`` when none does."""
+        for k, (leading, pattern, pieces) in enumerate(self.formats):
             if leading is not None and leading.match(nn) is None:
                 continue
             m = pattern.fullmatch(nn)
             if m is not None:
+                ints = self._simple[k]
+                if ints is not None:
+                    groups = [m.group(p) for p in ints]
+                    if all(groups):  # an empty group would merge its neighbours' separators: render it
+                        return groups
                 return _GROUPS.findall("".join(m.group(p) if isinstance(p, int) else p for p in pieces))
         return [nn]
 
@@ -102,6 +125,22 @@ class _Region:
         elif self.prefix and digits.startswith(self.prefix):
             out.append(digits[len(self.prefix):])
         return out
+
+
+def _lengths_regex(lengths: frozenset[int]) -> str:
+    """A look-ahead: the rest of the string is exactly one of ``lengths`` characters long."""
+    ok = sorted(n for n in lengths if n > 0)
+    return "(?=(?:" + "|".join(f".{{{n}}}" for n in ok) + r")\Z)" if ok else "(?!)"
+
+
+def _valid_regex(lengths: frozenset[int], general: re.Pattern[str] | None,
+                 types: list[tuple[frozenset[int], re.Pattern[str]]]) -> str:
+    """``_Region.valid`` as one pattern (for ``fullmatch``): each condition a look-ahead anchored at the end,
+    so that each pattern is matched whole, exactly as its own ``fullmatch`` would."""
+    if general is None or not types:
+        return "(?!)"
+    alternatives = [f"{_lengths_regex(n)}(?:{p.pattern})\\Z" for n, p in types]
+    return (f"{_lengths_regex(lengths)}(?=(?:{general.pattern})\\Z)(?:" + "|".join(alternatives) + ")")
 
 
 _GROUP = re.compile(r"\((?:\\d|\[\d-]+\])(?:\{(\d+)(?:,(\d+))?\})?\)")
@@ -150,8 +189,11 @@ def valid_international(digits: str) -> bool:
     for n in (1, 2, 3):
         cc = int(digits[:n])
         if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            rules = _country(cc)
-            return any(r.valid(nn) for r in rules for nn in r.strip_prefix(digits[n:]))
+            rest = digits[n:]
+            if _country_valid(str(cc))(rest) is not None:  # valid as written in some region: one C call
+                return True
+            # Or, in some region, once its trunk prefix is taken off (``strip_prefix``'s first answer is ``rest``).
+            return any(r.valid(nn) for r in _country(cc) for nn in r.strip_prefix(rest)[1:])
     return False
 
 
@@ -162,11 +204,16 @@ def _country_general(cc: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns) or "(?!)")
 
 
-def _valid_in_country(cc: str, nn: str, first: _Region) -> bool:
+@functools.lru_cache(maxsize=256)
+def _country_valid(cc: str) -> Any:
+    """``fullmatch`` of a regex true when a national number is valid in any region of a country code."""
+    patterns = [r.valid_pattern for r in _country(int(cc))]
+    return re.compile("|".join(f"(?:{p})" for p in patterns) or "(?!)").fullmatch
+
+
+def _valid_in_country(cc: str, nn: str) -> bool:
     """Valid in any region that shares the country code (phonenumbers finds the region from the number)."""
-    if _country_general(cc).fullmatch(nn) is None:
-        return False
-    return first.valid(nn) or any(r.valid(nn) for r in _country(int(cc)) if r is not first)
+    return _country_valid(cc)(nn) is not None
 
 
 @functools.lru_cache(maxsize=64)
@@ -182,24 +229,30 @@ def _rules(regions: tuple[str, ...]) -> tuple[tuple[_Region, _Region], ...]:
 
 def valid_national(parts: list[str], regions: Sequence[str]) -> bool:
     """Whether the digit groups ``parts`` are a valid number of one of ``regions``, grouped as it writes them."""
-    return _valid_national(tuple(parts), tuple(regions))
+    return _valid_national(list(parts), tuple(regions))
 
 
-def _valid_national(groups: tuple[str, ...], regions: tuple[str, ...]) -> bool:
-    parts = list(groups)
+def _valid_national(parts: list[str], regions: tuple[str, ...], shape: tuple[int, ...] | None = None) -> bool:
+    """``valid_national`` (``shape``: the lengths of ``parts``, when the caller has them). Validity (one C call
+    per country) is checked before the grouping (a Python loop over formats): most candidates fail it."""
     digits = "".join(parts)
-    shape = tuple(map(len, parts))
+    if shape is None:
+        shape = tuple(map(len, parts))
     quick = _quick_reject(regions, shape)
-    if quick is not None and quick.fullmatch(digits) is None:
-        return False
-    for r, main, whole, after_cc in _shaped(regions, shape):
+    first = 0
+    if quick is not None:
+        m = quick.fullmatch(digits)
+        if m is None:
+            return False
+        first = int(m.lastgroup[1:]) if m.lastgroup else 0  # the regions before fail the quick reject
+    for r, main, whole, after_cc in _shaped(regions, shape)[first:]:
         if whole:
             for nn in r.strip_prefix(digits):
-                if main.grouped_as(nn, parts) and _valid_in_country(r.cc, nn, r):
+                if _valid_in_country(r.cc, nn) and main.grouped_as(nn, parts):
                     return True
         if after_cc and parts[0] == r.cc:
             nn = digits[len(r.cc):]
-            if main.grouped_as(nn, parts[1:]) and _valid_in_country(r.cc, nn, r):
+            if _valid_in_country(r.cc, nn) and main.grouped_as(nn, parts[1:]):
                 return True
     return False
 
@@ -222,20 +275,25 @@ def _quick_reject(regions: tuple[str, ...], shape: tuple[int, ...]) -> re.Patter
     """One regex over the digits that every number of ``shape`` valid in ``regions`` matches (a necessary
     condition: a national prefix, the general pattern of its country, then a format of that shape whose
     leading digits and pattern fit), so that most digit runs cost one call in C; None when a region's formats
-    are not plain digit groups. About 2 KB of pattern per shape, 180 shapes for the default regions."""
+    are not plain digit groups. About 2 KB of pattern per shape, 180 shapes for the default regions.
+
+    Each region's alternatives sit in a group named ``q<k>`` (k: its index in ``_shaped``), so a match says
+    which is the first region whose condition holds: the regions before it need no further check."""
     alternatives = []
-    for r, main, whole, after_cc in _shaped(regions, shape):
+    for k, (r, main, whole, after_cc) in enumerate(_shaped(regions, shape)):
         if main.shapes is None:
             return None
         valid = f"(?=(?:{_country_general(r.cc).pattern})\\Z)"
+        mine = []
         if whole:
             prefix = (r.prefix_parsing.pattern if r.prefix_parsing is not None
                       else re.escape(r.prefix) if r.prefix else "")
             formats = valid + _formats_regex(main.by_shape.get(shape, ()), shape)
-            alternatives.append(f"(?:{prefix})?{formats}" if prefix else formats)
+            mine.append(f"(?:{prefix})?{formats}" if prefix else formats)
         if after_cc:
-            alternatives.append(f"{r.cc}{valid}{_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}")
-    return re.compile("|".join(f"(?:{a})" for a in alternatives) or "(?!)")
+            mine.append(f"{r.cc}{valid}{_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}")
+        alternatives.append(f"(?P<q{k}>" + "|".join(f"(?:{a})" for a in mine) + ")")
+    return re.compile("|".join(alternatives) or "(?!)")
 
 
 def _formats_regex(formats: Sequence[Format], shape: tuple[int, ...]) -> str:
@@ -274,6 +332,7 @@ def warm_up(regions: Sequence[str], by_length: dict[int, tuple[str, ...]] | None
         if r is not None:
             main = _country(int(r.cc))[0]
             _country_general(r.cc)
+            _country_valid(r.cc)
             for shape in main.shapes or ():
                 shapes.update((shape, (len(r.cc), *shape)))
     for shape in shapes:
