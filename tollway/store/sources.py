@@ -13,7 +13,9 @@ from tollway.store.tables import api_keys, grants, groups, signin_identities
 
 async def idp_links(db: Database, user_ids: Sequence[str]) -> dict[str, list[str]]:
     """user id -> the issuers of the IdP accounts linked to it (absent: a local user)."""
-    wanted = [u for u in set(user_ids) if u]
+    # A user id is at most 40 printable characters: anything else matches no row, and some of it
+    # (a NUL byte) PostgreSQL refuses outright — so it is not sent.
+    wanted = [u for u in set(user_ids) if u and len(u) <= 40 and u.isprintable()]
     if not wanted:
         return {}
     q = select(signin_identities.c.user_id, signin_identities.c.issuer).where(signin_identities.c.user_id.in_(wanted))
