@@ -193,10 +193,15 @@ def test_a_key_made_in_the_console_works_until_revoked_there(console: tuple[Page
         return False
 
     until(refused, 10)
-    # Done through the admin API, so audited as changes by the console's credential.
-    changes = admin(gateway, admin_key, "/audit?kind=change&limit=20")["data"]
-    actions = {(c["action"], c["target"]) for c in changes}
-    assert ("key.revoke", key_id) in actions and ("key.create", key_id) in actions
+
+    # Done through the admin API, so audited as changes by the console's credential (records are
+    # written behind the request: poll until the newest one is stored).
+    def audited() -> bool:
+        changes = admin(gateway, admin_key, "/audit?kind=change&limit=20")["data"]
+        actions = {(c["action"], c["target"]) for c in changes}
+        return ("key.revoke", key_id) in actions and ("key.create", key_id) in actions
+
+    until(audited, 10)
     assert watch.errors == []
 
 
@@ -298,8 +303,8 @@ def test_single_sign_on_mints_a_token_for_the_person(browser: Browser, gateway: 
     assert sdk.messages.create(model="tollway-mock", max_tokens=8, messages=[{"role": "user", "content": "hi"}]).content
     ada = next(u for u in admin(gateway, admin_key, "/users?limit=100")["data"] if u["name"] == "Ada Lovelace")
     assert ada["email"] == "ada@example.com"  # provisioned just in time from the ID token
-    changes = admin(gateway, admin_key, "/audit?kind=change&limit=50")["data"]
-    assert any(c["action"] == "console.sign_in" and c["target"] == ada["id"] for c in changes)
+    until(lambda: any(c["action"] == "console.sign_in" and c["target"] == ada["id"]  # written behind: poll
+                      for c in admin(gateway, admin_key, "/audit?kind=change&limit=50")["data"]), 10)
 
     # Then as a person does it: the console takes the token and asks the admin API who this is.
     context = browser.new_context()
