@@ -23,7 +23,7 @@ from tollway.governance.audit import AuditLog
 from tollway.signin import codes
 from tollway.signin.context import SigninContext, client_ip
 from tollway.signin.oidc import IdpError, IdpRefused
-from tollway.signin.provisioning import provision
+from tollway.signin.provisioning import admit
 
 log = logging.getLogger("tollway.console")
 COOKIE = "tollway_console_login"
@@ -71,15 +71,8 @@ class ConsoleSignin:
             log.warning("console sign-in: identity provider sign-in failed: %s", exc)
             return self._done(pages.message("Sign-in failed", "The identity provider's answer could not be "
                                             "verified.", 400))
-        done = await provision(self.ctx.directory, self.ctx.store, ident, self.ctx.cfg)
-        user = done.user
-        if done.linked is not None:
-            self.ctx.event("user.provisioned", user.id, client_ip(request), how=done.linked, issuer=ident.issuer)
-        if done.joined or done.left:
-            self.ctx.event("user.groups_synced", user.id, client_ip(request), joined=list(done.joined),
-                           left=list(done.left))
-        if user.disabled:
-            self.ctx.event("signin.refused", user.id, client_ip(request), reason="user_disabled")
+        user = await admit(self.ctx, ident, client_ip(request))
+        if user is None:
             return self._done(pages.message("Account disabled", "Your Tollway account is disabled.", 403))
         token = await self._mint(user.id)
         self.audit.change("console.sign_in", user.id, {"user_id": user.id, "via": "console_sso",

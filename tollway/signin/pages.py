@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from tollway.signin import codes
 from tollway.signin.context import SigninContext, client_ip
 from tollway.signin.oidc import IdpError, IdpRefused
-from tollway.signin.provisioning import provision
+from tollway.signin.provisioning import admit
 
 log = logging.getLogger("tollway.signin")
 
@@ -106,15 +106,8 @@ class VerificationPage:
             self.ctx.event("signin.refused", None, client_ip(request), reason="idp_answer_rejected")
             return page("Sign-in failed", "<p class=err>The identity provider's answer could not be "
                         "verified.</p>", 400)
-        done = await provision(self.ctx.directory, self.ctx.store, ident, self.ctx.cfg)
-        user = done.user
-        if done.linked is not None:
-            self.ctx.event("user.provisioned", user.id, client_ip(request), how=done.linked, issuer=ident.issuer)
-        if done.joined or done.left:
-            self.ctx.event("user.groups_synced", user.id, client_ip(request), joined=list(done.joined),
-                           left=list(done.left))
-        if user.disabled:
-            self.ctx.event("signin.refused", user.id, client_ip(request), reason="user_disabled")
+        user = await admit(self.ctx, ident, client_ip(request))
+        if user is None:
             return page("Account disabled", "<p class=err>Your Tollway account is disabled.</p>", 403)
         approval = secrets.token_urlsafe(32)
         if not await self.ctx.store.authenticated(row.device_hash, user.id, codes.digest(approval),

@@ -12,9 +12,13 @@ import fnmatch
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tollway.config import SigninConfig
 from tollway.signin.oidc import Identity
+
+if TYPE_CHECKING:
+    from tollway.signin.context import SigninContext
 from tollway.store.errors import Conflict, NotFound
 from tollway.store.principals import Directory, UserRow
 from tollway.store.signin import SigninStore
@@ -40,6 +44,22 @@ class Provisioned:
     linked: str | None  # "created" (a new user) or "adopted" (an existing user by email) on first sign-in
     joined: tuple[str, ...]
     left: tuple[str, ...]
+
+
+async def admit(ctx: SigninContext, ident: Identity, ip: str | None) -> UserRow | None:
+    """Provision the person an identity signed in as and audit what that changed; None (the
+    refusal audited) when their Tollway account is disabled. Shared by Claude Code's device sign-in
+    and the console's SSO, so both record the same events."""
+    done = await provision(ctx.directory, ctx.store, ident, ctx.cfg)
+    user = done.user
+    if done.linked is not None:
+        ctx.event("user.provisioned", user.id, ip, how=done.linked, issuer=ident.issuer)
+    if done.joined or done.left:
+        ctx.event("user.groups_synced", user.id, ip, joined=list(done.joined), left=list(done.left))
+    if user.disabled:
+        ctx.event("signin.refused", user.id, ip, reason="user_disabled")
+        return None
+    return user
 
 
 async def provision(directory: Directory, store: SigninStore, ident: Identity, cfg: SigninConfig) -> Provisioned:
