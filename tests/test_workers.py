@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,8 +50,12 @@ def post_fresh(gw: Gateway, key: str) -> httpx.Response:
 
 def test_two_workers_answer_on_one_port_and_record_every_request(workers: Gateway) -> None:
     answered: list[httpx.Response] = []
+    # Rounds of 16 concurrent connections until both processes have answered. To a deadline, not
+    # a number of rounds: /ready was answered by one process, and on a loaded machine the other
+    # may still be starting (the kernel then hands every connection to the first).
+    deadline = time.monotonic() + 60
     with ThreadPoolExecutor(8) as pool:
-        for _ in range(10):  # rounds of 16 concurrent connections, until both processes have answered
+        while time.monotonic() < deadline:
             answered += pool.map(lambda _: post_fresh(workers, workers.key), range(16))
             if len({process_of(r.headers["request-id"]) for r in answered}) == 2:
                 break
@@ -61,9 +66,30 @@ def test_two_workers_answer_on_one_port_and_record_every_request(workers: Gatewa
     assert {r["request_id"] for r in rows} == {r.headers["request-id"] for r in answered}
 
 
+def wait_until_every_process_has(gw: Gateway, admin: Admin, timeout: float = 60.0) -> None:
+    """Return once both processes have loaded the store's state as it is now.
+
+    A change made through the admin API is live at once in the process that answered it and in
+    the others within `key_refresh_interval` (docs/governance.md). A marker key created now is
+    answered by a process only once it has loaded a state at least this new (an unknown key makes
+    it check the store's version first), so both processes answering it proves both hold
+    everything written before it — without spending the limited key's own requests.
+    """
+    marker = admin.key("marker")["key"]
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    with ThreadPoolExecutor(8) as pool:
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, f"only {len(seen)} process(es) answered the marker key"
+            for r in pool.map(lambda _: post_fresh(gw, marker), range(8)):
+                assert r.status_code == 200, r.text
+                seen.add(process_of(r.headers["request-id"]))
+
+
 def test_a_rate_limit_holds_across_workers(workers: Gateway) -> None:
     admin = Admin(workers)
     key = admin.key("limited", rpm=12)
+    wait_until_every_process_has(workers, admin)
     with ThreadPoolExecutor(8) as pool:
         answered = list(pool.map(lambda _: post_fresh(workers, key["key"]), range(36)))
     statuses = [r.status_code for r in answered]
