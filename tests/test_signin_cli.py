@@ -30,7 +30,11 @@ from tests.test_signin import CLAUDE, _start, approve_in_browser, browser, idp  
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
-TTL = 20
+# The access tokens' lifetime (signin.access_token_ttl). Short, so the wait for the first token to
+# expire before the second question is (nearly) over by the time the first answer is on screen (the
+# screens after sign-in took 14-16 s on this 2-core machine at load 8). Claude Code refreshes any token
+# within five minutes of expiry before using it, so a short lifetime changes nothing else.
+TTL = 8
 
 
 class Terminal:
