@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,12 +196,14 @@ def test_prune_keeps_the_chain_verifiable(gw: Gateway, admin_key: str) -> None:
     for _ in range(3):
         post(gw, "/v1/messages", BODY, gw.key)
     records(gw, admin_key, 3, kind="request")
-    # The cut-off is computed when the CLI starts; on a loaded machine starting it takes seconds,
-    # so the record that must stay gets a wide margin on its side of the cut-off.
-    time.sleep(8)
+    # An absolute cut-off between the records written and the next request: a span (`6s`) would
+    # be counted back from whenever the CLI got going, which on a loaded machine is seconds later,
+    # so the record that must stay needed seconds of margin. The payload cut-off is a span, so
+    # both forms `--older-than` takes are parsed.
+    cut = datetime.now(UTC)
     kept = post(gw, "/v1/messages", BODY, gw.key).headers["request-id"]
     records(gw, admin_key, request_id=kept)
-    out = gw.cli("audit", "prune", "--older-than", "6s")
+    out = gw.cli("audit", "prune", "--older-than", cut.isoformat(), "--payloads-older-than", "3650d")
     assert "Pruned" in out.stdout and not out.stdout.startswith("Pruned 0 ")
     assert records(gw, admin_key, request_id=kept), "records newer than the cut-off stay"
     assert all(r["ok"] for r in json.loads(gw.cli("audit", "verify", "--json").stdout))
