@@ -6,8 +6,10 @@ goes through real HTTP, the real CLI and a real SQLite file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -81,9 +83,17 @@ class Gateway:
         try:
             out, _ = self.proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            kill_group(self.proc)
             out, _ = self.proc.communicate()
+        kill_group(self.proc)  # a worker the supervisor left behind would keep the port and load the machine
         return out or ""
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL every process of a gateway started by `start_gateway` (its own process group): with
+    `--workers N`, killing only the supervisor orphans the workers, still listening."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 # Where `tollway serve` (run in the gateway's workdir) hands over the key it creates on an empty
@@ -109,7 +119,7 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
     proc = subprocess.Popen(
         [str(BIN), "serve", "--config", str(path), "--port", str(port), *serve_args],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {})}, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60  # generous: a loaded shared machine starts slowly
@@ -122,7 +132,7 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            proc.kill()
+            kill_group(proc)
             raise AssertionError("tollway did not become ready in 60 s")
         time.sleep(0.05)
     if first_key.exists():  # written before serve listens

@@ -90,10 +90,18 @@ def test_a_rate_limit_holds_across_workers(workers: Gateway) -> None:
     admin = Admin(workers)
     key = admin.key("limited", rpm=12)
     wait_until_every_process_has(workers, admin)
+    started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         answered = list(pool.map(lambda _: post_fresh(workers, key["key"]), range(36)))
+    took = time.monotonic() - started
     statuses = [r.status_code for r in answered]
-    assert statuses.count(200) == 12 and statuses.count(429) == 24
+    # rpm is a token bucket refilled continuously (12 a minute: one every 5 s), and the burst on a
+    # fresh connection each time takes seconds on a loaded machine: what refilled while it ran may
+    # be admitted too (CI once admitted 14 in a slow burst). Two processes each with a bucket of
+    # their own would admit about 24.
+    refilled = int(12 * took / 60)
+    assert 12 <= statuses.count(200) <= 12 + refilled, (statuses.count(200), took)
+    assert statuses.count(200) + statuses.count(429) == 36
     assert len({process_of(r.headers["request-id"]) for r in answered}) == 2, "both processes took part"
 
 
