@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from tollway.cli.common import ConfigOpt, JsonOpt, console, read_settings, run
 from tollway.cli.timespec import when
 from tollway.store import audit as audit_store
-from tollway.store.audit_checkpoints import verify_all
-from tollway.store.db import Database
+
+if TYPE_CHECKING:
+    from tollway.store.db import Database
 
 audit_app = typer.Typer(help="Verify, export and prune the tamper-evident audit log.", no_args_is_help=True)
 
@@ -22,6 +21,11 @@ audit_app = typer.Typer(help="Verify, export and prune the tamper-evident audit 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Check every writer's hash chain; exit 1 naming the first broken or missing link."""
+    from rich.table import Table  # here: every `tollway` command loads this module to register it
+    from rich.text import Text
+
+    from tollway.store.audit_checkpoints import verify_all
+
     settings = read_settings(config)
     reports = run(settings, lambda db: verify_all(db, settings.audit.checkpoint_sink))
     if as_json:

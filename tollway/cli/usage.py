@@ -11,19 +11,17 @@ import csv
 import io
 import json
 from datetime import date
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
-from rich.table import Table
 from rich.text import Text
 
 from tollway.cli.common import ConfigOpt, console, read_settings, run
-from tollway.reports import Filters, usage_report
-from tollway.store.db import Database
-from tollway.store.keys import KeyStore
-from tollway.store.principals import Directory
-from tollway.store.usage import GROUPINGS
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from tollway.store.db import Database
 
 # The fields --json and --csv have always carried, in this order (scripts depend on them).
 _USAGE_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "cache_write_tokens",
@@ -66,6 +64,9 @@ def _budget_cells(r: dict[str, Any]) -> tuple[Text, Text]:
 
 
 def _table(rows: list[dict[str, Any]], by: str, wide: bool) -> Table:
+    from rich import box
+    from rich.table import Table
+
     scoped = by in ("key", "user", "group")
     # One space between columns and room for a whole id: 80 columns hold the default set.
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, 1))
@@ -102,6 +103,13 @@ def usage(
     config: ConfigOpt = None,
 ) -> None:
     """Usage and cost totals from the daily rollup, with names, and budgets used and left."""
+    # Imported here, not at the top: every `tollway` command loads this module to register
+    # `usage`, and the reports pull in the store's rollups and both SQL dialects.
+    from tollway.reports import Filters, usage_report
+    from tollway.store.keys import KeyStore
+    from tollway.store.principals import Directory
+    from tollway.store.usage import GROUPINGS
+
     if by not in GROUPINGS:
         raise typer.BadParameter(f"--by must be one of {', '.join(GROUPINGS)}")
     try:
