@@ -245,6 +245,13 @@ def _valid_national(parts: list[str], regions: tuple[str, ...], shape: tuple[int
         if m is None:
             return False
         first = int(m.lastgroup[1:]) if m.lastgroup else 0  # the regions before fail the quick reject
+    return valid_national_from(parts, digits, regions, shape, first)
+
+
+def valid_national_from(parts: list[str], digits: str, regions: tuple[str, ...], shape: tuple[int, ...],
+                        first: int) -> bool:
+    """The rest of ``_valid_national`` once the quick reject has passed (``first``: the first region of
+    ``_shaped`` it let through); callers that hold the quick reject's ``fullmatch`` call it themselves."""
     for r, main, whole, after_cc in _shaped(regions, shape)[first:]:
         if whole:
             for nn in r.strip_prefix(digits):
@@ -283,15 +290,18 @@ def _quick_reject(regions: tuple[str, ...], shape: tuple[int, ...]) -> re.Patter
     for k, (r, main, whole, after_cc) in enumerate(_shaped(regions, shape)):
         if main.shapes is None:
             return None
-        valid = f"(?=(?:{_country_general(r.cc).pattern})\\Z)"
+        # The formats (short, literal leading digits: most runs fail them at once) are tried before the country's
+        # general pattern (long): both must match the whole rest, so their order does not change the answer,
+        # only the time (about half).
+        general = f"(?:{_country_general(r.cc).pattern})\\Z"
         mine = []
         if whole:
             prefix = (r.prefix_parsing.pattern if r.prefix_parsing is not None
                       else re.escape(r.prefix) if r.prefix else "")
-            formats = valid + _formats_regex(main.by_shape.get(shape, ()), shape)
+            formats = f"(?={_formats_regex(main.by_shape.get(shape, ()), shape)}\\Z){general}"
             mine.append(f"(?:{prefix})?{formats}" if prefix else formats)
         if after_cc:
-            mine.append(f"{r.cc}{valid}{_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}")
+            mine.append(f"{r.cc}(?={_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}\\Z){general}")
         alternatives.append(f"(?P<q{k}>" + "|".join(f"(?:{a})" for a in mine) + ")")
     return re.compile("|".join(alternatives) or "(?!)")
 
