@@ -15,18 +15,20 @@ _FILE_TLDS = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp"
 
 # The local part read backwards from the '@' (on the reversed text before it): at most 64 characters, and
 # not past a '..' (the '.' nearer the '@' is the last one taken).
-_LOCAL_BACKWARDS = re.compile(r"(?:[A-Za-z0-9_%+\-]|(?<!\.)\.){0,64}")
+_LOCAL_BACKWARDS = re.compile(r"(?:[A-Za-z0-9_%+\-]|(?<!\.)\.){0,64}").match
 
 
 def on_email(text: str, at: int, end: int) -> Iterable[Span]:
-    back = _LOCAL_BACKWARDS.match(text[max(0, at - 64):at][::-1])  # never None: it matches the empty string
-    s = at - (back.end() if back is not None else 0)
+    if at == 0:
+        return ()
+    back = _LOCAL_BACKWARDS(text[at - 1:(at - 65 if at > 64 else None):-1])  # up to 64 characters, reversed
+    s = at - (back.end() if back is not None else 0)  # never None: it matches the empty string
     while s < at and text[s] in ".-+":
         s += 1
     local = text[s:at]
     if not local or local.endswith("."):
         return ()
-    if text[at + 1:end].rsplit(".", 1)[-1].lower() in _FILE_TLDS:
+    if text[text.rfind(".", at, end) + 1:end].lower() in _FILE_TLDS:  # the candidate ends with .[A-Za-z]{2,24}
         return ()
     if end < len(text) and text[end] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
         return ()  # git@github.com:org/repo: an SSH address, not a mailbox
