@@ -40,10 +40,7 @@ def with_check_digit(body: str) -> str:
 
 
 def brand_reference(digits: str) -> bool:
-    for lo, hi, plen, lengths in _CARD_BRANDS:
-        if len(digits) in lengths and lo <= int(digits[:plen]) <= hi:
-            return True
-    return False
+    return any(len(digits) in lengths and lo <= int(digits[:plen]) <= hi for lo, hi, plen, lengths in _CARD_BRANDS)
 
 
 def mod97_reference(iban: str) -> bool:
