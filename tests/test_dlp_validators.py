@@ -2,17 +2,26 @@
 
 The validators behind the dense input classes were rewritten for speed (Luhn with byte tables, card
 brands by prefix string, IBAN mod-97 on one big integer, the phones' quick reject with its formats
-first, digit runs planned once per shape); each is compared here with a plain reference written
-from the specification, in the test, on random inputs (and on inputs built to pass).
+first and split by first digit, digit runs planned once per shape); each is compared here with a plain
+reference written from the specification, in the test, on random inputs (and on inputs built to pass).
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 from tollway.governance.dlp.candidates import Builtin
+from tollway.governance.dlp.leading import first_digits
 from tollway.governance.dlp.numbers import _CARD_BRANDS, _card_brand_ok, _luhn
-from tollway.governance.dlp.phones import _shaped, _valid_national, region, valid_national_from
+from tollway.governance.dlp.phones import (
+    _quick_reject,
+    _shaped,
+    _valid_national,
+    quick_by_digit,
+    region,
+    valid_national_from,
+)
 from tollway.governance.dlp.pii import _IBAN_LENGTHS, _iban_mod97_ok, on_iban
 from tollway.governance.dlp.policy import DEFAULT_PHONE_REGIONS
 
@@ -124,3 +133,42 @@ def test_phone_quick_reject_never_changes_the_answer() -> None:
         assert _valid_national(parts, regions, shape) == expected, (shape, parts)
         valid += expected
     assert valid > 100
+
+
+def test_quick_reject_split_by_first_digit_matches_the_whole_reject() -> None:
+    """Each first digit's regex keeps the alternatives that can start with it: the same match, and the same
+    first region (``q<k>`` group), as the whole quick reject, on random numbers of every shape."""
+    rng = random.Random(5)
+    numbers = Builtin(DEFAULT_PHONE_REGIONS).numbers
+    shapes = sorted({(len(r.cc), *shape) if with_cc else shape
+                     for code in DEFAULT_PHONE_REGIONS if (r := region(code)) is not None
+                     for shape in (r.shapes or ()) for with_cc in (False, True)})
+    checked = 0
+    for shape in shapes:
+        regions = numbers.by_length.get(sum(shape), ())
+        whole, table = _quick_reject(regions, shape), quick_by_digit(regions, shape)
+        if whole is None or table is None:
+            continue
+        for _ in range(RUNS // len(shapes) + 1):
+            digits = "".join(rng.choice("0123456789") for _ in range(sum(shape)))
+            check = table[digits[0]]
+            a, b = whole.fullmatch(digits), None if check is None else check(digits)
+            assert (a is None) == (b is None), (shape, digits)
+            assert a is None or b is None or a.lastgroup == b.lastgroup, (shape, digits)
+            checked += 1
+    assert checked > RUNS // 2
+
+
+def test_first_digits_holds_every_digit_a_match_starts_with() -> None:
+    """``first_digits`` may say too much, never too little: every digit string of up to 4 digits that a pattern
+    matches starts with one of its digits."""
+    patterns = [r"[2-9]\d{2}", r"(?:0|180020)?(?=8001)\d{4}", r"(?=[89]0)\d{3}", r"1?(?:[3-5]\d|7)\d?", r"(?!1)\d{2}",
+                r"(?:(?:0)?(?=[4-6])\d\d)|9\d", r"\d{0,2}", r"[^1-8]\d", r"(?=(?:0\d|5)\Z)\d+", r"(1)\1\d"]
+    strings = [f"{n:0{w}d}" for w in range(1, 5) for n in range(10 ** w)]
+    for pattern in patterns:
+        allowed = first_digits(pattern)
+        compiled = re.compile(pattern)
+        starts = {s[0] for s in strings if compiled.fullmatch(s)}
+        assert starts <= allowed, (pattern, starts - allowed)
+    assert first_digits(r"[2-9]\d{2}") == frozenset("23456789")
+    assert first_digits(r"(?=[89]0)\d{3}") == frozenset("89")

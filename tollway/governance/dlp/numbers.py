@@ -8,7 +8,7 @@ from typing import Any
 
 import phonenumbers
 
-from tollway.governance.dlp.phones import _quick_reject, _shaped, valid_international, valid_national_from
+from tollway.governance.dlp.phones import _shaped, quick_by_digit, valid_international, valid_national_from
 from tollway.governance.dlp.result import Span
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
@@ -252,8 +252,7 @@ class Numbers:
                           and not (window_seps.count(".") == len(window_seps) and max(lens[i:j + 1]) <= 3)
                           and _shaped(regions, window)
                           and _DATE_LIKE.match(shape, s, e) is None):
-                        quick = _quick_reject(regions, window)
-                        steps.append(("phone", i, j, s, e, None if quick is None else quick.fullmatch, regions, window))
+                        steps.append(("phone", i, j, s, e, quick_by_digit(regions, window), regions, window))
                 total -= lens[j]
             if lens[i] >= 13 and not ld and (i == 0 or seps[i - 1] in (" ", "/")) and lens[i] <= 19:
                 steps.append(("card", i, i, pos[i][0], pos[i][1], None, (), ()))  # a card without separators
@@ -262,7 +261,7 @@ class Numbers:
         return tuple(plan)
 
 
-#: (kind, first group, last group, start, end, quick reject's fullmatch, regions, group lengths): see ``_plan``.
+#: (kind, first group, last group, start, end, quick reject by first digit, regions, group lengths): see ``_plan``.
 Step = tuple[str, int, int, int, int, Any, tuple[str, ...], tuple[int, ...]]
 Plan = tuple[Any, ...]
 _SHAPE = bytes.maketrans(b"0123456789", b"5555555555")
@@ -275,8 +274,9 @@ def _try(groups: list[str], steps: tuple[Step, ...]) -> tuple[int, int, str] | N
             parts = groups[i:j + 1]
             digits = "".join(parts)
             first = 0
-            if quick is not None:
-                m = quick(digits)
+            if quick is not None:  # the quick reject for numbers that start with this digit
+                check = quick[digits[0]]
+                m = None if check is None else check(digits)
                 if m is None:
                     continue
                 first = int(m.lastgroup[1:]) if m.lastgroup else 0

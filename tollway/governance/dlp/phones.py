@@ -16,10 +16,12 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import phonenumbers
+
+from tollway.governance.dlp.leading import first_digits
 
 _GROUPS = re.compile(r"[0-9]+")
 _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
@@ -238,10 +240,15 @@ def _valid_national(parts: list[str], regions: tuple[str, ...], shape: tuple[int
     digits = "".join(parts)
     if shape is None:
         shape = tuple(map(len, parts))
-    quick = _quick_reject(regions, shape)
+    table = quick_by_digit(regions, shape)
     first = 0
-    if quick is not None:
-        m = quick.fullmatch(digits)
+    if table is not None:
+        if digits[:1] in table:
+            check = table[digits[0]]
+            m = None if check is None else check(digits)
+        else:  # not a digit first (a caller's own parts): the whole quick reject
+            whole = _quick_reject(regions, shape)
+            m = None if whole is None else whole.fullmatch(digits)
         if m is None:
             return False
         first = int(m.lastgroup[1:]) if m.lastgroup else 0  # the regions before fail the quick reject
@@ -279,6 +286,35 @@ def _shaped(regions: tuple[str, ...], shape: tuple[int, ...]) -> tuple[tuple[_Re
 
 @functools.lru_cache(maxsize=1024)
 def _quick_reject(regions: tuple[str, ...], shape: tuple[int, ...]) -> re.Pattern[str] | None:
+    """``_quick_alternatives`` as one regex (what ``quick_by_digit`` splits), or None."""
+    alternatives = _quick_alternatives(regions, shape)
+    return None if alternatives is None else re.compile("|".join(alternatives) or "(?!)")
+
+
+QuickCheck = Callable[[str], "re.Match[str] | None"]
+
+
+@functools.lru_cache(maxsize=1024)
+def quick_by_digit(regions: tuple[str, ...], shape: tuple[int, ...]) -> dict[str, QuickCheck | None] | None:
+    """``_quick_reject`` split by the first digit of the number: for each digit, the ``fullmatch`` of the regions'
+    alternatives that can start with it (``leading.first_digits``), in the same order (so the same ``q<k>``
+    group matches first), or None when none can; None for the whole when there is no quick reject.
+
+    A page of card numbers checks each run's windows against regions that mostly cannot start with its first
+    digit: the split regex skips them (half the time of the quick reject for 4-4 windows, a tenth for 4-4-4)."""
+    alternatives = _quick_alternatives(regions, shape)
+    if alternatives is None:
+        return None
+    firsts = [first_digits(a) for a in alternatives]
+    table: dict[str, QuickCheck | None] = {}
+    for d in "0123456789":
+        keep = [a for a, f in zip(alternatives, firsts, strict=True) if d in f]
+        table[d] = re.compile("|".join(keep)).fullmatch if keep else None
+    return table
+
+
+@functools.lru_cache(maxsize=1024)
+def _quick_alternatives(regions: tuple[str, ...], shape: tuple[int, ...]) -> tuple[str, ...] | None:
     """One regex over the digits that every number of ``shape`` valid in ``regions`` matches (a necessary
     condition: a national prefix, the general pattern of its country, then a format of that shape whose
     leading digits and pattern fit), so that most digit runs cost one call in C; None when a region's formats
@@ -303,7 +339,7 @@ def _quick_reject(regions: tuple[str, ...], shape: tuple[int, ...]) -> re.Patter
         if after_cc:
             mine.append(f"{r.cc}(?={_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}\\Z){general}")
         alternatives.append(f"(?P<q{k}>" + "|".join(f"(?:{a})" for a in mine) + ")")
-    return re.compile("|".join(alternatives) or "(?!)")
+    return tuple(alternatives)
 
 
 def _formats_regex(formats: Sequence[Format], shape: tuple[int, ...]) -> str:
@@ -347,4 +383,4 @@ def warm_up(regions: Sequence[str], by_length: dict[int, tuple[str, ...]] | None
                 shapes.update((shape, (len(r.cc), *shape)))
     for shape in shapes:
         if by_length is not None and len(shape) > 1 and sum(shape) in by_length:
-            _quick_reject(by_length[sum(shape)], shape)
+            quick_by_digit(by_length[sum(shape)], shape)
