@@ -307,9 +307,12 @@ def quick_by_digit(regions: tuple[str, ...], shape: tuple[int, ...]) -> dict[str
         return None
     firsts = [first_digits(a) for a in alternatives]
     table: dict[str, QuickCheck | None] = {}
+    compiled: dict[tuple[str, ...], QuickCheck] = {}  # digits that keep the same alternatives share one regex
     for d in "0123456789":
-        keep = [a for a, f in zip(alternatives, firsts, strict=True) if d in f]
-        table[d] = re.compile("|".join(keep)).fullmatch if keep else None
+        keep = tuple(a for a, f in zip(alternatives, firsts, strict=True) if d in f)
+        if keep and keep not in compiled:
+            compiled[keep] = re.compile("|".join(keep)).fullmatch
+        table[d] = compiled[keep] if keep else None
     return table
 
 
