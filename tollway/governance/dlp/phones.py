@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -243,7 +244,7 @@ def _valid_national(parts: list[str], regions: tuple[str, ...], shape: tuple[int
     table = quick_by_digit(regions, shape)
     first = 0
     if table is not None:
-        if digits[:1] in table:
+        if "0" <= digits[:1] <= "9":
             check = table[digits[0]]
             m = None if check is None else check(digits)
         else:  # not a digit first (a caller's own parts): the whole quick reject
@@ -294,31 +295,53 @@ def _quick_reject(regions: tuple[str, ...], shape: tuple[int, ...]) -> re.Patter
 QuickCheck = Callable[[str], "re.Match[str] | None"]
 
 
-@functools.lru_cache(maxsize=1024)
-def quick_by_digit(regions: tuple[str, ...], shape: tuple[int, ...]) -> dict[str, QuickCheck | None] | None:
-    """``_quick_reject`` split by the first digit of the number: for each digit, the ``fullmatch`` of the regions'
-    alternatives that can start with it (``leading.first_digits``), in the same order (so the same ``q<k>``
-    group matches first), or None when none can; None for the whole when there is no quick reject.
+class QuickByDigit(dict[str, "QuickCheck | None"]):
+    """``_quick_reject`` split by the first digit of the number: ``table[d]`` is the ``fullmatch`` of the regions'
+    alternatives that can start with digit ``d`` (``leading.first_digits``), in the same order (so the same
+    ``q<k>`` group matches first), or None when none can.
 
     A page of card numbers checks each run's windows against regions that mostly cannot start with its first
     digit: the split regex skips them (half the time of the quick reject for 4-4 windows, a tenth for 4-4-4).
-    Built on first use of a shape (a few ms), not in ``warm_up``: compiling the split for every shape would add
-    half a second to the engine's start-up, which the first request waits for."""
+    Each digit's regex is built on demand, once the shape has been checked ``SPLIT_AFTER`` times (until then
+    the whole reject answers): not in ``warm_up``, where the split for every shape and digit would add half a
+    second to the engine's start-up (which the first request waits for), and not for a shape seen a few times
+    in a request (code's dates and versions), whose compile (about a millisecond each) would cost more than
+    the split saves."""
+
+    def __init__(self, alternatives: tuple[str, ...], whole: re.Pattern[str]) -> None:
+        super().__init__()
+        self._alternatives = alternatives
+        self._whole = whole
+        self._firsts: list[frozenset[str]] | None = None
+        self._lock = threading.Lock()
+        self._checks = 0
+
+    def __missing__(self, digit: str) -> QuickCheck | None:
+        if len(digit) != 1 or not "0" <= digit <= "9":
+            raise KeyError(digit)
+        self._checks += 1  # not exact across threads: only decides when the split is built
+        if self._checks <= SPLIT_AFTER:
+            return self._whole.fullmatch  # not stored: the next check of this digit comes back here
+        with self._lock:  # scans may run in worker threads
+            if self._firsts is None:
+                self._firsts = [first_digits(a) for a in self._alternatives]
+            keep = tuple(a for a, f in zip(self._alternatives, self._firsts, strict=True) if digit in f)
+            check = (None if not keep else self._whole.fullmatch if len(keep) == len(self._alternatives)
+                     else re.compile("|".join(keep)).fullmatch)
+            self[digit] = check
+            return check
+
+
+SPLIT_AFTER = 64  # checks of a shape answered by the whole quick reject before it is split by first digit
+
+
+@functools.lru_cache(maxsize=1024)
+def quick_by_digit(regions: tuple[str, ...], shape: tuple[int, ...]) -> QuickByDigit | None:
+    """The quick reject of ``shape`` in ``regions`` split by first digit (``QuickByDigit``), or None when there
+    is no quick reject (a region's formats are not plain digit groups)."""
     alternatives = _quick_alternatives(regions, shape)
-    if alternatives is None:
-        return None
-    firsts = [first_digits(a) for a in alternatives]
-    table: dict[str, QuickCheck | None] = {}
     whole = _quick_reject(regions, shape)
-    assert whole is not None
-    # Digits that keep the same alternatives share one regex; those that keep all of them use the whole one.
-    compiled: dict[tuple[str, ...], QuickCheck] = {alternatives: whole.fullmatch}
-    for d in "0123456789":
-        keep = tuple(a for a, f in zip(alternatives, firsts, strict=True) if d in f)
-        if keep and keep not in compiled:
-            compiled[keep] = re.compile("|".join(keep)).fullmatch
-        table[d] = compiled[keep] if keep else None
-    return table
+    return None if alternatives is None or whole is None else QuickByDigit(alternatives, whole)
 
 
 @functools.lru_cache(maxsize=1024)
