@@ -3,13 +3,15 @@
     .venv/bin/python bench/dlp_classes.py            # both matchers when Hyperscan is installed
     .venv/bin/python bench/dlp_classes.py --kb 400
     .venv/bin/python bench/dlp_classes.py --paste 400   # one paste per class, default time budget
+    .venv/bin/python bench/dlp_classes.py --only card-dense,phone-dense
 
 
 Classes: prose, code, shell/log output, phone-dense, e-mail-dense, IBAN-dense, card-dense, one long
 base64 string. Each is ~``--kb`` KB in one text block; the best of 3 runs of ``DlpEngine.inspect``
 (process CPU time) is reported, each run on a text of its own (other seeds), after one untimed run:
 the verdict cache is off, so every run measures new text. Targets (issue 15): <= 5 µs/KB on prose
-and code; no class over 50.
+and code; no class over 50. The last column is how many places per KB the Hyperscan prefilter hands to
+the candidate regex (each costs Python steps: dense classes are slow by this count, not by their size).
 
 ``--paste KB`` sends one paste of each class through ``DlpEngine.ainspect`` (the gateway's path: worker
 thread, batches) with the default configuration, and reports its wall and CPU time, the time budget
@@ -109,22 +111,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kb", type=int, default=200)
     parser.add_argument("--paste", type=int, metavar="KB", help="one paste per class, default time budget")
+    parser.add_argument("--only", default="", help="comma-separated classes to run (default: all)")
     args = parser.parse_args()
+    only = [c for c in args.only.split(",") if c]
     if args.paste:
         paste(args.paste)
         return 0
     matchers = ["hyperscan", "python"] if available() else ["python"]
     runs = [classes(args.kb, seed) for seed in (3, 4, 5, 6)]
-    print("| class | " + " | ".join(f"{m} µs/KB" for m in matchers) + " |")
-    print("|---|" + "---:|" * len(matchers))
+    print("| class | " + " | ".join(f"{m} µs/KB" for m in matchers) + " | prefilter hits/KB |")
+    print("|---|" + "---:|" * (len(matchers) + 1))
     engines = {}
     for m in matchers:
         os.environ["TOLLWAY_DLP_MATCHER"] = m
         engines[m] = DlpEngine(DlpConfig(cache_items=0, timeout_ms=600_000))
         engines[m].wait_ready()
+    prefilter = engines[matchers[0]].builtin.prefilter
     for name in runs[0]:
+        if only and name not in only:
+            continue
         texts = [r[name] for r in runs]
-        print(f"| {name} | " + " | ".join(f"{rate(engines[m], texts):.1f}" for m in matchers) + " |")
+        anchors = prefilter.anchors(texts[0]) if prefilter is not None else None
+        density = ("-" if prefilter is None else "dense" if anchors is None
+                   else f"{len(anchors) * 1024 / len(texts[0]):.1f}")
+        print(f"| {name} | " + " | ".join(f"{rate(engines[m], texts):.1f}" for m in matchers) + f" | {density} |")
     print(f"\nload average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
     return 0
 

@@ -37,7 +37,8 @@ def strings(value: object) -> list[str]:
 def corpus() -> list[str]:
     texts = [t for _, t in (*POSITIVES, *NEGATIVES, *PLACEHOLDERS, *TRUE_POSITIVES)] + list(FALSE_POSITIVES)
     rng = random.Random(7)
-    pieces = [*texts, " ", "\n", "x=", "key", "@", "+1 ", "(", "-----BEGIN RSA PRIVATE KEY-----", "eyJ", "é", "日本"]
+    pieces = [*texts, " ", "\n", "x=", "key", "@", " @", "a@", "api_key", "Client-Key", "for key, v", "+1 ", "(",
+              "-----BEGIN RSA PRIVATE KEY-----", "eyJ", "é", "日本"]
     # Random mixtures: pieces glued together, so candidates meet at window edges and inside each other.
     for _ in range(300):
         texts.append("".join(rng.choice(pieces) + rng.choice(["", " ", "\n", "=", ":"]) for _ in range(8)))

@@ -28,9 +28,9 @@ _ASSIGN_VALUE = re.compile(
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.
-_KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "signing", "encryption", "master",
+KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "signing", "encryption", "master",
                                        "client") for sep in ("", "_", "-")]
-BEHIND_KEY = "|".join(f"(?<={w})" for w in _KEY_WORDS)
+BEHIND_KEY = "|".join(f"(?<={w})" for w in KEY_WORDS)
 
 
 _TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "required", "optional", "string",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, on_assignment
 from tollway.governance.dlp.numbers import Numbers
@@ -165,32 +165,31 @@ class Builtin:
         handlers = self.handlers
         anchors = None if self.prefilter is None else self.prefilter.anchors(text)
         if anchors is None:  # no prefilter, or text dense with candidates: every match of the regex
-            matches: Iterable[re.Match[str]] = self.candidates.finditer(text)
-        elif not anchors:
+            for m in self.candidates.finditer(text):
+                spans.extend(_handle(handlers, m, text, m.start(), m.end()))
             return spans
-        else:
-            matches = _at_anchors(self.candidates.match, text, anchors)
-        for m in matches:
-            name = m.lastgroup
-            assert name is not None
-            try:
-                spans.extend(handlers[name](text, m.start(), m.end()))
-            except Exception as exc:
-                raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
+        # What ``finditer`` over all of ``text`` yields, given every position where the regex can match
+        # (``anchors``, sorted): each anchor past the previous match is tried alone (inline: this loop runs once
+        # per candidate, and a generator or a call per anchor is a good part of a candidate's cost).
+        match = self.candidates.match
+        pos = 0
+        for a in anchors:
+            if a >= pos:
+                hit = match(text, a)
+                if hit is not None:
+                    pos = hit.end()
+                    spans.extend(_handle(handlers, hit, text, a, pos))
         return spans
 
 
-def _at_anchors(match: Callable[[str, int], re.Match[str] | None], text: str,
-                anchors: list[int]) -> Iterator[re.Match[str]]:
-    """What ``finditer`` over all of ``text`` yields, given every position where the regex can match (sorted):
-    each anchor past the previous match is tried alone."""
-    pos = 0
-    for a in anchors:
-        if a >= pos:
-            m = match(text, a)
-            if m is not None:
-                pos = m.end()
-                yield m
+def _handle(handlers: dict[str, Callable[[str, int, int], Iterable[Span]]], m: re.Match[str], text: str,
+            start: int, end: int) -> Iterable[Span]:
+    name = m.lastgroup
+    assert name is not None
+    try:
+        return handlers[name](text, start, end)
+    except Exception as exc:
+        raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
 
 
 def _on_at(text: str, start: int, end: int) -> Iterable[Span]:

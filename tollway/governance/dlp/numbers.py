@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import phonenumbers
 
-from tollway.governance.dlp.phones import _shaped, _valid_national, valid_international
+from tollway.governance.dlp.phones import _shaped, quick_by_digit, valid_international, valid_national_from
 from tollway.governance.dlp.result import Span
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
@@ -38,25 +39,30 @@ _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
 )
 
 
-_DOUBLED = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
+# Luhn with bytes: one table turns ASCII digits into their values, another into the digit sum of their double;
+# ``sum`` over bytes adds them in C (no Python loop over digits).
+_VALUE = bytes.maketrans(b"0123456789", bytes(range(10)))
+_DOUBLED = bytes.maketrans(b"0123456789", bytes((2 * d if d < 5 else 2 * d - 9) for d in range(10)))
 
 
 def _luhn(digits: str) -> bool:
-    backwards = digits[::-1]
-    return (sum(map(int, backwards[0::2])) + sum(map(_DOUBLED.__getitem__, backwards[1::2]))) % 10 == 0
+    """The Luhn check of an ASCII digit string: from the right, every second digit doubled (9 taken off above 9)."""
+    b = digits.encode("ascii")
+    return (sum(b[-1::-2].translate(_VALUE)) + sum(b[-2::-2].translate(_DOUBLED))) % 10 == 0
 
 
 _SCALE = {1: 1000, 2: 100, 3: 10, 4: 1}
-#: For each card length, the first four digits (as a number) that some brand issues at that length.
-_BRAND_PREFIXES: dict[int, frozenset[int]] = {
-    n: frozenset(p4 for lo, hi, plen, lengths in _CARD_BRANDS if n in lengths
+#: For each card length, the first four digits that some brand issues at that length (strings: no ``int`` per run).
+_BRAND_PREFIXES: dict[int, frozenset[str]] = {
+    n: frozenset(str(p4) for lo, hi, plen, lengths in _CARD_BRANDS if n in lengths
                  for p4 in range(lo * _SCALE[plen], (hi + 1) * _SCALE[plen]))
     for n in range(13, 20)
 }
+_NO_BRAND: frozenset[str] = frozenset()
 
 
 def _card_brand_ok(digits: str) -> bool:
-    return digits[0] != "0" and int(digits[:4]) in _BRAND_PREFIXES.get(len(digits), frozenset())
+    return digits[0] != "0" and digits[:4] in _BRAND_PREFIXES.get(len(digits), _NO_BRAND)
 
 
 _SSN_CONTEXT = re.compile(r"(?i)(?:\bssn|social[ _\-]?security|\bss[ _]?#|\bssa\b|\btin\b|\bitin\b)")
@@ -125,8 +131,9 @@ class Numbers:
         #: findings depend on its text alone, except for a bare 9-digit number (an SSN only after a word that says
         #: so). Emptied after every scan (``Builtin.scan``), so no number outlives its request here.
         self._memo: dict[str, list[Span]] = {}
-        #: ``_plan`` by the shape of a run (group lengths, separators, lead): no digits, so kept across scans.
-        self._plans: dict[tuple[tuple[int, ...], tuple[str, ...], str], list[list[tuple[str, int]]]] = {}
+        #: ``_plan`` by the shape of a run (the run with every digit written 5: group lengths, separators, lead):
+        #: no digits, so kept across scans.
+        self._plans: dict[bytes, Plan] = {}
 
     def forget(self) -> None:
         """Drop the memo: digit runs are personal data, and are not kept past the scan that saw them."""
@@ -138,72 +145,84 @@ class Numbers:
         known = self._memo.get(run)
         if known is not None:
             return [(start + s, start + e, kind) for s, e, kind in known] if known else []
-        spans = self._handle(text, start, end)
+        spans = self._handle(text, start, run)
         if not (len(run) == 9 and run.isdigit()):
             if len(self._memo) >= MEMO_ITEMS:
                 self._memo.clear()
             self._memo[run] = [(s - start, e - start, kind) for s, e, kind in spans]
         return spans
 
-    def _handle(self, text: str, start: int, end: int) -> list[Span]:
-        """Findings in the digit run text[start:end], which may start with '+' or '('.
+    def _handle(self, text: str, start: int, run: str) -> list[Span]:
+        """Findings in the digit run ``run`` at ``start`` of ``text``, which may start with '+' or '('.
 
         The run is split into digit groups; from each group on, the longest window of consecutive
         groups that is a card, an SSN or a phone number is taken, and the search goes on after it.
-        Cheap shape checks come first: most runs (dates, times, addresses, ids) stop there.
+        Everything that depends on the shape of the run alone (``_plan``) is decided once per shape, from
+        the run with its digits written 5 (one ``bytes.translate``): most runs (dates, times, addresses,
+        ids) stop there, and the others only check their digits.
         """
-        pos = [m.span() for m in _GROUPS.finditer(text, start, end)]
-        lens = [e - s for s, e in pos]
-        if sum(lens) < 7:
-            return []
-        lead = text[start] if text[start] in "+(" else ""
-        if len(pos) == 1:  # one group: a card written without separators, or a +number
-            n = lens[0]
-            if 13 <= n <= 19 and not lead:
-                digits = text[pos[0][0]:pos[0][1]]
-                if _card_brand_ok(digits) and _luhn(digits):
-                    return [(start, end, "payment_card")]
-            elif n == 9 and not lead and _ssn_context(text, start):
-                digits = text[pos[0][0]:pos[0][1]]
-                if _ssn_ok(digits[:3], digits[3:5], digits[5:]):
-                    return [(start, end, "us_ssn")]
-            elif (lead == "+" and 7 <= n <= 15 and _plus_length_ok(text[pos[0][0]:end])
-                  and self._phone(text, start, end, n, [text[pos[0][0]:end]], [], True)):
-                return [(start, end, "phone_number")]
-            return []
-        seps = tuple(text[pos[k][1]:pos[k + 1][0]] for k in range(len(pos) - 1))
-        groups = [text[a:b] for a, b in pos]
-        key = (tuple(lens), seps, lead)
+        key = run.encode("ascii").translate(_SHAPE)  # the run is ASCII: the candidate regex's class
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= MEMO_ITEMS:
                 self._plans.clear()
-            plan = self._plans[key] = self._plan(lens, list(seps), lead)
+            plan = self._plans[key] = self._plan(key.decode("ascii"))
+        if not plan:
+            return []
+        if plan[0] is None:  # one group: a card written without separators, or a +number, or a 9-digit SSN
+            return self._one_group(text, start, run)
+        groups = _GROUPS.findall(run)
         spans: list[Span] = []
         used_until = -1
-        for i, steps in enumerate(plan):
-            if not steps or pos[i][0] < used_until:
+        for at, steps in plan:
+            if at < used_until:
                 continue
-            found = self._try(text, pos, groups, seps, i, steps, lead if i == 0 else "")
+            found = _try(groups, steps)
             if found is not None:
-                spans.append(found)
+                spans.append((start + found[0], start + found[1], found[2]))
                 used_until = found[1]
         return spans
 
-    def _plan(self, lens: list[int], seps: list[str], lead: str) -> list[list[tuple[str, int]]]:
-        """For each digit group i, the checks worth making on windows starting there, in the order made.
+    def _one_group(self, text: str, start: int, run: str) -> list[Span]:
+        end = start + len(run)
+        lead = run[0] if run[0] in "+(" else ""
+        digits = run[len(lead):]
+        n = len(digits)
+        if 13 <= n <= 19 and not lead:
+            if _card_brand_ok(digits) and _luhn(digits):
+                return [(start, end, "payment_card")]
+        elif n == 9 and not lead and _ssn_context(text, start):
+            if _ssn_ok(digits[:3], digits[3:5], digits[5:]):
+                return [(start, end, "us_ssn")]
+        elif lead == "+" and 7 <= n <= 15 and _plus_length_ok(digits) and valid_international(digits):
+            return [(start, end, "phone_number")]
+        return []
 
-        The longest card, SSN or phone number starting at group i (after ``lead``, '+' or '(', for group 0)
+    def _plan(self, shape: str) -> Plan:
+        """What to check in a run of this ``shape`` (the run with its digits written 5): () when nothing can be
+        found (fewer than 7 digits), ``(None,)`` for one group, else per group i that has any, (where it starts
+        in the run, its steps): the checks worth making on windows of groups starting there, in the order made.
+
+        The longest card, SSN or phone number starting at group i (after the lead, '+' or '(', for group 0)
         is the answer there; windows are tried longest first, so the first hit is it (and a long run whose
-        whole is a phone number costs one check, not one per prefix). Everything that depends on the
-        group lengths and separators alone is decided here, once per shape of run (a page of card numbers
-        is one shape repeated); what depends on the digits (brand and Luhn, SSN ranges, dates, the phone
-        metadata) is left to ``_try``. Each step is (kind, j): the window of groups i..j.
+        whole is a phone number costs one check, not one per prefix). Everything that depends on the group
+        lengths and separators is decided here (dates included: ``_DATE_LIKE`` reads no digit values), as are
+        the regions and the quick reject each phone window is checked with; what depends on the digits (brand
+        and Luhn, SSN ranges, the phone metadata) is left to ``_try``. Each step is (kind, i, j, start, end,
+        quick reject, regions, group lengths) for the window of groups i..j, positions relative to the run.
         """
+        pos = [m.span() for m in _GROUPS.finditer(shape)]
+        lens = [e - s for s, e in pos]
+        if sum(lens) < 7:
+            return ()
+        if len(pos) == 1:
+            return (None,)
+        lead = shape[0] if shape[0] in "+(" else ""
+        seps = [shape[pos[k][1]:pos[k + 1][0]] for k in range(len(pos) - 1)]
         phone_lengths = self.all_lengths
-        plan: list[list[tuple[str, int]]] = []
+        plan: list[tuple[int, tuple[Step, ...]]] = []
         for i in range(len(lens)):
-            steps: list[tuple[str, int]] = []
+            steps: list[Step] = []
             ld = lead if i == 0 else ""
             last, total = i, lens[i]
             while last + 1 < len(lens) and total + lens[last + 1] <= 19:
@@ -212,66 +231,66 @@ class Numbers:
             for j in range(last, i, -1):
                 if total < 7:
                     break
+                s, e = pos[i][0] - len(ld), pos[j][1]
                 window_seps = seps[i:j]
                 sep0 = window_seps[0]
                 same_sep = window_seps.count(sep0) == len(window_seps)
                 if total >= 13 and not ld and same_sep and sep0 in (" ", "-"):
                     sizes = lens[i:j + 1]
                     if (sizes[-1] <= 4 and sizes[:-1].count(4) == len(sizes) - 1) or sizes in ([4, 6, 5], [4, 6, 4]):
-                        steps.append(("card", j))
+                        steps.append(("card", i, j, s, e, None, (), ()))
                 if (total == 9 and j == i + 2 and not ld and same_sep and sep0 in ("-", " ")
                         and lens[i] == 3 and lens[i + 1] == 2):
-                    steps.append(("ssn", j))
+                    steps.append(("ssn", i, j, s, e, None, (), ()))
                 if total <= 15 and _PHONE_SEPS.issuperset(window_seps):
+                    window = tuple(lens[i:j + 1])
+                    regions = self.by_length.get(total, ())
                     if ld == "+":
-                        steps.append(("plus", j))
+                        steps.append(("plus", i, j, s, e, None, (), ()))
                     elif (total in phone_lengths and lens[j] >= 3 and min(lens[i + 1:j + 1]) >= 2
                           and (lens[i] >= 2 or total - 1 in phone_lengths)  # "1 415 555 2671"
                           and not (window_seps.count(".") == len(window_seps) and max(lens[i:j + 1]) <= 3)
-                          and _shaped(self.by_length.get(total, ()), tuple(lens[i:j + 1]))):
-                        steps.append(("phone", j))
+                          and _shaped(regions, window)
+                          and _DATE_LIKE.match(shape, s, e) is None):
+                        steps.append(("phone", i, j, s, e, quick_by_digit(regions, window), regions, window))
                 total -= lens[j]
             if lens[i] >= 13 and not ld and (i == 0 or seps[i - 1] in (" ", "/")) and lens[i] <= 19:
-                steps.append(("bare", i))  # a card without separators
-            plan.append(steps)
-        return plan
+                steps.append(("card", i, i, pos[i][0], pos[i][1], None, (), ()))  # a card without separators
+            if steps:
+                plan.append((pos[i][0], tuple(steps)))
+        return tuple(plan)
 
-    def _try(self, text: str, pos: list[tuple[int, int]], groups: list[str], seps: tuple[str, ...], i: int,
-             steps: list[tuple[str, int]], lead: str) -> Span | None:
-        """The first of ``steps`` (see ``_plan``) whose digits check out, as a finding, if any."""
-        for kind, j in steps:
-            s, e = pos[i][0] - len(lead), pos[j][1]
-            if kind == "phone":
-                if (_DATE_LIKE.match(text, s, e) is None
-                        and _valid_national(groups[i:j + 1], self.by_length[sum(map(len, groups[i:j + 1]))])):
-                    return (s, e, "phone_number")
-            elif kind == "card" or kind == "bare":
-                digits = "".join(groups[i:j + 1])
-                if _card_brand_ok(digits) and _luhn(digits):
-                    return (pos[i][0], e, "payment_card") if kind == "bare" else (s, e, "payment_card")
-            elif kind == "ssn":
-                if _ssn_ok(groups[i], groups[i + 1], groups[i + 2]):
-                    return (s, e, "us_ssn")
-            else:  # "plus"
-                digits = "".join(groups[i:j + 1])
-                if _plus_length_ok(digits) and valid_international(digits):
-                    return (s, e, "phone_number")
-        return None
 
-    def _phone(self, text: str, s: int, e: int, ndigits: int, parts: list[str], seps: list[str], plus: bool,
-               sizes: list[int] | None = None) -> bool:
-        """Whether text[s:e], the digit groups ``parts`` split by ``seps``, is a phone number (``sizes``: the
-        groups' lengths, when the caller has them)."""
-        if not _PHONE_SEPS.issuperset(seps):
-            return False
-        if plus:
-            return valid_international("".join(parts))
-        # National numbers: separated groups of 2+ digits, not a date or an address, of a length the
-        # region uses, and (checked below) grouped exactly as the region writes them.
-        if sizes is None:
-            sizes = [len(p) for p in parts]
-        if len(parts) < 2 or min(sizes[1:]) < 2 or sizes[-1] < 3:
-            return False
-        if _DATE_LIKE.match(text, s, e) or (seps.count(".") == len(seps) and max(sizes) <= 3):
-            return False
-        return _valid_national(parts, self.by_length.get(ndigits, ()), tuple(sizes))
+#: (kind, first group, last group, start, end, quick reject by first digit, regions, group lengths): see ``_plan``.
+Step = tuple[str, int, int, int, int, Any, tuple[str, ...], tuple[int, ...]]
+Plan = tuple[Any, ...]
+_SHAPE = bytes.maketrans(b"0123456789", b"5555555555")
+
+
+def _try(groups: list[str], steps: tuple[Step, ...]) -> tuple[int, int, str] | None:
+    """The first of ``steps`` (see ``Numbers._plan``) whose digits check out, as (start, end, kind) in the run."""
+    for kind, i, j, s, e, quick, regions, window in steps:
+        if kind == "phone":
+            parts = groups[i:j + 1]
+            digits = "".join(parts)
+            first = 0
+            if quick is not None:  # the quick reject for numbers that start with this digit
+                check = quick[digits[0]]
+                m = None if check is None else check(digits)
+                if m is None:
+                    continue
+                first = int(m.lastgroup[1:]) if m.lastgroup else 0
+            if valid_national_from(parts, digits, regions, window, first):
+                return (s, e, "phone_number")
+        elif kind == "card":
+            digits = "".join(groups[i:j + 1])
+            if _card_brand_ok(digits) and _luhn(digits):
+                return (s, e, "payment_card")
+        elif kind == "ssn":
+            if _ssn_ok(groups[i], groups[i + 1], groups[i + 2]):
+                return (s, e, "us_ssn")
+        else:  # "plus"
+            digits = "".join(groups[i:j + 1])
+            if _plus_length_ok(digits) and valid_international(digits):
+                return (s, e, "phone_number")
+    return None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable
 
 from tollway.governance.dlp.result import Span
-from tollway.governance.dlp.text import boundary_after, boundary_before
+from tollway.governance.dlp.text import ALNUM
 
 _FILE_TLDS = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "js", "mjs", "cjs", "ts", "tsx",
                         "jsx", "css", "scss", "map", "json", "lock", "yaml", "yml", "toml", "txt", "md", "py",
@@ -16,18 +15,20 @@ _FILE_TLDS = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp"
 
 # The local part read backwards from the '@' (on the reversed text before it): at most 64 characters, and
 # not past a '..' (the '.' nearer the '@' is the last one taken).
-_LOCAL_BACKWARDS = re.compile(r"(?:[A-Za-z0-9_%+\-]|(?<!\.)\.){0,64}")
+_LOCAL_BACKWARDS = re.compile(r"(?:[A-Za-z0-9_%+\-]|(?<!\.)\.){0,64}").match
 
 
 def on_email(text: str, at: int, end: int) -> Iterable[Span]:
-    back = _LOCAL_BACKWARDS.match(text[max(0, at - 64):at][::-1])  # never None: it matches the empty string
-    s = at - (back.end() if back is not None else 0)
+    if at == 0:
+        return ()
+    back = _LOCAL_BACKWARDS(text[at - 1:(at - 65 if at > 64 else None):-1])  # up to 64 characters, reversed
+    s = at - (back.end() if back is not None else 0)  # never None: it matches the empty string
     while s < at and text[s] in ".-+":
         s += 1
     local = text[s:at]
     if not local or local.endswith("."):
         return ()
-    if text[at + 1:end].rsplit(".", 1)[-1].lower() in _FILE_TLDS:
+    if text[text.rfind(".", at, end) + 1:end].lower() in _FILE_TLDS:  # the candidate ends with .[A-Za-z]{2,24}
         return ()
     if end < len(text) and text[end] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
         return ()  # git@github.com:org/repo: an SSH address, not a mailbox
@@ -51,25 +52,34 @@ _IBAN_DIGITS = {ord(c): str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
 
 def _iban_mod97_ok(iban: str) -> bool:
-    return int((iban[4:] + iban[:4]).translate(_IBAN_DIGITS)) % 97 == 1
+    """ISO 13616's check: the first four characters moved to the end, letters as 10..35, mod 97 is 1.
+
+    ``str.translate`` with a dict is a dict look-up per character; most BBANs are all digits, so only the
+    four moved characters are translated then, and the rest is one ``int`` (C big-int arithmetic)."""
+    rest = iban[4:]
+    if not rest.isdigit():  # letters in the BBAN (a British bank code) or a non-ASCII digit: every character
+        rest = rest.translate(_IBAN_DIGITS)
+    return int(rest + iban[:4].translate(_IBAN_DIGITS)) % 97 == 1
 
 
-@functools.lru_cache(maxsize=128)
-def _iban_body(length: int) -> re.Pattern[str]:
-    """``length`` IBAN characters, in groups split by single spaces (a space only between two of them)."""
-    return re.compile(f"[A-Z0-9](?: ?[A-Z0-9]){{{length - 1}}}")
+#: Per country: the ``match`` of its IBAN's characters, in groups split by single spaces (a space only between
+#: two of them), at the country's length.
+_IBAN_BODY = {cc: re.compile(f"[A-Z0-9](?: ?[A-Z0-9]){{{n - 1}}}").match for cc, n in _IBAN_LENGTHS.items()}
 
 
 def on_iban(text: str, start: int) -> Iterable[Span]:
     """An IBAN whose check digits start at ``start``, written compact or in groups split by single spaces."""
     s = start - 2
-    length = _IBAN_LENGTHS.get(text[s:start])
-    if length is None or not boundary_before(text, s):
+    body = _IBAN_BODY.get(text[s:start])
+    if body is None or (s > 0 and text[s - 1] in ALNUM):
         return ()
-    m = _iban_body(length).match(text, s)
-    if m is None or not boundary_after(text, m.end()):
+    m = body(text, s)
+    if m is None:
         return ()
-    return ((s, m.end(), "iban"),) if _iban_mod97_ok(m.group().replace(" ", "")) else ()
+    e = m.end()
+    if e < len(text) and text[e] in ALNUM:
+        return ()
+    return ((s, e, "iban"),) if _iban_mod97_ok(m.group().replace(" ", "")) else ()
 
 
 

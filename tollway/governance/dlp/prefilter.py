@@ -34,6 +34,7 @@ import re
 import threading
 from typing import Any
 
+from tollway.governance.dlp.assignments import KEY_WORDS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
 _GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,)"""  # a loose form of assignments.ASSIGN_GATE's operator
@@ -56,12 +57,16 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"cret(?:[_\-]?key)?" + _GATE, 0, True),
         (r"w(?:or)?d" + _GATE, 0, True),
         (r"ken" + _GATE, 0, True),
-        (r"key" + _GATE, 0, True),
+        # "...key" only after one of the words of ``assignments.BEHIND_KEY`` (a bare ``key`` in code, as in
+        # ``for key, value``, is never one): a pattern per word, so the anchor is a fixed offset from the start.
+        *((re.escape(word[:-3]) + "key" + _GATE, len(word) - 3, True) for word in KEY_WORDS),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),
         (r"authorization[\"']?[ \t]*[:=]", 7, True),
-        (r"@", 0, False),
+        # An e-mail's local part ends with one of [A-Za-z0-9_%+-]; a URL password with none of these: so never
+        # after a space or at the start (``@decorator``, ``@mention``).
+        (r"""[^\s/@"'`]@""", 1, False),
         # The first digit of a run of at least min_digits digits, at most two separators apart.
         (_BOUNDARY + r"[0-9](?:[\-. ()/]{0,2}[0-9]){" + str(min_digits - 1) + "}", 1, False),
         # An IBAN: the anchor is its first check digit.

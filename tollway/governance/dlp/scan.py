@@ -147,10 +147,15 @@ class Scan:
                 size += len(texts[order[last]]) + 1
                 last += 1
             idx = order[first:last]
-            offsets = list(accumulate([len(texts[i]) + 1 for i in idx], initial=0))
-            for s, e, kind in builtin.scan(SEP.join([texts[i] for i in idx])):
-                j = bisect_right(offsets, s) - 1
-                found.setdefault(idx[j], []).append((s - offsets[j], e - offsets[j], kind))
+            if len(idx) == 1:  # one large string (a paste): its spans as they are, no search per finding
+                spans = builtin.scan(texts[idx[0]])
+                if spans:
+                    found.setdefault(idx[0], []).extend(spans)
+            else:
+                offsets = list(accumulate([len(texts[i]) + 1 for i in idx], initial=0))
+                for s, e, kind in builtin.scan(SEP.join([texts[i] for i in idx])):
+                    j = bisect_right(offsets, s) - 1
+                    found.setdefault(idx[j], []).append((s - offsets[j], e - offsets[j], kind))
             self.check_time()
             first = last
         for detector in self.engine.detectors:
@@ -198,15 +203,13 @@ class Scan:
 
     def record(self, text: str, spans: list[Span], where: str) -> str | None:
         """Count the findings in one string; return its redacted form, or None when it is unchanged."""
-        redact: list[Span] = []
         table = self.table
         counts = self.counts
-        for span in spans:
-            kind = span[2]
+        kinds = [span[2] for span in spans]
+        for kind in dict.fromkeys(kinds):  # per kind, not per finding (a dense paste has thousands of one kind)
             key = (where, kind)
-            counts[key] = counts.get(key, 0) + 1
-            if table[kind] == "redact":
-                redact.append(span)
+            counts[key] = counts.get(key, 0) + kinds.count(kind)
+        redact = [span for span in spans if table[span[2]] == "redact"]
         return self.redact(text, redact) if redact else None
 
     def redact(self, text: str, spans: list[Span]) -> str:
