@@ -52,10 +52,11 @@ _CHUNK_BASE64 = PRELUDE + len(_CHUNK_START)  # where the base64 starts
 _CHUNK_MIN = MIN_MESSAGE + _CHUNK_HEAD_LEN + len(b'{"bytes":""}')
 _CHUNK_MAX = MIN_MESSAGE + _CHUNK_HEAD_LEN + MAX_PAYLOAD  # botocore's payload limit
 _PRELUDE = struct.Struct(">III")
-# Preludes (total length, headers length, CRC) whose CRC was checked: a pure function of the
-# three numbers, so a prelude seen before needs no CRC call (chunk frames repeat a few hundred lengths).
-_GOOD_PRELUDES: set[tuple[int, int, int]] = set()
-_GOOD_PRELUDES_LIMIT = 4096
+# The starts of chunk frames (prelude, headers block, `{"bytes":"`) already checked — the prelude's
+# CRC, botocore's limits, Bedrock's headers — with their (total length, prelude CRC): a pure function
+# of those bytes, so a start seen before is one dict lookup (chunk frames repeat a few hundred lengths).
+_GOOD_STARTS: dict[bytes, tuple[int, int]] = {}
+_GOOD_STARTS_LIMIT = 2048
 _DELTA_START = _TYPE_PREFIX + b'content_block_delta"'
 _DELTA_AT = len(_DELTA_START)
 _DELTA_LINE = b"event: content_block_delta\ndata: "
@@ -94,6 +95,18 @@ def _base64_of(payload: bytes) -> Any:
     return orjson.loads(payload)["bytes"]
 
 
+def _chunk_start(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(total length, prelude CRC) of the chunk frame at POS when its prelude passes botocore's
+    checks and its headers block is Bedrock's, remembered in _GOOD_STARTS; else None."""
+    total, head_len, prelude_crc = _PRELUDE.unpack_from(data, pos)
+    if head_len != _CHUNK_HEAD_LEN or not _CHUNK_MIN <= total <= _CHUNK_MAX \
+            or zlib.crc32(data[pos:pos + 8]) != prelude_crc or data[pos + PRELUDE:pos + _CHUNK_BASE64] != _CHUNK_START:
+        return None
+    if len(_GOOD_STARTS) < _GOOD_STARTS_LIMIT:
+        _GOOD_STARTS[data[pos:pos + _CHUNK_BASE64]] = (total, prelude_crc)
+    return total, prelude_crc
+
+
 def _padded(rest: bytes) -> bool:
     """Whether REST, what follows the base64's closing quote, is Bedrock's padding field and the end."""
     return rest.startswith(_PAD_PREFIX) and rest.endswith(b'"}') and rest[6:-2].isalnum()
@@ -115,9 +128,9 @@ class BedrockStreamDecoder:
         """The SSE of the events DATA completes.
 
         Whole `chunk` frames with Bedrock's headers block (a model streaming tokens sends one per
-        read) take the fused loop here, the hot path, once per streamed event: both CRCs, one
-        slice compare for the headers and the payload's start, one base64 decode, the event's type
-        read from the front of its JSON, one join. Whatever it does not take — a frame split
+        read) take the fused loop here, the hot path, once per streamed event: the frame's start
+        (prelude, headers, `{"bytes":"`) one dict lookup once seen (_GOOD_STARTS), the message CRC,
+        one base64 decode, the event's type read from the front of its JSON. Whatever it does not take — a frame split
         across reads, other headers, another payload shape, message_stop, anything that fails a
         check — goes through FrameReader (_general), which checks it again in botocore's order
         and raises what botocore raises: the fused loop changes no outcome, only what it costs."""
@@ -128,21 +141,15 @@ class BedrockStreamDecoder:
         end = len(data)
         if not self._pending and end >= _CHUNK_MIN:
             n = 0
-            crc32, unpack, a2b, preludes = zlib.crc32, _PRELUDE.unpack_from, a2b_base64, _GOOD_PRELUDES
+            crc32, a2b, starts = zlib.crc32, a2b_base64, _GOOD_STARTS
             while True:
-                prelude = unpack(data, pos)
-                total = prelude[0]
-                if prelude[1] != _CHUNK_HEAD_LEN or not _CHUNK_MIN <= total <= end - pos or total > _CHUNK_MAX:
+                known = starts.get(data[pos:pos + _CHUNK_BASE64]) or _chunk_start(data, pos)
+                if known is None:
                     break
-                if prelude not in preludes:
-                    if crc32(data[pos:pos + 8]) != prelude[2]:
-                        break
-                    if len(preludes) < _GOOD_PRELUDES_LIMIT:
-                        preludes.add(prelude)
+                total, prelude_crc = known
                 crc_at = pos + total - 4
                 at = pos + _CHUNK_BASE64
-                if data[pos + PRELUDE:at] != _CHUNK_START \
-                        or crc32(data[pos + 8:crc_at], prelude[2]) != _UINT32.unpack_from(data, crc_at)[0]:
+                if total > end - pos or crc32(data[pos + 8:crc_at], prelude_crc) != _UINT32.unpack_from(data, crc_at)[0]:
                     break
                 # {"bytes":"…"} (125 is "}"), or with Bedrock's padding after it (_base64_of's rule)
                 quote = data.find(b'"', at, crc_at)
