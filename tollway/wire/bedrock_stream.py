@@ -141,7 +141,7 @@ class BedrockStreamDecoder:
         end = len(data)
         if not self._pending and end >= _CHUNK_MIN:
             n = 0
-            crc32, a2b, starts = zlib.crc32, a2b_base64, _GOOD_STARTS
+            crc32, a2b, starts, crc_of = zlib.crc32, a2b_base64, _GOOD_STARTS, _UINT32.unpack_from
             while True:
                 known = starts.get(data[pos:pos + _CHUNK_BASE64]) or _chunk_start(data, pos)
                 if known is None:
@@ -149,7 +149,7 @@ class BedrockStreamDecoder:
                 total, prelude_crc = known
                 crc_at = pos + total - 4
                 at = pos + _CHUNK_BASE64
-                if total > end - pos or crc32(data[pos + 8:crc_at], prelude_crc) != _UINT32.unpack_from(data, crc_at)[0]:
+                if total > end - pos or crc32(data[pos + 8:crc_at], prelude_crc) != crc_of(data, crc_at)[0]:
                     break
                 # {"bytes":"…"} (125 is "}"), or with Bedrock's padding after it (_base64_of's rule)
                 quote = data.find(b'"', at, crc_at)
