@@ -210,11 +210,7 @@ class BedrockEmulator(LoopbackServer):
     async def _listen(self) -> None:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/model/{model}/{action}", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._serve_app(app, handler_cancellation=True, shutdown_timeout=0.5)
 
     # ----- auth -----
     def _secret(self, akid: str) -> tuple[str, str | None] | None:

@@ -68,11 +68,7 @@ class StsEmulator(LoopbackServer):
     async def _listen(self) -> None:
         app = web.Application()
         app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._serve_app(app)
 
     @staticmethod
     def _error(status: int, code: str, message: str) -> web.Response:

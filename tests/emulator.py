@@ -224,11 +224,7 @@ class AnthropicEmulator(LoopbackServer):
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # handler_cancellation: a client disconnect cancels the handler at once (counted as disconnect);
         # short shutdown_timeout so stop() does not wait for slow scripted streams.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._serve_app(app, handler_cancellation=True, shutdown_timeout=0.5)
 
     def _record(self, rec: Received) -> None:
         with self._cond:

@@ -122,11 +122,7 @@ class EntraEmulator(LoopbackServer):
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.ca_file, self._key_file)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._serve_app(app, context)
 
     def _refuse(self, status: int, error: str, description: str) -> web.Response:
         self.refused += 1
@@ -179,11 +175,7 @@ class FoundryEmulator(LoopbackServer):
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/anthropic/v1/messages", self._handle)
         app.router.add_post("/anthropic/v1/messages/count_tokens", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._serve_app(app, handler_cancellation=True, shutdown_timeout=0.5)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

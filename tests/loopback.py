@@ -1,14 +1,15 @@
 """The lifecycle the loopback test servers share: an aiohttp app served on 127.0.0.1 (a free
 port) from a daemon thread with its own event loop, so a synchronous test can drive the gateway
 while the server answers. Subclasses build their app in `_listen` (setting `_runner` and
-`_port`) and may add to `_close`."""
+`_port`, most through `_serve_app`) and may add to `_close`."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -69,6 +70,15 @@ class LoopbackServer:
 
     async def _listen(self) -> None:
         raise NotImplementedError
+
+    async def _serve_app(self, app: web.Application, ssl_context: ssl.SSLContext | None = None,
+                         **runner: Any) -> None:
+        """What every `_listen` ends with: APP served on 127.0.0.1 at a port the OS picks, without
+        an access log; RUNNER are AppRunner options (handler_cancellation, shutdown_timeout)."""
+        self._runner = web.AppRunner(app, access_log=None, **runner)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
+        self._port = self._runner.addresses[0][1]
 
     async def _close(self) -> None:
         if self._runner is not None:

@@ -188,3 +188,45 @@ def test_ingress_encoder_gives_the_same_frames_for_every_split_of_the_sse() -> N
         assert encoder.feed(body[:cut]) + encoder.feed(body[cut:]) == whole, cut
     encoder = SseToEventStream()
     assert b"".join(encoder.feed(body[i:i + 1]) for i in range(len(body))) == whole
+
+
+def test_decoder_refuses_a_corrupt_byte_anywhere_in_a_whole_read_as_botocore_does() -> None:
+    """The decoder's fused path for whole chunk frames (one per read while a model streams) gives
+    way to FrameReader on any failed check: the good frames before still go out, then the error
+    naming botocore's exception — for a corrupt byte in each frame, padded or not."""
+    frames = [chunk_frame(EVENTS[2]), chunk_frame(EVENTS[2], pad="abc"), chunk_frame(EVENTS[1])]
+    body = b"".join(frames)
+    for offset in range(len(body)):
+        bad = bytearray(body)
+        bad[offset] ^= 0x41
+        decoder = BedrockStreamDecoder()
+        out = decoder.feed(bytes(bad))
+        before = sum(1 for f in range(len(frames)) if sum(map(len, frames[:f + 1])) <= offset)
+        expected = botocore_error(bytes(bad))
+        assert expected is not None, offset
+        assert out.startswith(sse([EVENTS[2], EVENTS[2], EVENTS[1]][:before])), offset
+        assert out.count(b"event: error\n") == 1 and expected.encode() in out and decoder.done, offset
+
+
+def test_decoder_gives_one_read_per_frame_the_sse_of_the_whole_body() -> None:
+    """Frame by frame (the fused path) and the whole body at once (FrameReader for all but the
+    first frames) give the same SSE, padded or not."""
+    for pad in (False, True):
+        frames = stream_frames(EVENTS, pad=pad)
+        decoder = BedrockStreamDecoder()
+        assert b"".join(decoder.feed(f) for f in frames) + decoder.finish() == sse(EVENTS)
+        assert decoder.events == len(EVENTS) and decoder.saw_stop
+
+
+def test_ingress_encoder_gives_each_event_alone_the_frame_of_the_general_path() -> None:
+    """One whole event per feed (the relay's usual chunk: the text-delta fast path) gives the
+    frames the general path gives the whole body, which botocore decodes back to the events —
+    also for deltas whose data holds a newline escape, non-ASCII text, or a second data line."""
+    events = [*EVENTS, {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "a\nb"}}]
+    pieces = [b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events]
+    pieces.append(b"event: content_block_delta\ndata: {\"a\":1}\ndata: {\"b\":2}\n\n")
+    encoder = SseToEventStream()
+    one_by_one = b"".join(encoder.feed(p) for p in pieces)
+    assert one_by_one == SseToEventStream().feed(b"".join(pieces))
+    decoded = [orjson.loads(base64.b64decode(orjson.loads(p)["bytes"])) for _, p in botocore_decode(one_by_one)]
+    assert decoded == [*events, {"a": 1}]

@@ -106,7 +106,7 @@ def test_vertex_model_version_and_audit_route(gw: Gateway, upstream: AnthropicEm
     assert json.loads(upstream.received[-1].body)["model"] == "claude-sonnet-4-5-20250929"
     assert "anthropic_version" not in json.loads(upstream.received[-1].body)
     admin = json.loads(gw.cli("keys", "create", "--name", "auditor", "--admin", "--json").stdout)["key"]
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 30  # the new admin key and the record both land behind the request
     records: list[dict[str, Any]] = []
     while not records and time.monotonic() < deadline:
         records = httpx.get(gw.base_url + "/admin/v1/audit", params={"request_id": ok.headers["request-id"]},

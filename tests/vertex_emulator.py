@@ -108,11 +108,7 @@ class VertexEmulator(LoopbackServer):
         app.router.add_post("/token", self._token)
         app.router.add_post("/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{call}",
                             self._predict)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._serve_app(app, handler_cancellation=True, shutdown_timeout=0.5)
 
     async def _token(self, request: web.Request) -> web.Response:
         from google.auth import exceptions, jwt

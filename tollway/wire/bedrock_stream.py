@@ -21,12 +21,14 @@ that just stops.
 from __future__ import annotations
 
 import binascii
+import struct
+import zlib
 from binascii import a2b_base64
 from typing import Any
 
 import orjson
 
-from tollway.wire.eventstream import FrameReader
+from tollway.wire.eventstream import CHUNK_HEAD, MAX_PAYLOAD, MIN_MESSAGE, PRELUDE, FrameReader
 
 # The exception frames of Bedrock's ResponseStream, and the Anthropic error type each becomes.
 EXCEPTION_TYPES: dict[str, str] = {
@@ -43,6 +45,22 @@ _TYPE_AT = len(_TYPE_PREFIX)
 _BYTES_PREFIX = b'{"bytes":"'
 _BYTES_AT = len(_BYTES_PREFIX)
 _PAD_PREFIX = b',"p":"'
+# A chunk frame with the headers block Bedrock sends (its three headers, in its order): the fused path.
+_CHUNK_HEAD_LEN = len(CHUNK_HEAD)
+_CHUNK_START = CHUNK_HEAD + _BYTES_PREFIX  # the headers block and the payload's start
+_CHUNK_BASE64 = PRELUDE + len(_CHUNK_START)  # where the base64 starts
+_CHUNK_MIN = MIN_MESSAGE + _CHUNK_HEAD_LEN + len(b'{"bytes":""}')
+_CHUNK_MAX = MIN_MESSAGE + _CHUNK_HEAD_LEN + MAX_PAYLOAD  # botocore's payload limit
+_PRELUDE = struct.Struct(">III")
+# The starts of chunk frames (prelude, headers block, `{"bytes":"`) already checked — the prelude's
+# CRC, botocore's limits, Bedrock's headers — with their (total length, prelude CRC): a pure function
+# of those bytes, so a start seen before is one dict lookup (chunk frames repeat a few hundred lengths).
+_GOOD_STARTS: dict[bytes, tuple[int, int]] = {}
+_GOOD_STARTS_LIMIT = 2048
+_DELTA_START = _TYPE_PREFIX + b'content_block_delta"'
+_DELTA_AT = len(_DELTA_START)
+_DELTA_LINE = b"event: content_block_delta\ndata: "
+_UINT32 = struct.Struct(">I")
 
 
 def error_event(error_type: str, message: str) -> bytes:
@@ -72,61 +90,120 @@ def _base64_of(payload: bytes) -> Any:
     if payload.startswith(_BYTES_PREFIX):
         end = payload.find(b'"', _BYTES_AT)
         rest = payload[end + 1:]
-        if rest == b"}" or (rest.startswith(_PAD_PREFIX) and rest.endswith(b'"}') and rest[6:-2].isalnum()):
+        if rest == b"}" or _padded(rest):
             return payload[_BYTES_AT:end]
     return orjson.loads(payload)["bytes"]
+
+
+def _chunk_start(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(total length, prelude CRC) of the chunk frame at POS when its prelude passes botocore's
+    checks and its headers block is Bedrock's, remembered in _GOOD_STARTS; else None."""
+    total, head_len, prelude_crc = _PRELUDE.unpack_from(data, pos)
+    if head_len != _CHUNK_HEAD_LEN or not _CHUNK_MIN <= total <= _CHUNK_MAX \
+            or zlib.crc32(data[pos:pos + 8]) != prelude_crc or data[pos + PRELUDE:pos + _CHUNK_BASE64] != _CHUNK_START:
+        return None
+    if len(_GOOD_STARTS) < _GOOD_STARTS_LIMIT:
+        _GOOD_STARTS[data[pos:pos + _CHUNK_BASE64]] = (total, prelude_crc)
+    return total, prelude_crc
+
+
+def _padded(rest: bytes) -> bool:
+    """Whether REST, what follows the base64's closing quote, is Bedrock's padding field and the end."""
+    return rest.startswith(_PAD_PREFIX) and rest.endswith(b'"}') and rest[6:-2].isalnum()
 
 
 class BedrockStreamDecoder:
     """Feed it the response body as it arrives; it returns the Anthropic SSE bytes ready so far."""
 
-    __slots__ = ("_frames", "done", "events", "saw_stop")
+    __slots__ = ("_frames", "_pending", "done", "events", "saw_stop")
 
     def __init__(self) -> None:
         self._frames = FrameReader()
+        self._pending = self._frames.tail  # non-empty while a frame is split across reads
         self.done = False  # message_stop or an error went out: anything after is ignored
         self.saw_stop = False
         self.events = 0
 
     def feed(self, data: bytes) -> bytes:
+        """The SSE of the events DATA completes.
+
+        Whole `chunk` frames with Bedrock's headers block (a model streaming tokens sends one per
+        read) take the fused loop here, the hot path, once per streamed event: the frame's start
+        (prelude, headers, `{"bytes":"`) one dict lookup once seen (_GOOD_STARTS), the message CRC,
+        one base64 decode, the event's type read from the front of its JSON. Whatever it does not take — a frame split
+        across reads, other headers, another payload shape, message_stop, anything that fails a
+        check — goes through FrameReader (_general), which checks it again in botocore's order
+        and raises what botocore raises: the fused loop changes no outcome, only what it costs."""
         if self.done:
             return b""
-        frames = self._frames
         out: list[bytes] = []
+        pos = 0
+        end = len(data)
+        if not self._pending and end >= _CHUNK_MIN:
+            n = 0
+            crc32, a2b, starts, crc_of = zlib.crc32, a2b_base64, _GOOD_STARTS, _UINT32.unpack_from
+            while True:
+                known = starts.get(data[pos:pos + _CHUNK_BASE64]) or _chunk_start(data, pos)
+                if known is None:
+                    break
+                total, prelude_crc = known
+                crc_at = pos + total - 4
+                at = pos + _CHUNK_BASE64
+                if total > end - pos or crc32(data[pos + 8:crc_at], prelude_crc) != crc_of(data, crc_at)[0]:
+                    break
+                # {"bytes":"…"} (125 is "}"), or with Bedrock's padding after it (_base64_of's rule)
+                quote = data.find(b'"', at, crc_at)
+                if (quote != crc_at - 2 or data[crc_at - 1] != 125) \
+                        and (quote < 0 or not _padded(data[quote + 1:crc_at])):
+                    break
+                try:
+                    event = a2b(data[at:quote])
+                except binascii.Error:
+                    break
+                if event[:_DELTA_AT] == _DELTA_START:  # most events: their type known from the front
+                    out.append(_DELTA_LINE + event + b"\n\n")
+                else:
+                    close = event.find(b'"', _TYPE_AT)
+                    if close <= _TYPE_AT or event[:_TYPE_AT] != _TYPE_PREFIX:
+                        break
+                    kind = event[_TYPE_AT:close]
+                    if kind == b"message_stop":
+                        break  # the last event: _general (metrics removed, the stream ended)
+                    out += (b"event: ", kind, b"\ndata: ", event, b"\n\n")
+                n += 1
+                pos += total
+                if end - pos < _CHUNK_MIN:
+                    break
+            self.events += n
+            if pos == end:
+                return out[0] if len(out) == 1 else b"".join(out)
+        self._general(data[pos:] if pos else data, out)
+        return b"".join(out)
+
+    def _general(self, data: bytes, out: list[bytes]) -> None:
+        frames = self._frames
         for headers, payload in frames.feed(data):
             if headers.get(":event-type") == "chunk" and headers.get(":message-type") == "event":
-                # The hot path, once per streamed event: the payload {"bytes":"…"} (125 is "}")
-                # sliced, its base64 decoded, the event's type read from the front of its JSON.
-                end = payload.find(b'"', _BYTES_AT)
                 try:
-                    if end == len(payload) - 2 and payload[-1] == 125 and payload.startswith(_BYTES_PREFIX):
-                        event = a2b_base64(payload[_BYTES_AT:end])
-                    else:
-                        event = a2b_base64(_base64_of(payload))
+                    event = a2b_base64(_base64_of(payload))
                 except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
                     out.append(self._fail("Bedrock sent a stream chunk without an event in it"))
-                    break
-                if event.startswith(_TYPE_PREFIX):
-                    end = event.find(b'"', _TYPE_AT)
-                    kind = event[_TYPE_AT:end] if end > 0 else _event_type(event)
-                else:
-                    kind = _event_type(event)
+                    return
+                kind = _event_type(event)
                 if kind is None:
                     out.append(self._fail("Bedrock sent a stream event that is not Anthropic JSON"))
-                    break
+                    return
                 self.events += 1
                 if kind == b"message_stop":
                     out.append(self._stop(event))
-                    break
+                    return
                 out.append(b"event: " + kind + b"\ndata: " + event + b"\n\n")
             else:
                 out.append(self._other(headers, payload))
                 if self.done:
-                    break
-        else:
-            if frames.error is not None:
-                out.append(self._fail(f"the Bedrock event stream was corrupt ({type(frames.error).__name__})"))
-        return b"".join(out)
+                    return
+        if frames.error is not None:
+            out.append(self._fail(f"the Bedrock event stream was corrupt ({type(frames.error).__name__})"))
 
     def finish(self) -> bytes:
         """At the end of the body: an error event unless the message was complete."""

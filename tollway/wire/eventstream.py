@@ -80,16 +80,18 @@ class FrameReader:
     A corrupt stream sets `error` (botocore's ParserError subclass for what failed) after the
     messages before the corrupt one were returned; from then on nothing more is read."""
 
-    __slots__ = ("_tail", "error")
+    __slots__ = ("error", "tail")
 
     def __init__(self) -> None:
-        self._tail = bytearray()  # an unfinished message, carried to the next read
+        # An unfinished message, carried to the next read. Always this one bytearray (grown and
+        # cleared in place), so a user may keep a reference and test it without a call.
+        self.tail = bytearray()
         self.error: ParserError | None = None
 
     @property
     def pending(self) -> int:
         """Bytes of an unfinished message held back (0 between messages)."""
-        return len(self._tail)
+        return len(self.tail)
 
     def feed(self, data: bytes) -> list[tuple[Headers, bytes]]:
         out: list[tuple[Headers, bytes]] = []
@@ -99,11 +101,11 @@ class FrameReader:
             self._read(data, out)
         except ParserError as exc:
             self.error = exc
-            self._tail.clear()
+            self.tail.clear()
         return out
 
     def _read(self, data: bytes, out: list[tuple[Headers, bytes]]) -> None:
-        tail = self._tail
+        tail = self.tail
         if tail:
             tail += data
             # Still inside the message: nothing parsed, nothing copied. Its prelude is checked
@@ -175,3 +177,9 @@ def encode(head: bytes, payload: bytes) -> bytes:
     prelude_crc = zlib.crc32(prelude)
     rest = _UINT32.pack(prelude_crc) + head + payload
     return prelude + rest + _UINT32.pack(zlib.crc32(rest, prelude_crc))
+
+
+# The headers block of every `chunk` event frame, in the order Bedrock writes them: built once,
+# compared (decoding) and copied (encoding) as bytes.
+CHUNK_HEAD = header_block([(":event-type", "chunk"), (":content-type", "application/json"),
+                           (":message-type", "event")])
