@@ -171,7 +171,8 @@ def create_app(settings: Settings) -> Starlette:
         0 if state == "closed" else 1))
     store = settings.store
     usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(store.spill_dir),
-                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               interval=store.flush_interval, flush_timeout=store.flush_timeout,
+                               max_queue=store.max_queue,
                                on_loss=settings.metering.on_record_loss)
 
     async def load_spent(scope: str, scope_id: str, since: date) -> int:
@@ -185,7 +186,8 @@ def create_app(settings: Settings) -> Starlette:
         backend = MemoryBackend(load_spent)
     limiter = Limiter(settings.limits, backend)
     audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(store.spill_dir),
-                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               interval=store.flush_interval, flush_timeout=store.flush_timeout,
+                               max_queue=store.max_queue,
                                on_loss=settings.audit.on_record_loss)
     audit = AuditLog(audit_writer.put, new_writer_id("gateway"), enabled=settings.audit.enabled)
     metrics.watch_queue("usage", lambda: usage_writer.depth)
