@@ -1,8 +1,9 @@
 """What an idle gateway keeps in memory: libraries for features it does not use stay unloaded.
 
 FastAPI (the admin API, with the OpenTelemetry API it imports) and the MCP client (hosted
-tools) are about 34 MB of a gateway's resident memory together; Alembic and Mako about 20 MB. A fresh interpreter starts the
-app exactly as `tollway serve` does (create_app, then its start-up) and reports what it imported.
+tools) are about 34 MB of a gateway's resident memory together; Alembic and Mako about 20 MB.
+A fresh interpreter starts the app exactly as `tollway serve` does (create_app, then its
+start-up) and reports what it imported.
 """
 
 from __future__ import annotations
