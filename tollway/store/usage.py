@@ -107,7 +107,7 @@ LEDGER_COLUMNS = tuple(c.name for c in usage.columns)
 
 
 def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
-    row = {c: record.get(c) for c in LEDGER_COLUMNS}
+    row = dict(zip(LEDGER_COLUMNS, map(record.get, LEDGER_COLUMNS), strict=True))  # picked in C
     # Records written before a column existed (replayed from a spill file) take its default.
     row["attempts"] = row["attempts"] or 1
     ts = row["ts"]
