@@ -4,18 +4,21 @@ mounts the control plane (`admin`) beside the data plane."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tollway import tracing
@@ -103,6 +106,57 @@ class OnFirstRequest:
         await self._app(scope, receive, send)
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class GatewayApp(Starlette):
+    """Starlette, with the data plane's fixed paths served without its middleware and router.
+
+    Why: before a request reaches its endpoint, Starlette passes it through its error middleware,
+    its exception middleware, the router (a regular expression per route tried in order) and two
+    exception-handling wrappers: about twenty Python calls per request for nothing the data plane
+    uses, since `surfaces/handler.run` answers every refusal and error in the route's envelope
+    itself. A request whose method and exact path belong to one of the DIRECT routes (the data
+    plane's and the probes', with a plain endpoint: `/v1/messages`, `/v1/chat/completions`,
+    `/health`…) goes straight to it; everything else (paths with parameters, the admin API, the
+    console, sign-in, unknown paths) takes Starlette's way as before. An
+    error escaping an endpoint is answered by the app's handler for `Exception` and re-raised, as
+    Starlette's error middleware does.
+    """
+
+    def __init__(self, *, routes: list[BaseRoute], direct: list[Route],
+                 crash: Callable[[Request, Exception], Awaitable[Response]], **kwargs: Any) -> None:
+        super().__init__(routes=routes, **kwargs)
+        self._crash = crash
+        self._direct: dict[tuple[str, str], Endpoint] = {}
+        for index, route in enumerate(routes):
+            if not (route in direct and isinstance(route, Route) and not route.param_convertors and route.methods
+                    and (inspect.isfunction(route.endpoint) or inspect.ismethod(route.endpoint))):
+                continue
+            for method in route.methods:
+                probe = {"type": "http", "path": route.path, "root_path": "", "method": method}
+                # Only where Starlette would pick this route too: no earlier route matches the path.
+                if all(r.matches(probe)[0] == Match.NONE for r in routes[:index]):
+                    self._direct.setdefault((method, route.path), route.endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            endpoint = self._direct.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                scope["app"] = self
+                request = Request(scope, receive, send)
+                try:
+                    response = await endpoint(request)
+                    await response(scope, receive, send)
+                except Exception as exc:
+                    answer = await self._crash(request, exc)
+                    with contextlib.suppress(RuntimeError):  # the response had already started
+                        await answer(scope, receive, send)
+                    raise
+                return
+        await super().__call__(scope, receive, send)
+
+
 def _admin_app(settings: Settings, keys: KeyCache, audit: AuditLog) -> ASGIApp:
     from tollway.admin.api import create_admin_app
 
@@ -117,7 +171,8 @@ def create_app(settings: Settings) -> Starlette:
         0 if state == "closed" else 1))
     store = settings.store
     usage_writer = WriteBehind("usage", lambda batch: write_batch(db, batch), Path(store.spill_dir),
-                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               interval=store.flush_interval, flush_timeout=store.flush_timeout,
+                               max_queue=store.max_queue,
                                on_loss=settings.metering.on_record_loss)
 
     async def load_spent(scope: str, scope_id: str, since: date) -> int:
@@ -131,7 +186,8 @@ def create_app(settings: Settings) -> Starlette:
         backend = MemoryBackend(load_spent)
     limiter = Limiter(settings.limits, backend)
     audit_writer = WriteBehind("audit", lambda batch: write_audit(db, batch), Path(store.spill_dir),
-                               flush_timeout=store.flush_timeout, max_queue=store.max_queue,
+                               interval=store.flush_interval, flush_timeout=store.flush_timeout,
+                               max_queue=store.max_queue,
                                on_loss=settings.audit.on_record_loss)
     audit = AuditLog(audit_writer.put, new_writer_id("gateway"), enabled=settings.audit.enabled)
     metrics.watch_queue("usage", lambda: usage_writer.depth)
@@ -192,7 +248,7 @@ def create_app(settings: Settings) -> Starlette:
             await keys.stop()
             await db.close()
 
-    routes = [
+    data_plane = [
         Route("/v1/messages", endpoint(MessagesDialect()), methods=["POST"]),
         Route("/v1/messages/count_tokens", endpoint(CountTokensDialect()), methods=["POST"]),
         Route("/v1/chat/completions", endpoint(ChatCompletionsDialect()), methods=["POST"]),
@@ -219,6 +275,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", probes.health, methods=["GET", "HEAD"]),
         Route("/ready", probes.ready, methods=["GET", "HEAD"]),
         Route("/metrics", probes.metrics, methods=["GET"]),
+    ]
+    routes: list[BaseRoute] = [
+        *data_plane,
         Mount("/admin/v1", OnFirstRequest(lambda: _admin_app(settings, keys, audit))),
         *console_routes(settings, keys, audit),  # the web console (tollway/console, docs/console.md)
     ]
@@ -228,8 +287,10 @@ def create_app(settings: Settings) -> Starlette:
 
         routes[:0] = signin_routes(settings.signin, keys, audit)
     # --------------------------------------------------------------------------------------------
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
+        direct=data_plane,
+        crash=_crash,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _crash},
     )

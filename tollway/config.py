@@ -125,6 +125,9 @@ class StoreConfig(_Strict):
     flush_timeout: float = Field(5.0, gt=0, description="seconds a write-behind batch may take before the "
                                                         "database counts as unavailable and the batch is spilled")
     max_queue: int = Field(10_000, ge=1, description="records a writer holds in memory before spilling them")
+    flush_interval: float = Field(0.2, gt=0, le=60, description="seconds between write-behind flushes when "
+                                                           "fewer than 64 records are waiting (a crash loses "
+                                                           "the records of at most this window)")
     connect_timeout: float = Field(5.0, gt=0, description="seconds to open a database connection (PostgreSQL)")
 
 

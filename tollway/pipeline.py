@@ -474,18 +474,18 @@ class Pipeline:
         # string the client sent: glob aliases and 404s would let a client mint series at will.
         label = call.route.model.id if call.route is not None else "-"
         route = call.route_name
-        m.child(m.requests, route, label, str(status)).inc()
-        m.child(m.latency, route).observe(now - call.started)
+        m.requests.inc((route, label, str(status)))
+        m.latency.observe((route,), now - call.started)
         if call.upstream_s is not None and call.answered is not None:
-            m.child(m.upstream, route).observe(call.upstream_s)
-            m.child(m.overhead, route).observe(call.answered - call.started - call.upstream_s)
+            m.upstream.observe((route,), call.upstream_s)
+            m.overhead.observe((route,), call.answered - call.started - call.upstream_s)
         if cost:
-            m.child(m.cost, label).inc(cost / 1_000_000)
+            m.cost.inc((label,), cost / 1_000_000)
         for kind, n in (("input", usage.input_tokens), ("output", usage.output_tokens),
                         ("cache_write", usage.cache_creation_input_tokens),
                         ("cache_read", usage.cache_read_input_tokens)):
             if n:
-                m.child(m.tokens, label, kind).inc(n)
+                m.tokens.inc((label, kind), n)
         if self.access_log:
             p = call.principal
             log.info("request", extra={

@@ -87,7 +87,8 @@ def _hourly(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows summed per UTC hour: what the console's hourly rollup gains."""
     totals: dict[str, dict[str, int]] = {}
     for row in rows:
-        hour = row["ts"].astimezone(UTC).strftime("%Y-%m-%dT%H")
+        # `isoformat`, not `strftime`: the same text ("2026-01-31T12") at a fraction of the cost.
+        hour = row["ts"].astimezone(UTC).replace(tzinfo=None).isoformat(timespec="hours")
         agg = totals.get(hour)
         if agg is None:
             agg = totals[hour] = dict.fromkeys(HOURLY_SUMS, 0)
@@ -106,7 +107,7 @@ LEDGER_COLUMNS = tuple(c.name for c in usage.columns)
 
 
 def _ledger_row(record: dict[str, Any]) -> dict[str, Any]:
-    row = {c: record.get(c) for c in LEDGER_COLUMNS}
+    row = dict(zip(LEDGER_COLUMNS, map(record.get, LEDGER_COLUMNS), strict=True))  # picked in C
     # Records written before a column existed (replayed from a spill file) take its default.
     row["attempts"] = row["attempts"] or 1
     ts = row["ts"]
@@ -118,7 +119,7 @@ def _rollup(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows summed per (day, key, user, group, model): what the daily rollup gains."""
     totals: dict[tuple[str, ...], dict[str, int]] = {}
     for row in rows:
-        key = (row["ts"].strftime("%Y-%m-%d"), row["key_id"], row["user_id"] or "", row["group_id"] or "",
+        key = (row["ts"].date().isoformat(), row["key_id"], row["user_id"] or "", row["group_id"] or "",
                row["requested_model"])
         agg = totals.get(key)
         if agg is None:
