@@ -8,17 +8,20 @@ than one worker is refused with the in-memory limits backend.
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from tests.conftest import BIN, UPSTREAM_KEY, Gateway, free_port, start_gateway
+from tests.conftest import BIN, UPSTREAM_KEY, Gateway, free_port, kill_group, start_gateway
 from tests.emulator import AnthropicEmulator
 from tests.test_limits import Admin, limits_config
 
@@ -114,3 +117,56 @@ def test_the_memory_limits_backend_is_refused_with_two_workers(emulator: Anthrop
                           env={**os.environ, "TEST_UPSTREAM_KEY": UPSTREAM_KEY, "COLUMNS": "200"})
     assert proc.returncode == 2
     assert "limits.backend 'memory'" in proc.stderr and "redis" in proc.stderr
+
+
+def children_of(pid: int) -> set[int]:
+    """The pids whose parent is PID, from /proc (the workers of a supervisor)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """PID is a running process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_and_flush_their_records_when_the_supervisor_is_killed(
+        emulator: AnthropicEmulator, tmp_path: Path) -> None:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"more than one worker needs Redis limits: set {REDIS_ENV}")
+    config = limits_config(emulator.base_url, backend="redis", redis_url=url)
+    gw = start_gateway(tmp_path, config, env={"TEST_UPSTREAM_KEY": UPSTREAM_KEY}, serve_args=("--workers", "2"))
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := children_of(gw.proc.pid)) < 2:
+            assert time.monotonic() < deadline, "the supervisor did not start two workers"
+            time.sleep(0.05)
+        with ThreadPoolExecutor(8) as pool:
+            answered = list(pool.map(lambda _: post_fresh(gw, gw.key), range(16)))
+        assert all(r.status_code == 200 for r in answered)
+        # The supervisor dies without a chance to stop its workers (SIGKILL, the OOM killer).
+        os.kill(gw.proc.pid, signal.SIGKILL)
+        gw.proc.wait(10)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "orphaned workers kept running after their supervisor died"
+            time.sleep(0.1)
+        # They stopped the graceful way: every request they answered is in the ledger.
+        with sqlite3.connect(tmp_path / "tollway.db") as db:
+            recorded = {row[0] for row in db.execute("SELECT request_id FROM usage")}
+        assert {r.headers["request-id"] for r in answered} <= recorded
+    finally:
+        kill_group(gw.proc)

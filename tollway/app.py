@@ -8,6 +8,7 @@ import contextlib
 import gc
 import inspect
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
@@ -41,6 +42,7 @@ from tollway.store.audit_checkpoints import audit_checkpointer
 from tollway.store.db import Database
 from tollway.store.usage import spent_micros, write_batch
 from tollway.store.writebehind import WriteBehind, WriterMetrics
+from tollway.supervisor import SupervisorWatch
 from tollway.surfaces import conversations as state
 from tollway.surfaces import probes, vertex
 from tollway.surfaces.bedrock import BedrockCountTokensDialect, BedrockInvokeDialect, BedrockStreamDialect
@@ -163,7 +165,9 @@ def _admin_app(settings: Settings, keys: KeyCache, audit: AuditLog) -> ASGIApp:
     return create_admin_app(settings, keys, audit)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, supervisor: int | None = None) -> Starlette:
+    """The gateway's ASGI app. SUPERVISOR: the pid of the `--workers N` supervisor that started
+    this worker; the worker stops itself gracefully if that process dies (tollway/supervisor.py)."""
     db = Database(settings.store.url, settings.store.connect_timeout)
     keys = KeyCache(db, settings.server.key_refresh_interval)
     metrics = Metrics()
@@ -226,11 +230,16 @@ def create_app(settings: Settings) -> Starlette:
             if not on:
                 log.warning("%s.enabled is false: this gateway keeps no %s records", what,
                             "audit" if what == "audit" else "usage")
+        watch = SupervisorWatch(supervisor) if supervisor is not None else None
+        if watch is not None:
+            watch.start()
         gateway.ready = True
         try:
             yield
         finally:
             gateway.ready = False
+            if watch is not None:
+                await watch.stop()
             if alerts is not None:
                 await alerts.stop()
             await hosted.close()
@@ -300,5 +309,6 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def app_from_env() -> Starlette:
-    """The factory each worker process calls under `tollway serve --workers N`."""
-    return create_app(load_settings())
+    """The factory each worker process calls under `tollway serve --workers N` (its parent is the
+    supervisor, which it watches)."""
+    return create_app(load_settings(), supervisor=os.getppid())
