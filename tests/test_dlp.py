@@ -61,10 +61,12 @@ def admin_key(gw: Gateway) -> str:
 
 def audit_of(gw: Gateway, request_id: str) -> dict[str, Any]:
     key = admin_key(gw)
-    deadline = time.monotonic() + 5
+    # Records are written behind the request, and the first admin call loads the admin API: on a
+    # loaded machine that took longer than httpx's default 5 s timeout once.
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         data = httpx.get(gw.base_url + "/admin/v1/audit", params={"request_id": request_id},
-                         headers={"x-api-key": key}).json()["data"]
+                         headers={"x-api-key": key}, timeout=30).json()["data"]
         if data:
             return dict(data[0])
         time.sleep(0.1)
