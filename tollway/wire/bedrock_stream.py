@@ -12,6 +12,14 @@ payload shape is parsed with orjson. The event is parsed only where something mu
 Bedrock adds `amazon-bedrock-invocationMetrics` to `message_stop`, which no Anthropic client
 expects.
 
+The per-event cost is the issue's speed target (at most 20 % over the plain SSE relay, counted in
+instructions by bench/clouds.py), so whole `chunk` frames — one per read while a model streams —
+are decoded in one fused loop in `feed`: a frame start seen before (prelude, headers block,
+`{"bytes":"`) is one dict lookup, then the message CRC, one base64 decode, a text delta's type
+known from the front of its JSON. Anything else (a frame split across reads, other headers or
+payload shapes, message_stop, a failed check) goes through FrameReader as before, which checks
+it again in botocore's order: the same output and the same errors, at the old cost.
+
 An `exception` frame (throttling, model stream error…) becomes the Anthropic `error` event that
 ends a stream, with the Anthropic error type for it; a frame that fails its checksum, or a body
 that ends inside a frame or before `message_stop`, becomes an `api_error` event — never a stream

@@ -15,7 +15,8 @@ the request runner and surfaces that use them are built elsewhere.
   headers) whose JSON payload holds the event base64-encoded, prelude and message CRC32 as the
   format specifies (wire/eventstream.py: the headers block built once, zlib's CRC-32, the one
   botocore checks); the SSE is cut at its blank lines and only the `data:` bytes go into the
-  frame, never parsed as JSON; an Anthropic `error` event
+  frame, never parsed as JSON (a chunk that is one whole text delta, the relay's usual chunk, is
+  framed without the cutting, its prelude remembered by length); an Anthropic `error` event
   becomes the exception frame Bedrock would send. Round-tripped through botocore's decoder in
   tests/test_bedrock_ingress_wire.py.
 * **Error bodies**: Bedrock's rest-json errors (`x-amzn-ErrorType` header, `{"message"}` body)
