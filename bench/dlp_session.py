@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dlp as corpus
@@ -219,25 +217,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tollway-dlp-session-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            upstream_port = run.free_port()
-            with (tmp / "upstream.log").open("wb") as log:
-                upstream = procs.start(
-                    [sys.executable, str(run.BENCH_DIR / "upstream.py"), "--port", str(upstream_port)], log
-                )
-            run.wait_for(lambda: run.port_open(upstream_port), upstream, "bench/upstream.py", tmp / "upstream.log")
+            upstream_port = run.start_upstream(procs, tmp)
             tollway = run.tollway_bin()
             config = run.write_config(tmp, upstream_port)
             if args.dlp == "off":
-                settings = yaml.safe_load(config.read_text())
-                settings["dlp"] = {"enabled": False}
-                config.write_text(yaml.safe_dump(settings, sort_keys=False))
+                run.without_dlp(config)
             key = run.create_key(tollway, config)
-            port = run.free_port()
-            with (tmp / "tollway.log").open("wb") as log:
-                gateway = procs.start([tollway, "serve", "--config", str(config), "--port", str(port)], log, cwd=tmp)
-            run.wait_for(
-                lambda: run.http_ok(f"http://{run.HOST}:{port}/ready"), gateway, "tollway serve", tmp / "tollway.log"
-            )
+            port, gateway = run.start_tollway(procs, tmp, config)
             started = time.perf_counter()
             session = asyncio.run(play(port, key, gateway.pid, args.sessions, args.bucket))
             latency = asyncio.run(added_latency(upstream_port, port, key, args.rounds))

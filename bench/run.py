@@ -579,6 +579,34 @@ def create_key(tollway: str, config: Path) -> str:
     return str(json.loads(proc.stdout)["key"])
 
 
+def start_upstream(procs: Processes, tmp: Path) -> int:
+    """Start bench/upstream.py on a free port (its log in TMP) and return the port once it listens."""
+    port = free_port()
+    with (tmp / "upstream.log").open("wb") as log:
+        proc = procs.start([sys.executable, str(BENCH_DIR / "upstream.py"), "--port", str(port)], log)
+    wait_for(lambda: port_open(port), proc, "bench/upstream.py", tmp / "upstream.log")
+    return port
+
+
+def start_tollway(procs: Processes, tmp: Path, config: Path,
+                  prefix: Sequence[str] | None = None) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start `tollway serve` on CONFIG (PREFIX: another way to run the command, e.g. under cProfile) on a
+    free port, its log in TMP; return the port and the process once /ready answers."""
+    port = free_port()
+    with (tmp / "tollway.log").open("wb") as log:
+        proc = procs.start([*(prefix or [tollway_bin()]), "serve", "--config", str(config), "--port", str(port)],
+                           log, cwd=tmp)
+    wait_for(lambda: http_ok(f"http://{HOST}:{port}/ready"), proc, "tollway serve", tmp / "tollway.log")
+    return port, proc
+
+
+def without_dlp(config: Path) -> None:
+    """Switch DLP off in the config file written by `write_config`."""
+    settings = yaml.safe_load(config.read_text())
+    settings["dlp"] = {"enabled": False}
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
 def sanity_check(port: int, key: str) -> None:
     """One request of each kind through the gateway, so a misconfiguration fails loudly here
     instead of being measured as a very fast stream of 401s."""

@@ -31,8 +31,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dlp as corpus
@@ -117,25 +115,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tollway-session-cpu-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            upstream_port = run.free_port()
-            with (tmp / "upstream.log").open("wb") as log:
-                upstream = procs.start(
-                    [sys.executable, str(run.BENCH_DIR / "upstream.py"), "--port", str(upstream_port)], log)
-            run.wait_for(lambda: run.port_open(upstream_port), upstream, "bench/upstream.py", tmp / "upstream.log")
+            upstream_port = run.start_upstream(procs, tmp)
             tollway = run.tollway_bin()
             config = run.write_config(tmp, upstream_port)
             if args.dlp == "off":
-                settings = yaml.safe_load(config.read_text())
-                settings["dlp"] = {"enabled": False}
-                config.write_text(yaml.safe_dump(settings, sort_keys=False))
+                run.without_dlp(config)
             key = run.create_key(tollway, config)
-            port = run.free_port()
-            with (tmp / "tollway.log").open("wb") as log:
-                prefix = [tollway] if args.profile is None else \
-                    [sys.executable, "-c", PROFILED, str(args.profile.resolve())]
-                gateway = procs.start([*prefix, "serve", "--config", str(config), "--port", str(port)], log, cwd=tmp)
-            run.wait_for(lambda: run.http_ok(f"http://{run.HOST}:{port}/ready"), gateway, "tollway serve",
-                         tmp / "tollway.log")
+            prefix = None if args.profile is None else [sys.executable, "-c", PROFILED, str(args.profile.resolve())]
+            port, gateway = run.start_tollway(procs, tmp, config, prefix)
             result = summarise(asyncio.run(play(port, key, gateway.pid, args.sessions, not args.no_metadata)))
             result.update(dlp=args.dlp, metadata=not args.no_metadata, load_average_1min=round(os.getloadavg()[0], 2))
         finally:

@@ -195,11 +195,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tollway-transport-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            upstream_port = run.free_port()
-            with (tmp / "upstream.log").open("wb") as log:
-                upstream = procs.start(
-                    [sys.executable, str(run.BENCH_DIR / "upstream.py"), "--port", str(upstream_port)], log)
-            run.wait_for(lambda: run.port_open(upstream_port), upstream, "bench/upstream.py", tmp / "upstream.log")
+            upstream_port = run.start_upstream(procs, tmp)
             config = run.write_config(tmp, upstream_port)
             key = run.create_key(run.tollway_bin(), config)
             for r in range(args.rounds):
