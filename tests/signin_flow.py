@@ -7,16 +7,44 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
+from cryptography.fernet import Fernet
 
-from tests.conftest import Gateway
+from tests.conftest import UPSTREAM_KEY, Gateway, standard_config, start_gateway
+from tests.oidc_provider import OidcProvider
+
+CLIENT_ID, CLIENT_SECRET = "tollway-gateway", "idp-client-secret"
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 UA = {"user-agent": "claude-code/2.1.330"}
 _HIDDEN = re.compile(r"<input type=hidden name=(\w+) value='([^']*)'>")
+
+
+def signin_config(upstream_url: str, idp: OidcProvider, client_id: str = CLIENT_ID, **signin: Any) -> dict[str, Any]:
+    """A gateway config with sign-in through IDP: the IdP's `eng-*` groups map to `engineering`,
+    rates high enough for tests, SIGNIN overriding or adding keys of the `signin` block."""
+    config = standard_config(upstream_url)
+    config["signin"] = {
+        "enabled": True,
+        "oidc": {"issuer": idp.issuer, "client_id": client_id, "client_secret": "${TEST_IDP_SECRET}",
+                 "scopes": ["openid", "profile", "email", "groups"]},
+        "group_rules": [{"match": "eng-*", "group": "engineering"}],
+        "encryption_key": "${TEST_SIGNIN_KEY}", "poll_interval": 1,
+        "token_rate_per_minute": 1000, "page_rate_per_minute": 1000,
+        **signin,
+    }
+    return config
+
+
+def start_signin_gateway(workdir: Path, config: dict[str, Any], client_secret: str = CLIENT_SECRET) -> Gateway:
+    """`start_gateway` with the secrets a `signin_config` names in its environment (a fresh Fernet key)."""
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_IDP_SECRET": client_secret,
+           "TEST_SIGNIN_KEY": Fernet.generate_key().decode()}
+    return start_gateway(workdir, config, env=env)
 
 
 def _hidden(page: str) -> dict[str, str]:

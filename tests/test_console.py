@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 import anthropic
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
-from tests.conftest import UPSTREAM_KEY, Gateway, standard_config, start_gateway
+from tests.conftest import Gateway
 from tests.emulator import AnthropicEmulator
 from tests.oidc_provider import IdpUser, OidcProvider
+from tests.signin_flow import signin_config, start_signin_gateway
 from tests.test_signin import CHROMIUM, CHROMIUM_ARGS, until
 
 CLIENT_ID, CLIENT_SECRET = "tollway-console", "console-idp-secret"
@@ -42,17 +42,9 @@ def idp() -> Iterator[OidcProvider]:
 @pytest.fixture(scope="module")
 def gateway(emulator: AnthropicEmulator, idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Gateway]:
-    config: dict[str, Any] = standard_config(emulator.base_url)
-    config["signin"] = {
-        "enabled": True, "access_token_ttl": 600, "page_rate_per_minute": 1000, "token_rate_per_minute": 1000,
-        "oidc": {"issuer": idp.issuer, "client_id": CLIENT_ID, "client_secret": "${TEST_IDP_SECRET}",
-                 "scopes": ["openid", "profile", "email", "groups"]},
-        "group_rules": [{"match": "eng-*", "group": "engineering"}], "encryption_key": "${TEST_SIGNIN_KEY}",
-    }
+    config = signin_config(emulator.base_url, idp, CLIENT_ID, access_token_ttl=600)
     config["audit"] = {"payload_groups": ["engineering"]}
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_IDP_SECRET": CLIENT_SECRET,
-           "TEST_SIGNIN_KEY": Fernet.generate_key().decode()}
-    gw = start_gateway(tmp_path_factory.mktemp("console"), config, env=env)
+    gw = start_signin_gateway(tmp_path_factory.mktemp("console"), config, CLIENT_SECRET)
     yield gw
     gw.stop()
 

@@ -21,18 +21,17 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.conftest import UPSTREAM_KEY, Gateway, standard_config, start_gateway
+from tests.conftest import Gateway
 from tests.emulator import AnthropicEmulator
 from tests.oidc_provider import IdpUser, OidcProvider
+from tests.signin_flow import CLIENT_ID, CLIENT_SECRET, signin_config, start_signin_gateway
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 CLAUDE = Path(__file__).parent / "js" / "node_modules" / ".bin" / "claude"
-CLIENT_ID, CLIENT_SECRET = "tollway-gateway", "idp-client-secret"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 UA = {"user-agent": "claude-code/2.1.330"}
 MESSAGE = {"model": "tollway-mock", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
@@ -48,28 +47,12 @@ def idp() -> Iterator[OidcProvider]:
         yield provider
 
 
-def signin_config(emulator: AnthropicEmulator, idp: OidcProvider, **overrides: Any) -> dict[str, Any]:
-    config = standard_config(emulator.base_url)
-    config["signin"] = {
-        "enabled": True,
-        "oidc": {"issuer": idp.issuer, "client_id": CLIENT_ID, "client_secret": "${TEST_IDP_SECRET}",
-                 "scopes": ["openid", "profile", "email", "groups"]},
-        "group_rules": [{"match": "eng-*", "group": "engineering"}],
-        "encryption_key": "${TEST_SIGNIN_KEY}",
-        "poll_interval": 1,
-        "token_rate_per_minute": 1000,
-        "page_rate_per_minute": 1000,
-        "managed_settings": {"engineering": {"env": {"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
-                                             "permissions": {"deny": ["WebFetch"]}}},
-        **overrides,
-    }
-    return config
+MANAGED = {"engineering": {"env": {"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
+                           "permissions": {"deny": ["WebFetch"]}}}
 
 
 def _start(tmp: Path, emulator: AnthropicEmulator, idp: OidcProvider, **overrides: Any) -> Gateway:
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_IDP_SECRET": CLIENT_SECRET,
-           "TEST_SIGNIN_KEY": Fernet.generate_key().decode()}
-    gw = start_gateway(tmp, signin_config(emulator, idp, **overrides), env=env)
+    gw = start_signin_gateway(tmp, signin_config(emulator.base_url, idp, managed_settings=MANAGED, **overrides))
     gw.cli("groups", "create", "engineering", "--grant", "*")
     return gw
 

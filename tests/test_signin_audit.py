@@ -13,14 +13,22 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 
-from tests.conftest import UPSTREAM_KEY, Gateway, standard_config, start_gateway
+from tests.conftest import Gateway
 from tests.emulator import AnthropicEmulator
 from tests.oidc_provider import IdpUser, OidcProvider
-from tests.signin_flow import UA, approve, device_authorization, poll_token, sign_in
+from tests.signin_flow import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    UA,
+    approve,
+    device_authorization,
+    poll_token,
+    sign_in,
+    signin_config,
+    start_signin_gateway,
+)
 
-CLIENT_ID, CLIENT_SECRET = "tollway-gateway", "idp-client-secret"
 MESSAGE = {"model": "tollway-mock", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -34,18 +42,8 @@ def idp() -> Iterator[OidcProvider]:
 
 @pytest.fixture(scope="module")
 def gw(emulator: AnthropicEmulator, idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = standard_config(emulator.base_url)
-    config["signin"] = {
-        "enabled": True,
-        "oidc": {"issuer": idp.issuer, "client_id": CLIENT_ID, "client_secret": "${TEST_IDP_SECRET}",
-                 "scopes": ["openid", "profile", "email", "groups"]},
-        "group_rules": [{"match": "eng-*", "group": "engineering"}],
-        "encryption_key": "${TEST_SIGNIN_KEY}", "poll_interval": 1, "access_token_ttl": 600,
-        "token_rate_per_minute": 1000, "page_rate_per_minute": 1000,
-    }
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_IDP_SECRET": CLIENT_SECRET,
-           "TEST_SIGNIN_KEY": Fernet.generate_key().decode()}
-    gateway = start_gateway(tmp_path_factory.mktemp("signin-audit"), config, env=env)
+    config = signin_config(emulator.base_url, idp, access_token_ttl=600)
+    gateway = start_signin_gateway(tmp_path_factory.mktemp("signin-audit"), config)
     yield gateway
     gateway.stop()
 
