@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 import tracemalloc
 from typing import Any
@@ -12,7 +15,7 @@ from typing import Any
 import pytest
 
 from tollway.governance.dlp import DlpEngine, DlpError
-from tollway.governance.dlp.cache import VerdictCache
+from tollway.governance.dlp.cache import CLEAN, MEDIA, VerdictCache
 from tollway.governance.dlp.engine import INLINE_CHARS
 from tollway.governance.dlp.policy import DlpConfig
 
@@ -85,6 +88,67 @@ def test_a_unit_changed_by_one_character_is_rescanned() -> None:
     assert engine.inspect(body).findings == []
     body["messages"][0]["content"] = f"key {AWS}"
     assert [f.kind for f in engine.inspect(body).findings] == ["aws_access_key"]
+
+
+def test_a_unit_with_an_image_reports_its_binary_finding_on_every_turn() -> None:
+    engine = DlpEngine(DlpConfig(binary="redact"))
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    body = {"model": "m", "max_tokens": 1, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "what is in this screenshot?"}, image]},
+        {"role": "assistant", "content": "a terminal"},
+        {"role": "user", "content": "thanks"}]}
+    results = [engine.inspect(copy.deepcopy(body)) for _ in range(3)]
+    assert engine.cache is not None and engine.cache.hits >= 6  # the later turns found every unit
+    entries = list(engine.cache._entries.values())
+    assert sum(e is MEDIA for e in entries) == 1 and sum(e is CLEAN for e in entries) == len(entries) - 1
+    for result in results:
+        assert [(f.kind, f.where, f.count) for f in result.findings] == [("binary", "messages[0].content[1]", 1)]
+        assert result.body["messages"][0]["content"][1] == {"type": "text", "text": "[REDACTED:binary:1]"}
+
+
+def test_local_keys_are_keyed_hashes_unless_the_hash_seed_is_fixed() -> None:
+    """With Python's per-process random hash key, the process's cache keys on ``hash()`` (SipHash, keyed); with
+    ``PYTHONHASHSEED`` fixed, anyone could compute that hash, so the key is SHA-256 instead."""
+    script = (
+        "import json\n"
+        "from tollway.governance.dlp import DlpEngine, cache\n"
+        "from tollway.governance.dlp.policy import DlpConfig\n"
+        "e = DlpEngine(DlpConfig())\n"
+        "text = [{'role': 'user', 'content': 'key AKIAZ7QW3ERT5YUI9OPL'}]\n"
+        "body = lambda: {'model': 'm', 'max_tokens': 1, 'messages': text}\n"
+        "e.inspect(body()); again = e.inspect(body())\n"
+        "keys = list(e.cache._entries)\n"
+        "print(json.dumps([cache.SECRET_HASH, [len(k) for k in keys], [type(k[-1]).__name__ for k in keys], "
+        "[f.kind for f in again.findings], e.cache.hits]))\n")
+    out = {}
+    for seed in ("random", "0", "1234"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        out[seed] = json.loads(done.stdout)
+    secret, lengths, types, kinds, hits = out["random"]
+    assert secret is True and set(lengths) == {4} and set(types) == {"int"}
+    assert kinds == ["aws_access_key"] and hits >= 1
+    for seed in ("0", "1234"):
+        secret, lengths, types, kinds, hits = out[seed]
+        assert secret is False and set(lengths) == {2} and set(types) == {"bytes"}
+        assert kinds == ["aws_access_key"] and hits >= 1
+
+
+def test_ascii_and_wider_strings_batched_apart_give_the_findings_of_each_string_alone() -> None:
+    """The scan batches ASCII strings apart from the others; each string's findings are those it has alone."""
+    pieces = [f"key {AWS} ok", "café ☕ no secrets here", f"naïve {EMAIL} — done", "plain text",
+              f"└── {GH} ├──", f"mail {EMAIL}", "日本語のテキスト 4111 1111 1111 1111", "x" * 70_000 + f" {AWS}"]
+    engine = DlpEngine(DlpConfig(**REDACT_ALL, cache_items=0))
+    whole = engine.inspect({"model": "m", "max_tokens": 1,
+                            "messages": [{"role": "user", "content": p} for p in pieces]})
+    alone = []
+    for k, piece in enumerate(pieces):
+        messages = [{"role": "user", "content": "-"}] * k + [{"role": "user", "content": piece}]
+        alone += engine.inspect({"model": "m", "max_tokens": 1, "messages": messages}).findings
+    assert sorted((f.kind, f.where, f.count) for f in whole.findings) == sorted(
+        (f.kind, f.where, f.count) for f in alone)
+    assert {f.kind for f in whole.findings} >= {"aws_access_key", "github_token", "email", "payment_card"}
 
 
 def test_the_cache_holds_positions_and_kinds_never_values() -> None:

@@ -2,25 +2,43 @@
 
 Claude Code re-sends the whole conversation every turn; all but the last few units were seen on
 the previous turn (and the system prompt and tools on every session's first turn). A unit (see
-``walk``) is keyed by SHA-256 (truncated to 128 bits) over the engine's fingerprint, the unit's tag
-and its compact JSON (orjson). The fingerprint is a digest of everything that decides what the
-detectors find (the whole ``DlpConfig``, the detectors added in code, ``DETECTORS_VERSION``), so a
-changed policy never reads an entry written under another one.
+``walk``) is its walk's tag and its compact JSON (orjson; a string's UTF-8).
 
-A unit whose entry is empty (nothing found) and that holds no media block is not even walked on a
-later turn: its JSON (made in C) and its digest are all it costs. An entry is the tuple of findings
-of the unit: (string index in the unit, start, end, kind), positions and kinds, never the matched
-text. Actions are applied per request (a group's policy may differ), and redaction is recomputed
-from the positions over the request's own text, so a warm scan gives the same findings and the
-same forwarded bytes as a cold one (the placeholders are numbered in walk order in both cases).
+Two digests, because the cost of the one every turn pays grows with the history:
+
+- **In the process** (``local_key``): the engine's fingerprint, the tag, the length of the unit's
+  bytes and ``hash()`` of them. CPython hashes bytes with SipHash-1-3 under a 128-bit key drawn at
+  random when the process starts: a keyed function made so that whoever does not know the key
+  cannot make two inputs collide, and about 3.5 times cheaper here than SHA-256 (Claude Code's
+  late turns re-send ~220 KB every time). When ``PYTHONHASHSEED`` fixes that key, anyone who knows
+  it could build a unit that collides with a clean one, so the key is then SHA-256 as below.
+- **Across processes** (the shared layer in Redis, ``unit_digest``): SHA-256 (truncated to 128 bits)
+  over the fingerprint, the tag and the bytes, computed only for the units the process did not
+  know.
+
+The fingerprint is a digest of everything that decides what the detectors find (the whole
+``DlpConfig``, the detectors added in code, ``DETECTORS_VERSION``), so a changed policy never reads
+an entry written under another one.
+
+A unit whose entry is ``CLEAN`` (nothing found, no media block) is not even walked on a later turn:
+its JSON (made in C) and its hash are all it costs. An entry is the tuple of findings of the unit:
+(string index in the unit, start, end, kind), positions and kinds, never the matched text; a unit
+that holds an image or a document with nothing else found is ``MEDIA`` (walked again for its
+``binary`` finding, which is not cached). Actions are applied per request (a group's policy may
+differ), and redaction is recomputed from the positions over the request's own text, so a warm scan
+gives the same findings and the same forwarded bytes as a cold one (the placeholders are numbered in
+walk order in both cases).
 
 Bounded: at most ``max_items`` units and findings together (an entry costs 1 + its findings),
-least recently used first out. About 150 bytes an item, so the default 50,000 stay under 8 MB.
+least recently used first out. About 250 bytes an item (measured with tracemalloc), so the default
+50,000 take about 12 MB.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -32,6 +50,21 @@ import orjson
 DETECTORS_VERSION = "2026-12-03.1"
 
 Entry = tuple[tuple[int, int, int, str], ...]  # (string index in the unit, start, end, kind)
+
+
+class _Media(tuple):
+    """The type of ``MEDIA``: an empty entry that is not ``CLEAN``."""
+
+    __slots__ = ()
+
+
+#: The entry of a unit with nothing found (and no media block): such a unit is not walked again.
+CLEAN: Entry = ()
+#: The entry of a unit with nothing found but an image or document block (walked again for its ``binary`` finding).
+MEDIA: Entry = _Media()
+
+#: Whether ``hash()`` is keyed at random for this process (CPython's default): see the module docstring.
+SECRET_HASH = bool(sys.flags.hash_randomization) and os.environ.get("PYTHONHASHSEED", "random") in ("", "random")
 
 
 def fingerprint(parts: Iterable[str]) -> bytes:
@@ -57,6 +90,14 @@ def unit_bytes(value: Any) -> bytes | None:
         return None
 
 
+def local_key(fingerprint: bytes, shared_key: Any, tag: bytes, data: bytes) -> tuple[Any, ...]:
+    """The key of a unit in the process's cache (see the module docstring): keyed ``hash()`` and length, or
+    SHA-256 when ``hash()`` is not keyed at random."""
+    if SECRET_HASH:
+        return (fingerprint, tag, len(data), hash(data))
+    return (fingerprint, unit_digest(shared_key, tag, data))
+
+
 def unit_key(fingerprint: bytes) -> Any:
     """What ``unit_digest`` starts from: SHA-256 over an engine's fingerprint (copied per unit)."""
     return hashlib.sha256(fingerprint)
@@ -72,11 +113,12 @@ def unit_digest(key: Any, tag: bytes, data: bytes, sep: bytes = b"\x00") -> byte
 
 
 class VerdictCache:
-    """A bounded LRU map from unit digest to its findings. Thread-safe (scans may run in worker threads)."""
+    """A bounded LRU map from unit key (``local_key``) to its findings. Thread-safe (scans may run in worker
+    threads). One cache may serve several engines: the keys hold the engine's fingerprint."""
 
     def __init__(self, max_items: int = 50_000) -> None:
         self.max_items = max_items
-        self._entries: OrderedDict[bytes, Entry] = OrderedDict()
+        self._entries: OrderedDict[Any, Entry] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -90,7 +132,7 @@ class VerdictCache:
         """Units plus findings held (the bounded quantity)."""
         return self._size
 
-    def get(self, digest: bytes) -> Entry | None:
+    def get(self, digest: Any) -> Entry | None:
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
@@ -100,7 +142,7 @@ class VerdictCache:
             self.hits += 1
             return entry
 
-    def get_many(self, digests: list[bytes | None]) -> list[Entry | None]:
+    def get_many(self, digests: list[Any]) -> list[Entry | None]:
         """``get`` for each digest (None stays None), under one lock."""
         out: list[Entry | None] = []
         append = out.append
@@ -109,14 +151,14 @@ class VerdictCache:
             for digest in digests:
                 entry = None if digest is None else entries.get(digest)
                 if entry is not None:
-                    entries.move_to_end(digest)  # type: ignore[arg-type]
+                    entries.move_to_end(digest)
                 append(entry)
             hits = sum(e is not None for e in out)
             self.hits += hits
             self.misses += sum(d is not None for d in digests) - hits
         return out
 
-    def put(self, digest: bytes, entry: Entry) -> None:
+    def put(self, digest: Any, entry: Entry) -> None:
         cost = 1 + len(entry)
         if cost > self.max_items:
             return

@@ -124,9 +124,10 @@ class DlpEngine:
             scan.prepare(body)
             if self.shared is not None and scan.missed:
                 asked = self.clock()
-                values = await self.shared.get_many([d for _, _, d in scan.missed if d])
+                digests = scan.shared_digests()
+                values = await self.shared.get_many(digests)
                 scan.timeout_s += self.clock() - asked  # waiting for Redis is not scanning: not in the budget
-                scan.take_shared(self.shared, values)
+                scan.take_shared(self.shared, values, digests)
             if scan.missed_chars > INLINE_CHARS:
                 await asyncio.get_running_loop().run_in_executor(None, scan.scan_misses, THREAD_BATCH)
             else:

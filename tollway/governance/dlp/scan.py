@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from itertools import accumulate
+from itertools import accumulate, chain, compress
+from operator import not_
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tollway.governance.dlp.cache import Entry, VerdictCache, unit_bytes, unit_digest
+from tollway.governance.dlp.cache import CLEAN, MEDIA, Entry, VerdictCache, local_key, unit_bytes, unit_digest
 from tollway.governance.dlp.candidates import BATCH, SEP, Builtin
 from tollway.governance.dlp.policy import DlpConfig
 from tollway.governance.dlp.result import (
@@ -32,6 +33,7 @@ class Engine(Protocol):
     config: DlpConfig
     clock: Callable[[], float]
     cache: VerdictCache | None
+    fingerprint: bytes
     unit_key: Any
     builtin: Builtin
     detectors: tuple[RegexDetector, ...]
@@ -59,9 +61,10 @@ class Scan:
         self.started = self.clock()
         self.walk = Walk()
         self.found: dict[int, list[Span]] = {}
-        self.missed: list[tuple[int, int, bytes | None]] = []  # first string, end, digest of each unit to scan
+        self.missed: list[Missed] = []  # each unit to scan (see ``Missed``)
         self.missed_chars = 0
-        self.stored: list[tuple[bytes, Entry]] = []  # what the scan put in the cache (for the shared layer)
+        self.stored: list[tuple[bytes, Entry]] = []  # digest and entry of what the scan found (for the shared layer)
+        self.digests: list[bytes | None] | None = None  # the shared digest of each missed unit (``take_shared``)
         self.counts: dict[tuple[str, str], int] = {}
         self.placeholders: dict[str, str] = {}
         self.numbering: dict[str, int] = {}
@@ -77,35 +80,39 @@ class Scan:
         """Walk the body unit by unit; a unit the cache knows as clean is not even walked."""
         walk = self.walk
         texts = walk.texts
+        binaries = walk.binaries
         cache = self.engine.cache
-        key = self.engine.unit_key
         found = self.found
         missed = self.missed
         chars = 0
         units = walk.plan(body)
         if cache is None:
             for _tag, _value, walk_unit in units:
-                a = len(texts)
+                a, m = len(texts), len(binaries)
                 walk_unit()
-                missed.append((a, len(texts), None))
-                chars += sum(len(t) for t in texts[a:])
+                missed.append((a, len(texts), None, None, len(binaries) > m))
+                chars += sum(map(len, texts[a:]))
         else:
+            fp, shared_key = self.engine.fingerprint, self.engine.unit_key
             datas = [unit_bytes(value) for _tag, value, _walk in units]
-            digests = [None if data is None else unit_digest(key, tag, data)
-                       for (tag, _value, _walk), data in zip(units, datas, strict=True)]
-            entries = cache.get_many(digests)
-            for (tag, _value, walk_unit), data, digest, entry in zip(units, datas, digests, entries, strict=True):
-                if entry == () and data is not None and b'"source"' not in data:
+            keys = [None if data is None else local_key(fp, shared_key, tag, data)
+                    for (tag, _value, _walk), data in zip(units, datas, strict=True)]
+            entries = cache.get_many(keys)
+            for (tag, _value, walk_unit), data, key, entry in zip(units, datas, keys, entries, strict=True):
+                if entry is CLEAN:
                     continue  # seen before, nothing in it (and no media block, whose binary finding is not cached)
-                a = len(texts)
+                a, m = len(texts), len(binaries)
                 walk_unit()
                 b = len(texts)
-                if digest is None:  # not JSON-serialisable as is (a lone surrogate): digest the strings instead
-                    digest = unit_digest(key, tag, SEP.join(texts[a:b]).encode("utf-8", "surrogatepass"), b"\x01")
-                    entry = cache.get(digest)
+                source = None if data is None else (tag, data, b"\x00")
+                if data is None:  # not JSON-serialisable as is (a lone surrogate): key on the strings instead
+                    data = SEP.join(texts[a:b]).encode("utf-8", "surrogatepass")
+                    source = (tag, data, b"\x01")
+                    key = local_key(fp, shared_key, tag + b"\x01", data)
+                    entry = cache.get(key)
                 if entry is None:
-                    missed.append((a, b, digest))
-                    chars += sum(len(t) for t in texts[a:b])
+                    missed.append((a, b, key, source, len(binaries) > m))
+                    chars += sum(map(len, texts[a:b]))
                 else:
                     for i, s, e, kind in entry:
                         found.setdefault(a + i, []).append((s, e, kind))
@@ -113,23 +120,34 @@ class Scan:
         # The time budget grows with the text to scan, so that large ordinary input never times out.
         self.timeout_s += self.engine.config.timeout_ms_per_mb * chars / 1_000_000 / 1000.0
 
-    def take_shared(self, shared: SharedVerdicts, values: list[Any]) -> None:
-        """Use what the shared layer knows (``values``, one per missed unit with a digest, in order): a unit it
-        has a valid entry for is not scanned, and goes into the process's cache."""
+    def shared_digests(self) -> list[bytes]:
+        """The shared layer's digest (SHA-256) of each missed unit that has one, in order: only new units pay it."""
+        key = self.engine.unit_key
+        return [unit_digest(key, *source) for _a, _b, _key, source, _media in self.missed if source is not None]
+
+    def take_shared(self, shared: SharedVerdicts, values: list[Any], digests: list[bytes]) -> None:
+        """Use what the shared layer knows (``values``, one per missed unit with a digest, in order, as
+        ``digests``): a unit it has a valid entry for is not scanned, and goes into the process's cache."""
         texts = self.walk.texts
         cache = self.engine.cache
         values_left = iter(values)
-        still: list[tuple[int, int, bytes | None]] = []
+        digests_left = iter(digests)
+        still: list[Missed] = []
+        self.digests = []
         chars = 0
-        for a, b, digest in self.missed:
-            value = next(values_left) if digest else None
+        for unit in self.missed:
+            a, b, key, source, media = unit
+            value = digest = None
+            if source is not None:
+                value, digest = next(values_left), next(digests_left)
             entry = None if value is None else shared.check(value, [len(t) for t in texts[a:b]])
-            if entry is None or digest is None:
-                still.append((a, b, digest))
-                chars += sum(len(t) for t in texts[a:b])
+            if entry is None or key is None:
+                self.digests.append(digest)
+                still.append(unit)
+                chars += sum(map(len, texts[a:b]))
                 continue
             if cache is not None:
-                cache.put(digest, entry)
+                cache.put(key, entry or (MEDIA if media else CLEAN))
             for i, s, e, kind in entry:
                 self.found.setdefault(a + i, []).append((s, e, kind))
         self.missed = still
@@ -138,26 +156,16 @@ class Scan:
     def scan_misses(self, batch: int = BATCH) -> None:
         texts = self.walk.texts
         found: dict[int, list[Span]] = {}
-        order = [i for a, b, _ in self.missed for i in range(a, b)]
-        builtin = self.engine.builtin
-        first = 0
-        while first < len(order):  # batches of about ``batch`` characters, with a time check after each
-            last, size = first, 0
-            while last < len(order) and (size < batch or last == first):
-                size += len(texts[order[last]]) + 1
-                last += 1
-            idx = order[first:last]
-            if len(idx) == 1:  # one large string (a paste): its spans as they are, no search per finding
-                spans = builtin.scan(texts[idx[0]])
-                if spans:
-                    found.setdefault(idx[0], []).extend(spans)
-            else:
-                offsets = list(accumulate([len(texts[i]) + 1 for i in idx], initial=0))
-                for s, e, kind in builtin.scan(SEP.join([texts[i] for i in idx])):
-                    j = bisect_right(offsets, s) - 1
-                    found.setdefault(idx[j], []).append((s - offsets[j], e - offsets[j], kind))
-            self.check_time()
-            first = last
+        order = list(chain.from_iterable([range(a, b) for a, b, _key, _source, _media in self.missed]))
+        picked = list(map(texts.__getitem__, order))
+        # ASCII strings are batched apart from the others: one non-ASCII character makes a joined batch a
+        # wider string, and then every character of it costs more to join, to match and to encode for Hyperscan.
+        ascii_ = list(map(str.isascii, picked))
+        if all(ascii_) or not any(ascii_):
+            self._scan_builtin(order, picked, found, batch)
+        else:
+            for mask in (ascii_, list(map(not_, ascii_))):
+                self._scan_builtin(list(compress(order, mask)), list(compress(picked, mask)), found, batch)
         for detector in self.engine.detectors:
             kind = detector.kind
             for i in order:
@@ -169,15 +177,43 @@ class Scan:
                     found.setdefault(i, []).extend(hits)
                 self.check_time()
         cache = self.engine.cache
-        for a, b, digest in self.missed:
-            if digest is not None and cache is not None:
-                entry = tuple((i - a, s, e, kind) for i in range(a, b) for s, e, kind in found.get(i, ()))
-                cache.put(digest, entry)
-                self.stored.append((digest, entry))
+        digests = self.digests if self.digests is not None else [None] * len(self.missed)
+        hit = sorted(found)  # the strings with findings: a unit without any (most) costs two bisections
+        for (a, b, key, _source, media), digest in zip(self.missed, digests, strict=True):
+            if key is not None and cache is not None:
+                lo = bisect_left(hit, a)
+                hi = bisect_left(hit, b, lo)
+                entry = tuple((i - a, s, e, kind) for i in hit[lo:hi] for s, e, kind in found[i])
+                cache.put(key, entry or (MEDIA if media else CLEAN))
+                if digest is not None:
+                    self.stored.append((digest, entry))
         self.engine.scanned_units += len(self.missed)
-        self.engine.scanned_chars += sum(len(texts[i]) for i in order)
+        self.engine.scanned_chars += sum(map(len, picked))
         for i, spans in found.items():
             self.found.setdefault(i, []).extend(spans)
+
+    def _scan_builtin(self, order: list[int], picked: list[str], found: dict[int, list[Span]], batch: int) -> None:
+        """The built-in detectors over ``picked`` (the strings ``order`` indexes), joined by NUL in batches of about
+        ``batch`` characters, with a time check after each; their spans go to ``found`` by string index."""
+        # ends[k]: the characters of picked[:k + 1], each with its separator (C-level maps: no Python per string).
+        ends = list(accumulate(map(_PLUS_ONE, map(len, picked))))
+        builtin = self.engine.builtin
+        first = 0
+        while first < len(order):
+            base = ends[first - 1] if first else 0
+            last = min(bisect_left(ends, base + batch, first) + 1, len(order))
+            if last == first + 1:  # one large string (a paste): its spans as they are, no search per finding
+                spans = builtin.scan(picked[first])
+                if spans:
+                    found.setdefault(order[first], []).extend(spans)
+            else:
+                idx = order[first:last]
+                offsets = [0, *map(base.__rsub__, ends[first:last])]  # end - base for each
+                for s, e, kind in builtin.scan(SEP.join(picked[first:last])):
+                    j = bisect_right(offsets, s) - 1
+                    found.setdefault(idx[j], []).append((s - offsets[j], e - offsets[j], kind))
+            self.check_time()
+            first = last
 
     def finish(self) -> None:
         """Count findings and record redactions in walk order (binary blocks in their place among them)."""
@@ -267,6 +303,13 @@ class Scan:
         out = copy_with_edits(body, self.edits, self.renames) if changed else body
         return DlpResult(findings, bool(blocked_kinds), blocked_kinds, policy, out, changed)
 
+
+_PLUS_ONE = (1).__add__  # a string's length plus its separator, mapped in C
+
+#: A unit to scan: its first string and end in ``walk.texts``, its key in the process's cache (None without
+#: a cache), what its shared digest is computed from (tag, bytes, separator; None when it has none) and
+#: whether it holds a media block.
+Missed = tuple[int, int, Any, tuple[bytes, bytes, bytes] | None, bool]
 
 _MISSING = object()
 

@@ -211,17 +211,29 @@ class Walk:
         if isinstance(value, str):
             self.texts.append(value)
             self.slots.append((parent, key, where, False))
-        elif isinstance(value, dict):
+        elif isinstance(value, dict | list):
+            self._json(value, where)
+
+    def _json(self, value: dict[Any, Any] | list[Any], where: str) -> None:
+        # String members are taken here, not in a call each: tool schemas and inputs are mostly strings.
+        texts, slots = self.texts, self.slots
+        if isinstance(value, dict):
             for k, v in value.items():
                 if isinstance(k, str):  # every key of a JSON value (tool input, schema) is data
-                    self.texts.append(k)
-                    self.slots.append((value, k, where, True))
-                if isinstance(v, (str, dict, list)):
-                    self.json(value, k, where)
-        elif isinstance(value, list):
+                    texts.append(k)
+                    slots.append((value, k, where, True))
+                if isinstance(v, str):
+                    texts.append(v)
+                    slots.append((value, k, where, False))
+                elif isinstance(v, dict | list):
+                    self._json(v, where)
+        else:
             for idx, v in enumerate(value):
-                if isinstance(v, (str, dict, list)):
-                    self.json(value, idx, where)
+                if isinstance(v, str):
+                    texts.append(v)
+                    slots.append((value, idx, where, False))
+                elif isinstance(v, dict | list):
+                    self._json(v, where)
 
     def key(self, obj: dict[Any, Any], k: Any, where: str) -> None:
         """An object key is forwarded too, unless it is a field name of the Messages API."""
