@@ -46,7 +46,8 @@ def session_turns(seed: int, first_kb: int = 50, last_kb: int = 230) -> list[byt
     for n in range(1, len(messages) + 1):
         if messages[n - 1]["role"] != "user":
             continue
-        body = json.dumps({**full, "messages": messages[:n]}, separators=(",", ":")).encode()
+        # UTF-8 as Claude Code sends it (Node's JSON.stringify does not escape non-ASCII characters)
+        body = json.dumps({**full, "messages": messages[:n]}, separators=(",", ":"), ensure_ascii=False).encode()
         if len(body) >= first_kb * 1024:
             turns.append(body)
     return turns
@@ -119,7 +120,7 @@ def request_120kb(fresh: int | None) -> bytes:
                 for m in b["messages"]
             ],
         }
-    return json.dumps(b, separators=(",", ":")).encode()
+    return json.dumps(b, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 async def added_latency(direct_port: int, port: int, key: str, rounds: int) -> dict[str, Any]:

@@ -64,7 +64,8 @@ def session_turns(seed: int, metadata: bool, first_kb: int = 50, last_kb: int = 
     for n in range(1, len(messages) + 1):
         if messages[n - 1]["role"] != "user":
             continue
-        body = json.dumps({**full, "messages": messages[:n]}, separators=(",", ":")).encode()
+        # UTF-8 as Claude Code sends it (Node's JSON.stringify does not escape non-ASCII characters)
+        body = json.dumps({**full, "messages": messages[:n]}, separators=(",", ":"), ensure_ascii=False).encode()
         if len(body) >= first_kb * 1024:
             turns.append(body)
     return turns
