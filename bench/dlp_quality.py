@@ -210,6 +210,16 @@ GEN: dict[str, list[Callable[[], str]]] = {
         lambda: f"020 7{r(3, DG)} {r(4, DG)}",
         lambda: f"+49 30 {r(8, DG)}",
         lambda: f"+33 1 {r(2, DG)} {r(2, DG)} {r(2, DG)} {r(2, DG)}",
+        # National formats that end in a two-digit group, as each regulator's numbering plan writes them:
+        # ARCEP (France: 0 + 9 digits in pairs), CNMC (Spain: mobile 6xx xx xx xx), OFCOM Switzerland (0xx xxx xx xx),
+        # BIPT (Belgium: mobile 04xx xx xx xx), PTS (Sweden: mobile 07x-xxx xx xx), UKE (Poland: xx xxx xx xx)
+        lambda: f"01 {r(2, DG)} {r(2, DG)} {r(2, DG)} {r(2, DG)}",
+        lambda: f"06 {R.choice('1245')}{r(1, DG)} {r(2, DG)} {r(2, DG)} {r(2, DG)}",
+        lambda: f"6{r(2, DG)} {r(2, DG)} {r(2, DG)} {r(2, DG)}",
+        lambda: f"0{R.choice(['21', '22', '31', '44', '61'])} {r(3, DG)} {r(2, DG)} {r(2, DG)}",
+        lambda: f"04{R.choice('789')}{r(1, DG)} {r(2, DG)} {r(2, DG)} {r(2, DG)}",
+        lambda: f"07{R.choice('0236')}-{r(3, DG)} {r(2, DG)} {r(2, DG)}",
+        lambda: f"{R.choice(['12', '22', '58', '61', '71'])} {r(3, DG)} {r(2, DG)} {r(2, DG)}",
     ],
     # ISO/IEC 7812 IIN ranges (Visa 4, Mastercard 51-55 and 2221-2720, Amex 34/37, Discover 6011/65, JCB 3528-3589,
     # UnionPay 62, Mir 2200-2204, RuPay 60/65) with the Luhn check digit
@@ -337,6 +347,9 @@ def negatives() -> list[str]:
         "release 1.2.3.4 of the tool",
         "AIDAJQABLZS4A3QDU576 is a user id",
         "phone-like 1234567890 and 555-1234",
+        "00000010  01 23 45 67 89 12 34 56  78 90 12 34 56 78 90 12  |.#Eg..4Vx..4Vx..|",  # hexdump -C
+        "scores 10 20 30 40 50 and 12 34 56 78",
+        "matrix rows: 01 02 03 04 05 06 07 08",
         "eyJhelloworld.foo.bar",
         "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
         "SK-1234 ticket",

@@ -7,10 +7,11 @@ import random
 import phonenumbers
 import pytest
 
+from tollway.governance.dlp import DlpEngine
 from tollway.governance.dlp.candidates import Builtin
 from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.phones import valid_international, valid_national
-from tollway.governance.dlp.policy import DEFAULT_PHONE_REGIONS
+from tollway.governance.dlp.policy import DEFAULT_PHONE_REGIONS, DlpConfig
 
 _GROUPS = __import__("re").compile(r"[0-9]+")
 
@@ -133,3 +134,37 @@ def test_all_default_regions_at_once_agree_with_phonenumbers() -> None:
         valid += expected
         assert valid_national(parts, regions) == expected, parts
     assert valid >= 30
+
+
+@pytest.fixture(scope="module")
+def engine() -> DlpEngine:
+    return DlpEngine(DlpConfig())
+
+
+@pytest.mark.parametrize("region", DEFAULT_PHONE_REGIONS)
+def test_every_default_region_s_numbers_are_found_as_the_region_writes_them(region: str, engine: DlpEngine) -> None:
+    """End to end, in running text: the example numbers of each default region, written in its national format
+    (many end in a two-digit group: France, Spain, Belgium, Switzerland, Sweden, Poland) and internationally."""
+    found = 0
+    for t in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE):
+        example = phonenumbers.example_number_for_type(region, t)
+        assert example is not None
+        for form in (phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL):
+            written = phonenumbers.format_number(example, form)
+            result = engine.inspect({"model": "m", "max_tokens": 1,
+                                     "messages": [{"role": "user", "content": f"call me at {written} please"}]})
+            assert [f.kind for f in result.findings] == ["phone_number"], (region, written)
+            found += 1
+    assert found == 4
+
+
+def test_pairs_of_digits_inside_a_longer_run_are_not_a_national_number(engine: DlpEngine) -> None:
+    """A number that ends in a two-digit group counts only as a run of its own: a hexdump's pairs after its offset,
+    or a longer list of pairs, are not French numbers."""
+    for text in ("00000010  01 23 45 67 89 12 34 56  78 90 12 34 56 78 90 12  |.#Eg..4Vx..4Vx..|",
+                 "rows 01 23 45 67 89 12 and more", "scores 10 20 30 40 50"):
+        result = engine.inspect({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]})
+        assert result.findings == [], text
+    alone = engine.inspect({"model": "m", "max_tokens": 1,
+                            "messages": [{"role": "user", "content": "tél 01 23 45 67 89"}]})
+    assert [f.kind for f in alone.findings] == ["phone_number"]

@@ -247,7 +247,11 @@ class Numbers:
                     regions = self.by_length.get(total, ())
                     if ld == "+":
                         steps.append(("plus", i, j, s, e, None, (), ()))
-                    elif (total in phone_lengths and lens[j] >= 3 and min(lens[i + 1:j + 1]) >= 2
+                    # A window ending in a 1- or 2-digit group is a phone number only as the whole run: France,
+                    # Spain, Belgium, Switzerland, Sweden and Poland end numbers in pairs, and inside a longer run
+                    # (a hexdump, a list of scores) such a window is not one.
+                    elif (total in phone_lengths and (lens[j] >= 3 or (i == 0 and j == len(lens) - 1))
+                          and min(lens[i + 1:j + 1]) >= 2
                           and (lens[i] >= 2 or total - 1 in phone_lengths)  # "1 415 555 2671"
                           and not (window_seps.count(".") == len(window_seps) and max(lens[i:j + 1]) <= 3)
                           and _shaped(regions, window)
