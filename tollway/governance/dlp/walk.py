@@ -131,26 +131,24 @@ class Walk:
     def block(self, blocks: list[Any], j: int, block: dict[str, Any], w: str) -> None:
         btype = block.get("type")
         if btype == "text":
-            self.fields(block, w, {"text": lambda: self.any(block, "text", w)})
+            self.fields(block, w, "text", self.any, block, "text", w)
         elif btype == "tool_result":
-            def content() -> None:
-                c = block["content"]
-                if isinstance(c, list):
-                    self.blocks(c, f"{w}.content")
-                else:
-                    self.any(block, "content", f"{w}.content")
-            self.fields(block, w, {"content": content})
+            c = block.get("content")
+            if isinstance(c, list):
+                self.fields(block, w, "content", self.blocks, c, f"{w}.content")
+            else:
+                self.fields(block, w, "content", self.any, block, "content", f"{w}.content")
         elif btype in ("tool_use", "server_tool_use"):
-            self.fields(block, w, {"input": lambda: self.json(block, "input", f"{w}.input")})
+            self.fields(block, w, "input", self.json, block, "input", f"{w}.input")
         elif btype == "image":
             self.binaries.append((len(self.texts), blocks, j, block.get("source"), w))
-            self.fields(block, w, {"source": lambda: self.source(block, w)})
+            self.fields(block, w, "source", self.source, block, w)
         elif btype == "document":
             self.document(blocks, j, block, w)
         elif btype in ("thinking", "redacted_thinking"):
             # Scanned like the rest: they are forwarded. A redaction here breaks the block's signature
             # and the upstream refuses the request, which is the fail-closed outcome (see docs/dlp.md).
-            self.fields(block, w, {})
+            self.fields(block, w)
         else:  # a block type this code does not know: every string in it, at one location
             self.json(blocks, j, w)
 
@@ -158,16 +156,13 @@ class Walk:
         source = block.get("source")
         stype = source.get("type") if isinstance(source, dict) else None
         if isinstance(source, dict) and stype == "content" and isinstance(source.get("content"), list):
-            def content() -> None:
-                assert isinstance(source, dict)
-                self.fields(source, f"{w}.source", {"content": lambda: self.blocks(source["content"],
-                                                                                   f"{w}.source.content")})
-            self.fields(block, w, {"source": content})
+            self.fields(block, w, "source", self.fields, source, f"{w}.source", "content", self.blocks,
+                        source["content"], f"{w}.source.content")
             return
         if not (isinstance(source, dict) and stype in ("text", "content")):
             # base64 (PDF), URL or file: bytes this process cannot read
             self.binaries.append((len(self.texts), blocks, j, source, w))
-        self.fields(block, w, {"source": lambda: self.source(block, w)})
+        self.fields(block, w, "source", self.source, block, w)
 
     def source(self, block: dict[str, Any], w: str) -> None:
         """A media source: every string but the bytes of a base64 source (a URL can carry a key)."""
@@ -181,13 +176,23 @@ class Walk:
             if k != skip:
                 self.any(source, k, f"{w}.source.{k}")
 
-    def fields(self, obj: dict[str, Any], w: str, special: dict[str, Any]) -> None:
-        """Every field of ``obj`` at its own path, except those ``special`` walks its own way."""
-        for k in obj:
-            self.key(obj, k, w)
-            handler = special.get(k)
-            if handler is not None:
-                handler()
+    def fields(self, obj: dict[str, Any], w: str, special: str | None = None,
+               handler: Callable[..., None] | None = None, *args: Any) -> None:
+        """Every field of ``obj`` at its own path, except ``special``, walked by ``handler(*args)``.
+
+        The object keys and string fields are taken here, not in a call each (``key``, ``any``): a Claude Code
+        request has hundreds of blocks, each with a few such fields."""
+        texts, slots = self.texts, self.slots
+        for k, v in obj.items():
+            if isinstance(k, str) and len(k) >= 6 and k not in KNOWN_FIELDS:
+                texts.append(k)
+                slots.append((obj, k, w, True))
+            if k == special:
+                assert handler is not None
+                handler(*args)
+            elif isinstance(v, str):
+                texts.append(v)
+                slots.append((obj, k, f"{w}.{k}", False))
             else:
                 self.any(obj, k, f"{w}.{k}")
 
