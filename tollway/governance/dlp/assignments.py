@@ -1,4 +1,5 @@
-"""Assignments to secret-named variables: ``password = "…"``, ``API_KEY: …``, ``token => …``.
+"""Assignments to secret-named variables: ``password = "…"``, ``API_KEY: …``, ``token => …``,
+``<password>…</password>``.
 
 The candidate matcher finds the keyword followed by an assignment operator (``ASSIGN_GATE``, a
 look-ahead); ``on_assignment`` reads the value and decides whether it looks like a real credential.
@@ -20,11 +21,16 @@ from tollway.governance.dlp.text import WORD
 # name (``setProperty("X_TOKEN", "…")``, ``put("password", "…")``), which then needs a quoted value.
 _OP = r"(?::=|=>|=(?!=)|:(?![:/]))"
 _OPERATOR = rf"""(?:\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}|\\?["'][ \t]*,(?=[ \t]*\\?["']))"""
-ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_]){_OPERATOR}[ \t]*"""
-               r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6}))""")
+# An XML element (``<password>…</password>``: Maven's settings.xml, Spring and .NET configuration) is an
+# assignment too: ``>``, then the element's text up to its closing tag, on one line.
+_XML = r">[^<>\n\x00]{6,256}</"
+ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
+               r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6})"""
+               rf"""|{_XML}))""")
 _ASSIGN_VALUE = re.compile(
-    rf"""(?![A-Za-z0-9_]){_OPERATOR}[ \t]*"""
+    rf"""(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
     r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]{1,256}?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]{1,256}))"""
+    r"""|>[ \t]*(?P<xv>[^<>\n\x00]{1,256}?)[ \t]*</)"""
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.
@@ -77,14 +83,16 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _ASSIGN_VALUE.search(text, start + 1)
     if vm is None or vm.start() > end:
         return ()
-    quoted = vm.group("q") is not None
-    value = vm.group("qv") if quoted else vm.group("uv")
-    vs, ve = vm.span("qv") if quoted else vm.span("uv")
-    if not _nontrivial(value, quoted):
+    group = "qv" if vm.group("q") is not None else "xv" if vm.group("xv") is not None else "uv"
+    value = vm.group(group)
+    vs, ve = vm.span(group)
+    if not _nontrivial(value, group != "uv"):
         return ()
     k = vm.start()
     while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):
         k -= 1
+    if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
+        return ()
     key = text[k:vm.start()].lower()
     if "secret" in key and ("aws" in key or "access" in key) and _AWS_SECRET.fullmatch(value):
         return ((vs, ve, "aws_secret_key"),)
