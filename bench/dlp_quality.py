@@ -187,6 +187,9 @@ GEN: dict[str, list[Callable[[], str]]] = {
         lambda: f"client_secret: {r(24)}",
         lambda: f'System.setProperty("API_TOKEN", "{r(20)}");',
         lambda: f'os.environ["SERVICE_API_KEY"] = "{r(24)}"',
+        # command-line flags (az, helm, docker, vault: --password VALUE, --api-key VALUE)
+        lambda: f"{R.choice(['az login -u app', 'helm repo add r https://c', 'mycli deploy'])} "
+                f"--{R.choice(['password', 'api-key', 'client-secret'])} {r(17)}{r(1, DG)}",
         # XML configuration (Maven settings.xml <server><password>, Spring and .NET elements)
         lambda: f"<server><id>releases</id><username>ci</username><password>{r(16)}</password></server>",
         lambda: (lambda name: f"<{name}>{r(24)}</{name}>")(R.choice(["apiKey", "accessToken", "clientSecret"])),
@@ -353,6 +356,7 @@ def negatives() -> list[str]:
         "00000010  01 23 45 67 89 12 34 56  78 90 12 34 56 78 90 12  |.#Eg..4Vx..4Vx..|",  # hexdump -C
         "scores 10 20 30 40 50 and 12 34 56 78",
         "</password> closes the element</p> and <passwordHint>first pet</passwordHint>",
+        "docker login --password-stdin < pw.txt; use --token to pass a token; my password is long",
         "matrix rows: 01 02 03 04 05 06 07 08",
         "eyJhelloworld.foo.bar",
         "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",

@@ -1,5 +1,5 @@
 """Assignments to secret-named variables: ``password = "…"``, ``API_KEY: …``, ``token => …``,
-``<password>…</password>``.
+``<password>…</password>``, ``--password …``.
 
 The candidate matcher finds the keyword followed by an assignment operator (``ASSIGN_GATE``, a
 look-ahead); ``on_assignment`` reads the value and decides whether it looks like a real credential.
@@ -24,13 +24,17 @@ _OPERATOR = rf"""(?:\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}|\\?["'][ \t]*,(?=[ \t]*\\?
 # An XML element (``<password>…</password>``: Maven's settings.xml, Spring and .NET configuration) is an
 # assignment too: ``>``, then the element's text up to its closing tag, on one line.
 _XML = r">[^<>\n\x00]{6,256}</"
+# A command-line flag (``--password VALUE``, ``--api-key "VALUE"``): a space is its operator, so the validator
+# only takes it after ``--``.
+_FLAG = r"""[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\-$<{\x00][^\s"'`\x00]{5})"""
 ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
                r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6})"""
-               rf"""|{_XML}))""")
+               rf"""|{_XML}|{_FLAG}))""")
 _ASSIGN_VALUE = re.compile(
     rf"""(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
     r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]{1,256}?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]{1,256}))"""
-    r"""|>[ \t]*(?P<xv>[^<>\n\x00]{1,256}?)[ \t]*</)"""
+    r"""|>[ \t]*(?P<xv>[^<>\n\x00]{1,256}?)[ \t]*</"""
+    r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]{1,256}?)(?P=fq)|(?P<fv>[^\s"'`\x00]{1,256})))"""
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.
@@ -83,15 +87,17 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _ASSIGN_VALUE.search(text, start + 1)
     if vm is None or vm.start() > end:
         return ()
-    group = "qv" if vm.group("q") is not None else "xv" if vm.group("xv") is not None else "uv"
+    group = next(g for g in ("qv", "xv", "fqv", "fv", "uv") if vm.group(g) is not None)
     value = vm.group(group)
     vs, ve = vm.span(group)
-    if not _nontrivial(value, group != "uv"):
+    if not _nontrivial(value, group not in ("uv", "fv")):
         return ()
     k = vm.start()
     while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):
         k -= 1
     if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
+        return ()
+    if group in ("fqv", "fv") and not text.startswith("--", k):  # a space assigns only to a --flag
         return ()
     key = text[k:vm.start()].lower()
     if "secret" in key and ("aws" in key or "access" in key) and _AWS_SECRET.fullmatch(value):

@@ -37,7 +37,7 @@ from typing import Any
 from tollway.governance.dlp.assignments import KEY_WORDS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
-_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)"""  # a loose form of assignments.ASSIGN_GATE's operator (> for XML)
+_GATE = r"""(?:\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)|[ \t])"""  # a loose form of ASSIGN_GATE's operators
 ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
 DENSE_BYTES_PER_HIT = 4  # more hits than one per this many bytes: the whole text is scanned by ``re``
 _BOUNDARY = "[^A-Za-z0-9_.]"  # what may precede the first digit of a run (the regex's look-behind)
