@@ -22,6 +22,7 @@ import json
 import random
 import string
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,34 @@ def iban(country: str, bban: str) -> str:
     """ISO 13616: check digits make the mod-97 of (BBAN + country + '00') rearranged equal 1."""
     numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
     return f"{country}{98 - int(numeric) % 97:02d}{bban}"
+
+
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def bech32(hrp: str, payload: bytes) -> str:
+    """BIP 173: the payload in 5-bit groups, then the 6-character checksum (polymod over the expanded HRP)."""
+    data, acc, bits = [], 0, 0
+    for byte in payload:
+        acc, bits = (acc << 8) | byte, bits + 8
+        while bits >= 5:
+            bits -= 5
+            data.append((acc >> bits) & 31)
+    if bits:
+        data.append((acc << (5 - bits)) & 31)
+    chk = 1
+    for v in [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + data + [0] * 6:
+        top, chk = chk >> 25, ((chk & 0x1FFFFFF) << 5) ^ v
+        for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            chk ^= g if (top >> i) & 1 else 0
+    chk ^= 1
+    return hrp + "1" + "".join(BECH32[d] for d in data + [(chk >> 5 * (5 - i)) & 31 for i in range(6)])
+
+
+def glsa(secret: str) -> str:
+    """Grafana's token generator: ``glsa_<secret>_`` and the CRC-32 (IEEE) of ``glsa_<secret>``, little-endian hex."""
+    key = "glsa_" + secret
+    return f"{key}_{zlib.crc32(key.encode()).to_bytes(4, 'little').hex()}"
 
 
 def grouped(value: str) -> str:
@@ -166,6 +195,29 @@ GEN: dict[str, list[Callable[[], str]]] = {
     "digitalocean_token": [lambda: f"do{R.choice('por')}_v1_{r(64, HEX)}"],
     # Sentry docs, "Auth tokens" (sntryu_ user tokens, sntrys_ organization tokens)  https://docs.sentry.io/account/auth-tokens/
     "sentry_token": [lambda: "sntryu_" + r(64, HEX), lambda: f"sntrys_eyJpYXQiOjE3M{r(120, AN)}_{r(43, URLSAFE)}"],
+    # Shopify developer changelog: "Length of the Shopify access token is increasing" (2020-04-01: shpat_, shpca_,
+    # shppa_ + 32) and "App secret key length has increased" (2020-01-28: shpss_ + 32)
+    # https://shopify.dev/changelog/length-of-the-shopify-access-token-is-increasing
+    # https://shopify.dev/changelog/app-secret-key-length-has-increased
+    "shopify_token": [lambda: R.choice(["shpat_", "shpca_", "shppa_", "shpss_"]) + r(32, HEX)],
+    # Grafana's service-account token generator, grafana/grafana pkg/components/satokengen/tokengen.go:
+    # "gl" + "sa" + "_" + 32 random letters/digits + "_" + CRC-32 of the rest (8 hex); Grafana docs,
+    # "Service account tokens" (glsa_ prefix)  https://grafana.com/docs/grafana/latest/administration/service-accounts/
+    "grafana_token": [lambda: glsa(r(32))],
+    # Doppler API reference, "Authentication" (CLI, personal, service, service account, SCIM, audit tokens) and
+    # "Service Tokens" (dp.st.<config>.<token>); the prefixes dp.pt./dp.sa./dp.ct./dp.scim. as Doppler's own MCP
+    # server tells them apart (DopplerHQ/mcp-server, src/auth.ts). Doppler does not publish the length: 43 here.
+    # https://docs.doppler.com/reference/api  https://docs.doppler.com/docs/service-tokens
+    "doppler_token": [
+        lambda: f"dp.{R.choice(['pt', 'sa', 'ct', 'scim', 'st'])}.{r(43)}",
+        lambda: f"dp.st.{R.choice(['prd', 'dev', 'stg_eu'])}.{r(43)}",
+    ],
+    # C2SP age specification (age-encryption.org/v1), "The X25519 recipient type": 32 random bytes encoded as
+    # Bech32 (BIP 173) with the HRP AGE-SECRET-KEY-, upper case  https://c2sp.org/age
+    "age_secret_key": [lambda: bech32("age-secret-key-", R.randbytes(32)).upper()],
+    # Microsoft Purview, sensitive information type "Azure DevOps personal access token": 84 letters and digits,
+    # the fixed signature AZDO at positions 76-80  https://learn.microsoft.com/purview/sit-defn-azure-devops-personal-access-token
+    "azure_devops_pat": [lambda: r(76) + "AZDO" + r(4)],
     # RFC 7519 (JSON Web Token: base64url header "{"alg":...}" . payload . signature)
     "jwt": [lambda: f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ{r(60, URLSAFE)}.{r(43, URLSAFE)}"],
     # RFC 3986 section 3.2.1 (userinfo in a URI); PostgreSQL, MySQL, Redis, MongoDB, AMQP connection URIs
@@ -365,6 +417,16 @@ def negatives() -> list[str]:
         "whsec_",
         "hvs.",
         "dop_v1_short",
+        "shpat_" + r(31, HEX) + " and shpxx_" + r(32, HEX),
+        glsa(r(32))[:-8] + "00000000",  # a bad checksum
+        "glsa_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_xxxxxxxx",
+        "echo 'dp.st.prd.xxxx' | doppler configure set token --scope /usr/src/app",
+        "dp.pt." + r(39),
+        "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX",  # the age spec's example
+        "AGE-SECRET-KEY-1" + r(58, BECH32.upper()),  # the Bech32 checksum does not hold
+        "age1" + r(58, BECH32) + " is a recipient (public key)",
+        "abcdefghijklmnopqrstuvwxyz012345679ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnoAZDOabcd",  # Purview's example
+        r(75) + "AZDO" + r(4) + " and " + r(76) + "AZDX" + r(4),
     ]
     return [*code, *logs, *prose, *lookalikes]
 

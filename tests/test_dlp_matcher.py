@@ -15,6 +15,9 @@ import pytest
 
 from tests.test_dlp_detectors import NEGATIVES, PLACEHOLDERS, POSITIVES
 from tests.test_dlp_engine import FALSE_POSITIVES, TRUE_POSITIVES
+from tests.test_dlp_tokens import NEGATIVES as TOKEN_NEGATIVES
+from tests.test_dlp_tokens import PLACEHOLDERS as TOKEN_PLACEHOLDERS
+from tests.test_dlp_tokens import POSITIVES as TOKEN_POSITIVES
 from tollway.governance.dlp.candidates import Builtin
 from tollway.governance.dlp.policy import DEFAULT_PHONE_REGIONS
 from tollway.governance.dlp.prefilter import available
@@ -35,7 +38,8 @@ def strings(value: object) -> list[str]:
 
 
 def corpus() -> list[str]:
-    texts = [t for _, t in (*POSITIVES, *NEGATIVES, *PLACEHOLDERS, *TRUE_POSITIVES)] + list(FALSE_POSITIVES)
+    texts = [t for _, t in (*POSITIVES, *NEGATIVES, *PLACEHOLDERS, *TRUE_POSITIVES, *TOKEN_POSITIVES,
+                            *TOKEN_NEGATIVES, *TOKEN_PLACEHOLDERS)] + list(FALSE_POSITIVES)
     rng = random.Random(7)
     pieces = [*texts, " ", "\n", "x=", "key", "@", " @", "a@", "api_key", "Client-Key", "for key, v", "+1 ", "(",
               "-----BEGIN RSA PRIVATE KEY-----", "eyJ", "é", "日本"]

@@ -54,7 +54,7 @@ _ASSIGN = {
     "k": rf"en(?i:(?<=token)){ASSIGN_GATE}|ey(?i:{BEHIND_KEY}){ASSIGN_GATE}",
     "K": rf"(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE}",
 }
-_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvy"
+_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZ"
 
 
 def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, str]]]:

@@ -7,7 +7,8 @@ placeholder when:
 
 1. it is a documented example published by the vendor for its docs (``DOCUMENTED_EXAMPLES``:
    AWS's ``AKIAIOSFODNN7EXAMPLE`` and its secret, Stripe's and GitHub's published sample keys,
-   the Google API key of its API-key docs), or contains the word ``example`` (AWS marks every sample
+   the Google API key of its API-key docs, the age specification's example identity, the example
+   Azure DevOps PAT of Microsoft Purview's definition), or contains the word ``example`` (AWS marks every sample
    credential that way: ``…EXAMPLE``, ``…EXAMPLEKEY``);
 2. it is an obvious filler: it contains ``xxxx``/``XXXX``, ``****``, ``....`` or ``…``, a template
    or variable reference (``<token>``, ``${VAR}``, ``{{ secret }}``, ``%(name)s``, ``$(cmd)``), or
@@ -33,6 +34,10 @@ DOCUMENTED_EXAMPLES = frozenset((
     "16C7e42F292c6912E7710c838347Ae178B4a",
     # Google Cloud docs, "Using API keys" / Firebase config samples
     "AIzaSyDOCAbC123dEf456GhI789jKl012-MnO", "SyDOCAbC123dEf456GhI789jKl012-MnO",
+    # C2SP age specification (age-encryption.org/v1), "The X25519 recipient type": the example identity
+    "GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX",
+    # Microsoft Purview, "Azure DevOps personal access token" (sensitive information type): the example PAT
+    "abcdefghijklmnopqrstuvwxyz012345679ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnoAZDOabcd",
 ))
 
 _FILLERS = ("xxxx", "****", "....", "\u2026", "<", ">", "${", "{{", "}}", "%(", "$(", "your", "placeholder",

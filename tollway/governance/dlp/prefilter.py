@@ -48,9 +48,14 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
     out = []
     for _k, before, anchor, after, _o in TOKENS:
         # Hyperscan refuses long bounded repeats with start-of-match tracking: the token up to its first
-        # variable repeat, at that repeat's minimum (a prefix of the token: still a necessary condition).
+        # variable repeat, at that repeat's minimum (a prefix of the token: still a necessary condition),
+        # and without a long leading repeat of ``before`` (Azure DevOps' 76 characters before AZDO): the rest
+        # of the token is a necessary condition too, and the regex checks the look-behind at the anchor.
         m = re.search(r"\{(\d+),\d*\}", after)
         short = after if m is None else after[:m.start()] + "{" + m.group(1) + "}"
+        lead = re.match(r"\[[^\]]*\]\{(\d+)\}", before)
+        if lead is not None and int(lead.group(1)) > 32:
+            before = before[lead.end():]
         out.append((f"{before}{re.escape(anchor)}{short}", token_width(before), False))
     out += [
         # Assignments, from the anchor letter of each keyword's alternative in ``candidates._ASSIGN``.

@@ -1,11 +1,14 @@
 """Secret detectors with a fixed shape: provider key prefixes, PEM blocks, JWTs, URL credentials,
 ``Authorization`` lines.
 
-``TOKENS`` lists the fixed-prefix tokens, each as ``(kind, before, anchor, after)``: the token is
-``before + anchor + after`` (``before`` a fixed-width regex, checked with a look-behind), the match
-starts at the one-character ``anchor``, chosen as rare as the format allows (see ``candidates``).
-A token counts when it is not glued to a longer word on either side and its part after the fixed
-prefix is not a placeholder (``placeholders``). Sources for every format are in docs/dlp.md.
+``TOKENS`` lists the fixed-prefix tokens, each as ``(kind, before, anchor, after, offset)``: the
+token is ``before + anchor + after`` (``before`` a fixed-width regex, checked with a look-behind),
+the match starts at the one-character ``anchor``, chosen as rare as the format allows (see
+``candidates``). A token counts when it is not glued to a longer word on either side, its part
+after the fixed prefix is not a placeholder (``placeholders``), and, for the formats that carry
+one, its checksum is right (``_CHECKS``: Grafana's CRC-32, age's Bech32). Sources for every
+format are cited next to its generator in bench/dlp_quality.py and, for the later kinds, in
+docs/dlp.md.
 
 Each ``on_*`` function is called by the candidate matcher with the position of the anchor
 character of its alternative and the match end, and returns the findings there, if any.
@@ -17,6 +20,7 @@ import base64
 import binascii
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterable
 
 from tollway.governance.dlp.placeholders import is_placeholder
@@ -25,6 +29,7 @@ from tollway.governance.dlp.text import ALNUM, WORD, boundary_after, boundary_be
 
 _B64 = "[A-Za-z0-9+/]"
 _GL = "(?:pat|dt|rt|cbt|ptt|ft|imt|agent|oas|soat|ffct)"
+_BECH32 = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"  # BIP 173's data alphabet (upper case), in value order
 
 # (kind, before, anchor, after[, value offset]): a value offset > 0 reports only the part of the match that
 # starts that many characters after the anchor (AccountKey=<value>).
@@ -57,12 +62,25 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     ("digitalocean_token", "", "d", r"o[por]_v1_[a-f0-9]{64}", 0),
     ("sentry_token", "sntr", "y", r"u_[a-f0-9]{64}", 0),
     ("sentry_token", "sntr", "y", r"s_eyJ[A-Za-z0-9+/=_\-]{40,}", 0),
+    # Shopify: shpat_/shpca_/shppa_ access tokens and shpss_ app secrets, 32 characters after the prefix.
+    ("shopify_token", "sh", "p", r"(?:at|ca|pa|ss)_[A-Za-z0-9]{32}", 0),
+    # Grafana service-account tokens: glsa_<32 letters/digits>_<CRC-32 of the rest, 8 hex>.
+    ("grafana_token", "", "g", r"lsa_[A-Za-z0-9]{32}_[a-f0-9]{8}", 0),
+    # Doppler: personal, service account, CLI, SCIM and service tokens (the latter with or without the
+    # config's name before the secret). The name is `+`, not `{1,40}`: ``prefilter`` shortens the first bounded
+    # repeat, which must be the last one; it cannot backtrack far (no '.' in it, and a '.' must follow).
+    ("doppler_token", "", "d", r"p\.(?:pt|sa|ct|scim|st)\.(?:[a-z0-9_\-]+\.)?[A-Za-z0-9]{40,255}", 0),
+    # age X25519 identities: Bech32 of 32 bytes with the HRP AGE-SECRET-KEY- (upper case), checksum checked.
+    ("age_secret_key", "", "A", rf"GE-SECRET-KEY-1[{_BECH32}]{{58}}", 0),
+    # Azure DevOps PATs: 84 letters and digits with the signature AZDO at 76-79; anchored on its rare Z.
+    ("azure_devops_pat", "[A-Za-z0-9]{76}A", "Z", r"DO[A-Za-z0-9]{4}", 0),
 ]
 
 #: Which fixed prefix each kind's token starts with, for ``is_placeholder`` (the rest is the secret).
 _PREFIX = re.compile(r"^(?:gh[pousr]_|github_pat_|gl[a-z]+-|GR1348941|xox[a-z]-|xoxe[.\-]|xapp-|[sr]k_(?:live|test)_|"
                      r"whsec_|AKIA|ASIA|ABIA|ACCA|AIza|SK|SG\.|npm_|pypi-|hf_|api_org_|dapi|hv[sbr]\.|do[por]_v1_|"
-                     r"sntry[us]_)")
+                     r"sntry[us]_|shp(?:at|ca|pa|ss)_|glsa_|dp\.(?:pt|sa|ct|scim|st)\.(?:[a-z0-9_\-]+\.)?|"
+                     r"AGE-SECRET-KEY-1)")
 _TOKEN_CHARS = WORD | {"-"}
 
 
@@ -88,8 +106,45 @@ def make_on_token(kind: str, back: int, offset: int) -> Callable[[str, int, int]
         m = _PREFIX.match(value)
         if is_placeholder(value[m.end():] if m else value):
             return ()
+        if check is not None and not check(value):
+            return ()
         return ((s, end, kind),)
+    check = _CHECKS.get(kind)
     return on_token
+
+
+def grafana_checksum_ok(token: str) -> bool:
+    """Grafana's satokengen: the last 8 hex are the CRC-32 (IEEE) of ``glsa_<secret>``, little-endian.
+
+    A real token always passes; a hand-made lookalike (``glsa_<32 letters>_deadbeef``) almost never does.
+    """
+    key, _, checksum = token.rpartition("_")
+    return zlib.crc32(key.encode()).to_bytes(4, "little").hex() == checksum
+
+
+_BECH32_VALUES = {c: i for i, c in enumerate(_BECH32)}
+_BECH32_GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+def bech32_ok(value: str) -> bool:
+    """Whether a Bech32 string (``<hrp>1<data and 6 checksum characters>``) has a valid BIP 173 checksum.
+
+    The HRP is taken in lower case, as BIP 173 computes it for upper-case strings too.
+    """
+    hrp, _, data = value.rpartition("1")
+    chk = 1
+    for v in [ord(c) >> 5 for c in hrp.lower()] + [0] + [ord(c) & 31 for c in hrp.lower()] + \
+            [_BECH32_VALUES[c] for c in data.upper()]:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i, g in enumerate(_BECH32_GEN):
+            if top >> i & 1:
+                chk ^= g
+    return chk == 1
+
+
+#: Checksums that a kind's tokens carry, checked after the placeholder policy (on the whole token).
+_CHECKS: dict[str, Callable[[str], bool]] = {"grafana_token": grafana_checksum_ok, "age_secret_key": bech32_ok}
 
 
 # Tokens whose tail class already takes '-' and '_' (they may end before one).
