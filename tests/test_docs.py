@@ -123,3 +123,28 @@ def test_the_local_model_example_is_openai_compatible(monkeypatch: pytest.Monkey
     s = load_settings(ROOT / "examples" / "local-openai-compatible.yaml")
     local = next(m for m in s.models if m.id == "qwen-local")
     assert local.primary.provider == "openai" and local.primary.resolved_base_url.startswith("http://127.0.0.1")
+
+
+def _kinds_table(page: Path) -> dict[str, str]:
+    """The kind -> default action rows of the DLP kinds table on PAGE (first column a `kind`, last the default)."""
+    rows = {}
+    for line in page.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.fullmatch(r"`([a-z0-9_]+)`", cells[0]) if len(cells) >= 3 else None
+        if m and line.startswith("|"):
+            rows[m.group(1)] = cells[-1]
+    return rows
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "docs" / "dlp.md"], ids=["README", "dlp.md"])
+def test_every_dlp_kind_is_listed_with_its_default_action(page: Path) -> None:
+    """The README's DLP section and docs/dlp.md list every built-in kind with its example format and the
+    action the default policy gives it (secrets redact, pii log, binary per the `binary` setting)."""
+    from tollway.governance.dlp.policy import BUILTIN_KINDS, DlpConfig
+
+    rows = _kinds_table(page)
+    assert set(rows) >= set(BUILTIN_KINDS), sorted(set(BUILTIN_KINDS) - set(rows))
+    defaults = DlpConfig().action_table(None)
+    for kind, category in BUILTIN_KINDS.items():
+        expected = defaults[kind]
+        assert expected in rows[kind], (kind, category, rows[kind], expected)
