@@ -150,3 +150,40 @@ def test_scan_with_the_bulk_sieve_finds_what_the_per_candidate_loop_finds(monkey
         assert builtin.scan(text) == expected, k
         found += len(expected)
     assert found > 500
+
+
+def test_grouping_memo_answers_as_the_formats_do() -> None:
+    """``grouped_as`` with its memo (by the first ``key_length`` digits and the length) against
+    ``national_groups(nn) == parts`` computed afresh, on random numbers sharing few prefixes (so the memo
+    answers most of them), grouped as the region writes them or not."""
+    rng = random.Random(14)
+    checked = 0
+    for code in ("US", "CA", "ES", "IT", "PL", "MX"):
+        main = phones._country(int(phones.region(code).cc))[0]  # type: ignore[union-attr]
+        assert main.key_length is not None, code
+        heads = [_digits(rng, rng.randint(1, 4)) for _ in range(8)]
+        for _ in range(RUNS // 6):
+            nn = (rng.choice(heads) + _digits(rng, 12))[:rng.randint(6, 12)]
+            truth = main.national_groups(nn)
+            if rng.random() < 0.5:
+                parts = list(truth)
+            else:
+                cuts = sorted(rng.sample(range(1, len(nn)), rng.randint(1, 3)))
+                parts = [nn[a:b] for a, b in zip([0, *cuts], [*cuts, len(nn)], strict=True)]
+                if rng.random() < 0.2:
+                    parts[-1] = parts[-1][:-1] + str((int(parts[-1][-1]) + 1) % 10)
+            assert main.grouped_as(nn, parts) == (truth == parts), (code, nn, parts, truth)
+            checked += truth == parts
+        phones.forget()
+    assert checked > RUNS // 10
+
+
+def test_bounded_width_only_for_patterns_that_read_their_match_alone() -> None:
+    from tollway.governance.dlp.prefixes import bounded_width
+
+    assert bounded_width(r"1(?:2[3-5]|[68])") == 3
+    assert bounded_width(r"[2-9]") == 1
+    assert bounded_width(r"1\d*") is None
+    assert bounded_width(r"1(?=2)") is None
+    assert bounded_width(r"1$") is None
+    assert bounded_width(r"(1)\1") is None

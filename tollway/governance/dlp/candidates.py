@@ -187,31 +187,37 @@ class Builtin:
         slots: list[int] = []
         handlers = self.handlers
         anchors = None if self.prefilter is None else self.prefilter.anchors(text)
-        if anchors is None:  # no prefilter, or text dense with candidates: every match of the regex
-            for m in self.candidates.finditer(text):
-                if m.lastgroup[0] == "n":  # type: ignore[index]
-                    slots.append(len(found))
-                    found.append(())
-                    runs.append(m.span())
-                else:
-                    found.append(_handle(handlers, m, text, m.start(), m.end()))
-        else:
-            # What ``finditer`` over all of ``text`` yields, given every position where the regex can match
-            # (``anchors``, sorted): each anchor past the previous match is tried alone (inline: this loop runs
-            # once per candidate, and a generator or a call per anchor is a good part of a candidate's cost).
-            match = self.candidates.match
-            pos = 0
-            for a in anchors:
-                if a >= pos:
-                    hit = match(text, a)
-                    if hit is not None:
-                        pos = hit.end()
-                        if hit.lastgroup[0] == "n":  # type: ignore[index]
-                            slots.append(len(found))
-                            found.append(())
-                            runs.append((a, pos))
-                        else:
-                            found.append(_handle(handlers, hit, text, a, pos))
+        name = ""
+        try:  # the handlers are called inline (a wrapper call per candidate is a good part of its cost)
+            if anchors is None:  # no prefilter, or text dense with candidates: every match of the regex
+                for m in self.candidates.finditer(text):
+                    name = m.lastgroup  # type: ignore[assignment]
+                    if name[0] == "n":
+                        slots.append(len(found))
+                        found.append(())
+                        runs.append(m.span())
+                    else:
+                        found.append(handlers[name](text, m.start(), m.end()))
+            else:
+                # What ``finditer`` over all of ``text`` yields, given every position where the regex can match
+                # (``anchors``, sorted): each anchor past the previous match is tried alone (inline: this loop
+                # runs once per candidate, and a generator or a call per anchor is a good part of its cost).
+                match = self.candidates.match
+                pos = 0
+                for a in anchors:
+                    if a >= pos:
+                        hit = match(text, a)
+                        if hit is not None:
+                            pos = hit.end()
+                            name = hit.lastgroup  # type: ignore[assignment]
+                            if name[0] == "n":
+                                slots.append(len(found))
+                                found.append(())
+                                runs.append((a, pos))
+                            else:
+                                found.append(handlers[name](text, a, pos))
+        except Exception as exc:
+            raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
         if runs:
             try:
                 numbers = self._numbers(text, runs)
@@ -238,5 +244,10 @@ def _on_at(text: str, start: int, end: int) -> Iterable[Span]:
 
 
 def _on_email(text: str, start: int, end: int) -> Iterable[Span]:
-    found = url_credentials(text, start)  # https://user:password@host.example.com/ is not a mailbox
-    return (found,) if found is not None else on_email(text, start, end)
+    # https://user:password@host.example.com/ is not a mailbox; ``url_credentials`` needs a "://" within 420
+    # characters before the '@', and most addresses have none (asked here: a call less per address).
+    if text.rfind("://", start - 420 if start > 420 else 0, start) >= 0:
+        found = url_credentials(text, start)
+        if found is not None:
+            return (found,)
+    return on_email(text, start, end)

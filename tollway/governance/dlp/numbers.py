@@ -25,6 +25,7 @@ from tollway.governance.dlp.phones import (
     valid_international,
     valid_national_from,
 )
+from tollway.governance.dlp.phones import forget as forget_groupings
 from tollway.governance.dlp.result import Span
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
@@ -155,8 +156,10 @@ class Numbers:
         self._plans: dict[bytes, Plan] = {}
 
     def forget(self) -> None:
-        """Drop the memo: digit runs are personal data, and are not kept past the scan that saw them."""
+        """Drop the memos: digit runs are personal data, and are not kept past the scan that saw them (nor are
+        the first digits by which ``phones`` remembers how a number is grouped)."""
         self._memo.clear()
+        forget_groupings()
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
         """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``)."""
@@ -199,13 +202,22 @@ class Numbers:
         not computed yet, is kept, as is every run then."""
         lens = [len(g) for g in _GROUPS.findall(shape.decode("ascii"))]
         stride, count = sum(lens), len(ks)
-        digits = "".join(texts).encode("ascii").translate(None, NOT_DIGITS)
-        values = digits.translate(VALUE)
-        firsts = [sum(lens[:i]) for i in range(len(lens))]
         steps: list[tuple[Any, ...]] = ([("card", 0, 0, 0, 0, None)] if plan[0] is None else
                                         [step for _at, group in plan for step in group])
         if plan[0] is None and (shape[:1] in b"+(" or not 13 <= stride <= 19):
             return ks  # one group: a +number or an SSN
+        sieved = True
+        for kind, _i, _j, _s, _e, quick, *_rest in steps:
+            if kind == "phone" and quick is not None and quick.prefixes is None:
+                quick.tick(count)  # every window of the plan: their filters come together
+                sieved = sieved and quick.prefixes is not None
+            elif kind != "card" and kind != "phone":
+                sieved = False
+        if not sieved:
+            return ks
+        digits = "".join(texts).encode("ascii").translate(None, NOT_DIGITS)
+        values = digits.translate(VALUE)
+        firsts = [sum(lens[:i]) for i in range(len(lens))]
         keep: set[int] = set()
         for kind, i, j, _s, _e, quick, *_rest in steps:
             a = firsts[i]
@@ -219,9 +231,7 @@ class Numbers:
                 flags = pair_codes(values, stride, a, count).translate(quick.prefix_pairs)
                 keep.update(n for n in indices(flags)
                             if digits[n * stride + a:n * stride + a + PREFIX_DIGITS] in allowed)
-            else:
-                if kind == "phone" and quick is not None:
-                    quick.tick(count)
+            else:  # a phone window with no quick reject (a region's formats are not plain digit groups)
                 return ks
         return [ks[n] for n in sorted(keep)]
 

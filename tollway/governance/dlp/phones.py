@@ -24,7 +24,7 @@ import phonenumbers
 
 from tollway.governance.dlp.bulk import pair_table
 from tollway.governance.dlp.leading import first_digits
-from tollway.governance.dlp.prefixes import prefixes
+from tollway.governance.dlp.prefixes import bounded_width, prefixes
 
 _GROUPS = re.compile(r"[0-9]+")
 _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
@@ -34,8 +34,8 @@ _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
 class _Region:
     """One region's compiled rules."""
 
-    __slots__ = ("_simple", "_valid", "by_shape", "cc", "formats", "general", "lengths", "prefix", "prefix_parsing",
-                 "shapes", "types", "valid_pattern")
+    __slots__ = ("_simple", "_valid", "by_shape", "cc", "formats", "general", "key_length", "lengths", "prefix",
+                 "prefix_parsing", "shapes", "types", "valid_pattern")
 
     def __init__(self, meta: Any) -> None:
         self.cc = str(meta.country_code)
@@ -78,6 +78,10 @@ class _Region:
             adjacent = any(isinstance(a, int) and isinstance(b, int) for a, b in itertools.pairwise(pieces))
             simple = (not adjacent and all(between) and not any(c.isdigit() for lit in literals for c in lit))
             self._simple.append(ints if simple else None)
+        #: How many first digits decide ``national_groups``'s group lengths, with the length of the number, when
+        #: every format's pattern is plain ``\d`` groups rendered in order and every leading-digits pattern
+        #: reads a bounded prefix (``_key_length``); None otherwise. ``grouped_as`` remembers its answers by that.
+        self.key_length = _key_length(self.formats, self._simple)
         per_format = [_shapes([f]) for f in self.formats]
         known = [x for x in per_format if x is not None]
         self.shapes = frozenset().union(*known) if len(known) == len(per_format) else None
@@ -111,7 +115,21 @@ class _Region:
 
     def grouped_as(self, nn: str, parts: list[str]) -> bool:
         """Whether the national format of ``nn`` has exactly the digit groups ``parts``
-        (``national_groups(nn) == parts``, with a quick reject: no format of that shape matches ``nn``)."""
+        (``national_groups(nn) == parts``, with a quick reject: no format of that shape matches ``nn``).
+
+        With ``key_length``, the group lengths of ``national_groups(nn)`` are remembered by ``nn[:key_length]``
+        and ``len(nn)``, which decide them (``_key_length``): the groups are then consecutive slices of ``nn``,
+        equal to ``parts`` exactly when their lengths are and ``parts`` joined is ``nn``. The memo holds those
+        first digits only, and is emptied after every scan (``forget``)."""
+        width = self.key_length
+        if width is not None:
+            key = (self, nn[:width], len(nn))
+            lengths = _GROUPINGS.get(key)
+            if lengths is None:
+                if len(_GROUPINGS) >= 4096:
+                    _GROUPINGS.clear()
+                lengths = _GROUPINGS[key] = tuple(map(len, self.national_groups(nn)))
+            return lengths == tuple(map(len, parts)) and nn == "".join(parts)
         if self.shapes is not None:
             for leading, pattern, _pieces in self.by_shape.get(tuple(map(len, parts)), ()):
                 if (leading is None or leading.match(nn) is not None) and pattern.fullmatch(nn) is not None:
@@ -130,6 +148,34 @@ class _Region:
         elif self.prefix and digits.startswith(self.prefix):
             out.append(digits[len(self.prefix):])
         return out
+
+
+_GROUPINGS: dict[tuple[_Region, str, int], tuple[int, ...]] = {}  # see ``_Region.grouped_as``
+_PLAIN_GROUPS = re.compile(r"(?:\(\\d(?:\{[1-9][0-9]*(?:,[0-9]+)?\})?\))+")  # (\d{3})(\d{3,4})...
+
+
+def forget() -> None:
+    """Empty ``grouped_as``'s memo (the first digits of numbers): done after every scan, with the digit-run memo."""
+    _GROUPINGS.clear()
+
+
+def _key_length(formats: list[Format], simple: list[list[int] | None]) -> int | None:
+    r"""How many first digits, with the number's length, decide which format ``national_groups`` takes and its
+    group lengths: the widest leading-digits pattern (``prefixes.bounded_width``: whether ``match`` succeeds
+    depends on that many characters), when every format pattern is plain ``\d`` groups (whether ``fullmatch``
+    succeeds, and where its groups split, depends on the length alone) all rendered in order with no digit in
+    between (``_simple``: the groups are then consecutive slices of the number). None when a format is not so."""
+    width = 0
+    for (leading, pattern, _pieces), ints in zip(formats, simple, strict=True):
+        if (ints is None or ints != list(range(1, pattern.groups + 1))
+                or _PLAIN_GROUPS.fullmatch(pattern.pattern) is None):
+            return None
+        if leading is not None:
+            w = bounded_width(leading.pattern)
+            if w is None:
+                return None
+            width = max(width, w)
+    return width
 
 
 def _lengths_regex(lengths: frozenset[int]) -> str:

@@ -178,3 +178,35 @@ def _class(av: Any) -> str:
             raise _Unknown(str(o))
     chosen = (_DIGIT_CODES - codes) if negate else (codes & _DIGIT_CODES)
     return "".join(sorted(chr(c) for c in chosen))
+
+
+_PLAIN_OPS = ("LITERAL", "NOT_LITERAL", "IN", "ANY", "BRANCH", "SUBPATTERN", "MAX_REPEAT", "MIN_REPEAT",
+              "POSSESSIVE_REPEAT", "ATOMIC_GROUP")
+
+
+def bounded_width(pattern: str) -> int | None:
+    """The most characters a match of ``pattern`` can span, when that is bounded and the pattern only consumes
+    characters (no look-around, anchor or back-reference, which could read past its match): then whether
+    ``pattern.match(s)`` succeeds depends on ``s[:width]`` alone. None otherwise."""
+    if _parser is None:
+        return None
+    try:
+        parsed = _parser.parse(pattern)
+        plain = {getattr(_c, name) for name in _PLAIN_OPS}
+        stack = [parsed.data]
+        while stack:
+            for op, av in stack.pop():
+                if op not in plain:
+                    return None
+                if op is _c.SUBPATTERN:
+                    stack.append(av[3])
+                elif op is _c.ATOMIC_GROUP:
+                    stack.append(av)
+                elif op is _c.BRANCH:
+                    stack.extend(av[1])
+                elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+                    stack.append(av[2])
+        width = parsed.getwidth()[1]
+    except (RecursionError, ValueError, TypeError, AttributeError, re.error):
+        return None
+    return width if width < _c.MAXREPEAT else None
