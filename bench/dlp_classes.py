@@ -11,7 +11,9 @@ base64 string. Each is ~``--kb`` KB in one text block; the best of 3 runs of ``D
 (process CPU time) is reported, each run on a text of its own (other seeds), after one untimed run:
 the verdict cache is off, so every run measures new text. Targets (issue 15): <= 5 µs/KB on prose
 and code; no class over 50. The last column is how many places per KB the Hyperscan prefilter hands to
-the candidate regex (each costs Python steps: dense classes are slow by this count, not by their size).
+the candidate regex (each costs Python steps: dense classes are slow by this count, not by their size),
+or "dense" when it finds more than one per ``prefilter.DENSE_BYTES_PER_HIT`` bytes and ``re`` scans the
+whole text instead (then ``--hits`` counts them anyway).
 
 ``--paste KB`` sends one paste of each class through ``DlpEngine.ainspect`` (the gateway's path: worker
 thread, batches) with the default configuration, and reports its wall and CPU time, the time budget
@@ -28,6 +30,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dlp as corpus
 
 from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp import prefilter as prefilter_module
 from tollway.governance.dlp.policy import DlpConfig
 from tollway.governance.dlp.prefilter import available
 from tollway.governance.dlp.result import DlpError
@@ -112,6 +116,7 @@ def main() -> int:
     parser.add_argument("--kb", type=int, default=200)
     parser.add_argument("--paste", type=int, metavar="KB", help="one paste per class, default time budget")
     parser.add_argument("--only", default="", help="comma-separated classes to run (default: all)")
+    parser.add_argument("--hits", action="store_true", help="count prefilter hits per KB in dense text too")
     args = parser.parse_args()
     only = [c for c in args.only.split(",") if c]
     if args.paste:
@@ -132,8 +137,14 @@ def main() -> int:
             continue
         texts = [r[name] for r in runs]
         anchors = prefilter.anchors(texts[0]) if prefilter is not None else None
-        density = ("-" if prefilter is None else "dense" if anchors is None
-                   else f"{len(anchors) * 1024 / len(texts[0]):.1f}")
+        if anchors is None and prefilter is not None and args.hits:
+            with patch.object(prefilter_module, "DENSE_BYTES_PER_HIT", 1), \
+                    patch.object(prefilter_module, "PROBE_BYTES", len(texts[0])):
+                anchors = prefilter.anchors(texts[0])
+            density = f"dense, {len(anchors or ()) * 1024 / len(texts[0]):.1f}"
+        else:
+            density = ("-" if prefilter is None else "dense" if anchors is None
+                       else f"{len(anchors) * 1024 / len(texts[0]):.1f}")
         print(f"| {name} | " + " | ".join(f"{rate(engines[m], texts):.1f}" for m in matchers) + f" | {density} |")
     print(f"\nload average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
     return 0
