@@ -187,3 +187,28 @@ def test_bounded_width_only_for_patterns_that_read_their_match_alone() -> None:
     assert bounded_width(r"1(?=2)") is None
     assert bounded_width(r"1$") is None
     assert bounded_width(r"(1)\1") is None
+
+
+def _local_start_reference(text: str, at: int) -> int:
+    """Where ``on_email``'s local part starts, read with the one backward regex alone (as before its fast path)."""
+    back = re.compile(r"(?:[A-Za-z0-9_%+\-]|(?<!\.)\.){0,64}").match(text[at - 1:(at - 65 if at > 64 else None):-1])
+    return at - (back.end() if back is not None else 0)
+
+
+def test_email_local_part_fast_path_agrees_with_the_backward_rule() -> None:
+    from tollway.governance.dlp.pii import on_email
+
+    rng = random.Random(15)
+    alphabet = "ab09_%+-..  x@:/"
+    for _ in range(RUNS):
+        local = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        text = f"{local}@mail.example.com"
+        at = len(local)
+        if at == 0:
+            continue
+        s = _local_start_reference(text, at)
+        while s < at and text[s] in ".-+":
+            s += 1
+        found = list(on_email(text, at, len(text)))
+        expected = [] if (not text[s:at] or text[s:at].endswith(".")) else [(s, len(text), "email")]
+        assert found == expected, text
