@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import os
 import random
 import sys
@@ -111,16 +112,41 @@ def paste(kb: int) -> None:
     print(f"\nload average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
 
 
+def instructions(name: str) -> None:
+    """Inspect a 10 KB text of class ``name`` once inside ``functools.reduce``, after a 100 KB text of the same
+    class (untimed: shapes planned, prefix filters computed), with the cache off. Under valgrind::
+
+        valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \\
+            --callgrind-out-file=/tmp/x.out .venv/bin/python bench/dlp_classes.py --instructions card-dense
+
+    the total instructions of /tmp/x.out divided by the KB printed are the instructions per KB."""
+    engine = DlpEngine(DlpConfig(cache_items=0, timeout_ms=600_000))
+    engine.wait_ready()
+
+    def body(text: str) -> dict[str, object]:
+        return {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+
+    engine.inspect(body(classes(100, 3)[name]))
+    text = classes(10, 4)[name]
+    functools.reduce(lambda _a, _b: engine.inspect(body(text)), [0, 1])
+    print(f"{len(text) / 1024:.3f} KB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kb", type=int, default=200)
     parser.add_argument("--paste", type=int, metavar="KB", help="one paste per class, default time budget")
     parser.add_argument("--only", default="", help="comma-separated classes to run (default: all)")
     parser.add_argument("--hits", action="store_true", help="count prefilter hits per KB in dense text too")
+    parser.add_argument("--instructions", metavar="CLASS", help="one 10 KB inspect of CLASS inside functools.reduce, "
+                        "after a 100 KB one (for callgrind --toggle-collect=functools_reduce)")
     args = parser.parse_args()
     only = [c for c in args.only.split(",") if c]
     if args.paste:
         paste(args.paste)
+        return 0
+    if args.instructions:
+        instructions(args.instructions)
         return 0
     matchers = ["hyperscan", "python"] if available() else ["python"]
     runs = [classes(args.kb, seed) for seed in (3, 4, 5, 6)]
