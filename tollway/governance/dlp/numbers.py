@@ -206,15 +206,9 @@ class Numbers:
                                         [step for _at, group in plan for step in group])
         if plan[0] is None and (shape[:1] in b"+(" or not 13 <= stride <= 19):
             return ks  # one group: a +number or an SSN
-        sieved = True
-        for kind, _i, _j, _s, _e, quick, *_rest in steps:
-            if kind == "phone" and quick is not None and quick.prefixes is None:
-                quick.tick(count)  # every window of the plan: their filters come together
-                sieved = sieved and quick.prefixes is not None
-            elif kind != "card" and kind != "phone":
-                sieved = False
-        if not sieved:
-            return ks
+        if any(kind != "card" and (kind != "phone" or quick is None or quick.prefixes is None)
+               for kind, _i, _j, _s, _e, quick, *_rest in steps):
+            return ks  # (the per-run checks count the phone windows towards their filters)
         digits = "".join(texts).encode("ascii").translate(None, NOT_DIGITS)
         values = digits.translate(VALUE)
         firsts = [sum(lens[:i]) for i in range(len(lens))]
@@ -231,8 +225,6 @@ class Numbers:
                 flags = pair_codes(values, stride, a, count).translate(quick.prefix_pairs)
                 keep.update(n for n in indices(flags)
                             if digits[n * stride + a:n * stride + a + PREFIX_DIGITS] in allowed)
-            else:  # a phone window with no quick reject (a region's formats are not plain digit groups)
-                return ks
         return [ks[n] for n in sorted(keep)]
 
     def _plan_of(self, key: bytes) -> Plan:
@@ -362,12 +354,12 @@ def _try(groups: list[str], steps: tuple[Step, ...]) -> tuple[int, int, str] | N
             first = 0
             if quick is not None:  # the prefix filter, then the quick reject for numbers that start with this digit
                 allowed = quick.prefixes
-                if allowed is None:
-                    quick.tick()
-                elif digits[:PREFIX_DIGITS] not in allowed:
+                if allowed is not None and digits[:PREFIX_DIGITS] not in allowed:
                     continue
                 check = quick[digits[0]]
                 m = None if check is None else check(digits)
+                if allowed is None:
+                    quick.tick(m is not None)
                 if m is None:
                     continue
                 first = int(m.lastgroup[1:]) if m.lastgroup else 0

@@ -373,22 +373,28 @@ class QuickByDigit(dict[str, "QuickCheck | None"]):
         self.prefix_bytes: frozenset[bytes] = frozenset()  # ``prefixes`` as bytes, and by their first two digits
         self.prefix_pairs = bytes(256)  # (``bulk.pair_table``), for ``numbers.Numbers._sieve``
         self._filter_checks = 0
+        self._filter_passed = 0
         self._filtered = False
 
-    def tick(self, count: int = 1) -> None:
-        """Count a check of this shape (callers do while ``prefixes`` is None); the ``FILTER_AFTER``-th computes
-        ``prefixes`` (a few hundred ms for a shape that many regions write, once per process: not worth it for a
-        shape seen a few times, as code's dates and versions are)."""
-        self._filter_checks += count
+    def tick(self, passed: bool) -> None:
+        """Count a check of this shape and whether it passed the quick reject (callers do while ``prefixes`` is
+        None). The ``FILTER_AFTER``-th computes ``prefixes`` (0.05 to 0.7 s of CPU once per process, on the
+        request that gets there: not worth it for a shape seen a few times, as code's dates and versions are),
+        unless more than ``FILTER_MAX_PASS`` of the checks passed the quick reject: then most numbers of the
+        shape are valid (a page of US numbers) and the filter could reject few of them for its cost."""
+        self._filter_checks += 1
+        self._filter_passed += passed
         if self._filter_checks >= FILTER_AFTER and not self._filtered and self._regions:
             with self._lock:
                 if not self._filtered:
+                    self._filtered = True
+                    if self._filter_passed > FILTER_MAX_PASS * self._filter_checks:
+                        return
                     found = window_prefixes(self._regions, self._shape)
                     if found is not None:
                         self.prefix_bytes = frozenset(p.encode("ascii") for p in found)
                         self.prefix_pairs = pair_table(found)
                     self.prefixes = found
-                    self._filtered = True
 
     def __missing__(self, digit: str) -> QuickCheck | None:
         if len(digit) != 1 or not "0" <= digit <= "9":
@@ -408,6 +414,7 @@ class QuickByDigit(dict[str, "QuickCheck | None"]):
 
 SPLIT_AFTER = 64  # checks of a shape answered by the whole quick reject before it is split by first digit
 FILTER_AFTER = 2048  # checks of a shape before its prefix filter (``window_prefixes``) is computed
+FILTER_MAX_PASS = 0.5  # ...unless more than this share of them passed the quick reject
 PREFIX_DIGITS = 4  # how many first digits the prefix filter reads (3: twice the windows pass it, at the same cost)
 
 
