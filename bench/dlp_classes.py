@@ -11,7 +11,9 @@ base64 string. Each is ~``--kb`` KB in one text block; the best of 3 runs of ``D
 (process CPU time) is reported, each run on a text of its own (other seeds), after one untimed run:
 the verdict cache is off, so every run measures new text. Targets (issue 15): <= 5 µs/KB on prose
 and code; no class over 50. The last column is how many places per KB the Hyperscan prefilter hands to
-the candidate regex (each costs Python steps: dense classes are slow by this count, not by their size).
+the candidate regex (each costs Python steps: dense classes are slow by this count, not by their size),
+or "dense" when it finds more than one per ``prefilter.DENSE_BYTES_PER_HIT`` bytes and ``re`` scans the
+whole text instead (then ``--hits`` counts them anyway).
 
 ``--paste KB`` sends one paste of each class through ``DlpEngine.ainspect`` (the gateway's path: worker
 thread, batches) with the default configuration, and reports its wall and CPU time, the time budget
@@ -23,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import os
 import random
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dlp as corpus
 
 from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp import prefilter as prefilter_module
 from tollway.governance.dlp.policy import DlpConfig
 from tollway.governance.dlp.prefilter import available
 from tollway.governance.dlp.result import DlpError
@@ -107,15 +112,41 @@ def paste(kb: int) -> None:
     print(f"\nload average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
 
 
+def instructions(name: str) -> None:
+    """Inspect a 10 KB text of class ``name`` once inside ``functools.reduce``, after a 100 KB text of the same
+    class (untimed: shapes planned, prefix filters computed), with the cache off. Under valgrind::
+
+        valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \\
+            --callgrind-out-file=/tmp/x.out .venv/bin/python bench/dlp_classes.py --instructions card-dense
+
+    the total instructions of /tmp/x.out divided by the KB printed are the instructions per KB."""
+    engine = DlpEngine(DlpConfig(cache_items=0, timeout_ms=600_000))
+    engine.wait_ready()
+
+    def body(text: str) -> dict[str, object]:
+        return {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+
+    engine.inspect(body(classes(100, 3)[name]))
+    text = classes(10, 4)[name]
+    functools.reduce(lambda _a, _b: engine.inspect(body(text)), [0, 1])
+    print(f"{len(text) / 1024:.3f} KB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kb", type=int, default=200)
     parser.add_argument("--paste", type=int, metavar="KB", help="one paste per class, default time budget")
     parser.add_argument("--only", default="", help="comma-separated classes to run (default: all)")
+    parser.add_argument("--hits", action="store_true", help="count prefilter hits per KB in dense text too")
+    parser.add_argument("--instructions", metavar="CLASS", help="one 10 KB inspect of CLASS inside functools.reduce, "
+                        "after a 100 KB one (for callgrind --toggle-collect=functools_reduce)")
     args = parser.parse_args()
     only = [c for c in args.only.split(",") if c]
     if args.paste:
         paste(args.paste)
+        return 0
+    if args.instructions:
+        instructions(args.instructions)
         return 0
     matchers = ["hyperscan", "python"] if available() else ["python"]
     runs = [classes(args.kb, seed) for seed in (3, 4, 5, 6)]
@@ -132,8 +163,14 @@ def main() -> int:
             continue
         texts = [r[name] for r in runs]
         anchors = prefilter.anchors(texts[0]) if prefilter is not None else None
-        density = ("-" if prefilter is None else "dense" if anchors is None
-                   else f"{len(anchors) * 1024 / len(texts[0]):.1f}")
+        if anchors is None and prefilter is not None and args.hits:
+            with patch.object(prefilter_module, "DENSE_BYTES_PER_HIT", 1), \
+                    patch.object(prefilter_module, "PROBE_BYTES", len(texts[0])):
+                anchors = prefilter.anchors(texts[0])
+            density = f"dense, {len(anchors or ()) * 1024 / len(texts[0]):.1f}"
+        else:
+            density = ("-" if prefilter is None else "dense" if anchors is None
+                       else f"{len(anchors) * 1024 / len(texts[0]):.1f}")
         print(f"| {name} | " + " | ".join(f"{rate(engines[m], texts):.1f}" for m in matchers) + f" | {density} |")
     print(f"\nload average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
     return 0

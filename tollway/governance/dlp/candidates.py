@@ -154,6 +154,25 @@ class Builtin:
             start -= 1  # "+1 415…", "(415) 555…"
         return self.numbers.handle(text, start, end)
 
+    def _numbers(self, text: str, runs: list[tuple[int, int]]) -> list[Iterable[Span]]:
+        """``_number`` of each of ``runs`` (anchor, end), the same answers, the digit runs checked together
+        (``Numbers.handle_many``)."""
+        out: list[Iterable[Span]] = [()] * len(runs)
+        digit_runs: list[tuple[int, int]] = []
+        slots: list[int] = []
+        for k, (start, end) in enumerate(runs):
+            if start >= 2 and "A" <= text[start - 1] <= "Z" and "A" <= text[start - 2] <= "Z":
+                out[k] = on_iban(text, start)
+                continue
+            if start >= 1 and text[start - 1] in "+(" and boundary_before(text, start - 1, WORD):
+                start -= 1
+            slots.append(k)
+            digit_runs.append((start, end))
+        if digit_runs:
+            for k, found in zip(slots, self.numbers.handle_many(text, digit_runs), strict=True):
+                out[k] = found
+        return out
+
     def scan(self, text: str) -> list[Span]:
         try:
             return self._scan(text)
@@ -161,25 +180,52 @@ class Builtin:
             self.forget()
 
     def _scan(self, text: str) -> list[Span]:
-        spans: list[Span] = []
+        """Every candidate's findings, in the order of the candidates. Digit-run candidates (the number branches)
+        are set aside and checked together at the end (``_numbers``), each one's findings put back in its place."""
+        found: list[Iterable[Span]] = []
+        runs: list[tuple[int, int]] = []
+        slots: list[int] = []
         handlers = self.handlers
         anchors = None if self.prefilter is None else self.prefilter.anchors(text)
-        if anchors is None:  # no prefilter, or text dense with candidates: every match of the regex
-            for m in self.candidates.finditer(text):
-                spans.extend(_handle(handlers, m, text, m.start(), m.end()))
-            return spans
-        # What ``finditer`` over all of ``text`` yields, given every position where the regex can match
-        # (``anchors``, sorted): each anchor past the previous match is tried alone (inline: this loop runs once
-        # per candidate, and a generator or a call per anchor is a good part of a candidate's cost).
-        match = self.candidates.match
-        pos = 0
-        for a in anchors:
-            if a >= pos:
-                hit = match(text, a)
-                if hit is not None:
-                    pos = hit.end()
-                    spans.extend(_handle(handlers, hit, text, a, pos))
-        return spans
+        name = ""
+        try:  # the handlers are called inline (a wrapper call per candidate is a good part of its cost)
+            if anchors is None:  # no prefilter, or text dense with candidates: every match of the regex
+                for m in self.candidates.finditer(text):
+                    name = m.lastgroup  # type: ignore[assignment]
+                    if name[0] == "n":
+                        slots.append(len(found))
+                        found.append(())
+                        runs.append(m.span())
+                    else:
+                        found.append(handlers[name](text, m.start(), m.end()))
+            else:
+                # What ``finditer`` over all of ``text`` yields, given every position where the regex can match
+                # (``anchors``, sorted): each anchor past the previous match is tried alone (inline: this loop
+                # runs once per candidate, and a generator or a call per anchor is a good part of its cost).
+                match = self.candidates.match
+                pos = 0
+                for a in anchors:
+                    if a >= pos:
+                        hit = match(text, a)
+                        if hit is not None:
+                            pos = hit.end()
+                            name = hit.lastgroup  # type: ignore[assignment]
+                            if name[0] == "n":
+                                slots.append(len(found))
+                                found.append(())
+                                runs.append((a, pos))
+                            else:
+                                found.append(handlers[name](text, a, pos))
+        except Exception as exc:
+            raise DetectorFailed(_kinds_of(name), type(exc).__name__) from None
+        if runs:
+            try:
+                numbers = self._numbers(text, runs)
+            except Exception as exc:
+                raise DetectorFailed(_kinds_of("n0"), type(exc).__name__) from None
+            for k, spans in zip(slots, numbers, strict=True):
+                found[k] = spans
+        return [span for spans in found for span in spans]
 
 
 def _handle(handlers: dict[str, Callable[[str, int, int], Iterable[Span]]], m: re.Match[str], text: str,
@@ -198,5 +244,10 @@ def _on_at(text: str, start: int, end: int) -> Iterable[Span]:
 
 
 def _on_email(text: str, start: int, end: int) -> Iterable[Span]:
-    found = url_credentials(text, start)  # https://user:password@host.example.com/ is not a mailbox
-    return (found,) if found is not None else on_email(text, start, end)
+    # https://user:password@host.example.com/ is not a mailbox; ``url_credentials`` needs a "://" within 420
+    # characters before the '@', and most addresses have none (asked here: a call less per address).
+    if text.rfind("://", start - 420 if start > 420 else 0, start) >= 0:
+        found = url_credentials(text, start)
+        if found is not None:
+            return (found,)
+    return on_email(text, start, end)

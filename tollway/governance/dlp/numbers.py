@@ -8,7 +8,24 @@ from typing import Any
 
 import phonenumbers
 
-from tollway.governance.dlp.phones import _shaped, quick_by_digit, valid_international, valid_national_from
+from tollway.governance.dlp.bulk import (
+    NOT_DIGITS,
+    VALUE,
+    both,
+    indices,
+    luhn_flags,
+    pair_codes,
+    pair_table,
+    windows,
+)
+from tollway.governance.dlp.phones import (
+    PREFIX_DIGITS,
+    _shaped,
+    quick_by_digit,
+    valid_international,
+    valid_national_from,
+)
+from tollway.governance.dlp.phones import forget as forget_groupings
 from tollway.governance.dlp.result import Span
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
@@ -59,6 +76,8 @@ _BRAND_PREFIXES: dict[int, frozenset[str]] = {
     for n in range(13, 20)
 }
 _NO_BRAND: frozenset[str] = frozenset()
+#: Per card length, a ``translate`` table of the first two digits some brand issues at that length (``bulk``).
+_BRAND_PAIRS = {n: pair_table(prefixes) for n, prefixes in _BRAND_PREFIXES.items()}
 
 
 def _card_brand_ok(digits: str) -> bool:
@@ -111,6 +130,7 @@ def _plus_length_ok(digits: str) -> bool:
 
 
 MEMO_ITEMS = 4096
+BULK_MIN = 16  # runs of one shape in a scan from which their windows are sieved together (``Numbers.handle_many``)
 
 
 class Numbers:
@@ -136,8 +156,10 @@ class Numbers:
         self._plans: dict[bytes, Plan] = {}
 
     def forget(self) -> None:
-        """Drop the memo: digit runs are personal data, and are not kept past the scan that saw them."""
+        """Drop the memos: digit runs are personal data, and are not kept past the scan that saw them (nor are
+        the first digits by which ``phones`` remembers how a number is grouped)."""
         self._memo.clear()
+        forget_groupings()
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
         """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``)."""
@@ -152,6 +174,67 @@ class Numbers:
             self._memo[run] = [(s - start, e - start, kind) for s, e, kind in spans]
         return spans
 
+    def handle_many(self, text: str, runs: list[tuple[int, int]]) -> list[list[Span]]:
+        """``handle`` of each digit run ``text[start:end]`` in ``runs``, the same answers: runs of a shape seen
+        ``BULK_MIN`` times or more are first sieved together (``_sieve``), and only those that pass it are
+        checked one by one; the others have no finding."""
+        out: list[list[Span]] = [[] for _ in runs]
+        texts = [text[s:e] for s, e in runs]
+        by_shape: dict[bytes, list[int]] = {}
+        for k, run in enumerate(texts):
+            by_shape.setdefault(run.encode("ascii").translate(_SHAPE), []).append(k)
+        for key, ks in by_shape.items():
+            if len(ks) >= BULK_MIN:
+                plan = self._plan_of(key)
+                if not plan:
+                    continue
+                ks = self._sieve(key, plan, [texts[k] for k in ks], ks)
+            for k in ks:
+                start, end = runs[k]
+                out[k] = self.handle(text, start, end)
+        return out
+
+    def _sieve(self, shape: bytes, plan: Plan, texts: list[str], ks: list[int]) -> list[int]:
+        """The runs of ``ks`` (their texts: ``texts``, all of ``shape``) that may have a finding: those with a
+        window that passes a necessary condition of its check, computed for all of them at once (``bulk``).
+        Card windows: brand by the first two digits and Luhn; phone windows: the prefix filter
+        (``QuickByDigit.prefixes``). A run with a window of another kind, or a phone window whose filter is
+        not computed yet, is kept, as is every run then."""
+        lens = [len(g) for g in _GROUPS.findall(shape.decode("ascii"))]
+        stride, count = sum(lens), len(ks)
+        steps: list[tuple[Any, ...]] = ([("card", 0, 0, 0, 0, None)] if plan[0] is None else
+                                        [step for _at, group in plan for step in group])
+        if plan[0] is None and (shape[:1] in b"+(" or not 13 <= stride <= 19):
+            return ks  # one group: a +number or an SSN
+        if any(kind != "card" and (kind != "phone" or quick is None or quick.prefixes is None)
+               for kind, _i, _j, _s, _e, quick, *_rest in steps):
+            return ks  # (the per-run checks count the phone windows towards their filters)
+        digits = "".join(texts).encode("ascii").translate(None, NOT_DIGITS)
+        values = digits.translate(VALUE)
+        firsts = [sum(lens[:i]) for i in range(len(lens))]
+        keep: set[int] = set()
+        for kind, i, j, _s, _e, quick, *_rest in steps:
+            a = firsts[i]
+            if kind == "card":
+                width = firsts[j] + lens[j] - a
+                flags = both(luhn_flags(windows(values, stride, a, width, count), width, count),
+                             pair_codes(values, stride, a, count).translate(_BRAND_PAIRS[width]), count)
+                keep.update(indices(flags))
+            elif kind == "phone" and quick is not None and quick.prefixes is not None:
+                allowed = quick.prefix_bytes
+                flags = pair_codes(values, stride, a, count).translate(quick.prefix_pairs)
+                keep.update(n for n in indices(flags)
+                            if digits[n * stride + a:n * stride + a + PREFIX_DIGITS] in allowed)
+        return [ks[n] for n in sorted(keep)]
+
+    def _plan_of(self, key: bytes) -> Plan:
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= MEMO_ITEMS:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(key.decode("ascii"))
+        return plan
+
     def _handle(self, text: str, start: int, run: str) -> list[Span]:
         """Findings in the digit run ``run`` at ``start`` of ``text``, which may start with '+' or '('.
 
@@ -161,12 +244,7 @@ class Numbers:
         the run with its digits written 5 (one ``bytes.translate``): most runs (dates, times, addresses,
         ids) stop there, and the others only check their digits.
         """
-        key = run.encode("ascii").translate(_SHAPE)  # the run is ASCII: the candidate regex's class
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= MEMO_ITEMS:
-                self._plans.clear()
-            plan = self._plans[key] = self._plan(key.decode("ascii"))
+        plan = self._plan_of(run.encode("ascii").translate(_SHAPE))  # the run is ASCII: the candidate regex's class
         if not plan:
             return []
         if plan[0] is None:  # one group: a card written without separators, or a +number, or a 9-digit SSN
@@ -278,9 +356,14 @@ def _try(groups: list[str], steps: tuple[Step, ...]) -> tuple[int, int, str] | N
             parts = groups[i:j + 1]
             digits = "".join(parts)
             first = 0
-            if quick is not None:  # the quick reject for numbers that start with this digit
+            if quick is not None:  # the prefix filter, then the quick reject for numbers that start with this digit
+                allowed = quick.prefixes
+                if allowed is not None and digits[:PREFIX_DIGITS] not in allowed:
+                    continue
                 check = quick[digits[0]]
                 m = None if check is None else check(digits)
+                if allowed is None:
+                    quick.tick(m is not None)
                 if m is None:
                     continue
                 first = int(m.lastgroup[1:]) if m.lastgroup else 0

@@ -22,7 +22,9 @@ from typing import Any
 
 import phonenumbers
 
+from tollway.governance.dlp.bulk import pair_table
 from tollway.governance.dlp.leading import first_digits
+from tollway.governance.dlp.prefixes import bounded_width, prefixes
 
 _GROUPS = re.compile(r"[0-9]+")
 _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
@@ -32,8 +34,8 @@ _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
 class _Region:
     """One region's compiled rules."""
 
-    __slots__ = ("_simple", "_valid", "by_shape", "cc", "formats", "general", "lengths", "prefix", "prefix_parsing",
-                 "shapes", "types", "valid_pattern")
+    __slots__ = ("_simple", "_valid", "by_shape", "cc", "formats", "general", "key_length", "lengths", "prefix",
+                 "prefix_parsing", "shapes", "types", "valid_pattern")
 
     def __init__(self, meta: Any) -> None:
         self.cc = str(meta.country_code)
@@ -76,6 +78,10 @@ class _Region:
             adjacent = any(isinstance(a, int) and isinstance(b, int) for a, b in itertools.pairwise(pieces))
             simple = (not adjacent and all(between) and not any(c.isdigit() for lit in literals for c in lit))
             self._simple.append(ints if simple else None)
+        #: How many first digits decide ``national_groups``'s group lengths, with the length of the number, when
+        #: every format's pattern is plain ``\d`` groups rendered in order and every leading-digits pattern
+        #: reads a bounded prefix (``_key_length``); None otherwise. ``grouped_as`` remembers its answers by that.
+        self.key_length = _key_length(self.formats, self._simple)
         per_format = [_shapes([f]) for f in self.formats]
         known = [x for x in per_format if x is not None]
         self.shapes = frozenset().union(*known) if len(known) == len(per_format) else None
@@ -109,7 +115,21 @@ class _Region:
 
     def grouped_as(self, nn: str, parts: list[str]) -> bool:
         """Whether the national format of ``nn`` has exactly the digit groups ``parts``
-        (``national_groups(nn) == parts``, with a quick reject: no format of that shape matches ``nn``)."""
+        (``national_groups(nn) == parts``, with a quick reject: no format of that shape matches ``nn``).
+
+        With ``key_length``, the group lengths of ``national_groups(nn)`` are remembered by ``nn[:key_length]``
+        and ``len(nn)``, which decide them (``_key_length``): the groups are then consecutive slices of ``nn``,
+        equal to ``parts`` exactly when their lengths are and ``parts`` joined is ``nn``. The memo holds those
+        first digits only, and is emptied after every scan (``forget``)."""
+        width = self.key_length
+        if width is not None:
+            key = (self, nn[:width], len(nn))
+            lengths = _GROUPINGS.get(key)
+            if lengths is None:
+                if len(_GROUPINGS) >= 4096:
+                    _GROUPINGS.clear()
+                lengths = _GROUPINGS[key] = tuple(map(len, self.national_groups(nn)))
+            return lengths == tuple(map(len, parts)) and nn == "".join(parts)
         if self.shapes is not None:
             for leading, pattern, _pieces in self.by_shape.get(tuple(map(len, parts)), ()):
                 if (leading is None or leading.match(nn) is not None) and pattern.fullmatch(nn) is not None:
@@ -128,6 +148,34 @@ class _Region:
         elif self.prefix and digits.startswith(self.prefix):
             out.append(digits[len(self.prefix):])
         return out
+
+
+_GROUPINGS: dict[tuple[_Region, str, int], tuple[int, ...]] = {}  # see ``_Region.grouped_as``
+_PLAIN_GROUPS = re.compile(r"(?:\(\\d(?:\{[1-9][0-9]*(?:,[0-9]+)?\})?\))+")  # (\d{3})(\d{3,4})...
+
+
+def forget() -> None:
+    """Empty ``grouped_as``'s memo (the first digits of numbers): done after every scan, with the digit-run memo."""
+    _GROUPINGS.clear()
+
+
+def _key_length(formats: list[Format], simple: list[list[int] | None]) -> int | None:
+    r"""How many first digits, with the number's length, decide which format ``national_groups`` takes and its
+    group lengths: the widest leading-digits pattern (``prefixes.bounded_width``: whether ``match`` succeeds
+    depends on that many characters), when every format pattern is plain ``\d`` groups (whether ``fullmatch``
+    succeeds, and where its groups split, depends on the length alone) all rendered in order with no digit in
+    between (``_simple``: the groups are then consecutive slices of the number). None when a format is not so."""
+    width = 0
+    for (leading, pattern, _pieces), ints in zip(formats, simple, strict=True):
+        if (ints is None or ints != list(range(1, pattern.groups + 1))
+                or _PLAIN_GROUPS.fullmatch(pattern.pattern) is None):
+            return None
+        if leading is not None:
+            w = bounded_width(leading.pattern)
+            if w is None:
+                return None
+            width = max(width, w)
+    return width
 
 
 def _lengths_regex(lengths: frozenset[int]) -> str:
@@ -308,13 +356,45 @@ class QuickByDigit(dict[str, "QuickCheck | None"]):
     in a request (code's dates and versions), whose compile (about a millisecond each) would cost more than
     the split saves."""
 
-    def __init__(self, alternatives: tuple[str, ...], whole: re.Pattern[str]) -> None:
+    def __init__(self, alternatives: tuple[str, ...], whole: re.Pattern[str],
+                 regions: tuple[str, ...] = (), shape: tuple[int, ...] = ()) -> None:
         super().__init__()
         self._alternatives = alternatives
         self._whole = whole
         self._firsts: list[frozenset[str]] | None = None
         self._lock = threading.Lock()
         self._checks = 0
+        self._regions = regions
+        self._shape = shape
+        #: The first ``PREFIX_DIGITS`` digits of every number of this shape that can pass the whole check
+        #: (``window_prefixes``), once the shape has been checked ``FILTER_AFTER`` times; None until then, or
+        #: when it cannot be computed. Callers reject a number whose prefix is not in it before any regex.
+        self.prefixes: frozenset[str] | None = None
+        self.prefix_bytes: frozenset[bytes] = frozenset()  # ``prefixes`` as bytes, and by their first two digits
+        self.prefix_pairs = bytes(256)  # (``bulk.pair_table``), for ``numbers.Numbers._sieve``
+        self._filter_checks = 0
+        self._filter_passed = 0
+        self._filtered = False
+
+    def tick(self, passed: bool) -> None:
+        """Count a check of this shape and whether it passed the quick reject (callers do while ``prefixes`` is
+        None). The ``FILTER_AFTER``-th computes ``prefixes`` (0.05 to 0.7 s of CPU once per process, on the
+        request that gets there: not worth it for a shape seen a few times, as code's dates and versions are),
+        unless more than ``FILTER_MAX_PASS`` of the checks passed the quick reject: then most numbers of the
+        shape are valid (a page of US numbers) and the filter could reject few of them for its cost."""
+        self._filter_checks += 1
+        self._filter_passed += passed
+        if self._filter_checks >= FILTER_AFTER and not self._filtered and self._regions:
+            with self._lock:
+                if not self._filtered:
+                    self._filtered = True
+                    if self._filter_passed > FILTER_MAX_PASS * self._filter_checks:
+                        return
+                    found = window_prefixes(self._regions, self._shape)
+                    if found is not None:
+                        self.prefix_bytes = frozenset(p.encode("ascii") for p in found)
+                        self.prefix_pairs = pair_table(found)
+                    self.prefixes = found
 
     def __missing__(self, digit: str) -> QuickCheck | None:
         if len(digit) != 1 or not "0" <= digit <= "9":
@@ -333,6 +413,9 @@ class QuickByDigit(dict[str, "QuickCheck | None"]):
 
 
 SPLIT_AFTER = 64  # checks of a shape answered by the whole quick reject before it is split by first digit
+FILTER_AFTER = 2048  # checks of a shape before its prefix filter (``window_prefixes``) is computed
+FILTER_MAX_PASS = 0.5  # ...unless more than this share of them passed the quick reject
+PREFIX_DIGITS = 4  # how many first digits the prefix filter reads (3: twice the windows pass it, at the same cost)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -341,7 +424,29 @@ def quick_by_digit(regions: tuple[str, ...], shape: tuple[int, ...]) -> QuickByD
     is no quick reject (a region's formats are not plain digit groups)."""
     alternatives = _quick_alternatives(regions, shape)
     whole = _quick_reject(regions, shape)
-    return None if alternatives is None or whole is None else QuickByDigit(alternatives, whole)
+    return None if alternatives is None or whole is None else QuickByDigit(alternatives, whole, regions, shape)
+
+
+def window_prefixes(regions: tuple[str, ...], shape: tuple[int, ...]) -> frozenset[str] | None:
+    """The first ``PREFIX_DIGITS`` digits of every window of ``shape`` that ``valid_national_from`` can accept in
+    ``regions`` (a superset), or None (no filter). A window passes for a region only when some split of it,
+    an optional national prefix (``strip_prefix``) or the country code (``after_cc``) then ``nn``, has ``nn``
+    both valid in the country (``_country_valid``) and matched by a format of the shape (``grouped_as``'s
+    quick reject): the quick reject's alternatives with the country's validity pattern for its general one,
+    read by ``prefixes.prefixes``. About 3 % of random ``dddd dddd`` windows pass it (26 % the quick reject)."""
+    alternatives = []
+    for r, main, whole, after_cc in _shaped(regions, shape):
+        if main.shapes is None:
+            return None
+        valid = f"(?:{_country_valid(r.cc).__self__.pattern})"
+        if whole:
+            prefix = (r.prefix_parsing.pattern if r.prefix_parsing is not None
+                      else re.escape(r.prefix) if r.prefix else "")
+            formats = f"(?={_formats_regex(main.by_shape.get(shape, ()), shape)}\\Z){valid}"
+            alternatives.append(f"(?:{prefix})?{formats}" if prefix else formats)
+        if after_cc:
+            alternatives.append(f"{r.cc}(?={_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}\\Z){valid}")
+    return prefixes("|".join(f"(?:{a})" for a in alternatives) or "(?!)", PREFIX_DIGITS, sum(shape))
 
 
 @functools.lru_cache(maxsize=1024)
