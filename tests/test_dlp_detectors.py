@@ -117,6 +117,7 @@ NEGATIVES: list[tuple[str, str]] = [
     ("databricks_token", "dapi-client v2"),
     ("url_credentials", "postgres://app@db:5432/app and https://example.org/a:b@c"),
     ("url_credentials", "ssh git@github.com:org/repo.git"),
+    ("email", f"SENTRY_DSN=https://{rnd(32, HEX)}@o4504.ingest.sentry.io/4505 and ssh://git@github.com/org/r.git"),
     ("authorization_header", "Authorization: Bearer"),
     ("authorization_header", "the Authorization header carries a bearer token"),
     ("password_assignment", 'token = "end of file"'),

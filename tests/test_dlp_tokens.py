@@ -93,6 +93,9 @@ POSITIVES: list[tuple[str, str]] = [
     ("age_secret_key", f'SOPS_AGE_KEY="{age_key()}"'),
     ("azure_devops_pat", f"AZURE_DEVOPS_EXT_PAT={ADO}"),
     ("azure_devops_pat", f"git clone https://build:{ado_pat()}@dev.azure.com/org/proj/_git/repo"),
+    # the characters before AZDO read like an IBAN (DE89 + capitals and digits): not an IBAN candidate when glued
+    ("azure_devops_pat", "AZURE_DEVOPS_EXT_PAT=" + rnd(40) + "DE89" + rnd(32, string.ascii_uppercase + string.digits)
+     + "AZDO" + rnd(4)),
 ]
 
 NEGATIVES: list[tuple[str, str]] = [

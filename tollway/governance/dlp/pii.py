@@ -32,8 +32,8 @@ def on_email(text: str, at: int, end: int) -> Iterable[Span]:
     while s < at and text[s] in ".-+":
         s += 1
     local = text[s:at]
-    if not local or local.endswith("."):
-        return ()
+    if not local or local.endswith(".") or text.startswith("://", s - 3):
+        return ()  # (after "://": a URL's user name, https://<key>@o1.ingest.sentry.io/1, not a mailbox)
     if text[text.rfind(".", at, end) + 1:end].lower() in _FILE_TLDS:  # the candidate ends with .[A-Za-z]{2,24}
         return ()
     if end < len(text) and text[end] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
