@@ -185,3 +185,19 @@ def test_only_the_secret_part_is_redacted() -> None:
     out = DlpEngine(DlpConfig()).inspect(body).body["messages"][0]["content"]
     assert out[0]["text"] == "postgres://app:[REDACTED:url_credentials:1]@db:5432/x"
     assert out[1]["text"] == "AccountName=a;AccountKey=[REDACTED:azure_storage_key:1];EndpointSuffix=x"
+
+
+def test_secret_words_in_prose_cost_no_prefilter_hit_but_flags_do() -> None:
+    """The flag form (``--password VALUE``) is looked for only right after a '-': the words alone, common in
+    prose ("a password is", "spoken words", "the token count"), are no Hyperscan hits (each would be a Python step)."""
+    from tollway.governance.dlp import DlpEngine
+    from tollway.governance.dlp.policy import DlpConfig
+
+    engine = DlpEngine(DlpConfig())
+    engine.wait_ready()
+    prefilter = engine.builtin.prefilter
+    assert prefilter is not None  # hyperscan is a pinned dependency
+    prose = "Choose a password that is long. The spoken word and the token count matter; a secret kept. " * 20
+    assert prefilter.anchors(prose) == []
+    flag = f"az login --password {rnd(14)}9 --api-key {rnd(20)}7"
+    assert len(prefilter.anchors(flag) or []) == 2

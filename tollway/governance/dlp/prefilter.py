@@ -37,7 +37,7 @@ from typing import Any
 from tollway.governance.dlp.assignments import KEY_WORDS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
-_GATE = r"""(?:\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)|[ \t])"""  # a loose form of ASSIGN_GATE's operators
+_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)"""  # a loose form of ASSIGN_GATE's operators (> for XML)
 ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
 # More hits than one per this many bytes: the whole text is scanned by ``re`` instead. Measured on the dense
 # classes of bench/dlp_classes.py: at one hit per 7 or 8 bytes (cards, phone numbers) ``re`` alone costs 15 to
@@ -70,6 +70,13 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         # "...key" only after one of the words of ``assignments.BEHIND_KEY`` (a bare ``key`` in code, as in
         # ``for key, value``, is never one): a pattern per word, so the anchor is a fixed offset from the start.
         *((re.escape(word[:-3]) + "key" + _GATE, len(word) - 3, True) for word in KEY_WORDS),
+        # A command-line flag whose value follows a space (``--password VALUE``): only right after a '-', so the
+        # words themselves ("a password is", "spoken words") cost nothing in prose.
+        (r"-secret(?:[_\-]?key)?[ \t]", 3, True),
+        (r"-passw(?:or)?d[ \t]", 5, True),
+        (r"-pwd[ \t]", 2, True),
+        (r"-token[ \t]", 3, True),
+        *(("-" + re.escape(word) + r"[ \t]", len(word) - 2, True) for word in KEY_WORDS),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),
