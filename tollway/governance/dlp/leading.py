@@ -16,21 +16,42 @@ import importlib
 from typing import Any
 
 ALL = frozenset("0123456789")
-_DIGIT_CODES = frozenset(range(48, 58))
+DIGIT_CODES = frozenset(range(48, 58))
 
-try:  # the standard library's regex parser: private, so looked up at run time, and optional
-    _parser: Any = importlib.import_module("re._parser")
-    _c: Any = importlib.import_module("re._constants")
+try:  # the standard library's regex parser: private, so looked up at run time, and optional (``prefixes`` too)
+    parser: Any = importlib.import_module("re._parser")
+    constants: Any = importlib.import_module("re._constants")
 except ImportError:  # pragma: no cover - another Python: no split, the same answers
-    _parser = _c = None
+    parser = constants = None
+
+
+def class_digits(av: Any) -> frozenset[int] | None:
+    """The digit codes a parsed character class (``IN``) accepts, or None for a construct not followed here
+    (inside a negated class any guess could lose digits, so the caller decides what None means)."""
+    codes: set[int] = set()
+    negate = False
+    for o, a in av:
+        if o is constants.NEGATE:
+            negate = True
+        elif o is constants.LITERAL:
+            codes.add(a)
+        elif o is constants.RANGE:
+            codes.update(range(a[0], a[1] + 1))
+        elif o is constants.CATEGORY and a is constants.CATEGORY_DIGIT:
+            codes.update(DIGIT_CODES)
+        elif o is constants.CATEGORY and a in (constants.CATEGORY_NOT_DIGIT, constants.CATEGORY_SPACE):
+            pass  # no digit in either
+        else:
+            return None
+    return (DIGIT_CODES - codes) if negate else frozenset(codes & DIGIT_CODES)
 
 
 def first_digits(pattern: str) -> frozenset[str]:
     """The digits a match of ``pattern`` on a string of ASCII digits can start with (a superset)."""
-    if _parser is None:
+    if parser is None:
         return ALL
     try:
-        codes, nullable = _sequence(_parser.parse(pattern).data)
+        codes, nullable = _sequence(parser.parse(pattern).data)
     except Exception:  # anything unexpected: keep every digit
         return ALL
     return ALL if nullable else frozenset(chr(c) for c in codes)
@@ -40,16 +61,16 @@ def _sequence(items: Any) -> tuple[set[int], bool]:
     """(first digit codes, whether the sequence can match the empty string). A positive look-ahead whose
     content cannot be empty restricts what may come next; other zero-width items are skipped."""
     out: set[int] = set()
-    allowed: set[int] = set(_DIGIT_CODES)
+    allowed: set[int] = set(DIGIT_CODES)
     for op, av in items:
-        if op is _c.ASSERT:
+        if op is constants.ASSERT:
             direction, sub = av
             if direction == 1:
                 codes, nullable = _sequence(sub)
                 if not nullable:
                     allowed &= codes
             continue
-        if op is _c.AT or op is _c.ASSERT_NOT:
+        if op is constants.AT or op is constants.ASSERT_NOT:
             continue
         codes, nullable = _item(op, av)
         out |= codes & allowed
@@ -59,28 +80,16 @@ def _sequence(items: Any) -> tuple[set[int], bool]:
 
 
 def _item(op: Any, av: Any) -> tuple[set[int], bool]:
-    if op is _c.LITERAL:
-        return {av} & _DIGIT_CODES, False
-    if op is _c.IN:
-        codes: set[int] = set()
-        negate = False
-        for o, a in av:
-            if o is _c.NEGATE:
-                negate = True
-            elif o is _c.LITERAL:
-                codes.add(a)
-            elif o is _c.RANGE:
-                codes.update(range(a[0], a[1] + 1))
-            elif o is _c.CATEGORY and a is _c.CATEGORY_DIGIT:
-                codes.update(_DIGIT_CODES)
-            else:
-                return set(_DIGIT_CODES), False
-        return set(_DIGIT_CODES - codes) if negate else (codes & _DIGIT_CODES), False
-    if op is _c.SUBPATTERN:
+    if op is constants.LITERAL:
+        return {av} & DIGIT_CODES, False
+    if op is constants.IN:
+        digits = class_digits(av)
+        return set(DIGIT_CODES if digits is None else digits), False  # unknown: every digit (a superset)
+    if op is constants.SUBPATTERN:
         return _sequence(av[3])
-    if op is _c.ATOMIC_GROUP:
+    if op is constants.ATOMIC_GROUP:
         return _sequence(av)
-    if op is _c.BRANCH:
+    if op is constants.BRANCH:
         out: set[int] = set()
         nullable = False
         for alternative in av[1]:
@@ -88,8 +97,8 @@ def _item(op: Any, av: Any) -> tuple[set[int], bool]:
             out |= codes
             nullable = nullable or n
         return out, nullable
-    if op is _c.MAX_REPEAT or op is _c.MIN_REPEAT or op is _c.POSSESSIVE_REPEAT:
+    if op is constants.MAX_REPEAT or op is constants.MIN_REPEAT or op is constants.POSSESSIVE_REPEAT:
         low, _high, sub = av
         codes, nullable = _sequence(sub)
         return codes, nullable or low == 0
-    return set(_DIGIT_CODES), True  # anything else (a back-reference, a conditional): any digit, maybe empty
+    return set(DIGIT_CODES), True  # anything else (a back-reference, a conditional): any digit, maybe empty

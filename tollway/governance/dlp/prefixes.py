@@ -19,18 +19,15 @@ random windows.
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any
 
-try:  # the standard library's regex parser: private, so looked up at run time, and optional
-    _parser: Any = importlib.import_module("re._parser")
-    _c: Any = importlib.import_module("re._constants")
-except ImportError:  # pragma: no cover - another Python: no filter, the same answers
-    _parser = _c = None
+from tollway.governance.dlp.leading import DIGIT_CODES as _DIGIT_CODES
+from tollway.governance.dlp.leading import class_digits
+from tollway.governance.dlp.leading import constants as _c
+from tollway.governance.dlp.leading import parser as _parser
 
 _DIGITS = "0123456789"
-_DIGIT_CODES = frozenset(range(48, 58))
 #: States: for each number of characters consumed, the distinct prefixes known there (the first ``min(pos, k)``
 #: characters, or more up to ``k`` when a look-ahead has fixed the characters ahead).
 States = dict[int, frozenset[str]]
@@ -161,23 +158,10 @@ def _merge(into: dict[int, frozenset[str]], states: States) -> None:
 
 def _class(av: Any) -> str:
     """The digits a character class (``IN``) accepts."""
-    codes: set[int] = set()
-    negate = False
-    for o, a in av:
-        if o is _c.NEGATE:
-            negate = True
-        elif o is _c.LITERAL:
-            codes.add(a)
-        elif o is _c.RANGE:
-            codes.update(range(a[0], a[1] + 1))
-        elif o is _c.CATEGORY and a is _c.CATEGORY_DIGIT:
-            codes.update(_DIGIT_CODES)
-        elif o is _c.CATEGORY and a in (_c.CATEGORY_NOT_DIGIT, _c.CATEGORY_SPACE):
-            pass
-        else:  # a category or construct not followed here (inside a negated class, any guess could lose digits)
-            raise _Unknown(str(o))
-    chosen = (_DIGIT_CODES - codes) if negate else (codes & _DIGIT_CODES)
-    return "".join(sorted(chr(c) for c in chosen))
+    digits = class_digits(av)
+    if digits is None:  # a construct not followed here: no filter rather than a guess
+        raise _Unknown("class")
+    return "".join(sorted(chr(c) for c in digits))
 
 
 _PLAIN_OPS = ("LITERAL", "NOT_LITERAL", "IN", "ANY", "BRANCH", "SUBPATTERN", "MAX_REPEAT", "MIN_REPEAT",
