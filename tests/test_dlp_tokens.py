@@ -4,15 +4,17 @@ glued to a longer word, wrong prefix, bad checksum) and placeholders, under both
 
 Values are synthetic, generated here from the documented formats (sources in docs/dlp.md, "Sources
 of the later token formats"), with a seeded generator: no real credential is in this file. The
-Bech32 encoder below is written from BIP 173 for the test, independently of the detector's check.
+Bech32 encoder and Grafana's token generator are the quality benchmark's (bench/dlp_quality.py), written
+from BIP 173 and Grafana's generator, independently of the detector's checks.
 """
 
 from __future__ import annotations
 
 import random
 import string
-import zlib
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,42 +24,17 @@ from tollway.governance.dlp.policy import DlpConfig
 from tollway.governance.dlp.prefilter import available
 from tollway.governance.dlp.secrets import bech32_ok, grafana_checksum_ok
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from dlp_quality import BECH32, bech32
+from dlp_quality import glsa as _glsa
+
 _rng = random.Random(2026_12_03)
 ALNUM = string.ascii_letters + string.digits
 HEX = "0123456789abcdef"
-_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"  # BIP 173
 
 
 def rnd(n: int, alphabet: str = ALNUM) -> str:
     return "".join(_rng.choice(alphabet) for _ in range(n))
-
-
-def _polymod(values: list[int]) -> int:
-    gen = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
-    chk = 1
-    for v in values:
-        top = chk >> 25
-        chk = ((chk & 0x1FFFFFF) << 5) ^ v
-        for i in range(5):
-            if (top >> i) & 1:
-                chk ^= gen[i]
-    return chk
-
-
-def bech32(hrp: str, payload: bytes) -> str:
-    """BIP 173: the payload regrouped in 5-bit values, then six checksum values."""
-    data, acc, bits = [], 0, 0
-    for byte in payload:
-        acc, bits = (acc << 8) | byte, bits + 8
-        while bits >= 5:
-            bits -= 5
-            data.append((acc >> bits) & 31)
-    if bits:
-        data.append((acc << (5 - bits)) & 31)
-    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    pm = _polymod(expanded + data + [0] * 6) ^ 1
-    checksum = [(pm >> 5 * (5 - i)) & 31 for i in range(6)]
-    return hrp + "1" + "".join(_CHARSET[d] for d in data + checksum)
 
 
 def age_key() -> str:
@@ -67,8 +44,7 @@ def age_key() -> str:
 
 def glsa(secret: str | None = None) -> str:
     """Grafana's satokengen: ``glsa_<32>_`` and the CRC-32 of the rest, little-endian hex."""
-    key = "glsa_" + (secret or rnd(32))
-    return f"{key}_{zlib.crc32(key.encode()).to_bytes(4, 'little').hex()}"
+    return _glsa(secret or rnd(32))
 
 
 def ado_pat() -> str:
@@ -89,7 +65,7 @@ POSITIVES: list[tuple[str, str]] = [
     ("grafana_token", f'provider "grafana" {{ auth = "{glsa()}" }}'),
     *[("doppler_token", f"DOPPLER_TOKEN={t}") for t in DOPPLER],
     ("doppler_token", f"doppler run --token dp.st.dev_eu-1.{rnd(40)} -- ./start"),
-    ("age_secret_key", f"# created: 2026-12-03T10:00:00Z\n# public key: age1{rnd(58, _CHARSET)}\n{AGE}\n"),
+    ("age_secret_key", f"# created: 2026-12-03T10:00:00Z\n# public key: age1{rnd(58, BECH32)}\n{AGE}\n"),
     ("age_secret_key", f'SOPS_AGE_KEY="{age_key()}"'),
     ("azure_devops_pat", f"AZURE_DEVOPS_EXT_PAT={ADO}"),
     ("azure_devops_pat", f"git clone https://build:{ado_pat()}@dev.azure.com/org/proj/_git/repo"),
