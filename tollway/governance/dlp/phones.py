@@ -438,14 +438,7 @@ def window_prefixes(regions: tuple[str, ...], shape: tuple[int, ...]) -> frozens
     for r, main, whole, after_cc in _shaped(regions, shape):
         if main.shapes is None:
             return None
-        valid = f"(?:{_country_valid(r.cc).__self__.pattern})"
-        if whole:
-            prefix = (r.prefix_parsing.pattern if r.prefix_parsing is not None
-                      else re.escape(r.prefix) if r.prefix else "")
-            formats = f"(?={_formats_regex(main.by_shape.get(shape, ()), shape)}\\Z){valid}"
-            alternatives.append(f"(?:{prefix})?{formats}" if prefix else formats)
-        if after_cc:
-            alternatives.append(f"{r.cc}(?={_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}\\Z){valid}")
+        alternatives += _region_forms(r, main, whole, after_cc, shape, f"(?:{_country_valid(r.cc).__self__.pattern})")
     return prefixes("|".join(f"(?:{a})" for a in alternatives) or "(?!)", PREFIX_DIGITS, sum(shape))
 
 
@@ -465,17 +458,24 @@ def _quick_alternatives(regions: tuple[str, ...], shape: tuple[int, ...]) -> tup
         # The formats (short, literal leading digits: most runs fail them at once) are tried before the country's
         # general pattern (long): both must match the whole rest, so their order does not change the answer,
         # only the time (about half).
-        general = f"(?:{_country_general(r.cc).pattern})\\Z"
-        mine = []
-        if whole:
-            prefix = (r.prefix_parsing.pattern if r.prefix_parsing is not None
-                      else re.escape(r.prefix) if r.prefix else "")
-            formats = f"(?={_formats_regex(main.by_shape.get(shape, ()), shape)}\\Z){general}"
-            mine.append(f"(?:{prefix})?{formats}" if prefix else formats)
-        if after_cc:
-            mine.append(f"{r.cc}(?={_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}\\Z){general}")
+        mine = _region_forms(r, main, whole, after_cc, shape, f"(?:{_country_general(r.cc).pattern})\\Z")
         alternatives.append(f"(?P<q{k}>" + "|".join(f"(?:{a})" for a in mine) + ")")
     return tuple(alternatives)
+
+
+def _region_forms(r: _Region, main: _Region, whole: bool, after_cc: bool, shape: tuple[int, ...],
+                  country: str) -> list[str]:
+    """A region's ways to write a number of ``shape`` (see ``_shaped``) as regexes: an optional national prefix
+    (``whole``) or the country code (``after_cc``), a format of the shape as a look-ahead, then ``country`` (the
+    country's general or validity pattern) over the national number."""
+    out = []
+    if whole:
+        prefix = r.prefix_parsing.pattern if r.prefix_parsing is not None else re.escape(r.prefix) if r.prefix else ""
+        formats = f"(?={_formats_regex(main.by_shape.get(shape, ()), shape)}\\Z){country}"
+        out.append(f"(?:{prefix})?{formats}" if prefix else formats)
+    if after_cc:
+        out.append(f"{r.cc}(?={_formats_regex(main.by_shape.get(shape[1:], ()), shape[1:])}\\Z){country}")
+    return out
 
 
 def _formats_regex(formats: Sequence[Format], shape: tuple[int, ...]) -> str:
