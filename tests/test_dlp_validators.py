@@ -111,14 +111,19 @@ def test_iban_checksum_agrees_with_the_reference_on_random_iban_likes() -> None:
     assert valid > RUNS // 5
 
 
+def written_shapes() -> list[tuple[int, ...]]:
+    """Every digit-group shape the default regions write a number in, with and without the country code."""
+    return sorted({(len(r.cc), *shape) if with_cc else shape
+                   for code in DEFAULT_PHONE_REGIONS if (r := region(code)) is not None
+                   for shape in (r.shapes or ()) for with_cc in (False, True)})
+
+
 def test_phone_quick_reject_never_changes_the_answer() -> None:
     """``_valid_national`` with its quick reject (one regex per shape, formats tried first) against the plain
     loop over every region that writes that shape, on random digit groups of every shape the regions write."""
     rng = random.Random(4)
     numbers = Builtin(DEFAULT_PHONE_REGIONS).numbers
-    shapes = sorted({(len(r.cc), *shape) if with_cc else shape
-                     for code in DEFAULT_PHONE_REGIONS if (r := region(code)) is not None
-                     for shape in (r.shapes or ()) for with_cc in (False, True)})
+    shapes = written_shapes()
     valid = 0
     for k in range(RUNS):
         shape = shapes[k % len(shapes)]
@@ -140,9 +145,7 @@ def test_quick_reject_split_by_first_digit_matches_the_whole_reject() -> None:
     first region (``q<k>`` group), as the whole quick reject, on random numbers of every shape."""
     rng = random.Random(5)
     numbers = Builtin(DEFAULT_PHONE_REGIONS).numbers
-    shapes = sorted({(len(r.cc), *shape) if with_cc else shape
-                     for code in DEFAULT_PHONE_REGIONS if (r := region(code)) is not None
-                     for shape in (r.shapes or ()) for with_cc in (False, True)})
+    shapes = written_shapes()
     checked = 0
     for shape in shapes:
         regions = numbers.by_length.get(sum(shape), ())
