@@ -255,6 +255,17 @@ def test_admin_api_errors_and_paging(gw: Gateway, admin: Admin) -> None:
     assert admin("GET", "/openapi.json")["info"]["title"] == "Tollway admin API"
 
 
+def test_text_filters_with_control_characters_are_422_not_500(gw: Gateway, admin: Admin) -> None:
+    """PostgreSQL refuses a NUL in a string: a filter carrying one must be refused as bad input
+    before it reaches SQL, on every route that filters usage by text (schemathesis found /usage)."""
+    for path, name in (("/usage", "model"), ("/usage", "key_id"), ("/usage", "user"), ("/usage", "group"),
+                       ("/audit", "model"), ("/insights/requests", "model")):
+        for bad in ("d\x00x", "a\nb"):
+            body = admin("GET", path, 422, params={name: bad})
+            assert body["error"]["type"] == "invalid_request_error", (path, name, body)
+    assert admin("GET", "/usage", params={"by": "model", "model": "no-such-model"})["data"] == []
+
+
 def test_changes_reach_another_process_within_two_seconds(gw: Gateway, admin: Admin, tmp_path: Path) -> None:
     """Two gateway processes on one database: a change made through one is live on the other."""
     other = start_gateway(tmp_path / "second", {**gw_config(gw)}, env=gw.env)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
+from tollway.admin.params import TEXT, PathRef
 from tollway.admin.roles import require_org
 from tollway.config import ModelConfig, Settings
 from tollway.governance.access import matches
@@ -32,7 +32,7 @@ from tollway.store.errors import NotFound
 from tollway.store.limit_rows import LimitStore
 
 log = logging.getLogger("tollway.admin")
-Ref = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Ref = Annotated[str | None, Query(max_length=200, pattern=TEXT)]
 Days = Annotated[int, Query(ge=1, le=400, description="how many days back from now")]
 SCOPE_COLUMN = {"key": "key_id", "user": "user_id", "group": "group_id"}
 
@@ -205,8 +205,7 @@ def insights_router(settings: Settings, cache: KeyCache) -> APIRouter:
                 "next_before": data[-1]["ts"] if data and len(rows) > limit else None}
 
     @api.get("/requests/{request_id}", dependencies=[Depends(require_org("requests.read"))])
-    async def request_detail(request_id: Annotated[str, PathParam(min_length=1, max_length=200,
-                                                                  pattern=r"^[^\x00-\x1f\x7f]+$")]) -> dict[str, Any]:
+    async def request_detail(request_id: PathRef) -> dict[str, Any]:
         """One request: its ledger row with names, and its audit record (the hashed body)."""
         rows = await usage_store.search(db, request_id=request_id, limit=1)
         audits = await findings.for_requests(db, [request_id])

@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
 from tollway.admin.context import AdminContext, AdminError, Ctx
 from tollway.admin.keys import rotate
-from tollway.admin.params import After, Limit, PathRef
+from tollway.admin.params import After, Limit, PathRef, text_query
 from tollway.admin.roles import AdminPrincipal, authenticated, forbid, require
 from tollway.admin.schemas import Key, KeyCreated, KeyRotated, Me, MeGroup, MeUser, MyKeyIn, Page, RotateIn, UsageReport
 from tollway.admin.usage import By, report
@@ -80,6 +80,6 @@ async def rotate_my_key(key_id: PathRef, request: Request, ctx: Ctx, who: Self,
 @router.get("/me/usage", response_model=UsageReport)
 async def my_usage(ctx: Ctx, who: Annotated[AdminPrincipal, Depends(require("self.usage"))], by: By = "day",
                    since: date | None = None, until: date | None = None,
-                   model: Annotated[str | None, Query(max_length=200)] = None) -> UsageReport:
+                   model: Annotated[str | None, text_query("only this model id")] = None) -> UsageReport:
     """Your own usage (every key and sign-in token of yours), grouped by day, model or key."""
     return await report(ctx, by, since, until, Filters(user_id=_person(who), model=model))

@@ -9,10 +9,20 @@ from fastapi import Query
 
 from tollway.admin.schemas import ErrorBody
 
-PathRef = Annotated[str, PathParam(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# One line of text, no control characters: filters and references reach SQL text, and PostgreSQL
+# refuses a NUL in a string outright (a 500 instead of the 422 a bad parameter deserves).
+TEXT = r"^[^\x00-\x1f\x7f]+$"
+PathRef = Annotated[str, PathParam(min_length=1, max_length=200, pattern=TEXT)]
 Limit = Annotated[int, Query(ge=1, le=100, description="page size")]
 Scope = Annotated[str, PathParam(pattern="^(key|user|group)$")]
-After = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$", description="cursor: last id seen")]
+After = Annotated[str | None, Query(max_length=200, pattern=TEXT, description="cursor: last id seen")]
+
+
+def text_query(description: str | None = None) -> Any:
+    """A bounded one-line text filter in the query string, documented as such in the OpenAPI."""
+    return Query(max_length=200, pattern=TEXT, description=description)
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in ((400, "malformed body"), (401, "no admin key or sign-in token"),

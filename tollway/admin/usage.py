@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from tollway.admin.context import AdminContext, AdminError, Ctx
 from tollway.admin.keys import reaches_key
-from tollway.admin.params import After, Limit, PathRef, Scope
+from tollway.admin.params import After, Limit, PathRef, Scope, text_query
 from tollway.admin.roles import AdminPrincipal, forbid, require
 from tollway.admin.schemas import AuditPage, LedgerRow, Limits, LimitsIn, Payload, UsageReport
 from tollway.admin.views import limits_out, usage_out
@@ -103,10 +103,10 @@ By = Annotated[str, Query(pattern="^(key|user|group|model|day)$")]
 async def usage_report(
     request: Request, ctx: Ctx, who: Annotated[AdminPrincipal, Depends(require("usage.read"))],
     by: By = "key", since: date | None = None, until: date | None = None,
-    key_id: Annotated[str | None, Query(max_length=200, description="only this key")] = None,
-    user: Annotated[str | None, Query(max_length=200, description="only this user (id or name)")] = None,
-    group: Annotated[str | None, Query(max_length=200, description="only this group (id or name)")] = None,
-    model: Annotated[str | None, Query(max_length=200, description="only this model id")] = None,
+    key_id: Annotated[str | None, text_query("only this key")] = None,
+    user: Annotated[str | None, text_query("only this user (id or name)")] = None,
+    group: Annotated[str | None, text_query("only this group (id or name)")] = None,
+    model: Annotated[str | None, text_query("only this model id")] = None,
 ) -> UsageReport:
     """Totals grouped by key, user, group, model or day, with names beside ids and, for keys,
     users and groups, the budget in force, spent and remaining in its current period. A group
