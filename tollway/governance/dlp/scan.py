@@ -8,7 +8,16 @@ from itertools import accumulate, chain, compress
 from operator import not_
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tollway.governance.dlp.cache import CLEAN, MEDIA, Entry, VerdictCache, local_key, unit_bytes, unit_digest
+from tollway.governance.dlp.cache import (
+    CLEAN,
+    MEDIA,
+    Entry,
+    VerdictCache,
+    local_key,
+    local_keys,
+    unit_digest,
+    units_bytes,
+)
 from tollway.governance.dlp.candidates import BATCH, SEP, Builtin
 from tollway.governance.dlp.policy import DlpConfig
 from tollway.governance.dlp.result import (
@@ -85,24 +94,24 @@ class Scan:
         found = self.found
         missed = self.missed
         chars = 0
-        units = walk.plan(body)
+        tags, values = walk.plan(body)
+        unit = walk.unit
         if cache is None:
-            for _tag, _value, walk_unit in units:
+            for k in range(len(values)):
                 a, m = len(texts), len(binaries)
-                walk_unit()
+                unit(k)
                 missed.append((a, len(texts), None, None, len(binaries) > m))
                 chars += sum(map(len, texts[a:]))
         else:
             fp, shared_key = self.engine.fingerprint, self.engine.unit_key
-            datas = [unit_bytes(value) for _tag, value, _walk in units]
-            keys = [None if data is None else local_key(fp, shared_key, tag, data)
-                    for (tag, _value, _walk), data in zip(units, datas, strict=True)]
+            datas = units_bytes(values)
+            keys = local_keys(fp, shared_key, tags, datas)
             entries = cache.get_many(keys)
-            for (tag, _value, walk_unit), data, key, entry in zip(units, datas, keys, entries, strict=True):
-                if entry is CLEAN:
-                    continue  # seen before, nothing in it (and no media block, whose binary finding is not cached)
+            # Only the units the cache does not know as clean are walked (a late turn: the last few).
+            for k in [k for k, entry in enumerate(entries) if entry is not CLEAN]:
+                tag, data, key, entry = tags[k], datas[k], keys[k], entries[k]
                 a, m = len(texts), len(binaries)
-                walk_unit()
+                unit(k)
                 b = len(texts)
                 source = None if data is None else (tag, data, b"\x00")
                 if data is None:  # not JSON-serialisable as is (a lone surrogate): key on the strings instead

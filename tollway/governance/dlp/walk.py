@@ -23,10 +23,10 @@ scanned once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from itertools import repeat
 from typing import Any
 
-Unit = tuple[bytes, Any, Callable[[], None]]  # tag, value, walk
+Group = tuple[int, Callable[[Any, int], None], Any]  # first unit, walk(container, index), container
 Slot = tuple[Any, Any, str, bool]  # parent container, key or index, where, is a dict key
 Binary = tuple[int, list[Any], int, Any, str]  # text index at the time, parent list, index, source, where
 
@@ -48,41 +48,67 @@ KNOWN_FIELDS = frozenset((
 class Walk:
     """Collects ``texts`` (the strings), ``slots`` (where each sits) and ``binaries``, unit by unit (``plan``)."""
 
-    __slots__ = ("binaries", "slots", "texts")
+    __slots__ = ("binaries", "groups", "slots", "texts")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.slots: list[Slot] = []
         self.binaries: list[Binary] = []
+        self.groups: list[Group] = []
 
     def body(self, body: dict[str, Any]) -> None:
         """Walk all of ``body`` (every unit)."""
-        for _tag, _value, walk in self.plan(body):
-            walk()
+        for k in range(len(self.plan(body)[1])):
+            self.unit(k)
 
-    def plan(self, body: dict[str, Any]) -> list[Unit]:
-        """The content units of ``body``, in walk order: (tag, value, walk). ``walk()`` appends the unit's strings.
+    def plan(self, body: dict[str, Any]) -> tuple[list[bytes], list[Any]]:
+        """The content units of ``body``, in walk order: their tags and their values. ``unit(k)`` then appends the
+        strings of unit ``k``.
 
         The tag names the walk a unit takes (the same value walked as a tool or as a block yields its
-        strings in another order), so the cache keys on tag and value together.
+        strings in another order), so the cache keys on tag and value together. Nothing is made per unit here
+        (a late Claude Code turn has a hundred and more, and most are only looked up in the cache): a run of
+        tools, system blocks or messages is one ``extend`` of each list and one group, which ``unit`` walks.
         """
-        units: list[Unit] = []
+        tags: list[bytes] = []
+        values: list[Any] = []
+        groups = self.groups = []
         for key, value in body.items():
+            first = len(values)
             if key == "tools" and isinstance(value, list):
-                for i, tool in enumerate(value):
-                    units.append((b"tool", tool, partial(self.tool, value, i, tool)))
+                tags.extend(repeat(b"tool", len(value)))
+                groups.append((first, self.tool, value))
             elif key == "system" and isinstance(value, list):
-                for j in range(len(value)):
-                    units.append((b"block", value[j], partial(self.block_at, value, j, "system")))
+                tags.extend(repeat(b"block", len(value)))
+                groups.append((first, self.system_block, value))
             elif key == "messages" and isinstance(value, list):
-                for i, message in enumerate(value):
-                    units.append((b"message", message, partial(self.message, value, i, message)))
+                tags.extend(repeat(b"message", len(value)))
+                groups.append((first, self.message, value))
             else:
-                tag = b"field:" + key.encode("utf-8", "surrogatepass")
-                units.append((tag, value, partial(self.any, body, key, key)))
-        return units
+                tags.append(b"field:" + key.encode("utf-8", "surrogatepass"))
+                groups.append((first, self.field, (body, key)))
+                values.append(value)
+                continue
+            values.extend(value)
+        return tags, values
 
-    def message(self, messages: list[Any], i: int, message: Any) -> None:
+    def unit(self, k: int) -> None:
+        """Append the strings of unit ``k`` of the last ``plan``."""
+        for first, walk, container in reversed(self.groups):  # an empty run shares its first with the next group
+            if k >= first:
+                walk(container, k - first)
+                return
+        raise IndexError(k)
+
+    def system_block(self, system: list[Any], j: int) -> None:
+        self.block_at(system, j, "system")
+
+    def field(self, where: tuple[dict[str, Any], str], _index: int) -> None:
+        body, key = where
+        self.any(body, key, key)
+
+    def message(self, messages: list[Any], i: int) -> None:
+        message = messages[i]
         w = f"messages[{i}]"
         if not isinstance(message, dict):
             self.any(messages, i, w)
@@ -102,7 +128,8 @@ class Walk:
                 self.key(message, k, w)
                 self.any(message, k, f"{w}.{k}")
 
-    def tool(self, tools: list[Any], i: int, tool: Any) -> None:
+    def tool(self, tools: list[Any], i: int) -> None:
+        tool = tools[i]
         w = f"tools[{i}]"
         if not isinstance(tool, dict):
             self.any(tools, i, w)
