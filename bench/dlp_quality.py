@@ -245,6 +245,9 @@ GEN: dict[str, list[Callable[[], str]]] = {
         # XML configuration (Maven settings.xml <server><password>, Spring and .NET elements)
         lambda: f"<server><id>releases</id><username>ci</username><password>{r(16)}</password></server>",
         lambda: (lambda name: f"<{name}>{r(24)}</{name}>")(R.choice(["apiKey", "accessToken", "clientSecret"])),
+        # .env files and compose files: a compound name ending in _pass (detect-secrets' db_pass), a passphrase
+        lambda: f"{R.choice(['DB_PASS', 'SMTP_PASS', 'redis_pass', 'Mail-Pass'])}={r(15)}{r(1, DG)}",
+        lambda: f"{R.choice(['GPG_PASSPHRASE', 'ssh_passphrase', 'passphrase'])}: '{r(14)}{r(1, DG)}'",
         lambda: (
             'password = "'
             + " ".join(
@@ -409,6 +412,7 @@ def negatives() -> list[str]:
         "scores 10 20 30 40 50 and 12 34 56 78",
         "</password> closes the element</p> and <passwordHint>first pet</passwordHint>",
         "docker login --password-stdin < pw.txt; use --token to pass a token; my password is long",
+        "def bypass(x):\n    pass\nfirst_pass = compute_pass(x)\ncompass = 'northwest'\nDB_PASS=${DB_PASS}",
         "matrix rows: 01 02 03 04 05 06 07 08",
         "eyJhelloworld.foo.bar",
         "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",

@@ -87,6 +87,15 @@ POSITIVES: list[tuple[str, str]] = [
     ("password_assignment", f"<apiKey> {rnd(20, HEX)} </apiKey>"),
     ("password_assignment", f"az login --service-principal -u app --password {rnd(16)}9 --tenant t"),
     ("password_assignment", f'helm repo add x https://charts --username ci --password "{rnd(10)} {rnd(8)}"'),
+    # a ``pass`` that ends a compound name (detect-secrets' db_pass) and ``passphrase``, in any case
+    ("password_assignment", f"export DB_PASS='{rnd(14)}9'"),
+    ("password_assignment", f"SMTP_PASS={rnd(12)}7"),
+    ("password_assignment", f"redis-pass: {rnd(12)}4"),
+    ("password_assignment", f'config["Mail_Pass"] = "{rnd(12)}"'),
+    ("password_assignment", f"GPG_PASSPHRASE={rnd(12)}3"),
+    ("password_assignment", 'passphrase: "amber violet canyon river"'),
+    ("password_assignment", f"<db_pass>{rnd(12)}5</db_pass>"),
+    ("password_assignment", f"mycli login --db-pass {rnd(12)}6"),
     ("payment_card", f"mir {luhn_complete('2200', 16)}"),
     ("payment_card", f"rupay {luhn_complete('6521', 16)}"),
     ("payment_card", f"troy {luhn_complete('9792', 16)}"),
@@ -127,6 +136,12 @@ NEGATIVES: list[tuple[str, str]] = [
     ("password_assignment", "replace <token> with yours</p>"),
     ("password_assignment", f"my password {rnd(12)}9 is not a flag"),
     ("password_assignment", "docker login --password-stdin < pw.txt; use --token to pass a token"),
+    # ``pass`` as a word of its own or inside another (Python's statement, bypass, compass), and names whose
+    # values are code or numbers
+    ("password_assignment", "def bypass(x):\n    pass\nif second_pass: pass"),
+    ("password_assignment", "first_pass = compute_pass(x); max_pass = 3; by_pass: true"),
+    ("password_assignment", "compass = 'northwest'; encompass: everything here"),
+    ("password_assignment", "passphrase = get_passphrase(); skip_pass = 'something'"),
     ("payment_card", f"order {luhn_complete('7', 16)}"),
     ("us_ssn", "order id 536221234 shipped"),
     ("ip_address", "version 1.2.3.4 of the lib"),
@@ -157,6 +172,8 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("password_assignment", "token: {{ secrets.TOKEN }}"),
     ("password_assignment", "secret = 'xxxxxxxxxxxx'"),
     ("password_assignment", "<password>${env.NEXUS_PASSWORD}</password>"),
+    ("password_assignment", "DB_PASS=${DB_PASS}"),
+    ("password_assignment", "db_pass: <your-password>"),
     ("password_assignment", "<password>changeme</password>"),
     ("password_assignment", "psql --password $DB_PASSWORD && vault login --token ${VAULT_TOKEN}"),
     ("password_assignment", "--password <your-password>"),
@@ -197,7 +214,8 @@ def test_secret_words_in_prose_cost_no_prefilter_hit_but_flags_do() -> None:
     engine.wait_ready()
     prefilter = engine.builtin.prefilter
     assert prefilter is not None  # hyperscan is a pinned dependency
-    prose = "Choose a password that is long. The spoken word and the token count matter; a secret kept. " * 20
+    prose = ("Choose a password that is long. The spoken word and the token count matter; a secret kept. "
+             "Use a passphrase and not a bypass: the first pass and the db_pass check come later. ") * 20
     assert prefilter.anchors(prose) == []
-    flag = f"az login --password {rnd(14)}9 --api-key {rnd(20)}7"
-    assert len(prefilter.anchors(flag) or []) == 2
+    flag = f"az login --password {rnd(14)}9 --api-key {rnd(20)}7 --db-pass {rnd(12)}5"
+    assert len(prefilter.anchors(flag) or []) == 3

@@ -56,8 +56,12 @@ _ASSIGN = {
     "W": rf"(?:ORD|D)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
     "k": rf"en(?i:(?<=token)){ASSIGN_GATE}|ey(?i:{BEHIND_KEY}){ASSIGN_GATE}",
     "K": rf"(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE}",
+    # ``DB_PASS``, ``smtp-pass`` (a ``pass`` that ends a compound name, as detect-secrets' ``db_pass``; a bare
+    # ``pass`` is Python's statement) and ``passphrase``: anchored on the last 'p'.
+    "p": rf"(?:ass(?i:(?<=[_\-]pass))|hrase(?i:(?<=passphrase))){ASSIGN_GATE}",
+    "P": rf"(?:(?:ASS|ass)(?i:(?<=[_\-]pass))|(?:HRASE|hrase)(?i:(?<=passphrase))){ASSIGN_GATE}",
 }
-_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZ"
+_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZP"
 
 
 def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, str]]]:

@@ -67,6 +67,8 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"cret(?:[_\-]?key)?" + _GATE, 0, True),
         (r"w(?:or)?d" + _GATE, 0, True),
         (r"ken" + _GATE, 0, True),
+        (r"[_\-]pass" + _GATE, 1, True),
+        (r"passphrase" + _GATE, 4, True),
         # "...key" only after one of the words of ``assignments.BEHIND_KEY`` (a bare ``key`` in code, as in
         # ``for key, value``, is never one): a pattern per word, so the anchor is a fixed offset from the start.
         *((re.escape(word[:-3]) + "key" + _GATE, len(word) - 3, True) for word in KEY_WORDS),
@@ -76,6 +78,8 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"-passw(?:or)?d[ \t]", 5, True),
         (r"-pwd[ \t]", 2, True),
         (r"-token[ \t]", 3, True),
+        (r"-pass[ \t]", 1, True),
+        (r"-passphrase[ \t]", 5, True),
         *(("-" + re.escape(word) + r"[ \t]", len(word) - 2, True) for word in KEY_WORDS),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
