@@ -263,7 +263,8 @@ def test_text_filters_with_control_characters_are_422_not_500(gw: Gateway, admin
         for bad in ("d\x00x", "a\nb"):
             body = admin("GET", path, 422, params={name: bad})
             assert body["error"]["type"] == "invalid_request_error", (path, name, body)
-    # A well-formed filter still answers (a model nobody asked for: no rows).
+    # A well-formed filter still answers (a model nobody asked for: no rows), and an empty one is no filter.
+    assert admin("GET", "/usage", params={"user": "", "group": "", "key_id": ""})["object"] == "usage_report"
     assert admin("GET", "/usage", params={"by": "model", "model": "never-requested-model"})["data"] == []
 
 

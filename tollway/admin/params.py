@@ -19,8 +19,9 @@ After = Annotated[str | None, Query(max_length=200, pattern=TEXT, description="c
 
 
 def text_query(description: str | None = None) -> Any:
-    """A bounded one-line text filter in the query string, documented as such in the OpenAPI."""
-    return Query(max_length=200, pattern=TEXT, description=description)
+    """A bounded one-line text filter in the query string, documented as such in the OpenAPI. Empty is allowed,
+    as it always was (an empty user, group or key filter is no filter)."""
+    return Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description=description)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
