@@ -413,6 +413,7 @@ def negatives() -> list[str]:
         "</password> closes the element</p> and <passwordHint>first pet</passwordHint>",
         "docker login --password-stdin < pw.txt; use --token to pass a token; my password is long",
         "def bypass(x):\n    pass\nfirst_pass = compute_pass(x)\ncompass = 'northwest'\nDB_PASS=${DB_PASS}",
+        'render_pass = "GBufferPass"\nlint_pass: firstPass2\nhigh_pass: 3.5kHz_filter\nresult_pass = 0x1F2E3D4C',
         "matrix rows: 01 02 03 04 05 06 07 08",
         "eyJhelloworld.foo.bar",
         "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",

@@ -96,6 +96,12 @@ POSITIVES: list[tuple[str, str]] = [
     ("password_assignment", 'passphrase: "amber violet canyon river"'),
     ("password_assignment", f"<db_pass>{rnd(12)}5</db_pass>"),
     ("password_assignment", f"mycli login --db-pass {rnd(12)}6"),
+    # a flag whose keyword follows a '_' or '.' (both matchers: the prefilter looks for the separator too)
+    ("password_assignment", f"tool --db_password {rnd(12)}7 --x"),
+    ("password_assignment", f"tool --client_secret {rnd(16)}8"),
+    ("password_assignment", f"tool --my_api_key {rnd(20)}9"),
+    ("password_assignment", f"tool --deploy.token {rnd(20)}1"),
+    ("password_assignment", f"tool --gpg_passphrase {rnd(12)}2"),
     ("payment_card", f"mir {luhn_complete('2200', 16)}"),
     ("payment_card", f"rupay {luhn_complete('6521', 16)}"),
     ("payment_card", f"troy {luhn_complete('9792', 16)}"),
@@ -142,6 +148,13 @@ NEGATIVES: list[tuple[str, str]] = [
     ("password_assignment", "first_pass = compute_pass(x); max_pass = 3; by_pass: true"),
     ("password_assignment", "compass = 'northwest'; encompass: everything here"),
     ("password_assignment", "passphrase = get_passphrase(); skip_pass = 'something'"),
+    # a ``pass`` that owns no credential: render, compiler and lint passes, filters (a second reader's list)
+    ("password_assignment", 'render_pass = "GBufferPass"; shadow_pass = "ShadowPass01"; pass3 = RenderPass3D'),
+    ("password_assignment", "second_pass = FirstPass2D\non_pass: notifySlack2\nyield_pass: AsyncGen1"),
+    ("password_assignment", "The lint_pass: firstPass2 ran fine; result_pass = 0x1F2E3D4C; first-pass: 1920x1080"),
+    ("password_assignment", "high_pass: 3.5kHz_filter and low-pass: 120Hz_cutoff"),
+    # a flag keyword glued to the word before it is not one (``--mytoken``): neither matcher takes it
+    ("password_assignment", f"tool --mytoken {rnd(20)}3 --gpgPassphrase {rnd(12)}4"),
     ("payment_card", f"order {luhn_complete('7', 16)}"),
     ("us_ssn", "order id 536221234 shipped"),
     ("ip_address", "version 1.2.3.4 of the lib"),
@@ -207,12 +220,11 @@ def test_only_the_secret_part_is_redacted() -> None:
 def test_secret_words_in_prose_cost_no_prefilter_hit_but_flags_do() -> None:
     """The flag form (``--password VALUE``) is looked for only right after a '-': the words alone, common in
     prose ("a password is", "spoken words", "the token count"), are no Hyperscan hits (each would be a Python step)."""
-    from tollway.governance.dlp import DlpEngine
-    from tollway.governance.dlp.policy import DlpConfig
+    from tollway.governance.dlp.candidates import Builtin
+    from tollway.governance.dlp.policy import DEFAULT_PHONE_REGIONS
 
-    engine = DlpEngine(DlpConfig())
-    engine.wait_ready()
-    prefilter = engine.builtin.prefilter
+    # Built directly: the engine would follow TOLLWAY_DLP_MATCHER, and this is about the prefilter itself.
+    prefilter = Builtin(DEFAULT_PHONE_REGIONS, prefilter=True).prefilter
     assert prefilter is not None  # hyperscan is a pinned dependency
     prose = ("Choose a password that is long. The spoken word and the token count matter; a secret kept. "
              "Use a passphrase and not a bypass: the first pass and the db_pass check come later. ") * 20

@@ -41,6 +41,18 @@ _ASSIGN_VALUE = re.compile(
 KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "signing", "encryption", "master",
                                        "client") for sep in ("", "_", "-")]
 BEHIND_KEY = "|".join(f"(?<={w})" for w in KEY_WORDS)
+# ``pass`` ends a credential's name only after what owns a credential (detect-secrets' db_pass, database_pass,
+# key_pass; the services .env files name so): ``render_pass``, ``lint_pass``, ``high_pass`` are code, not secrets.
+PASS_OWNERS = ("db", "database", "key", "keystore", "truststore", "smtp", "mail", "email", "redis", "mysql", "pg",
+               "postgres", "mongo", "ldap", "ftp", "sftp", "admin", "root", "user", "bind", "sql", "rabbitmq", "amqp",
+               "wifi", "vpn")
+BEHIND_PASS = "|".join(rf"(?<={o}[_\-]pass)" for o in PASS_OWNERS)
+#: The keywords of a command-line flag (``--db-password VALUE``), each right after a '-', '_' or '.': the Hyperscan
+#: prefilter looks for exactly these (a separator, the keyword, a space), and ``on_assignment`` takes a flag only when
+#: its name ends so, so that both matchers find the same flags.
+FLAG_WORDS = (r"secret(?:[_\-]?key)?", r"passw(?:or)?d", "pwd", "token", "passphrase",
+              *(re.escape(w) for w in KEY_WORDS), *(rf"{o}[_\-]pass" for o in PASS_OWNERS))
+_FLAG_NAME = re.compile(r"(?i)[_\-.](?:" + "|".join(FLAG_WORDS) + r")\Z")
 
 
 _TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "required", "optional", "string",
@@ -97,7 +109,8 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         k -= 1
     if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
         return ()
-    if group in ("fqv", "fv") and not text.startswith("--", k):  # a space assigns only to a --flag
+    if group in ("fqv", "fv") and (not text.startswith("--", k)  # a space assigns only to a --flag
+                                   or _FLAG_NAME.search(text, max(k, vm.start() - 64), vm.start()) is None):
         return ()
     key = text[k:vm.start()].lower()
     if "secret" in key and ("aws" in key or "access" in key) and _AWS_SECRET.fullmatch(value):

@@ -9,7 +9,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, on_assignment
+from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, on_assignment
 from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
 from tollway.governance.dlp.prefilter import compiled_prefilter
@@ -56,10 +56,10 @@ _ASSIGN = {
     "W": rf"(?:ORD|D)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
     "k": rf"en(?i:(?<=token)){ASSIGN_GATE}|ey(?i:{BEHIND_KEY}){ASSIGN_GATE}",
     "K": rf"(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE}",
-    # ``DB_PASS``, ``smtp-pass`` (a ``pass`` that ends a compound name, as detect-secrets' ``db_pass``; a bare
-    # ``pass`` is Python's statement) and ``passphrase``: anchored on the last 'p'.
-    "p": rf"(?:ass(?i:(?<=[_\-]pass))|hrase(?i:(?<=passphrase))){ASSIGN_GATE}",
-    "P": rf"(?:(?:ASS|ass)(?i:(?<=[_\-]pass))|(?:HRASE|hrase)(?i:(?<=passphrase))){ASSIGN_GATE}",
+    # ``DB_PASS``, ``smtp-pass`` (a ``pass`` after what owns a credential: ``assignments.PASS_OWNERS``) and
+    # ``passphrase``: anchored on the last 'p'.
+    "p": rf"(?:ass(?i:{BEHIND_PASS})|hrase(?i:(?<=passphrase))){ASSIGN_GATE}",
+    "P": rf"(?:(?:ASS|ass)(?i:{BEHIND_PASS})|(?:HRASE|hrase)(?i:(?<=passphrase))){ASSIGN_GATE}",
 }
 _ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZP"
 
