@@ -281,6 +281,14 @@ GEN: dict[str, list[Callable[[], str]]] = {
         lambda: f"04{R.choice('789')}{r(1, DG)} {r(2, DG)} {r(2, DG)} {r(2, DG)}",
         lambda: f"07{R.choice('0236')}-{r(3, DG)} {r(2, DG)} {r(2, DG)}",
         lambda: f"{R.choice(['12', '22', '58', '61', '71'])} {r(3, DG)} {r(2, DG)} {r(2, DG)}",
+        # ARCEP's pairs with dots or dashes, as French addresses and signatures write them, and a country code
+        # followed by dots (ITU-T E.123 writes spaces; dots are the common variant)
+        lambda: f"01.{r(2, DG)}.{r(2, DG)}.{r(2, DG)}.{r(2, DG)}",
+        lambda: f"06-{R.choice('1245')}{r(1, DG)}-{r(2, DG)}-{r(2, DG)}-{r(2, DG)}",
+        lambda: f"+33.6.{R.choice('1245')}{r(1, DG)}.{r(2, DG)}.{r(2, DG)}.{r(2, DG)}",
+        # one run of digits after a word that says phone (the trunk prefix written where the region dials one)
+        lambda: f"Tel: 06{R.choice('1245')}{r(7, DG)}",
+        lambda: f"phone {R.choice(['212', '415', '617'])}{R.choice('23456789')}{r(6, DG)}",
     ],
     # ISO/IEC 7812 IIN ranges (Visa 4, Mastercard 51-55 and 2221-2720, Amex 34/37, Discover 6011/65, JCB 3528-3589,
     # UnionPay 62, Mir 2200-2204, RuPay 60/65) with the Luhn check digit
@@ -414,6 +422,8 @@ def negatives() -> list[str]:
         "docker login --password-stdin < pw.txt; use --token to pass a token; my password is long",
         "def bypass(x):\n    pass\nfirst_pass = compute_pass(x)\ncompass = 'northwest'\nDB_PASS=${DB_PASS}",
         'render_pass = "GBufferPass"\nlint_pass: firstPass2\nhigh_pass: 3.5kHz_filter\nresult_pass = 0x1F2E3D4C',
+        "order 0612345678 shipped at 1700000000; kernel 4.19.0.25.100; oid 1.3.6.1.4.1.2021.10.1.3.1",
+        "created_at >= '2024-09-19 14:30' and 19.09.2024 14 30; the API call took 4155552671 ns",
         "matrix rows: 01 02 03 04 05 06 07 08",
         "eyJhelloworld.foo.bar",
         "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",

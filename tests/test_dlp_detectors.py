@@ -110,6 +110,17 @@ POSITIVES: list[tuple[str, str]] = [
     ("us_ssn", "social security number 536221234"),
     ("phone_number", "Tel.: 030 12345678"),
     ("phone_number", "call 020 7946 0958 today"),
+    # dots and dashes as France writes them, and after a country code
+    ("phone_number", "tél. 01.42.68.53.00"),
+    ("phone_number", "portable 06-12-34-56-78"),
+    ("phone_number", "+33.1.42.68.53.00"),
+    ("phone_number", "+48.512.345.678"),
+    # one run of digits, after a word that says phone (its trunk prefix written where the region dials one)
+    ("phone_number", "Tel: 0612345678"),
+    ("phone_number", "phone 4155552671"),
+    ("phone_number", "Handy: 015123456789"),
+    ("phone_number", "call me at 07400123456 tomorrow"),
+    ("phone_number", "電話 0312345678"),
     ("iban", "IBAN: NL91ABNA0417164300"),
     ("ip_address", "client 81.2.69.160 connected"),
 ]
@@ -157,6 +168,12 @@ NEGATIVES: list[tuple[str, str]] = [
     ("password_assignment", f"tool --mytoken {rnd(20)}3 --gpgPassphrase {rnd(12)}4"),
     ("payment_card", f"order {luhn_complete('7', 16)}"),
     ("us_ssn", "order id 536221234 shipped"),
+    # one run of digits with no word that says phone, or a Unix time read as a number without its trunk prefix
+    ("phone_number", "order 0612345678 shipped; user_id 4155552671"),
+    ("phone_number", "call at 1700000000; the cell count was 123456789; the API call took 2.5s"),
+    # dotted versions, OIDs, dates, and IPv4 addresses
+    ("phone_number", "kernel 4.19.0.25.100, oid 1.3.6.1.4.1.2021.10.1.3.1, on 2024.01.15.10.30 from 10.20.30.40"),
+    ("phone_number", "created_at >= '2024-09-19 14:30' and 19.09.2024 14 30"),
     ("ip_address", "version 1.2.3.4 of the lib"),
     ("ip_address", "server 256.1.1.1 and 10.0.0.300"),
 ]
@@ -165,6 +182,18 @@ NEGATIVES: list[tuple[str, str]] = [
 @pytest.mark.parametrize(("kind", "text"), NEGATIVES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(NEGATIVES)])
 def test_negative(kind: str, text: str) -> None:
     assert kind not in kinds(text, **IP_CONFIG)
+
+
+def test_a_bare_number_is_a_phone_number_only_where_a_word_says_so() -> None:
+    """A run's findings are remembered by its text within a scan, except where the words before it decide them."""
+    from tollway.governance.dlp import DlpEngine
+    from tollway.governance.dlp.policy import DlpConfig
+
+    engine = DlpEngine(DlpConfig())
+    result = engine.inspect({"model": "m", "max_tokens": 1, "messages": [
+        {"role": "user", "content": "order 0612345678 shipped. " + "x " * 25 + "phone 0612345678. " + "y " * 25
+         + "ref 0612345678"}]})
+    assert [(f.kind, f.count) for f in result.findings] == [("phone_number", 1)]
 
 
 def test_ip_addresses_are_opt_in() -> None:

@@ -36,12 +36,12 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 # an Azure DevOps PAT whose characters before ``AZDO`` happen to read like an IBAN). For a run, in
 # order: the look-behind keeps to the start of a run (not after a letter, digit, '_' or '.'); the
 # look-aheads ask for {more} more digits at most two separators apart (fewer cannot be a finding,
-# and dates have 8), then keep IPv4 addresses and decimal numbers out; the atomic group takes the
-# whole run, which must not run on into a word. Whatever fails here never costs a Python call. A
-# leading '+' or '(' is picked up in Python: as anchors of their own they would cost a match
-# attempt at every '(' of every line of code.
+# and dates have 8), then keep IPv4 addresses (exactly four dotted groups, not after a '+') and
+# decimal numbers out; the atomic group takes the whole run, which must not run on into a word.
+# Whatever fails here never costs a Python call. A leading '+' or '(' is picked up in Python: as
+# anchors of their own they would cost a match attempt at every '(' of every line of code.
 _NUMBER = (r"(?:(?<![A-Za-z0-9_.].)(?=(?:[\-. ()/]{{0,2}}[0-9]){{{more}}})"
-           r"(?![0-9]{{0,2}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}(?![0-9]))"
+           r"(?!(?<!\+.)[0-9]{{0,2}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}(?![0-9]|\.[0-9]))"
            r"(?![0-9]*\.[0-9]+(?![\-. ()/]*[0-9]))(?>[0-9\-. ()/]{{4,40}}[0-9])"
            r"(?![A-Za-z0-9_])|(?<=[A-Z][A-Z][0-9])(?<![A-Za-z0-9][A-Z][A-Z][0-9])[0-9](?:[ ]?[A-Z0-9]){{11,30}})")
 

@@ -22,6 +22,7 @@ from tollway.governance.dlp.phones import (
     PREFIX_DIGITS,
     _shaped,
     quick_by_digit,
+    valid_bare,
     valid_international,
     valid_national_from,
 )
@@ -92,6 +93,21 @@ def _ssn_context(text: str, start: int) -> bool:
     return _SSN_CONTEXT.search(text, max(0, start - 40), start) is not None
 
 
+# Words that say a phone number follows, in the languages of the default regions (and Japanese's 電話, 携帯);
+# "call" only right before the number ("call 0612345678", "call me at …"): in code, a call is a function's.
+_PHONE_CONTEXT = re.compile(
+    r"(?i)(?:\b(?:phone|tel|telephone|mobile|cellphone|fax|whatsapp|sms|t[ée]l[ée]phone|t[ée]l|portable"
+    r"|telefon|handy|mobil|tel[ée]fono|m[óo]vil|cellulare|telefoon|mobiel|telefone|celular|kom[óo]rka)\b|電話|携帯)")
+_CALL_BEFORE = re.compile(r"(?i)\bcall(?: (?:me|us|him|her|them))?(?: (?:at|on))?[ :]*\Z")
+
+
+def _phone_context(text: str, start: int) -> bool:
+    """A national number written as one run of digits (``0612345678``) is one only after a word that says so,
+    within 40 characters: a bare run of that length is as often an id, a count or a timestamp."""
+    return (_PHONE_CONTEXT.search(text, max(0, start - 40), start) is not None
+            or _CALL_BEFORE.search(text, max(0, start - 20), start) is not None)
+
+
 _SSN_BAD = frozenset(("078051120", "219099999"))  # numbers published in advertising, never valid
 
 
@@ -101,7 +117,11 @@ def _ssn_ok(area: str, group: str, serial: str) -> bool:
             and area + group + serial not in _SSN_BAD)
 
 
+# A window that is a date is no phone number; nor one that starts with a date with a four-digit year (a timestamp:
+# 2024-09-19 14:30). One that starts with what could be a two-digit-year date may be: France writes 01.42.68.53.00.
+# (Shapes only, no digit values: see ``Numbers._plan``.)
 _DATE_LIKE = re.compile(r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})")
+_DATE_FIRST = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 _GROUPS = re.compile(r"[0-9]+")
 _PHONE_SEPS = frozenset((" ", "-", ".", ") ", ")", "(", " (", ")-", ")."))
 
@@ -148,8 +168,9 @@ class Numbers:
         self.all_lengths = frozenset().union(*self.lengths.values())
         self.by_length = {n: tuple(r for r in self.regions if n in self.lengths[r]) for n in range(20)}
         #: Findings by the text of a digit run (relative to its start), for runs repeated within a scan: a run's
-        #: findings depend on its text alone, except for a bare 9-digit number (an SSN only after a word that says
-        #: so). Emptied after every scan (``Builtin.scan``), so no number outlives its request here.
+        #: findings depend on its text alone, except for a bare number of up to 12 digits (an SSN or a phone number
+        #: only after a word that says so). Emptied after every scan (``Builtin.scan``), so no number outlives its
+        #: request here.
         self._memo: dict[str, list[Span]] = {}
         #: ``_plan`` by the shape of a run (the run with every digit written 5: group lengths, separators, lead):
         #: no digits, so kept across scans.
@@ -168,7 +189,7 @@ class Numbers:
         if known is not None:
             return [(start + s, start + e, kind) for s, e, kind in known] if known else []
         spans = self._handle(text, start, run)
-        if not (len(run) == 9 and run.isdigit()):
+        if not (len(run) <= 12 and run.isdigit()):  # a bare SSN or phone number depends on the words before it
             if len(self._memo) >= MEMO_ITEMS:
                 self._memo.clear()
             self._memo[run] = [(s - start, e - start, kind) for s, e, kind in spans]
@@ -269,11 +290,14 @@ class Numbers:
         if 13 <= n <= 19 and not lead:
             if _card_brand_ok(digits) and _luhn(digits):
                 return [(start, end, "payment_card")]
-        elif n == 9 and not lead and _ssn_context(text, start):
-            if _ssn_ok(digits[:3], digits[3:5], digits[5:]):
+        elif lead == "+":
+            if 7 <= n <= 15 and _plus_length_ok(digits) and valid_international(digits):
+                return [(start, end, "phone_number")]
+        elif lead == "":
+            if n == 9 and _ssn_context(text, start) and _ssn_ok(digits[:3], digits[3:5], digits[5:]):
                 return [(start, end, "us_ssn")]
-        elif lead == "+" and 7 <= n <= 15 and _plus_length_ok(digits) and valid_international(digits):
-            return [(start, end, "phone_number")]
+            if n <= 12 and n in self.all_lengths and _phone_context(text, start) and valid_bare(digits, self.regions):
+                return [(start, end, "phone_number")]
         return []
 
     def _plan(self, shape: str) -> Plan:
@@ -331,9 +355,13 @@ class Numbers:
                     elif (total in phone_lengths and (lens[j] >= 3 or (i == 0 and j == len(lens) - 1))
                           and min(lens[i + 1:j + 1]) >= 2
                           and (lens[i] >= 2 or total - 1 in phone_lengths)  # "1 415 555 2671"
-                          and not (window_seps.count(".") == len(window_seps) and max(lens[i:j + 1]) <= 3)
+                          # dots between short groups read as a version or an address (1.2.3, 10.0.0.1), except
+                          # five or more pairs and triples: France writes 01.23.45.67.89
+                          and not (window_seps.count(".") == len(window_seps) and max(lens[i:j + 1]) <= 3
+                                   and (j - i < 4 or min(lens[i:j + 1]) < 2))
                           and _shaped(regions, window)
-                          and _DATE_LIKE.match(shape, s, e) is None):
+                          and _DATE_LIKE.fullmatch(shape, s, e) is None
+                          and _DATE_FIRST.match(shape, s, e) is None):
                         steps.append(("phone", i, j, s, e, quick_by_digit(regions, window), regions, window))
                 total -= lens[j]
             if lens[i] >= 13 and not ld and (i == 0 or seps[i - 1] in (" ", "/")) and lens[i] <= 19:

@@ -278,6 +278,20 @@ def _rules(regions: tuple[str, ...]) -> tuple[tuple[_Region, _Region], ...]:
     return tuple(out)
 
 
+def valid_bare(digits: str, regions: Sequence[str]) -> bool:
+    """Whether ``digits``, written as one run (no grouping to check), is a valid number of one of ``regions``
+    (``0612345678``, ``4155552671``). Only asked after a word that says phone. Where a region dials a trunk prefix,
+    the run must begin with it: without it, a run such as a Unix time (``1700000000``) reads as a German mobile."""
+    for r, _main in _rules(tuple(regions)):
+        forms = r.strip_prefix(digits)
+        written = forms[1:] if r.prefix or r.prefix_parsing is not None else forms[:1]
+        if r.cc == "1":  # North America writes its numbers without the 1
+            written = forms
+        if any(_valid_in_country(r.cc, nn) for nn in written):
+            return True
+    return False
+
+
 def valid_national(parts: list[str], regions: Sequence[str]) -> bool:
     """Whether the digit groups ``parts`` are a valid number of one of ``regions``, grouped as it writes them."""
     return _valid_national(list(parts), tuple(regions))
