@@ -55,7 +55,10 @@ def prefix() -> Iterator[str]:
 
 
 def config(prefix: str, url: str = REDIS_URL, **extra: Any) -> DlpConfig:
-    return DlpConfig(**{**REDACT_ALL, **extra}, shared_cache={"redis_url": url, "key_prefix": prefix})
+    # These tests are about what is shared, not about Redis's speed: a generous time limit, so that a loaded CI
+    # machine does not turn a slow write into a miss (the 50 ms default and an unreachable Redis are tested below).
+    shared = {"redis_url": url, "key_prefix": prefix, "timeout_ms": 5000}
+    return DlpConfig(**{**REDACT_ALL, **extra}, shared_cache=shared)
 
 
 async def inspect(engine: DlpEngine, body: dict[str, Any]) -> Any:
@@ -192,7 +195,7 @@ def pair(emulator: AnthropicEmulator, tmp_path_factory: pytest.TempPathFactory) 
     prefix = f"tollway-test:dlp:{uuid.uuid4().hex}:"
     workdir = tmp_path_factory.mktemp("dlp-shared")
     cfg = standard_config(emulator.base_url)
-    cfg["dlp"] = {"shared_cache": {"redis_url": REDIS_URL, "key_prefix": prefix}}
+    cfg["dlp"] = {"shared_cache": {"redis_url": REDIS_URL, "key_prefix": prefix, "timeout_ms": 5000}}  # see config()
     env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
     dead = standard_config(emulator.base_url)
     dead["dlp"] = {"shared_cache": {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}}
