@@ -213,11 +213,12 @@ class Builtin:
                 # runs once per candidate, and a generator or a call per anchor is a good part of its cost).
                 match = self.candidates.match
                 pos = 0
-                fast: Iterable[Answer] = repeat(None)
-                if len(anchors) >= DENSE_MIN_ANCHORS and len(anchors) * DENSE_BYTES_PER_ANCHOR >= len(text):
+                if len(anchors) < DENSE_MIN_ANCHORS or len(anchors) * DENSE_BYTES_PER_ANCHOR < len(text):
+                    answers: Iterable[Answer] = repeat(None, len(anchors))
+                else:  # dense with addresses or IBANs: most answered without the regex
                     name = "email"  # (named in the error should the table fail)
-                    fast = table(text, anchors)  # dense with addresses or IBANs: most answered without the regex
-                for a, answer in zip(anchors, fast, strict=False):  # (repeat(None) is endless)
+                    answers = table(text, anchors)
+                for a, answer in zip(anchors, answers, strict=True):
                     if a >= pos:
                         if answer is not None:
                             pos = answer[0]
