@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from tollway.governance.dlp.pii import _COUNTRY_VALUES, _FILE_TLDS, _IBAN_LENGTHS, _iban_mod97_ok, on_email
+from tollway.governance.dlp.pii import _FILE_TLDS, _IBAN_LENGTHS, _iban_mod97_ok, on_email
 from tollway.governance.dlp.result import Span
 from tollway.governance.dlp.secrets import url_credentials
 from tollway.governance.dlp.text import ALNUM
@@ -98,8 +98,7 @@ def table(text: str, anchors: Sequence[int]) -> list[Answer]:
             cc, check, bban = m.groups()
             if len(bban) + 4 != _IBAN_LENGTHS.get(cc) or (end < n and text[end] in ALNUM):
                 append((end, ()))  # no such country, too short (not in groups here), too long, or glued
-            elif int(bban + _COUNTRY_VALUES[cc] + check) % 97 == 1 if bban.isdigit() else _iban_mod97_ok(
-                    cc + check + bban):  # (``_iban_mod97_ok`` inline for an all-digit BBAN)
+            elif _iban_mod97_ok(cc + check + bban):
                 append((end, ((a - 2, end, "iban"),)))
             else:
                 append((end, ()))
