@@ -50,9 +50,12 @@ BEHIND_PASS = "|".join(rf"(?<={o}[_\-]pass)" for o in PASS_OWNERS)
 #: The keywords of a command-line flag (``--db-password VALUE``), each right after a '-', '_' or '.': the Hyperscan
 #: prefilter looks for exactly these (a separator, the keyword, a space), and ``on_assignment`` takes a flag only when
 #: its name ends so, so that both matchers find the same flags.
-FLAG_WORDS = (r"secret(?:[_\-]?key)?", r"passw(?:or)?d", "pwd", "token", "passphrase",
-              *(re.escape(w) for w in KEY_WORDS), *(rf"{o}[_\-]pass" for o in PASS_OWNERS))
-_FLAG_NAME = re.compile(r"(?i)[_\-.](?:" + "|".join(FLAG_WORDS) + r")\Z")
+#: Each is (the keyword's regex, where in it the candidate regex's anchor character is), so the prefilter can report
+#: that anchor at a fixed offset.
+FLAG_WORDS: tuple[tuple[str, int], ...] = (
+    (r"secret(?:[_\-]?key)?", 2), (r"passw(?:or)?d", 4), ("pwd", 1), ("token", 2), ("passphrase", 4),
+    *((re.escape(w), len(w) - 3) for w in KEY_WORDS), *((rf"{o}[_\-]pass", len(o) + 1) for o in PASS_OWNERS))
+_FLAG_NAME = re.compile(r"(?i)[_\-.](?:" + "|".join(word for word, _at in FLAG_WORDS) + r")\Z")
 
 
 _TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "required", "optional", "string",

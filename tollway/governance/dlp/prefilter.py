@@ -34,7 +34,7 @@ import re
 import threading
 from typing import Any
 
-from tollway.governance.dlp.assignments import KEY_WORDS, PASS_OWNERS
+from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
 _GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)"""  # a loose form of ASSIGN_GATE's operators (> for XML)
@@ -75,13 +75,7 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         # A command-line flag whose value follows a space (``--db-password VALUE``): only right after a '-', '_' or
         # '.' (``assignments.FLAG_WORDS``, which the validator asks for too), so the words themselves ("a password
         # is", "spoken words") cost nothing in prose.
-        (r"[_\-.]secret(?:[_\-]?key)?[ \t]", 3, True),
-        (r"[_\-.]passw(?:or)?d[ \t]", 5, True),
-        (r"[_\-.]pwd[ \t]", 2, True),
-        (r"[_\-.]token[ \t]", 3, True),
-        (r"[_\-.]passphrase[ \t]", 5, True),
-        *((r"[_\-.]" + re.escape(word) + r"[ \t]", len(word) - 2, True) for word in KEY_WORDS),
-        *((r"[_\-.]" + re.escape(owner) + r"[_\-]pass[ \t]", len(owner) + 2, True) for owner in PASS_OWNERS),
+        *((r"[_\-.]" + word + r"[ \t]", 1 + at, True) for word, at in FLAG_WORDS),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),
