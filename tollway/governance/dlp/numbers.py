@@ -210,6 +210,8 @@ class Numbers:
                 if not plan:
                     continue
                 ks = self._sieve(key, plan, [texts[k] for k in ks], ks)
+                if plan[0] is not None:
+                    ks = _whole_run(plan, len(key), runs, texts, ks, out)
             for k in ks:
                 start, end = runs[k]
                 out[k] = self.handle(text, start, end)
@@ -369,6 +371,29 @@ class Numbers:
             if steps:
                 plan.append((pos[i][0], tuple(steps)))
         return tuple(plan)
+
+
+def _whole_run(plan: Plan, size: int, runs: list[tuple[int, int]], texts: list[str], ks: list[int],
+               out: list[list[Span]]) -> list[int]:
+    """Answer the runs of ``ks`` (all of one shape, ``size`` characters, ``plan`` its plan) that are one finding
+    whole, and return the others. When the plan's first step is the window of the whole run (a page of phone
+    numbers, each its own run), a run that passes that step has exactly that finding: ``_handle`` tries it first
+    and then skips every later group, as the finding covers them. The check is the same ``_try``; what is saved
+    is ``handle``'s chain around it (its memo, the shape, the plan), most of a number's cost in a dense page."""
+    first = plan[0][1][0]
+    if first[3] != 0 or first[4] != size:
+        return ks
+    one = (first,)
+    findall = _GROUPS.findall
+    rest: list[int] = []
+    for k in ks:
+        found = _try(findall(texts[k]), one)
+        if found is None:
+            rest.append(k)
+        else:
+            start = runs[k][0]
+            out[k] = [(start, start + size, found[2])]
+    return rest
 
 
 #: (kind, first group, last group, start, end, quick reject by first digit, regions, group lengths): see ``_plan``.
