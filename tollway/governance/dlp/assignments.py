@@ -23,7 +23,7 @@ _OP = r"(?::=|=>|=(?!=)|:(?![:/]))"
 _OPERATOR = rf"""(?:\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}|\\?["'][ \t]*,(?=[ \t]*\\?["']))"""
 # An XML element (``<password>…</password>``: Maven's settings.xml, Spring and .NET configuration) is an
 # assignment too: ``>``, then the element's text up to its closing tag, on one line.
-_XML = r">[^<>\n\x00]{6,256}</"
+_XML = r">[^<>\n\x00]{6,}</"
 # A command-line flag (``--password VALUE``, ``--api-key "VALUE"``): a space is its operator, so the validator
 # only takes it after ``--``.
 _FLAG = r"""[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\-$<{\x00][^\s"'`\x00]{5})"""
@@ -32,9 +32,9 @@ ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
                rf"""|{_XML}|{_FLAG}))""")
 _ASSIGN_VALUE = re.compile(
     rf"""(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
-    r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]{1,256}?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]{1,256}))"""
-    r"""|>[ \t]*(?P<xv>[^<>\n\x00]{1,256}?)[ \t]*</"""
-    r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]{1,256}?)(?P=fq)|(?P<fv>[^\s"'`\x00]{1,256})))"""
+    r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]+?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]+))"""
+    r"""|>[ \t]*(?P<xv>[^<>\n\x00]+?)[ \t]*</"""
+    r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]+?)(?P=fq)|(?P<fv>[^\s"'`\x00]+)))"""
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.

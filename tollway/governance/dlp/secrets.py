@@ -34,16 +34,16 @@ _BECH32 = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"  # BIP 173's data alphabet (upper c
 # (kind, before, anchor, after[, value offset]): a value offset > 0 reports only the part of the match that
 # starts that many characters after the anchor (AccountKey=<value>).
 TOKENS: list[tuple[str, str, str, str, int]] = [
-    ("github_token", "", "g", r"h[pousr]_[A-Za-z0-9]{36,255}", 0),
-    ("github_token", "", "g", r"ithub_pat_[A-Za-z0-9_]{22,255}", 0),
-    ("gitlab_token", "", "g", rf"l{_GL}-[A-Za-z0-9_\-]{{20,255}}", 0),
-    ("gitlab_token", "", "G", r"R1348941[A-Za-z0-9_\-]{20,255}", 0),
-    ("slack_token", "", "x", r"ox[abprs]-[0-9]{6,}-[A-Za-z0-9\-]{8,255}", 0),
-    ("slack_token", "", "x", r"oxe[.\-][A-Za-z0-9.\-]{20,255}", 0),
-    ("slack_token", "", "x", r"app-[0-9]-[A-Za-z0-9\-]{20,255}", 0),
-    ("slack_webhook", r"hooks\.slac", "k", r"\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,255}", 0),
-    ("stripe_key", "[sr]", "k", r"_(?:live|test)_[A-Za-z0-9]{10,255}", 0),
-    ("stripe_key", "whse", "c", r"_[A-Za-z0-9+/=]{24,255}", 0),
+    ("github_token", "", "g", r"h[pousr]_[A-Za-z0-9]{36,}", 0),
+    ("github_token", "", "g", r"ithub_pat_[A-Za-z0-9_]{22,}", 0),
+    ("gitlab_token", "", "g", rf"l{_GL}-[A-Za-z0-9_\-]{{20,}}", 0),
+    ("gitlab_token", "", "G", r"R1348941[A-Za-z0-9_\-]{20,}", 0),
+    ("slack_token", "", "x", r"ox[abprs]-[0-9]{6,}-[A-Za-z0-9\-]{8,}", 0),
+    ("slack_token", "", "x", r"oxe[.\-][A-Za-z0-9.\-]{20,}", 0),
+    ("slack_token", "", "x", r"app-[0-9]-[A-Za-z0-9\-]{20,}", 0),
+    ("slack_webhook", r"hooks\.slac", "k", r"\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}", 0),
+    ("stripe_key", "[sr]", "k", r"_(?:live|test)_[A-Za-z0-9]{10,}", 0),
+    ("stripe_key", "whse", "c", r"_[A-Za-z0-9+/=]{24,}", 0),
     ("aws_access_key", "", "A", r"(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}", 0),
     ("gcp_api_key", "", "A", r"Iza[0-9A-Za-z_\-]{35}", 0),
     ("azure_storage_key", "AccountKe", "y", rf"={_B64}{{86}}==", 2),
@@ -57,7 +57,7 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     ("huggingface_token", "h", "f", r"_[A-Za-z]{34}", 0),
     ("huggingface_token", "api_or", "g", r"_[A-Za-z]{34}", 0),
     ("databricks_token", "", "d", r"api[a-f0-9]{32}(?:-[0-9])?", 0),
-    ("hashicorp_token", "h", "v", r"[sbr]\.[A-Za-z0-9_\-]{24,255}", 0),
+    ("hashicorp_token", "h", "v", r"[sbr]\.[A-Za-z0-9_\-]{24,}", 0),
     ("hashicorp_token", r"[A-Za-z0-9]{14}\.atlas", "v", r"1\.[A-Za-z0-9\-_=]{60,70}", 0),
     ("digitalocean_token", "", "d", r"o[por]_v1_[a-f0-9]{64}", 0),
     ("sentry_token", "sntr", "y", r"u_[a-f0-9]{64}", 0),
@@ -69,7 +69,7 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     # Doppler: personal, service account, CLI, SCIM and service tokens (the latter with or without the
     # config's name before the secret). The name is `+`, not `{1,40}`: ``prefilter`` shortens the first bounded
     # repeat, which must be the last one; it cannot backtrack far (no '.' in it, and a '.' must follow).
-    ("doppler_token", "", "d", r"p\.(?:pt|sa|ct|scim|st)\.(?:[a-z0-9_\-]+\.)?[A-Za-z0-9]{40,255}", 0),
+    ("doppler_token", "", "d", r"p\.(?:pt|sa|ct|scim|st)\.(?:[a-z0-9_\-]+\.)?[A-Za-z0-9]{40,}", 0),
     # age X25519 identities: Bech32 of 32 bytes with the HRP AGE-SECRET-KEY- (upper case), checksum checked.
     ("age_secret_key", "", "A", rf"GE-SECRET-KEY-1[{_BECH32}]{{58}}", 0),
     # Azure DevOps PATs: 84 letters and digits with the signature AZDO at 76-79; anchored on its rare Z.
