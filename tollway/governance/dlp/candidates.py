@@ -29,7 +29,9 @@ from tollway.governance.dlp.secrets import (
 )
 from tollway.governance.dlp.text import DIGITS, WORD, boundary_before
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+# A domain label: letters and digits (any script: bücher.de, 例え.jp) with inner '-'; the top-level domain is ASCII
+# letters (an internationalised one is written xn--...), which ends an address glued to CJK text (…@example.com谢谢).
+_LABEL = r"[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?"
 
 # Numbers, after the anchor digit: digit runs (cards, SSNs, phone numbers, IBANs with digits only
 # after the check digits), or an IBAN with letters in it, anchored on its first check digit after

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from tollway.governance.dlp.pii import _FILE_TLDS, _IBAN_LENGTHS, _iban_mod97_ok, on_email
+from tollway.governance.dlp.pii import _FILE_TLDS, _IBAN_LENGTHS, LOCAL_LETTERS, _iban_mod97_ok, on_email
 from tollway.governance.dlp.result import Span
 from tollway.governance.dlp.secrets import url_credentials
-from tollway.governance.dlp.text import ALNUM
+from tollway.governance.dlp.text import ALNUM, caseless
 
 #: One answer: the end of the candidate regex's match at the anchor, and the handler's findings there.
 Answer = tuple[int, Iterable[Span]] | None
@@ -29,35 +29,24 @@ DENSE_MIN_ANCHORS = 32
 
 # After an '@': labels of letters and digits with inner '-' (none empty, none starting or ending with '-'), each
 # followed by a '.', then a last label of 2 to 24 letters that is no file extension, and then nothing that could
-# continue the domain (a letter, digit, '.' or '-') nor a ':' (git@host:org/repo). The e-mail branch of the
+# continue the domain (a letter, digit, '.' or '-', or any non-ASCII character: a label may be bücher) nor a ':'
+# (git@host:org/repo): ASCII domains only, others are left to the regex. The e-mail branch of the
 # candidate regex, ``L(?:\.L)*\.[A-Za-z]{2,24}`` then no letter, digit or '-' + letter or digit (``L``: such a label
 # of 1 to 63 characters), then matches exactly the same characters when the domain is at most 63 long: its greedy
 # path takes every label, fails the final ``\.[A-Za-z]``, gives the last label back and takes it as the top-level
 # domain. ``on_email`` then refuses it neither as a file name nor as an SSH address.
 
 
-def _caseless(words: list[str]) -> str:
-    """An alternation of ``words`` (lower-case ASCII) in any case, as a trie of character classes: a branch is
-    left at its first character (``(?i:...)`` over 40 words tried each branch in turn, several times slower)."""
-    heads: dict[str, list[str]] = {}
-    for w in words:
-        heads.setdefault(w[0], []).append(w[1:])
-    out = []
-    for c, tails in sorted(heads.items()):
-        rest = [t for t in tails if t]
-        inner = "" if not rest else f"(?:{_caseless(rest)})" + ("?" if "" in tails else "")
-        out.append(f"[{c}{c.upper()}]{inner}")
-    return "|".join(out)
-
-
 _DOMAIN = re.compile(r"(?:[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+\.)++"
-                     rf"(?!(?:{_caseless(sorted(_FILE_TLDS))})(?![A-Za-z0-9.\-]))"
-                     r"[A-Za-z]{2,24}+(?![A-Za-z0-9.\-:])").match
+                     rf"(?!(?:{caseless(sorted(_FILE_TLDS))})(?![A-Za-z0-9.\-]))"
+                     r"[A-Za-z]{2,24}+(?![A-Za-z0-9.\-:]|[^\x00-\x7f])").match
 # The local part read backwards on the reversed text, from the character before the '@': characters of
-# [A-Za-z0-9_%+-] with single dots between them, the last one read (the first of the local part) none of
-# '.', '-', '+', and then a character that is none of these nor '/'. ``on_email``'s backward rule reads exactly
-# these (when at most 64), strips nothing, and refuses none of them (no '://' can end right before them).
-_LOCAL = re.compile(r"[A-Za-z0-9_%+\-]++(?:\.[A-Za-z0-9_%+\-]++)*+(?<=[A-Za-z0-9_%])(?=[^A-Za-z0-9_%+\-./])").match
+# ``pii.LOCAL_LETTERS``, '%', '+', '-' with single dots between them, the last one read (the first of the local
+# part) none of '.', '-', '+', and then a character that is none of these nor '/'. ``on_email``'s backward rule
+# reads exactly these (when at most 64), strips nothing, and refuses none of them (no '://' can end right before
+# them).
+_LOCAL = re.compile(rf"[{LOCAL_LETTERS}%+\-]++(?:\.[{LOCAL_LETTERS}%+\-]++)*+(?<=[{LOCAL_LETTERS}%])"
+                    rf"(?=[^{LOCAL_LETTERS}%+\-./])").match
 # A compact IBAN from its country code: not glued to a letter or digit before it, the check digits, then 11 to
 # 29 more of [A-Z0-9] and no further one (not even after a space, as in an IBAN written in groups). The candidate
 # regex's IBAN branch (at the first check digit, ``[0-9](?:[ ]?[A-Z0-9]){11,30}``, greedy) takes the same

@@ -25,6 +25,7 @@ from tollway.governance.dlp.phones import (
     valid_bare,
     valid_international,
     valid_national_from,
+    valid_written,
 )
 from tollway.governance.dlp.phones import forget as forget_groupings
 from tollway.governance.dlp.result import Span
@@ -36,8 +37,8 @@ _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
     (34, 34, 2, (15,)), (37, 37, 2, (15,)),      # American Express
     (6011, 6011, 4, (16, 17, 18, 19)), (644, 649, 3, (16, 17, 18, 19)), (65, 65, 2, (16, 17, 18, 19)),  # Discover
     (3528, 3589, 4, (16, 17, 18, 19)),           # JCB
-    (300, 305, 3, (14, 15, 16, 17, 18, 19)), (36, 36, 2, (14, 15, 16, 17, 18, 19)),
-    (38, 39, 2, (16, 17, 18, 19)),               # Diners Club
+    (300, 305, 3, (14, 15, 16, 17, 18, 19)), (36, 36, 2, (14, 15, 16, 17, 18, 19)), (3095, 3095, 4, (14, 16)),
+    (38, 39, 2, (14, 16, 17, 18, 19)),           # Diners Club (14 digits: Diners Club International)
     (62, 62, 2, (16, 17, 18, 19)),               # UnionPay
     (5018, 5018, 4, (13, 15, 16, 19)), (5020, 5020, 4, (13, 15, 16, 19)), (5038, 5038, 4, (13, 15, 16, 19)),
     (5893, 5893, 4, (13, 16, 19)), (6304, 6304, 4, (13, 16, 19)), (6759, 6759, 4, (13, 16, 19)),
@@ -93,18 +94,42 @@ def _ssn_context(text: str, start: int) -> bool:
     return _SSN_CONTEXT.search(text, max(0, start - 40), start) is not None
 
 
-# Words that say a phone number follows, in the languages of the default regions (and Japanese's 電話, 携帯);
-# "call" only right before the number ("call 0612345678", "call me at …"): in code, a call is a function's.
+#: Words that say a phone number follows, in the languages of the default regions, lower case.
+PHONE_WORDS = (
+    "phone", "tel", "telephone", "téléphone", "tél", "cellphone", "mobile", "gsm", "fon", "fax", "whatsapp", "sms",
+    "portable", "telefon", "handy", "mobil", "teléfono", "telefono", "móvil", "movil", "cellulare", "telefoon",
+    "mobiel", "telefone", "celular", "komórka", "komorka", "rufnummer", "anrufen", "ruf mich an", "llámame",
+    "llamame", "llámanos", "llamanos", "appelez", "appelle-moi", "appellez-moi", "chiamami", "chiamaci", "bel me",
+    "bel ons", "ligue", "contact", "kontakt", "contacto", "contatto", "contato", "my number", "meine nummer",
+    "mon numéro", "mon numero", "mi número", "mi numero")
+def _words_regex(words: list[str]) -> str:
+    """An alternation over lower-case text of ``words`` between word boundaries, one branch per first letter that
+    starts with that letter as a literal: ``re`` then looks only at positions holding one of those letters (its
+    first-character set), instead of trying every word at every position (a (?i) alternation of the 60 words cost
+    about 5 µs a search here)."""
+    heads: dict[str, list[str]] = {}
+    for w in words:
+        heads.setdefault(w[0], []).append(w[1:])
+    return "|".join(re.escape(c) + r"(?<!\w.)(?:" + "|".join(re.escape(t) for t in sorted(tails, key=len, reverse=True))
+                    + r")(?!\w)" for c, tails in sorted(heads.items()))
+
+
+# Over the lower-cased 40 characters before a number: a phone word; a short label only with its colon (``cell:``,
+# ``ph.``, ``mob:``: "the cell count" is no phone); a signature's ``T:``/``M:``/``F:``/``P:`` at a line's start;
+# Japanese's 電話, 携帯, 問い合わせ, 連絡先. Every branch starts with a literal (see ``_words_regex``). "call" only
+# right before the number (``_CALL_BEFORE``): in code, a call is a function's.
 _PHONE_CONTEXT = re.compile(
-    r"(?i)(?:\b(?:phone|tel|telephone|mobile|cellphone|fax|whatsapp|sms|t[ée]l[ée]phone|t[ée]l|portable"
-    r"|telefon|handy|mobil|tel[ée]fono|m[óo]vil|cellulare|telefoon|mobiel|telefone|celular|kom[óo]rka)\b|電話|携帯)")
+    _words_regex(sorted(PHONE_WORDS)) + r"|c(?<!\w.)ell(?= *[:.#])|p(?<!\w.)h(?= *[:.#])|m(?<!\w.)ob(?= *[:.#])"
+    + "".join(f"|{c}" + r"(?<![^\n].)[ \t]*[:.]" for c in "tmfp") + "|電話|携帯|問い合わせ|連絡先")
 _CALL_BEFORE = re.compile(r"(?i)\bcall(?: (?:me|us|him|her|them))?(?: (?:at|on))?[ :]*\Z")
 
 
 def _phone_context(text: str, start: int) -> bool:
     """A national number written as one run of digits (``0612345678``) is one only after a word that says so,
-    within 40 characters: a bare run of that length is as often an id, a count or a timestamp."""
-    return (_PHONE_CONTEXT.search(text, max(0, start - 40), start) is not None
+    within 40 characters: a bare run of that length is as often an id, a count or a timestamp. (The window is
+    lower-cased with the character before it, which the boundary checks read.)"""
+    window = text[start - 41:start].lower() if start > 41 else "\n" + text[:start].lower()
+    return (_PHONE_CONTEXT.search(window, 1) is not None
             or _CALL_BEFORE.search(text, max(0, start - 20), start) is not None)
 
 
@@ -123,6 +148,10 @@ def _ssn_ok(area: str, group: str, serial: str) -> bool:
 _DATE_LIKE = re.compile(r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})")
 _DATE_FIRST = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 _GROUPS = re.compile(r"[0-9]+")
+_AFTER_00 = 2  # ``Numbers._context_shape``: a shape that can be a phone number only after 00
+_NEVER: list[Span] = []  # ``Numbers._memo``'s entry for a run with no finding that no word before it can change
+_YEAR_FIRST = re.compile(r"(?:19|20)[0-9]{2}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
+                         r"|[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:19|20)[0-9]{2}")
 _PHONE_SEPS = frozenset((" ", "-", ".", ") ", ")", "(", " (", ")-", ")."))
 
 
@@ -175,6 +204,8 @@ class Numbers:
         #: ``_plan`` by the shape of a run (the run with every digit written 5: group lengths, separators, lead):
         #: no digits, so kept across scans.
         self._plans: dict[bytes, Plan] = {}
+        #: ``_context_shape`` by shape (no digits either).
+        self._context_shapes: dict[bytes, int] = {}
 
     def forget(self) -> None:
         """Drop the memos: digit runs are personal data, and are not kept past the scan that saw them (nor are
@@ -183,17 +214,71 @@ class Numbers:
         forget_groupings()
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
-        """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``)."""
+        """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``); for a
+        run of groups with none, whether it is a phone number after a word that says so (``_in_context``)."""
         run = text[start:end]
         known = self._memo.get(run)
-        if known is not None:
-            return [(start + s, start + e, kind) for s, e, kind in known] if known else []
-        spans = self._handle(text, start, run)
-        if not (len(run) <= 12 and run.isdigit()):  # a bare SSN or phone number depends on the words before it
-            if len(self._memo) >= MEMO_ITEMS:
-                self._memo.clear()
-            self._memo[run] = [(s - start, e - start, kind) for s, e, kind in spans]
-        return spans
+        if known is None:
+            spans = self._handle(text, start, run)
+            if not (len(run) <= 12 and run.isdigit()):  # a bare SSN or phone number depends on the words before it
+                if len(self._memo) >= MEMO_ITEMS:
+                    self._memo.clear()
+                known = self._memo[run] = ([(s - start, e - start, kind) for s, e, kind in spans] if spans
+                                           else [] if self._may_follow_word(run) else _NEVER)
+            if spans:
+                return spans
+        elif known:
+            return [(start + s, start + e, kind) for s, e, kind in known]
+        return [] if known is _NEVER else self._in_context(text, start, run)
+
+    def _may_follow_word(self, run: str, key: bytes | None = None) -> bool:
+        """Whether ``_in_context`` can find ``run`` a phone number after some word: what its shape and digits
+        alone decide (``_context_shape``, the ``00`` prefix, a year first)."""
+        if key is None:
+            key = run.encode("ascii").translate(_SHAPE)
+        ok = self._context_shapes.get(key)
+        if ok is None:
+            ok = self._context_shape(key)
+        return bool(ok) and (ok != _AFTER_00 or run[:2] == "00") and _YEAR_FIRST.match(run) is None
+
+    def _in_context(self, text: str, start: int, run: str, key: bytes | None = None) -> list[Span]:
+        """A run of digit groups that is no finding as written (``_handle``: a national number counts only grouped
+        as its region writes it) is a phone number when a word that says so comes right before it (``Tel:``,
+        ``mobile``…) and its digits are a valid number of one of the regions, with or without the trunk prefix
+        (``030/12345678``, ``912 345 678``, ``98765 43210``), or an international number after ``00``
+        (``0044 20 7123 4567``). People group numbers in many ways; the word is what makes the digits a phone
+        number, as it is for a bare run. ``key``: the run's shape, when the caller has it."""
+        if not self._may_follow_word(run, key) or not _phone_context(text, start):
+            return []
+        groups = _GROUPS.findall(run)
+        digits = "".join(groups)
+        if digits[:2] == "00":
+            nn = digits[2:]
+            valid = 7 <= len(nn) <= 15 and _plus_length_ok(nn) and valid_international(nn)
+        else:
+            valid = (len(groups) <= 6 and len(digits) <= 15 and len(digits) in self.all_lengths
+                     and valid_written(digits, self.regions))
+        return [(start, start + len(run), "phone_number")] if valid else []
+
+    def _context_shape(self, key: bytes) -> int:
+        """Whether runs of this shape may be a phone number after a phone word (``_in_context``): two to seven digit
+        groups, 8 to 17 digits (a local number of 7, 555-1234, is not enough; ``_in_context`` allows more than six
+        groups and 15 digits only after ``00``), no '+' (the plan checks those), not written as a date, a version
+        or an address (dots between short groups); a run that starts with a year (2024/09/19 14:30) is refused by
+        its digits. 0: no; ``_AFTER_00``: only a run that starts with 00 (a card in groups of four is 16 digits: no
+        phone word is looked for before it); 1: yes."""
+        shape = key.decode("ascii")
+        lens = [len(g) for g in _GROUPS.findall(shape)]
+        digits = sum(lens)
+        seps = _GROUPS.split(shape)[1:-1]
+        possible = (shape[0] != "+" and 2 <= len(lens) <= 7 and 8 <= digits <= 17
+                    and _DATE_LIKE.fullmatch(shape) is None
+                    and not (all(sep == "." for sep in seps) and max(lens) <= 3))
+        ok = 0 if not possible else _AFTER_00 if digits > 15 or len(lens) > 6 else 1
+        if len(self._context_shapes) >= MEMO_ITEMS:
+            self._context_shapes.clear()
+        self._context_shapes[key] = ok
+        return ok
 
     def handle_many(self, text: str, runs: list[tuple[int, int]]) -> list[list[Span]]:
         """``handle`` of each digit run ``text[start:end]`` in ``runs``, the same answers: runs of a shape seen
@@ -209,7 +294,13 @@ class Numbers:
                 plan = self._plan_of(key)
                 if not plan:
                     continue
-                ks = self._sieve(key, plan, [texts[k] for k in ks], ks)
+                kept = self._sieve(key, plan, [texts[k] for k in ks], ks)
+                if len(kept) < len(ks) and self._context_shapes.get(key, True) and self._context_shape(key):
+                    passed = set(kept)  # the runs the sieve drops have no finding as written: in context?
+                    for k in ks:
+                        if k not in passed:
+                            out[k] = self._in_context(text, runs[k][0], texts[k], key)
+                ks = kept
                 if plan[0] is not None:
                     ks = _whole_run(plan, len(key), runs, texts, ks, out)
             for k in ks:
@@ -350,6 +441,8 @@ class Numbers:
                     window = tuple(lens[i:j + 1])
                     regions = self.by_length.get(total, ())
                     if ld == "+":
+                        if j >= 2 and lens[1] == 1 and seps[0] in ("(", " (") and seps[1][:1] == ")":
+                            steps.append(("plus0", i, j, s, e, None, (), ()))  # +44 (0)20 7123 4567
                         steps.append(("plus", i, j, s, e, None, (), ()))
                     # A window ending in a 1- or 2-digit group is a phone number only as the whole run: France,
                     # Spain, Belgium, Switzerland, Sweden and Poland end numbers in pairs, and inside a longer run
@@ -363,7 +456,10 @@ class Numbers:
                                    and (j - i < 4 or min(lens[i:j + 1]) < 2))
                           and _shaped(regions, window)
                           and _DATE_LIKE.fullmatch(shape, s, e) is None
-                          and _DATE_FIRST.match(shape, s, e) is None):
+                          and _DATE_FIRST.match(shape, s, e) is None
+                          # nor a window in a longer list of numbers: "030 123 456 789 012", "120 240 480 960 1920"
+                          and not (same_sep and ((i > 0 and seps[i - 1] == sep0 and lens[i - 1] >= 3)
+                                                 or (j + 1 < len(lens) and seps[j] == sep0 and lens[j + 1] >= 3)))):
                         steps.append(("phone", i, j, s, e, quick_by_digit(regions, window), regions, window))
                 total -= lens[j]
             if lens[i] >= 13 and not ld and (i == 0 or seps[i - 1] in (" ", "/")) and lens[i] <= 19:
@@ -429,8 +525,13 @@ def _try(groups: list[str], steps: tuple[Step, ...]) -> tuple[int, int, str] | N
         elif kind == "ssn":
             if _ssn_ok(groups[i], groups[i + 1], groups[i + 2]):
                 return (s, e, "us_ssn")
-        else:  # "plus"
-            digits = "".join(groups[i:j + 1])
+        else:  # "plus", or "plus0": the national trunk prefix written in parentheses after the country code
+            if kind == "plus0":
+                if groups[1] != "0":
+                    continue
+                digits = groups[0] + "".join(groups[2:j + 1])
+            else:
+                digits = "".join(groups[i:j + 1])
             if _plus_length_ok(digits) and valid_international(digits):
                 return (s, e, "phone_number")
     return None

@@ -292,6 +292,13 @@ def valid_bare(digits: str, regions: Sequence[str]) -> bool:
     return False
 
 
+def valid_written(digits: str, regions: Sequence[str]) -> bool:
+    """Whether ``digits``, a number written in groups after a word that says phone, is a valid number of one of
+    ``regions`` with or without its trunk prefix (``030/12345678``, ``98765 43210``): the grouping is not checked
+    (people group digits in many ways), the word and the groups stand for the trunk prefix's evidence."""
+    return any(_valid_in_country(r.cc, nn) for r, _main in _rules(tuple(regions)) for nn in r.strip_prefix(digits))
+
+
 def valid_national(parts: list[str], regions: Sequence[str]) -> bool:
     """Whether the digit groups ``parts`` are a valid number of one of ``regions``, grouped as it writes them."""
     return _valid_national(list(parts), tuple(regions))

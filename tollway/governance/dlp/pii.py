@@ -13,12 +13,15 @@ _FILE_TLDS = frozenset(("png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp"
                         "rb", "go", "rs", "java", "kt", "swift", "html", "xml", "zip", "gz", "tgz", "whl"))
 
 
+#: The letters of a local part: ASCII, and the Latin letters of Latin-1 and Latin Extended-A/B (müller@, josé@,
+#: łukasz@: RFC 6531 addresses); not other scripts, where text glued to an address is prose (请发邮件到foo@…).
+LOCAL_LETTERS = "A-Za-z0-9_\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 # The local part read backwards from the '@' (on the reversed text before it): at most 64 characters, and
 # not past a '..' (the '.' nearer the '@' is the last one taken).
-_LOCAL_BACKWARDS = re.compile(r"(?:[A-Za-z0-9_%+\-]|(?<!\.)\.){0,64}").match
+_LOCAL_BACKWARDS = re.compile(rf"(?:[{LOCAL_LETTERS}%+\-]|(?<!\.)\.){{0,64}}").match
 # The same without dots (a plain class repeat, much cheaper than the alternation with its look-behind): where it
 # stops at anything but a '.', the rule above stops there too.
-_PLAIN_BACKWARDS = re.compile(r"[A-Za-z0-9_%+\-]{0,64}").match
+_PLAIN_BACKWARDS = re.compile(rf"[{LOCAL_LETTERS}%+\-]{{0,64}}").match
 
 
 def on_email(text: str, at: int, end: int) -> Iterable[Span]:
@@ -108,12 +111,25 @@ def on_iban(text: str, start: int) -> Iterable[Span]:
 _IP_NOT_PII = ("192.0.2.", "198.51.100.", "203.0.113.", "0.0.0.0", "127.", "255.255.255.255")
 
 
+# A word right before that makes four dotted numbers a version or a section: "version 1.2.3.4", "Firefox 115.0.2.8",
+# "upgraded to 5.15.0.91", "section 4.2.1.3".
+_VERSION_BEFORE = re.compile(
+    r"(?i)(?:\bv|\b(?:ver|version|release|rev|revision|build|patch|firmware|kernel|section|sec|chapter|clause|"
+    r"firefox|chrome|chromium|safari|edge|python|node|java|jdk|gradle|maven|ruby|perl|php|dotnet|windows|macos|ios|"
+    r"android|ubuntu|debian)|(?:upgrad|updat|bump|downgrad)(?:e|ed|es|ing)? (?:to|from)|§)[ :=]*\Z")
+
+
 def on_ipv4(text: str, start: int, end: int) -> Iterable[Span]:
-    """An IPv4 address (opt-in: ``ip_addresses: true``): every octet at most 255, not a documentation address."""
-    if text[max(0, start - 9):start].lower().rstrip(" :=@").endswith(("v", "version", "release")):
-        return ()  # 1.2.3.4 after "version": a version number
+    """An IPv4 address (opt-in: ``ip_addresses: true``): every octet at most 255, not a documentation address, not a
+    version number: after a word that says so (``_VERSION_BEFORE``), or a first part below 10, the other three
+    below 32 and one of them 0 (4.19.0.1, 3.11.4.0, 1.0.0.0: assembly and package versions look so, addresses
+    rarely; 8.8.8.8 and 1.1.1.1 stay addresses)."""
+    if _VERSION_BEFORE.search(text, max(0, start - 24), start) is not None:
+        return ()
     value = text[start:end]
     octets = value.split(".")
     if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets) or value.startswith(_IP_NOT_PII):
+        return ()
+    if len(octets[0]) == 1 and all(int(o) < 32 for o in octets[1:]) and "0" in octets[1:]:
         return ()
     return ((start, end, "ip_address"),)
