@@ -18,6 +18,7 @@ from tollway.governance.dlp.prefilter import compiled_prefilter
 from tollway.governance.dlp.result import DetectorFailed, Span
 from tollway.governance.dlp.secrets import (
     AUTHZ,
+    AUTHZ_DOTNET,
     TOKENS,
     make_on_token,
     on_authorization,
@@ -84,6 +85,8 @@ def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, 
                             r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"))
     out["J"].append(("jwt", r"(?<=eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"))
     out["z"].append(("authz", AUTHZ))
+    out["Z"].append(("authZ", AUTHZ))
+    out["A"].append(("authcs", AUTHZ_DOTNET))
     out["@"].append(("email", rf"{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9])"))
     out["@"].append(("at", ""))  # any other '@': maybe scheme://user:password@host
     return out
@@ -116,7 +119,8 @@ def _kinds_of(group: str) -> str:
     if group[0] == "n" or group[:2] == "ip":
         return "payment_card/us_ssn/phone_number/iban/ip_address"
     named = {"pem": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
-             "authz": "authorization_header", "sk": "openai_key/anthropic_key"}
+             "authz": "authorization_header", "authZ": "authorization_header",
+             "authcs": "authorization_header", "sk": "openai_key/anthropic_key"}
     return named.get(group, "password_assignment/aws_secret_key")
 
 
@@ -141,6 +145,7 @@ class Builtin:
         self.prefilter = compiled_prefilter(min_digits, ip_addresses) if prefilter else None
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
+            "authZ": on_authorization, "authcs": on_authorization,
             **{a: on_assignment for a in _ASSIGN},
             **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
         }

@@ -79,7 +79,8 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),
-        (r"authorization[\"']?[ \t]*[:=]", 7, True),
+        (r"authorization[\"'`]?[ \t]*[:=,]", 7, True),
+        (r"AuthenticationHeaderValue\(", 0, False),
         # An e-mail's local part ends with one of [A-Za-z0-9_%+-]; a URL password with none of these: so never
         # after a space or at the start (``@decorator``, ``@mention``).
         (r"""[^\s/@"'`]@""", 1, False),

