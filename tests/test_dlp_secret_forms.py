@@ -44,6 +44,7 @@ def b64_mixed(n: int) -> str:
 AKIA = "AKIA" + rnd(16, string.ascii_uppercase + string.digits)
 TOK = rnd(40)
 BASIC = base64.b64encode(f"admin:{rnd(12)}".encode()).decode()
+AZ = b64_mixed(86) + "=="  # an Azure storage account key: 64 random bytes in base64
 
 # (kind, text, the secret: what must be redacted, and nothing else but an access key id)
 POSITIVES: list[tuple[str, str, str]] = [
@@ -54,6 +55,12 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("authorization_header", f'client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", '
                              f'"{TOK}");', TOK),
     ("authorization_header", f"AUTHORIZATION: Bearer {TOK}", TOK),
+    # 2. an Azure storage account key named by its context, outside a connection string
+    ("azure_storage_key", f"AZURE_STORAGE_KEY={AZ}", AZ),
+    ("azure_storage_key", f'storage_account_key = "{AZ}"', AZ),
+    ("azure_storage_key", f"az storage blob list --account-name acme --account-key {AZ} -c logs", AZ),
+    ("azure_storage_key", f'new StorageSharedKeyCredential("acme", "{AZ}");', AZ),
+    ("azure_storage_key", f"export AZURE_STORAGE_ACCESS_KEY='{AZ}'", AZ),
 ]
 
 NEGATIVES: list[tuple[str, str]] = [
@@ -61,12 +68,23 @@ NEGATIVES: list[tuple[str, str]] = [
     ("authorization_header", 'conn.setRequestProperty("Authorization", "Basic " + encoded);'),
     ("authorization_header", 'new AuthenticationHeaderValue("Basic", Convert.ToBase64String(bytes))'),
     ("authorization_header", "headers: { Authorization: `Bearer ${token}` }"),
+    # an npm integrity hash has the same shape as an account key: not one without a name that says so
+    ("azure_storage_key", f'"integrity": "sha512-{AZ}"'),
+    ("azure_storage_key", f"integrity sha512-{AZ}"),
+    ("azure_storage_key", f"checksum: {AZ}"),
+    # under these names, anything but the key's shape is an identifier as often as a secret
+    ("azure_storage_key", 'account_key = "acct_8f7a6b5c4d3e"'),
+    ("password_assignment", 'account_key = "acct_8f7a6b5c4d3e"'),
+    ("password_assignment", "AZURE_STORAGE_KEY=Xk29fQ0w"),
 ]
 
 PLACEHOLDERS: list[tuple[str, str]] = [
     ("authorization_header", 'new AuthenticationHeaderValue("Bearer", "<your-token>")'),
     ("authorization_header", 'req.Header.Set("Authorization", "Bearer xxxxxxxxxxxxxxxx")'),
     ("authorization_header", "AUTHORIZATION: Bearer YOUR_API_TOKEN_HERE"),
+    ("azure_storage_key", "AZURE_STORAGE_KEY=<your-storage-key>"),
+    ("azure_storage_key", "az storage blob list --account-key $AZURE_STORAGE_KEY"),
+    ("azure_storage_key", 'new StorageSharedKeyCredential("acme", "' + "x" * 86 + '==");'),
 ]
 
 MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),

@@ -40,6 +40,11 @@ _ASSIGN_VALUE = re.compile(
 # then checks the whole word with a case-insensitive look-behind.
 KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "signing", "encryption", "master",
                                        "client") for sep in ("", "_", "-")]
+# Names of an Azure storage account key outside a connection string (``AZURE_STORAGE_KEY=…``,
+# ``storage_account_key = "…"``, ``az storage … --account-key …``). Only the key's own shape counts under them
+# (88 base64 characters ending ``==``, 64 random bytes): ``account_key`` and ``storage_key`` name identifiers too.
+AZURE_KEY_WORDS = ("storage_key", "storage-key", "storagekey", "storageaccountkey", "account_key", "account-key")
+KEY_WORDS += AZURE_KEY_WORDS
 BEHIND_KEY = "|".join(f"(?<={w})" for w in KEY_WORDS)
 # ``pass`` ends a credential's name only after what owns a credential (detect-secrets' db_pass, database_pass,
 # key_pass; the services .env files name so): ``render_pass``, ``lint_pass``, ``high_pass`` are code, not secrets.
@@ -64,6 +69,7 @@ _TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "requ
 _BEARER = re.compile(r"(?i)(?:bearer|basic|token)\s+\S{8,}")
 _DOTTED_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+_AZURE_KEY = re.compile(r"[A-Za-z0-9/+]{86}==")
 
 
 _WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
@@ -116,6 +122,10 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
                                    or _FLAG_NAME.search(text, max(k, vm.start() - 64), vm.start()) is None):
         return ()
     key = text[k:vm.start()].lower()
+    if _AZURE_KEY.fullmatch(value) and ("storage" in key or key.endswith(AZURE_KEY_WORDS)):
+        return ((vs, ve, "azure_storage_key"),)
+    if key.endswith(AZURE_KEY_WORDS):  # any other value under these names: an identifier as often as a secret
+        return ()
     if "secret" in key and ("aws" in key or "access" in key) and _AWS_SECRET.fullmatch(value):
         return ((vs, ve, "aws_secret_key"),)
     if key.endswith(("accountkey", "sharedaccesskey")):  # Azure connection strings

@@ -32,7 +32,8 @@ _GL = "(?:pat|dt|rt|cbt|ptt|ft|imt|agent|oas|soat|ffct)"
 _BECH32 = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"  # BIP 173's data alphabet (upper case), in value order
 
 # (kind, before, anchor, after[, value offset]): a value offset > 0 reports only the part of the match that
-# starts that many characters after the anchor (AccountKey=<value>).
+# starts that many characters after the anchor (AccountKey=<value>); one < 0, only its last -offset characters (a
+# key after other arguments of a call).
 TOKENS: list[tuple[str, str, str, str, int]] = [
     ("github_token", "", "g", r"h[pousr]_[A-Za-z0-9]{36,}", 0),
     ("github_token", "", "g", r"ithub_pat_[A-Za-z0-9_]{22,}", 0),
@@ -49,6 +50,9 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     ("azure_storage_key", "AccountKe", "y", rf"={_B64}{{86}}==", 2),
     ("azure_storage_key", "SharedAccessKe", "y", rf"={_B64}{{43}}=", 2),
     ("azure_storage_key", "[?&]si", "g", r"=[A-Za-z0-9%+/]{40,120}", 2),
+    # The SDK's credential object: the account name, then the account key (the last 88 characters).
+    ("azure_storage_key", "StorageSharedKe", "y", rf"""Credential\([ \t]*["'][^"'\n]{{1,64}}["'][ \t]*,[ \t]*["']"""
+                                                  rf"{_B64}{{86}}==", -88),
     ("azure_client_secret", r"[A-Za-z0-9_~.\-]{3}[0-9]", "Q", r"~[A-Za-z0-9_~.\-]{31,34}", 0),
     ("twilio_api_key", "S", "K", r"[0-9a-fA-F]{32}", 0),
     ("sendgrid_key", "S", "G", r"\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}", 0),
@@ -94,7 +98,7 @@ def make_on_token(kind: str, back: int, offset: int) -> Callable[[str, int, int]
     def on_token(text: str, start: int, end: int) -> Iterable[Span]:
         s = start - back
         if offset:  # a key=value pair: the value alone, and the name before it is context, not part of it
-            s = start + offset
+            s = start + offset if offset > 0 else end + offset
             if is_placeholder(text[s:end]):
                 return ()
             return ((s, end, kind),)
