@@ -44,6 +44,7 @@ def b64_mixed(n: int) -> str:
 AKIA = "AKIA" + rnd(16, string.ascii_uppercase + string.digits)
 TOK = rnd(40)
 BASIC = base64.b64encode(f"admin:{rnd(12)}".encode()).decode()
+AWS = [b64_mixed(40) for _ in range(7)]  # AWS secret access keys: 40 base64 characters
 AZ = b64_mixed(86) + "=="  # an Azure storage account key: 64 random bytes in base64
 
 # (kind, text, the secret: what must be redacted, and nothing else but an access key id)
@@ -61,6 +62,14 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("azure_storage_key", f"az storage blob list --account-name acme --account-key {AZ} -c logs", AZ),
     ("azure_storage_key", f'new StorageSharedKeyCredential("acme", "{AZ}");', AZ),
     ("azure_storage_key", f"export AZURE_STORAGE_ACCESS_KEY='{AZ}'", AZ),
+    # 3. an AWS secret access key next to its key id, or set by the AWS CLI
+    ("aws_secret_key", f'credentials.NewStaticCredentials("{AKIA}", "{AWS[0]}", "")', AWS[0]),
+    ("aws_secret_key", f'new BasicAWSCredentials("{AKIA}","{AWS[1]}");', AWS[1]),
+    ("aws_secret_key", f"| key id | secret |\n|---|---|\n| {AKIA} | {AWS[2]} |", AWS[2]),
+    ("aws_secret_key", f"my aws secret key is {AWS[3]} (access key {AKIA})", AWS[3]),
+    ("aws_secret_key", f"aws configure set aws_secret_access_key {AWS[4]}", AWS[4]),
+    ("aws_secret_key", f'provider "aws" {{\n  region = "us-east-1"\n  secret_key = "{AWS[5]}"\n}}', AWS[5]),
+    ("aws_secret_key", f"cloud:\n  aws:\n    credentials:\n      secret-key: {AWS[6]}", AWS[6]),
 ]
 
 NEGATIVES: list[tuple[str, str]] = [
@@ -76,6 +85,15 @@ NEGATIVES: list[tuple[str, str]] = [
     ("azure_storage_key", 'account_key = "acct_8f7a6b5c4d3e"'),
     ("password_assignment", 'account_key = "acct_8f7a6b5c4d3e"'),
     ("password_assignment", "AZURE_STORAGE_KEY=Xk29fQ0w"),
+    # near a key id: a SHA-1, a longer base64 run, an absolute path, a run without a digit
+    ("aws_secret_key", f"{AKIA} commit {rnd(40, '0123456789abcdef')}"),
+    ("aws_secret_key", f"{AKIA} {b64_mixed(44)}"),
+    ("aws_secret_key", f"{AKIA} in /Users/Alice/Projects/App2024/build/Logs"),
+    ("aws_secret_key", f"{AKIA} {rnd(40, string.ascii_letters)}"),
+    # too far from it, or with no key id at all
+    ("aws_secret_key", f"{AKIA} " + "word " * 30 + AWS[0]),
+    ("aws_secret_key", f'NewStaticCredentials(keyId, "{AWS[0]}", "")'),
+    ("aws_secret_key", f"aws configure set region {AWS[0]}"),
 ]
 
 PLACEHOLDERS: list[tuple[str, str]] = [
@@ -85,6 +103,9 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("azure_storage_key", "AZURE_STORAGE_KEY=<your-storage-key>"),
     ("azure_storage_key", "az storage blob list --account-key $AZURE_STORAGE_KEY"),
     ("azure_storage_key", 'new StorageSharedKeyCredential("acme", "' + "x" * 86 + '==");'),
+    ("aws_secret_key", "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("aws_secret_key", f'BasicAWSCredentials("{AKIA}", "EXAMPLEKEYwJalrXUtnFEMI/K7MDENG/bPxRfiCY")'),
+    ("aws_secret_key", "aws configure set aws_secret_access_key $AWS_SECRET_ACCESS_KEY"),
 ]
 
 MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),

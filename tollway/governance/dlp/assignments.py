@@ -70,6 +70,7 @@ _BEARER = re.compile(r"(?i)(?:bearer|basic|token)\s+\S{8,}")
 _DOTTED_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _AZURE_KEY = re.compile(r"[A-Za-z0-9/+]{86}==")
+_CONFIGURE_SET = re.compile(r"(?<![A-Za-z0-9_\-])configure[ \t]+set[ \t]+\Z")
 
 
 _WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
@@ -118,10 +119,15 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         k -= 1
     if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
         return ()
-    if group in ("fqv", "fv") and (not text.startswith("--", k)  # a space assigns only to a --flag
-                                   or _FLAG_NAME.search(text, max(k, vm.start() - 64), vm.start()) is None):
+    if group in ("fqv", "fv") and ((not text.startswith("--", k)  # a space assigns only to a --flag...
+                                    or _FLAG_NAME.search(text, max(k, vm.start() - 64), vm.start()) is None)
+                                   # ...or to a setting of ``aws configure set <name> <value>``
+                                   and _CONFIGURE_SET.search(text, max(0, k - 40), k) is None):
         return ()
     key = text[k:vm.start()].lower()
+    if key.endswith(("secret_key", "secret-key", "secretkey")) and _AWS_SECRET.fullmatch(value) \
+            and "aws" in text[max(0, k - 300):k].lower():  # Terraform's provider "aws", Spring's cloud.aws.…
+        return ((vs, ve, "aws_secret_key"),)
     if _AZURE_KEY.fullmatch(value) and ("storage" in key or key.endswith(AZURE_KEY_WORDS)):
         return ((vs, ve, "azure_storage_key"),)
     if key.endswith(AZURE_KEY_WORDS):  # any other value under these names: an identifier as often as a secret

@@ -112,9 +112,38 @@ def make_on_token(kind: str, back: int, offset: int) -> Callable[[str, int, int]
             return ()
         if check is not None and not check(value):
             return ()
+        if kind == "aws_access_key":
+            return ((s, end, kind), *aws_secrets_near(text, s, end))
         return ((s, end, kind),)
     check = _CHECKS.get(kind)
     return on_token
+
+
+# An AWS secret access key: 40 base64 characters (no '=': 30 bytes), not inside a longer base64 run.
+_AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_HEX = frozenset("0123456789abcdefABCDEF")
+AWS_SECRET_REACH = 100  # characters either side of an access key id where its secret is looked for
+
+
+def aws_secrets_near(text: str, start: int, end: int) -> tuple[Span, ...]:
+    """AWS secret access keys within ``AWS_SECRET_REACH`` characters of the access key id at ``start:end``.
+
+    An SDK call (``NewStaticCredentials("AKIA…", "<secret>", "")``), a table row or a sentence gives the secret
+    no name; the key id next to it is the context. A 40-character run counts only with upper- and lower-case
+    letters and a digit (a random secret has all three; a word run rarely does), not all hex (a SHA-1), not as
+    an absolute path (``/`` first and another later), and not as a placeholder.
+    """
+    found: list[Span] = []
+    # (the search runs 41 characters past the reach, so that a longer run there is not cut to 40)
+    for m in _AWS_SECRET_NEAR.finditer(text, max(0, start - AWS_SECRET_REACH - 40), end + AWS_SECRET_REACH + 41):
+        v = m.group()
+        if start - m.end() > AWS_SECRET_REACH or m.start() - end > AWS_SECRET_REACH:
+            continue
+        if (any(c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v)
+                and not set(v) <= _HEX and not (v[0] == "/" and v.count("/") > 1)  # an absolute path
+                and not is_placeholder(v)):
+            found.append((m.start(), m.end(), "aws_secret_key"))
+    return tuple(found)
 
 
 def grafana_checksum_ok(token: str) -> bool:
