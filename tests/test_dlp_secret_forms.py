@@ -46,6 +46,7 @@ TOK = rnd(40)
 BASIC = base64.b64encode(f"admin:{rnd(12)}".encode()).decode()
 AWS = [b64_mixed(40) for _ in range(7)]  # AWS secret access keys: 40 base64 characters
 AZ = b64_mixed(86) + "=="  # an Azure storage account key: 64 random bytes in base64
+PW = [rnd(6, string.ascii_lowercase) + rnd(3, string.digits) + rnd(3, string.ascii_uppercase) for _ in range(8)]
 
 # (kind, text, the secret: what must be redacted, and nothing else but an access key id)
 POSITIVES: list[tuple[str, str, str]] = [
@@ -70,6 +71,16 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("aws_secret_key", f"aws configure set aws_secret_access_key {AWS[4]}", AWS[4]),
     ("aws_secret_key", f'provider "aws" {{\n  region = "us-east-1"\n  secret_key = "{AWS[5]}"\n}}', AWS[5]),
     ("aws_secret_key", f"cloud:\n  aws:\n    credentials:\n      secret-key: {AWS[6]}", AWS[6]),
+    # 4. a password on curl's command line, in a Go MySQL DSN, in an Oracle thin JDBC URL
+    ("url_credentials", f"curl -u admin:{PW[0]} https://jenkins.acme.io/api/json", PW[0]),
+    ("url_credentials", f'curl -s -X POST --user "ci-bot:{PW[1]}" https://ci.acme.io/job/x/build', PW[1]),
+    ("url_credentials", f'dsn := "app:{PW[2]}@tcp(127.0.0.1:3306)/shop?parseTime=true"', PW[2]),
+    ("url_credentials", f"jdbc:oracle:thin:scott/{PW[3]}@db.corp:1521:ORCL", PW[3]),
+    # command-line passwords given with a short flag
+    ("password_assignment", f"mysqldump -uroot -p'{PW[4]}' shop > dump.sql", PW[4]),
+    ("password_assignment", f"mysql -h db -u app -p{PW[5]} shop", PW[5]),
+    ("password_assignment", f"redis-cli -h cache -a {PW[6]} ping", PW[6]),
+    ("password_assignment", f"sshpass -p '{PW[7]}' ssh root@10.0.0.5", PW[7]),
 ]
 
 NEGATIVES: list[tuple[str, str]] = [
@@ -94,6 +105,16 @@ NEGATIVES: list[tuple[str, str]] = [
     ("aws_secret_key", f"{AKIA} " + "word " * 30 + AWS[0]),
     ("aws_secret_key", f'NewStaticCredentials(keyId, "{AWS[0]}", "")'),
     ("aws_secret_key", f"aws configure set region {AWS[0]}"),
+    # a user without a password, a prompt, another command, a '-p' that is not glued (mysql: a database name)
+    ("url_credentials", "curl -u admin https://jenkins.acme.io/api/json"),
+    ("url_credentials", f"curl -u sk_test_{rnd(24)}: https://api.stripe.com/v1/charges"),
+    ("url_credentials", f"libcurl -u admin:{PW[0]}"),
+    ("url_credentials", "mail bob@tcp.example.com"),
+    ("url_credentials", "jdbc:oracle:thin:@db.corp:1521:ORCL"),
+    ("password_assignment", "mysql -u root -p shop"),
+    ("password_assignment", "mysql -u root -P 3306 -p"),
+    ("password_assignment", f"grep -p {PW[4]} file.txt"),
+    ("password_assignment", "redis-cli -h cache ping"),
 ]
 
 PLACEHOLDERS: list[tuple[str, str]] = [
@@ -106,6 +127,14 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("aws_secret_key", "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
     ("aws_secret_key", f'BasicAWSCredentials("{AKIA}", "EXAMPLEKEYwJalrXUtnFEMI/K7MDENG/bPxRfiCY")'),
     ("aws_secret_key", "aws configure set aws_secret_access_key $AWS_SECRET_ACCESS_KEY"),
+    ("url_credentials", "curl -u $USER:$PASS https://jenkins.acme.io/"),
+    ("url_credentials", 'curl --user "admin:<password>" https://jenkins.acme.io/'),
+    ("url_credentials", 'DSN="root:${MYSQL_PASSWORD}@tcp(db:3306)/shop"'),
+    ("url_credentials", "user:password@tcp(localhost:3306)/dbname"),
+    ("url_credentials", "jdbc:oracle:thin:scott/<password>@db.corp:1521:ORCL"),
+    ("password_assignment", "mysql -u root -p$MYSQL_PWD shop"),
+    ("password_assignment", "redis-cli -a <password> ping"),
+    ("password_assignment", "sshpass -p 'changeme' ssh root@host"),
 ]
 
 MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),

@@ -76,7 +76,7 @@ _CONFIGURE_SET = re.compile(r"(?<![A-Za-z0-9_\-])configure[ \t]+set[ \t]+\Z")
 _WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
 
 
-def _nontrivial(value: str, quoted: bool) -> bool:
+def nontrivial(value: str, quoted: bool) -> bool:
     """Whether an assigned value looks like a real credential rather than a name, a reference or a placeholder."""
     if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
         return False
@@ -112,17 +112,17 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     group = next(g for g in ("qv", "xv", "fqv", "fv", "uv") if vm.group(g) is not None)
     value = vm.group(group)
     vs, ve = vm.span(group)
-    if not _nontrivial(value, group not in ("uv", "fv")):
+    if not nontrivial(value, group not in ("uv", "fv")):
         return ()
     k = vm.start()
     while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):
         k -= 1
     if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
         return ()
-    if group in ("fqv", "fv") and ((not text.startswith("--", k)  # a space assigns only to a --flag...
-                                    or _FLAG_NAME.search(text, max(k, vm.start() - 64), vm.start()) is None)
-                                   # ...or to a setting of ``aws configure set <name> <value>``
-                                   and _CONFIGURE_SET.search(text, max(0, k - 40), k) is None):
+    if group in ("fqv", "fv") and (_FLAG_NAME.search(text, max(k, vm.start() - 64), vm.start()) is None
+                                   # a space assigns only to a --flag, or to a setting of ``aws configure set``
+                                   or not (text.startswith("--", k)
+                                           or _CONFIGURE_SET.search(text, max(0, k - 40), k) is not None)):
         return ()
     key = text[k:vm.start()].lower()
     if key.endswith(("secret_key", "secret-key", "secretkey")) and _AWS_SECRET.fullmatch(value) \

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 
 from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, on_assignment
+from tollway.governance.dlp.commands import COMMANDS
+from tollway.governance.dlp.commands import HANDLERS as COMMAND_HANDLERS
 from tollway.governance.dlp.dense import DENSE_BYTES_PER_ANCHOR, DENSE_MIN_ANCHORS, Answer, table
 from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
@@ -89,6 +91,8 @@ def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, 
     out["A"].append(("authcs", AUTHZ_DOTNET))
     out["@"].append(("email", rf"{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9])"))
     out["@"].append(("at", ""))  # any other '@': maybe scheme://user:password@host
+    for name, anchor, pattern, _h, _o, _flag, _kind in COMMANDS:  # curl -u, mysql -p…: after the rest
+        out[anchor].append((name, pattern))
     return out
 
 
@@ -120,7 +124,8 @@ def _kinds_of(group: str) -> str:
         return "payment_card/us_ssn/phone_number/iban/ip_address"
     named = {"pem": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
              "authz": "authorization_header", "authZ": "authorization_header",
-             "authcs": "authorization_header", "sk": "openai_key/anthropic_key"}
+             "authcs": "authorization_header", "sk": "openai_key/anthropic_key",
+             **{c[0]: c[6] for c in COMMANDS}}
     return named.get(group, "password_assignment/aws_secret_key")
 
 
@@ -146,7 +151,7 @@ class Builtin:
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
             "authZ": on_authorization, "authcs": on_authorization,
-            **{a: on_assignment for a in _ASSIGN},
+            **{a: on_assignment for a in _ASSIGN}, **COMMAND_HANDLERS,
             **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
         }
         for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):
@@ -269,7 +274,8 @@ def _on_at(text: str, start: int, end: int) -> Iterable[Span]:
 def _on_email(text: str, start: int, end: int) -> Iterable[Span]:
     # https://user:password@host.example.com/ is not a mailbox; ``url_credentials`` needs a "://" within 420
     # characters before the '@', and most addresses have none (asked here: a call less per address).
-    if text.rfind("://", start - 420 if start > 420 else 0, start) >= 0:
+    lo = start - 420 if start > 420 else 0
+    if text.rfind("://", lo, start) >= 0 or text.rfind(":thin:", lo, start) >= 0:  # (Oracle's jdbc:oracle:thin:)
         found = url_credentials(text, start)
         if found is not None:
             return (found,)

@@ -35,6 +35,7 @@ import threading
 from typing import Any
 
 from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS
+from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
 _GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)"""  # a loose form of ASSIGN_GATE's operators (> for XML)
@@ -76,6 +77,8 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         # '.' (``assignments.FLAG_WORDS``, which the validator asks for too), so the words themselves ("a password
         # is", "spoken words") cost nothing in prose.
         *((r"[_\-.]" + word + r"[ \t]", 1 + at, True) for word, at in FLAG_WORDS),
+        # Commands whose short flag gives a password (``curl -u``, ``mysql -p``): their name and a space.
+        *((pattern, offset, False) for _n, _a, _p, pattern, offset, _f, _k in COMMANDS),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),

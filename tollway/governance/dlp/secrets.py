@@ -217,13 +217,26 @@ def on_jwt(text: str, start: int, end: int) -> Iterable[Span]:
 _URL_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s/:@\"'`]{0,128}:([^\s/@\"'`]{3,256})@$")
 
 
+# Data source names without a scheme: Go's MySQL driver (``user:password@tcp(host:3306)/db``, also ``unix(``),
+# and Oracle's thin JDBC URL (``jdbc:oracle:thin:user/password@host:1521:SID``).
+_GO_DSN = re.compile(r"""(?:^|(?<=[\s"'`=(,]))[A-Za-z0-9_.\-]{1,64}:([^\s/@"'`:]{3,256})@$""")
+_ORACLE = re.compile(r"""jdbc:oracle:thin:[^\s/@"'`:]{1,64}/([^\s/@"'`]{3,256})@$""")
+
+
 def url_credentials(text: str, at: int) -> Span | None:
-    """A password in a URL whose ``@`` is at ``at`` (``postgres://app:pw@db/x``), if any."""
+    """A password in a URL whose ``@`` is at ``at`` (``postgres://app:pw@db/x``), or in a data source name
+    (``app:pw@tcp(db:3306)/x``, ``jdbc:oracle:thin:app/pw@db:1521:X``), if any."""
     lo = max(0, at - 420)
     scheme = text.rfind("://", lo, at)
     if scheme < 0 or text.find("@", scheme, at) >= 0:  # no "scheme://" right before this '@': most e-mails
-        return None
-    m = _URL_CREDENTIALS.search(text, max(lo, scheme - 32), at + 1)
+        if text.startswith(("tcp(", "unix("), at + 1):
+            m = _GO_DSN.search(text, max(0, at - 330), at + 1)
+        elif text.rfind("jdbc:oracle:thin:", max(0, at - 340), at) >= 0:
+            m = _ORACLE.search(text, max(0, at - 340), at + 1)
+        else:
+            return None
+    else:
+        m = _URL_CREDENTIALS.search(text, max(lo, scheme - 32), at + 1)
     if m is None:
         return None
     value = m.group(1)
