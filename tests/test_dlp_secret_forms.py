@@ -135,6 +135,11 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("password_assignment", "mysql -u root -p$MYSQL_PWD shop"),
     ("password_assignment", "redis-cli -a <password> ping"),
     ("password_assignment", "sshpass -p 'changeme' ssh root@host"),
+    # 6. false positives: shell parameter expansion (an error message, an alternative), an elided value
+    ("password_assignment", "DB_PASSWORD=${DB_PASSWORD:?missing}"),
+    ("password_assignment", 'export API_TOKEN="${API_TOKEN:?set API_TOKEN first}"'),
+    ("password_assignment", "ANTHROPIC_API_KEY=sk-ant-..."),
+    ("password_assignment", 'OPENAI_API_KEY="sk-proj-..."'),
 ]
 
 MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),

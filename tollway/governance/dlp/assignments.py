@@ -124,6 +124,8 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
                                    or not (text.startswith("--", k)
                                            or _CONFIGURE_SET.search(text, max(0, k - 40), k) is not None)):
         return ()
+    if k >= 2 and text.startswith("${", k - 2) and value[0] in "?+":  # ${VAR:?message}, ${VAR:+alternative}
+        return ()
     key = text[k:vm.start()].lower()
     if key.endswith(("secret_key", "secret-key", "secretkey")) and _AWS_SECRET.fullmatch(value) \
             and "aws" in text[max(0, k - 300):k].lower():  # Terraform's provider "aws", Spring's cloud.aws.…
