@@ -46,7 +46,7 @@ TOK = rnd(40)
 BASIC = base64.b64encode(f"admin:{rnd(12)}".encode()).decode()
 AWS = [b64_mixed(40) for _ in range(7)]  # AWS secret access keys: 40 base64 characters
 AZ = b64_mixed(86) + "=="  # an Azure storage account key: 64 random bytes in base64
-PW = [rnd(6, string.ascii_lowercase) + rnd(3, string.digits) + rnd(3, string.ascii_uppercase) for _ in range(8)]
+PW = [rnd(6, string.ascii_lowercase) + rnd(3, string.digits) + rnd(3, string.ascii_uppercase) for _ in range(16)]
 
 # (kind, text, the secret: what must be redacted, and nothing else but an access key id)
 POSITIVES: list[tuple[str, str, str]] = [
@@ -81,6 +81,17 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("password_assignment", f"mysql -h db -u app -p{PW[5]} shop", PW[5]),
     ("password_assignment", f"redis-cli -h cache -a {PW[6]} ping", PW[6]),
     ("password_assignment", f"sshpass -p '{PW[7]}' ssh root@10.0.0.5", PW[7]),
+    # 5. XML attribute pairs, type annotations, .netrc, RABBITMQ_DEFAULT_PASS, passphrases, prose
+    ("password_assignment", f'<add key="ApiKey" value="{PW[8]}" />', PW[8]),
+    ("password_assignment", f'<property name="password" value="{PW[9]}"/>', PW[9]),
+    ("password_assignment", f'PASSWORD: str = "{PW[10]}"', PW[10]),
+    ("password_assignment", f'api_token: Optional[str] = "{PW[11]}"', PW[11]),
+    ("password_assignment", f"machine api.acme.io\n  login dev\n  password {PW[12]}\n", PW[12]),
+    ("password_assignment", f"machine api.acme.io login dev password {PW[13]}", PW[13]),
+    ("password_assignment", f"RABBITMQ_DEFAULT_PASS={PW[14]}", PW[14]),
+    ("password_assignment", 'password: "Summer Vacation 2024!"', "Summer Vacation 2024!"),
+    ("password_assignment", 'the wifi passphrase is "correct horse battery staple"', "correct horse battery staple"),
+    ("password_assignment", f"my password is {PW[15]}, lol", PW[15]),
 ]
 
 NEGATIVES: list[tuple[str, str]] = [
@@ -115,6 +126,18 @@ NEGATIVES: list[tuple[str, str]] = [
     ("password_assignment", "mysql -u root -P 3306 -p"),
     ("password_assignment", f"grep -p {PW[4]} file.txt"),
     ("password_assignment", "redis-cli -h cache ping"),
+    # an attribute pair under another name; a type annotation alone; prose about passwords; messages
+    ("password_assignment", f'<add key="Theme" value="{PW[8]}" />'),
+    ("password_assignment", f'"password" value="{PW[8]}"'),
+    ("password_assignment", "password: str"),
+    ("password_assignment", "the password is incorrect"),
+    ("password_assignment", "Your password is required to continue"),
+    ("password_assignment", "the password was reset yesterday"),
+    ("password_assignment", "token is abcdef123456"),
+    ("password_assignment", "enter your password and press enter"),
+    ("password_assignment", 'error: "Passwords do not match!"'),
+    ("password_assignment", 'password: "Must contain 1 number!"'),
+    ("password_assignment", f"use the password {PW[12]} here"),
 ]
 
 PLACEHOLDERS: list[tuple[str, str]] = [
@@ -135,6 +158,9 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("password_assignment", "mysql -u root -p$MYSQL_PWD shop"),
     ("password_assignment", "redis-cli -a <password> ping"),
     ("password_assignment", "sshpass -p 'changeme' ssh root@host"),
+    ("password_assignment", '<property name="password" value="${db.password}"/>'),
+    ("password_assignment", "machine api.acme.io login dev password <your-password>"),
+    ("password_assignment", "my password is xxxxxxxx"),
     # 6. false positives: shell parameter expansion (an error message, an alternative), an elided value
     ("password_assignment", "DB_PASSWORD=${DB_PASSWORD:?missing}"),
     ("password_assignment", 'export API_TOKEN="${API_TOKEN:?set API_TOKEN first}"'),

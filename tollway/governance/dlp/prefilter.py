@@ -38,7 +38,8 @@ from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNER
 from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
-_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)"""  # a loose form of ASSIGN_GATE's operators (> for XML)
+# A loose form of ASSIGN_GATE's operators (> for XML, value= for an XML attribute pair).
+_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>|value[ \t]*=)"""
 ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
 # More hits than one per this many bytes: the whole text is scanned by ``re`` instead. Measured on the dense
 # classes of bench/dlp_classes.py: at one hit per 7 or 8 bytes (cards, phone numbers) ``re`` alone costs 15 to
@@ -77,6 +78,12 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         # '.' (``assignments.FLAG_WORDS``, which the validator asks for too), so the words themselves ("a password
         # is", "spoken words") cost nothing in prose.
         *((r"[_\-.]" + word + r"[ \t]", 1 + at, True) for word, at in FLAG_WORDS),
+        # ``password VALUE`` as a .netrc line has it (first on its line, or after ``login <user>``: after a space,
+        # a newline, the strings' separator or at the start), and prose (``my password is …``).
+        (r"[\s\x00]password[ \t]", 5, True),
+        (r"^password[ \t]", 4, True),
+        (r"passw(?:or)?d[ \t]+(?:is|was)[ \t]", 4, True),
+        (r"passphrase[ \t]+(?:is|was)[ \t]", 4, True),
         # Commands whose short flag gives a password (``curl -u``, ``mysql -p``): their name and a space.
         *((pattern, offset, False) for _n, _a, _p, pattern, offset, _f, _k in COMMANDS),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
