@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import random
 import string
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,17 @@ BASIC = base64.b64encode(f"admin:{rnd(12)}".encode()).decode()
 AWS = [b64_mixed(40) for _ in range(7)]  # AWS secret access keys: 40 base64 characters
 AZ = b64_mixed(86) + "=="  # an Azure storage account key: 64 random bytes in base64
 PW = [rnd(6, string.ascii_lowercase) + rnd(3, string.digits) + rnd(3, string.ascii_uppercase) for _ in range(16)]
+# PuTTY's key file (the PuTTY manual, appendix C "PPK file format"): header, public and private base64 lines, MAC
+HEX = "0123456789abcdef"
+PPK = ("PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: eddsa-key-20261203\nPublic-Lines: 2\n"
+       f"{rnd(64, B64)}\n{rnd(24, B64)}\nPrivate-Lines: 1\n{rnd(44, B64)}\nPrivate-MAC: {rnd(64, HEX)}")
+PPK2 = ("PuTTY-User-Key-File-2: ssh-rsa\r\nEncryption: aes256-cbc\r\nComment: imported-openssh-key\r\n"
+        f"Public-Lines: 1\r\n{rnd(64, B64)}\r\nPrivate-Lines: 2\r\n{rnd(64, B64)}\r\n{rnd(20, B64)}==\r\n"
+        f"Private-MAC: {rnd(40, HEX)}")
+# a Slack incoming webhook (api.slack.com/messaging/webhooks: hooks.slack.com/services/T…/B…/…), percent-encoded
+HOOK = "hooks.slack.com/services/T" + rnd(8, string.ascii_uppercase + string.digits) + "/B" + \
+    rnd(10, string.ascii_uppercase + string.digits) + "/" + rnd(24)
+HOOK_ENC = urllib.parse.quote(HOOK, safe="")
 
 # (kind, text, the secret: what must be redacted, and nothing else but an access key id)
 POSITIVES: list[tuple[str, str, str]] = [
@@ -92,6 +104,10 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("password_assignment", 'password: "Summer Vacation 2024!"', "Summer Vacation 2024!"),
     ("password_assignment", 'the wifi passphrase is "correct horse battery staple"', "correct horse battery staple"),
     ("password_assignment", f"my password is {PW[15]}, lol", PW[15]),
+    # 7. PuTTY private keys; a percent-encoded Slack webhook
+    ("private_key", PPK, PPK),
+    ("private_key", f"here is my key:\n{PPK2}\nthanks", PPK2),
+    ("slack_webhook", f"GET /notify?channel=ops&redirect=https%3A%2F%2F{HOOK_ENC}&x=1", HOOK_ENC),
 ]
 
 NEGATIVES: list[tuple[str, str]] = [
@@ -138,6 +154,8 @@ NEGATIVES: list[tuple[str, str]] = [
     ("password_assignment", 'error: "Passwords do not match!"'),
     ("password_assignment", 'password: "Must contain 1 number!"'),
     ("password_assignment", f"use the password {PW[12]} here"),
+    ("private_key", "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: a public key only"),
+    ("slack_webhook", f"redirect=https%3A%2F%2Fhooks.slack.com%2Fservices%2F{rnd(10)}"),
 ]
 
 PLACEHOLDERS: list[tuple[str, str]] = [
@@ -161,6 +179,8 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("password_assignment", '<property name="password" value="${db.password}"/>'),
     ("password_assignment", "machine api.acme.io login dev password <your-password>"),
     ("password_assignment", "my password is xxxxxxxx"),
+    ("private_key", "PuTTY-User-Key-File-3: ssh-rsa\nPrivate-Lines: 1\nxxxxxxxxxxxxxxxxxxxxxxxx\n"),
+    ("slack_webhook", "redirect=https%3A%2F%2Fhooks.slack.com%2Fservices%2FTxxxxxxxx%2FBxxxxxxxx%2Fxxxxxxxxxxxx"),
     # 6. false positives: shell parameter expansion (an error message, an alternative), an elided value
     ("password_assignment", "DB_PASSWORD=${DB_PASSWORD:?missing}"),
     ("password_assignment", 'export API_TOKEN="${API_TOKEN:?set API_TOKEN first}"'),

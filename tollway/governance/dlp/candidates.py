@@ -21,11 +21,13 @@ from tollway.governance.dlp.result import DetectorFailed, Span
 from tollway.governance.dlp.secrets import (
     AUTHZ,
     AUTHZ_DOTNET,
+    PPK,
     TOKENS,
     make_on_token,
     on_authorization,
     on_jwt,
     on_pem,
+    on_ppk,
     on_sk,
     token_width,
     url_credentials,
@@ -85,6 +87,7 @@ def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, 
         out[d].append((f"n{d}", number))
     out["B"].append(("pem", r"EGIN(?<=-----BEGIN)[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^\-\x00]+|-(?!----))*+"
                             r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"))
+    out["P"].append(("ppk", PPK))
     out["J"].append(("jwt", r"(?<=eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"))
     out["z"].append(("authz", AUTHZ))
     out["Z"].append(("authZ", AUTHZ))
@@ -122,7 +125,7 @@ def _kinds_of(group: str) -> str:
         return TOKENS[int(group[1:])][0]
     if group[0] == "n" or group[:2] == "ip":
         return "payment_card/us_ssn/phone_number/iban/ip_address"
-    named = {"pem": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
+    named = {"pem": "private_key", "ppk": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
              "authz": "authorization_header", "authZ": "authorization_header",
              "authcs": "authorization_header", "sk": "openai_key/anthropic_key",
              **{c[0]: c[6] for c in COMMANDS}}
@@ -150,7 +153,7 @@ class Builtin:
         self.prefilter = compiled_prefilter(min_digits, ip_addresses) if prefilter else None
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
-            "authZ": on_authorization, "authcs": on_authorization,
+            "authZ": on_authorization, "authcs": on_authorization, "ppk": on_ppk,
             **{a: on_assignment for a in _ASSIGN}, **COMMAND_HANDLERS,
             **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
         }

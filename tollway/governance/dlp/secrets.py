@@ -43,6 +43,9 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     ("slack_token", "", "x", r"oxe[.\-][A-Za-z0-9.\-]{20,}", 0),
     ("slack_token", "", "x", r"app-[0-9]-[A-Za-z0-9\-]{20,}", 0),
     ("slack_webhook", r"hooks\.slac", "k", r"\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}", 0),
+    # The same URL percent-encoded, as a query parameter's value (``?redirect=https%3A%2F%2Fhooks.slack.com%2F…``).
+    ("slack_webhook", r"hooks\.slac", "k",
+     r"\.com%2[Ff](?:services|workflows|triggers)%2[Ff](?:[A-Za-z0-9_\-]|%2[Ff]){20,}", 0),
     ("stripe_key", "[sr]", "k", r"_(?:live|test)_[A-Za-z0-9]{10,}", 0),
     ("stripe_key", "whse", "c", r"_[A-Za-z0-9+/=]{24,}", 0),
     ("aws_access_key", "", "A", r"(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}", 0),
@@ -102,7 +105,8 @@ def make_on_token(kind: str, back: int, offset: int) -> Callable[[str, int, int]
             if is_placeholder(text[s:end]):
                 return ()
             return ((s, end, kind),)
-        if not boundary_before(text, s, _TOKEN_CHARS if kind != "slack_webhook" else ALNUM):
+        if not boundary_before(text, s, _TOKEN_CHARS if kind != "slack_webhook" else ALNUM) \
+                and text[s - 3:s].upper() != "%2F":  # (a percent-encoded webhook URL: https%3A%2F%2Fhooks…)
             return ()
         if not boundary_after(text, end, ALNUM if kind in _GREEDY_TAIL else _TOKEN_CHARS):
             return ()
@@ -190,6 +194,29 @@ def on_pem(text: str, start: int, end: int) -> Iterable[Span]:
     if is_placeholder(text[header_end + 5:end].split("-----END", 1)[0].strip()):
         return ()
     return ((start - 5, end, "private_key"),)
+
+
+def on_ppk(text: str, start: int, end: int) -> Iterable[Span]:
+    """A PuTTY private key file (``PuTTY-User-Key-File-2/3:`` … ``Private-Lines: N``, its N base64 lines and its
+    ``Private-MAC``), whole, unless its private lines are a placeholder."""
+    at = text.find("Private-Lines:", start, end)
+    count = int(text[at + 14:text.index("\n", at)].strip())
+    lines_start = stop = text.index("\n", at) + 1
+    for _ in range(count):
+        nl = text.find("\n", stop, end)
+        stop = end if nl < 0 else nl + 1
+    private = text[lines_start:stop]
+    if is_placeholder(private.replace("\n", "").replace("\r", "")):
+        return ()
+    mac = _PPK_MAC.match(text, stop)
+    return ((start, mac.end() if mac else stop - (text[stop - 1:stop] == "\n"), "private_key"),)
+
+
+_PPK_MAC = re.compile(r"Private-MAC:[ \t]*[0-9a-fA-F]+")
+# PuTTY's key file format (the PuTTY manual, appendix C "PPK file format"), from its header line to the end of its
+# private lines and its MAC, when the private lines are within 8000 characters of the header.
+PPK = (r"uTTY-User-Key-File-[23]:[^\x00]{0,8000}?Private-Lines:[ \t]*[0-9]{1,3}\r?\n"
+       r"(?:[A-Za-z0-9+/=]+(?:\r?\n|\Z))+(?:Private-MAC:[ \t]*[0-9a-fA-F]+)?")
 
 
 def on_sk(text: str, start: int, end: int) -> Iterable[Span]:
