@@ -1,5 +1,6 @@
 """Passwords given to a command on its command line with a short flag: ``curl -u user:<password>``,
-``mysql -uroot -p<password>``, ``redis-cli -a <password>``, ``sshpass -p <password>``.
+``mysql -uroot -p<password>``, ``redis-cli -a <password>``, ``sshpass -p <password>``, HTTPie's
+``http -a user:<password>`` and ``--auth-type bearer --auth <token>``.
 
 A short flag (``-p``, ``-a``) names a password only for the command that defines it, so the candidate is the
 command's name (``COMMANDS``: its anchor character and the rest of its name, followed by a space); the handler
@@ -31,12 +32,17 @@ COMMANDS: tuple[tuple[str, str, str, str, int, re.Pattern[str], str], ...] = (
     # redis-cli -a <password>
     ("rediscli", "c", r"li(?<=redis-cli)(?=[ \t])", r"redis-cli[ \t]", 6,
      re.compile(rf"[ \t]-a[ \t]+{_VALUE}"), "password_assignment"),
+    # HTTPie: http/https -a/--auth user:password, or a token with --auth-type bearer (httpie.io/docs/cli/
+    # authentication); the look-ahead asks for the flag, so that "http " in prose costs no handler call
+    ("httpie", "p", r"(?<=http)s?(?=[ \t])(?=[^\n\x00]{0,400}?[ \t](?:--auth|-a)[ \t=])", r"https?[ \t]", 3,
+     re.compile(rf"[ \t](?:--auth|-a)(?:[ \t]+|=){_VALUE}"), "url_credentials"),
     # sshpass -p <password>
     ("sshpass", "p", r"ass(?<=sshpass)(?=[ \t])", r"sshpass[ \t]", 3,
      re.compile(rf"[ \t]-p[ \t]*{_VALUE}"), "password_assignment"),
 )
 _LINE = 400  # how far along the line a command's flag is looked for
 _NAME_CHARS = WORD | {"-", "."}
+_BEARER = re.compile(r"[ \t](?:--auth-type|-A)(?:[ \t]+|=)bearer\b")
 _TRIVIAL = frozenset(("password", "pass", "passwd", "pwd", "secret"))
 
 
@@ -51,7 +57,11 @@ def _make(command: str, offset: int, flag: re.Pattern[str], kind: str) -> Callab
             return ()
         group = next(g for g in ("sq", "dq", "bare") if m.group(g) is not None)
         vs, ve = m.span(group)
-        if command == "curl":  # user:password
+        if command == "httpie" and _BEARER.search(text, end, m.start()) is not None:  # a token, not user:password
+            if not nontrivial(text[vs:ve], True):
+                return ()
+            return ((vs, ve, "authorization_header"),)
+        if command in ("curl", "httpie"):  # user:password
             colon = text.find(":", vs, ve)
             if colon < 0:
                 return ()
