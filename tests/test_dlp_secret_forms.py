@@ -44,6 +44,8 @@ def b64_mixed(n: int) -> str:
 
 AKIA = "AKIA" + rnd(16, string.ascii_uppercase + string.digits)
 TOK = rnd(40)
+GHP = "ghp_" + rnd(36)  # GitHub's classic token format: ghp_ and 36 letters and digits
+STRIPE = "sk_" + "live_" + rnd(24)
 BASIC = base64.b64encode(f"admin:{rnd(12)}".encode()).decode()
 AWS = [b64_mixed(40) for _ in range(7)]  # AWS secret access keys: 40 base64 characters
 AZ = b64_mixed(86) + "=="  # an Azure storage account key: 64 random bytes in base64
@@ -91,6 +93,9 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("url_credentials", f"http -a admin:{PW[0]} POST pie.dev/post", PW[0]),
     ("url_credentials", f"https --auth=admin:{PW[1]} pie.dev/get", PW[1]),
     ("authorization_header", f"http --auth-type bearer --auth {TOK} GET api.acme.io/me", TOK),
+    # a provider's token in an Authorization line is reported as its own kind
+    ("github_token", f'curl -H "Authorization: Bearer {GHP}" https://api.github.com/user', GHP),
+    ("stripe_key", f"Authorization: Bearer {STRIPE}", STRIPE),
     # command-line passwords given with a short flag
     ("password_assignment", f"mysqldump -uroot -p'{PW[4]}' shop > dump.sql", PW[4]),
     ("password_assignment", f"mysql -h db -u app -p{PW[5]} shop", PW[5]),
@@ -179,6 +184,7 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("url_credentials", "user:password@tcp(localhost:3306)/dbname"),
     ("url_credentials", "http -a $USER:$PASS pie.dev"),
     ("authorization_header", "http -A bearer -a <token> pie.dev"),
+    ("github_token", "Authorization: Bearer ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
     ("url_credentials", "jdbc:oracle:thin:scott/<password>@db.corp:1521:ORCL"),
     ("password_assignment", "mysql -u root -p$MYSQL_PWD shop"),
     ("password_assignment", "redis-cli -a <password> ping"),

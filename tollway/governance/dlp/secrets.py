@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import zlib
@@ -296,4 +297,24 @@ def on_authorization(text: str, start: int, end: int) -> Iterable[Span]:
             return found
     if is_placeholder(value) or (not has_digit_and_letter(value) and len(value) < 20):
         return ()
-    return ((vm.end(), end, "authorization_header"),)
+    return ((vm.end(), end, provider_kind(value) or "authorization_header"),)
+
+
+@functools.lru_cache(maxsize=1)
+def _whole_tokens() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Each fixed-prefix token format as a regex of the whole token (``TOKENS`` entries that report a value after a
+    name, such as ``AccountKey=``, are left out)."""
+    return tuple((kind, re.compile(before + re.escape(anchor) + after))
+                 for kind, before, anchor, after, offset in TOKENS if not offset)
+
+
+def provider_kind(value: str) -> str | None:
+    """The kind of a provider's token that is ``value`` whole (``Authorization: Bearer ghp_…`` is a GitHub token),
+    with the token's own placeholder policy and checksum, or None."""
+    for kind, pattern in _whole_tokens():
+        if pattern.fullmatch(value):
+            m = _PREFIX.match(value)
+            check = _CHECKS.get(kind)
+            if not is_placeholder(value[m.end():] if m else value) and (check is None or check(value)):
+                return kind
+    return None
