@@ -130,13 +130,19 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 AWS_SECRET_REACH = 100  # characters either side of an access key id where its secret is looked for
 
 
+def _is_path(value: str) -> bool:
+    """An absolute path (``/Users/Alice/Projects/App2024/build/Logs``): '/' first, three or more, short segments.
+    A random secret that starts with '/' has one or two more, its segments long."""
+    return value[0] == "/" and value.count("/") >= 3 and max(map(len, value.split("/"))) <= 20
+
+
 def aws_secrets_near(text: str, start: int, end: int) -> tuple[Span, ...]:
     """AWS secret access keys within ``AWS_SECRET_REACH`` characters of the access key id at ``start:end``.
 
     An SDK call (``NewStaticCredentials("AKIA…", "<secret>", "")``), a table row or a sentence gives the secret
     no name; the key id next to it is the context. A 40-character run counts only with upper- and lower-case
     letters and a digit (a random secret has all three; a word run rarely does), not all hex (a SHA-1), not as
-    an absolute path (``/`` first and another later), and not as a placeholder.
+    an absolute path (``_is_path``), and not as a placeholder.
     """
     found: list[Span] = []
     # (the search runs 41 characters past the reach, so that a longer run there is not cut to 40)
@@ -145,7 +151,7 @@ def aws_secrets_near(text: str, start: int, end: int) -> tuple[Span, ...]:
         if start - m.end() > AWS_SECRET_REACH or m.start() - end > AWS_SECRET_REACH:
             continue
         if (any(c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v)
-                and not set(v) <= _HEX and not (v[0] == "/" and v.count("/") > 1)  # an absolute path
+                and not set(v) <= _HEX and not _is_path(v)
                 and not is_placeholder(v)):
             found.append((m.start(), m.end(), "aws_secret_key"))
     return tuple(found)
