@@ -15,6 +15,9 @@ import pytest
 
 from tests.test_dlp_detectors import NEGATIVES, PLACEHOLDERS, POSITIVES
 from tests.test_dlp_engine import FALSE_POSITIVES, TRUE_POSITIVES
+from tests.test_dlp_secret_forms import NEGATIVES as FORM_NEGATIVES
+from tests.test_dlp_secret_forms import PLACEHOLDERS as FORM_PLACEHOLDERS
+from tests.test_dlp_secret_forms import POSITIVES as FORM_POSITIVES
 from tests.test_dlp_tokens import NEGATIVES as TOKEN_NEGATIVES
 from tests.test_dlp_tokens import PLACEHOLDERS as TOKEN_PLACEHOLDERS
 from tests.test_dlp_tokens import POSITIVES as TOKEN_POSITIVES
@@ -39,10 +42,11 @@ def strings(value: object) -> list[str]:
 
 def corpus() -> list[str]:
     texts = [t for _, t in (*POSITIVES, *NEGATIVES, *PLACEHOLDERS, *TRUE_POSITIVES, *TOKEN_POSITIVES,
-                            *TOKEN_NEGATIVES, *TOKEN_PLACEHOLDERS)] + list(FALSE_POSITIVES)
+                            *TOKEN_NEGATIVES, *TOKEN_PLACEHOLDERS, *FORM_NEGATIVES, *FORM_PLACEHOLDERS)]
+    texts += [t for _, t, _s in FORM_POSITIVES] + list(FALSE_POSITIVES)
     rng = random.Random(7)
     pieces = [*texts, " ", "\n", "x=", "key", "@", " @", "a@", "api_key", "Client-Key", "for key, v", "+1 ", "(",
-              "-----BEGIN RSA PRIVATE KEY-----", "eyJ", "é", "日本"]
+              "-----BEGIN RSA PRIVATE KEY-----", "eyJ", "é", "日本", "curl", "-u", "-p", "mysql", "AKIA"]
     # Random mixtures: pieces glued together, so candidates meet at window edges and inside each other.
     for _ in range(300):
         texts.append("".join(rng.choice(pieces) + rng.choice(["", " ", "\n", "=", ":"]) for _ in range(8)))

@@ -19,33 +19,49 @@ from tollway.governance.dlp.text import WORD
 # A look-ahead, so that the scan goes on inside the value; _ASSIGN_VALUE then reads the value.
 # The operator: ``=``, ``:``, ``:=``, ``=>``, ``"KEY"] =`` (a map or environment entry), or a comma after a quoted
 # name (``setProperty("X_TOKEN", "…")``, ``put("password", "…")``), which then needs a quoted value.
+# Also a type annotation before the ``=`` (``PASSWORD: str = "…"``, ``token: Optional[str] = "…"``: first, or the
+# annotation would be read as the value) and an XML attribute pair (``<add key="ApiKey" value="…"/>``,
+# ``<property name="password" value="…"/>``: the name is an attribute's value, ``value=`` the operator).
 _OP = r"(?::=|=>|=(?!=)|:(?![:/]))"
-_OPERATOR = rf"""(?:\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}|\\?["'][ \t]*,(?=[ \t]*\\?["']))"""
+# (A space before its ``=``: a base64 value has none, so ``token: abc=def`` is not read as a type and a value.)
+_ANNOTATION = r"[ \t]*:[ \t]*[A-Za-z_][A-Za-z0-9_.]{0,40}(?:\[[A-Za-z0-9_., ]{0,40}\])?[ \t]+=(?![=>])"
+_ATTR_PAIR = r"""["'][ \t]+(?i:value)[ \t]*=(?=[ \t]*["'])"""
+_OPERATOR = (rf"""(?:{_ANNOTATION}|{_ATTR_PAIR}|\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}"""
+             r"""|\\?["'][ \t]*,(?=[ \t]*\\?["']))""")
 # An XML element (``<password>…</password>``: Maven's settings.xml, Spring and .NET configuration) is an
 # assignment too: ``>``, then the element's text up to its closing tag, on one line.
 _XML = r">[^<>\n\x00]{6,}</"
 # A command-line flag (``--password VALUE``, ``--api-key "VALUE"``): a space is its operator, so the validator
 # only takes it after ``--``.
 _FLAG = r"""[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\-$<{\x00][^\s"'`\x00]{5})"""
+# Prose: ``my password is …``, ``the wifi passphrase is "…"`` (the validator takes it after password, passwd and
+# passphrase only).
+_PROSE = r"""[ \t]+(?:is|was)[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\x00]{6})"""
 ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
                r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6})"""
-               rf"""|{_XML}|{_FLAG}))""")
+               rf"""|{_XML}|{_PROSE}|{_FLAG}))""")
 _ASSIGN_VALUE = re.compile(
     rf"""(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
     r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]+?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]+))"""
     r"""|>[ \t]*(?P<xv>[^<>\n\x00]+?)[ \t]*</"""
+    r"""|[ \t]+(?:is|was)[ \t]+(?:(?P<pq>["'])(?P<pqv>[^"'\n\x00]+?)(?P=pq)|(?P<pv>[^\s"'`\x00]+))"""
     r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]+?)(?P=fq)|(?P<fv>[^\s"'`\x00]+)))"""
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.
 KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "signing", "encryption", "master",
                                        "client") for sep in ("", "_", "-")]
+# Names of an Azure storage account key outside a connection string (``AZURE_STORAGE_KEY=…``,
+# ``storage_account_key = "…"``, ``az storage … --account-key …``). Only the key's own shape counts under them
+# (88 base64 characters ending ``==``, 64 random bytes): ``account_key`` and ``storage_key`` name identifiers too.
+AZURE_KEY_WORDS = ("storage_key", "storage-key", "storagekey", "storageaccountkey", "account_key", "account-key")
+KEY_WORDS += AZURE_KEY_WORDS
 BEHIND_KEY = "|".join(f"(?<={w})" for w in KEY_WORDS)
 # ``pass`` ends a credential's name only after what owns a credential (detect-secrets' db_pass, database_pass,
 # key_pass; the services .env files name so): ``render_pass``, ``lint_pass``, ``high_pass`` are code, not secrets.
 PASS_OWNERS = ("db", "database", "key", "keystore", "truststore", "smtp", "mail", "email", "redis", "mysql", "pg",
                "postgres", "mongo", "ldap", "ftp", "sftp", "admin", "root", "user", "bind", "sql", "rabbitmq", "amqp",
-               "wifi", "vpn")
+               "wifi", "vpn", "default")
 BEHIND_PASS = "|".join(rf"(?<={o}[_\-]pass)" for o in PASS_OWNERS)
 #: The keywords of a command-line flag (``--db-password VALUE``), each right after a '-', '_' or '.': the Hyperscan
 #: prefilter looks for exactly these (a separator, the keyword, a space), and ``on_assignment`` takes a flag only when
@@ -64,12 +80,17 @@ _TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "requ
 _BEARER = re.compile(r"(?i)(?:bearer|basic|token)\s+\S{8,}")
 _DOTTED_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+_AZURE_KEY = re.compile(r"[A-Za-z0-9/+]{86}==")
+_LINE_START = re.compile(r"(?:^|[\n\x00])[ \t]*\Z")
+_NETRC_LOGIN = re.compile(r"(?:^|\s)login[ \t]+\S+[ \t]+\Z")
+_ATTR_NAME = re.compile(r"""(?i:key|name)[ \t]*=[ \t]*["']\Z""")
+_CONFIGURE_SET = re.compile(r"(?<![A-Za-z0-9_\-])configure[ \t]+set[ \t]+\Z")
 
 
 _WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
 
 
-def _nontrivial(value: str, quoted: bool) -> bool:
+def nontrivial(value: str, quoted: bool) -> bool:
     """Whether an assigned value looks like a real credential rather than a name, a reference or a placeholder."""
     if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
         return False
@@ -82,6 +103,10 @@ def _nontrivial(value: str, quoted: bool) -> bool:
         if _BEARER.fullmatch(value) is not None:
             return True
         words = value.split()
+        # A '!' may end a passphrase whose words all start with a capital or a digit ("Summer Vacation 2024!"); a
+        # message ("Passwords do not match!") has lower-case words.
+        if value[-1] == "!" and all(w[0].isupper() or w[0].isdigit() for w in words):
+            value = value[:-1]
         return (quoted and 2 <= len(words) <= 6 and len(value) >= 10 and value[-1] not in ".?!:;,"
                 and (len(words) >= 4 or any(not w.isalpha() for w in words)))
     if _WORDY.fullmatch(value):  # snake_case / kebab-case / dotted names, ENV_VAR_NAMES, #colours
@@ -98,27 +123,53 @@ def _nontrivial(value: str, quoted: bool) -> bool:
     return classes >= 2 and len(value) >= 8
 
 
+def _space_assigns(text: str, k: int, op: int, key: str) -> bool:
+    """Whether a space (``NAME VALUE``) assigns here: after a ``--flag`` or ``aws configure set NAME`` whose name ends
+    in a keyword right after a separator (``FLAG_WORDS``), or after ``password`` as a ``.netrc`` line has it (first on
+    its line, or after ``login <user>``)."""
+    if key == "password" and (_LINE_START.search(text, max(0, k - 64), k) is not None
+                              or _NETRC_LOGIN.search(text, max(0, k - 128), k) is not None):
+        return True
+    return _FLAG_NAME.search(text, max(k, op - 64), op) is not None and (
+        text.startswith("--", k) or _CONFIGURE_SET.search(text, max(0, k - 40), k) is not None)
+
+
 def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _ASSIGN_VALUE.search(text, start + 1)
     if vm is None or vm.start() > end:
         return ()
-    group = next(g for g in ("qv", "xv", "fqv", "fv", "uv") if vm.group(g) is not None)
-    value = vm.group(group)
+    group = next(g for g in ("qv", "xv", "pqv", "pv", "fqv", "fv", "uv") if vm.group(g) is not None)
     vs, ve = vm.span(group)
-    if not _nontrivial(value, group not in ("uv", "fv")):
+    if group == "pv":  # prose: the sentence's punctuation is not part of the value
+        while ve > vs and text[ve - 1] in ".,;:!?)":
+            ve -= 1
+    value = text[vs:ve]
+    if not nontrivial(value, group not in ("uv", "fv", "pv")):
         return ()
     k = vm.start()
     while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):
         k -= 1
+    key = text[k:vm.start()].lower()
     if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
         return ()
-    if group in ("fqv", "fv") and (not text.startswith("--", k)  # a space assigns only to a --flag
-                                   or _FLAG_NAME.search(text, max(k, vm.start() - 64), vm.start()) is None):
+    if group in ("fqv", "fv") and not _space_assigns(text, k, vm.start(), key):
         return ()
-    key = text[k:vm.start()].lower()
+    if group in ("pqv", "pv") and not key.endswith(("password", "passwd", "passphrase")):
+        return ()
+    if group == "qv" and "value" in text[vm.start():vs].lower() \
+            and _ATTR_NAME.search(text, max(0, k - 24), k) is None:  # key="ApiKey" value="…", name="password" …
+        return ()
+    if k >= 2 and text.startswith("${", k - 2) and value[0] in "?+":  # ${VAR:?message}, ${VAR:+alternative}
+        return ()
+    if key.endswith(("secret_key", "secret-key", "secretkey")) and _AWS_SECRET.fullmatch(value) \
+            and "aws" in text[max(0, k - 300):k].lower():  # Terraform's provider "aws", Spring's cloud.aws.…
+        return ((vs, ve, "aws_secret_key"),)
+    if _AZURE_KEY.fullmatch(value) and ("storage" in key or key.endswith(AZURE_KEY_WORDS)):
+        return ((vs, ve, "azure_storage_key"),)
+    if key.endswith(AZURE_KEY_WORDS):  # any other value under these names: an identifier as often as a secret
+        return ()
     if "secret" in key and ("aws" in key or "access" in key) and _AWS_SECRET.fullmatch(value):
         return ((vs, ve, "aws_secret_key"),)
     if key.endswith(("accountkey", "sharedaccesskey")):  # Azure connection strings
         return ((vs, ve, "azure_storage_key"),)
     return ((vs, ve, "password_assignment"),)
-

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 
 from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, on_assignment
+from tollway.governance.dlp.commands import COMMANDS
+from tollway.governance.dlp.commands import HANDLERS as COMMAND_HANDLERS
 from tollway.governance.dlp.dense import DENSE_BYTES_PER_ANCHOR, DENSE_MIN_ANCHORS, Answer, table
 from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
@@ -18,11 +20,14 @@ from tollway.governance.dlp.prefilter import compiled_prefilter
 from tollway.governance.dlp.result import DetectorFailed, Span
 from tollway.governance.dlp.secrets import (
     AUTHZ,
+    AUTHZ_DOTNET,
+    PPK,
     TOKENS,
     make_on_token,
     on_authorization,
     on_jwt,
     on_pem,
+    on_ppk,
     on_sk,
     token_width,
     url_credentials,
@@ -84,10 +89,15 @@ def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, 
         out[d].append((f"n{d}", number))
     out["B"].append(("pem", r"EGIN(?<=-----BEGIN)[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^\-\x00]+|-(?!----))*+"
                             r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"))
+    out["P"].append(("ppk", PPK))
     out["J"].append(("jwt", r"(?<=eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"))
     out["z"].append(("authz", AUTHZ))
+    out["Z"].append(("authZ", AUTHZ))
+    out["A"].append(("authcs", AUTHZ_DOTNET))
     out["@"].append(("email", rf"{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9])"))
     out["@"].append(("at", ""))  # any other '@': maybe scheme://user:password@host
+    for name, anchor, pattern, _h, _o, _flag, _kind in COMMANDS:  # curl -u, mysql -p…: after the rest
+        out[anchor].append((name, pattern))
     return out
 
 
@@ -117,8 +127,10 @@ def _kinds_of(group: str) -> str:
         return TOKENS[int(group[1:])][0]
     if group[0] == "n" or group[:2] == "ip":
         return "payment_card/us_ssn/phone_number/iban/ip_address"
-    named = {"pem": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
-             "authz": "authorization_header", "sk": "openai_key/anthropic_key"}
+    named = {"pem": "private_key", "ppk": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
+             "authz": "authorization_header", "authZ": "authorization_header",
+             "authcs": "authorization_header", "sk": "openai_key/anthropic_key",
+             **{c[0]: c[6] for c in COMMANDS}}
     return named.get(group, "password_assignment/aws_secret_key")
 
 
@@ -143,7 +155,8 @@ class Builtin:
         self.prefilter = compiled_prefilter(min_digits, ip_addresses) if prefilter else None
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
-            **{a: on_assignment for a in _ASSIGN},
+            "authZ": on_authorization, "authcs": on_authorization, "ppk": on_ppk,
+            **{a: on_assignment for a in _ASSIGN}, **COMMAND_HANDLERS,
             **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
         }
         for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):
@@ -266,7 +279,8 @@ def _on_at(text: str, start: int, end: int) -> Iterable[Span]:
 def _on_email(text: str, start: int, end: int) -> Iterable[Span]:
     # https://user:password@host.example.com/ is not a mailbox; ``url_credentials`` needs a "://" within 420
     # characters before the '@', and most addresses have none (asked here: a call less per address).
-    if text.rfind("://", start - 420 if start > 420 else 0, start) >= 0:
+    lo = start - 420 if start > 420 else 0
+    if text.rfind("://", lo, start) >= 0 or text.rfind(":thin:", lo, start) >= 0:  # (Oracle's jdbc:oracle:thin:)
         found = url_credentials(text, start)
         if found is not None:
             return (found,)

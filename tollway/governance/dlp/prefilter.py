@@ -14,7 +14,8 @@ position where the regex can match is among the anchors (extra anchors only cost
 ``match``). tests/test_dlp_matcher.py checks that on a corpus, and the whole DLP suite runs under
 ``TOLLWAY_DLP_MATCHER=python`` too.
 
-Each pattern reports its anchor at a fixed offset from the start of the hit, and reports it once:
+Each pattern reports its anchor at a fixed offset from the start of the hit (or, for the few in
+``_END_PATTERNS`` whose text before the keyword varies in length, from its end), and reports it once:
 digit runs are found as a boundary character then exactly ``min_digits`` digits (so every run
 start that can be a candidate has its own hit, and a long run is not reported at every digit),
 keywords from the anchor letter of the combined regex's alternative (``cret``, ``word``, ``ken``...).
@@ -35,9 +36,11 @@ import threading
 from typing import Any
 
 from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS
+from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
-_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>)"""  # a loose form of ASSIGN_GATE's operators (> for XML)
+# A loose form of ASSIGN_GATE's operators (> for XML, value= for an XML attribute pair).
+_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>|value[ \t]*=)"""
 ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
 # More hits than one per this many bytes: the whole text is scanned by ``re`` instead. Measured on the dense
 # classes of bench/dlp_classes.py: at one hit per 7 or 8 bytes (cards, phone numbers) ``re`` alone costs 15 to
@@ -76,10 +79,17 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         # '.' (``assignments.FLAG_WORDS``, which the validator asks for too), so the words themselves ("a password
         # is", "spoken words") cost nothing in prose.
         *((r"[_\-.]" + word + r"[ \t]", 1 + at, True) for word, at in FLAG_WORDS),
+        # Prose (``my password is …``); ``.netrc``'s ``password VALUE`` is in ``_END_PATTERNS``.
+        (r"passw(?:or)?d[ \t]+(?:is|was)[ \t]", 4, True),
+        (r"passphrase[ \t]+(?:is|was)[ \t]", 4, True),
+        # Commands whose short flag gives a password (``curl -u``, ``mysql -p``): their name and a space.
+        *((pattern, offset, False) for _n, _a, _p, pattern, offset, _f, _k in COMMANDS),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
+        (r"PuTTY-User-Key-File-[23]:", 0, False),
         (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),
-        (r"authorization[\"']?[ \t]*[:=]", 7, True),
+        (r"authorization[\"'`]?[ \t]*[:=,]", 7, True),
+        (r"AuthenticationHeaderValue\(", 0, False),
         # An e-mail's local part ends with one of [A-Za-z0-9_%+-]; a URL password with none of these: so never
         # after a space or at the start (``@decorator``, ``@mention``).
         (r"""[^\s/@"'`]@""", 1, False),
@@ -91,6 +101,15 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
     if ip_addresses:
         out.append((r"[^A-Za-z0-9_.:][0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]", 1, False))
     return out
+
+
+# Patterns whose anchor is a fixed offset (< 0) from the END of a hit (compiled without start-of-match tracking):
+# what comes before the keyword varies in length. ``.netrc``'s ``password VALUE``, first on its line (after any
+# indentation) or after ``login <user>``: the word alone, common in prose, is no hit.
+_END_PATTERNS: list[tuple[str, int, bool]] = [
+    (r"(?:^|[\n\x00])[ \t]*password[ \t]", -5, True),
+    (r"(?:^|\s)login[ \t]+\S+[ \t]+password[ \t]", -5, True),
+]
 
 
 def available() -> bool:
@@ -111,8 +130,11 @@ class Prefilter:
 
         ScanTerminated = hyperscan.ScanTerminated
         patterns = _patterns(min_digits, ip_addresses)
-        self._offsets = [p[1] for p in patterns]
-        flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if p[2] else 0) for p in patterns]
+        self._offsets = [p[1] for p in patterns] + [p[1] for p in _END_PATTERNS]
+        self._from_end = [False] * len(patterns) + [True] * len(_END_PATTERNS)
+        flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if p[2] else 0) for p in patterns] + \
+            [hyperscan.HS_FLAG_CASELESS if p[2] else 0 for p in _END_PATTERNS]
+        patterns = patterns + _END_PATTERNS
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=[p[0].encode() for p in patterns], ids=list(range(len(patterns))),
                          flags=flags)
@@ -132,6 +154,7 @@ class Prefilter:
         scratch = self._scratch_here()
         hits: list[int] = []
         offsets = self._offsets
+        from_end = self._from_end
         append = hits.append
         limit = max(64, len(data) // DENSE_BYTES_PER_HIT)
         # A text over twice PROBE_BYTES that is dense in its first PROBE_BYTES is taken as dense throughout:
@@ -140,8 +163,8 @@ class Prefilter:
         probe = PROBE_BYTES // DENSE_BYTES_PER_HIT if len(data) > 2 * PROBE_BYTES else limit
         dense = [False]
 
-        def on_match(pid: int, start: int, _end: int, _flags: int, _ctx: Any) -> bool:
-            append(start + offsets[pid])
+        def on_match(pid: int, start: int, end: int, _flags: int, _ctx: Any) -> bool:
+            append((end if from_end[pid] else start) + offsets[pid])
             if len(hits) > probe and start < PROBE_BYTES:
                 dense[0] = True
                 return True

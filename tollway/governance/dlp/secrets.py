@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import zlib
@@ -32,7 +33,8 @@ _GL = "(?:pat|dt|rt|cbt|ptt|ft|imt|agent|oas|soat|ffct)"
 _BECH32 = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"  # BIP 173's data alphabet (upper case), in value order
 
 # (kind, before, anchor, after[, value offset]): a value offset > 0 reports only the part of the match that
-# starts that many characters after the anchor (AccountKey=<value>).
+# starts that many characters after the anchor (AccountKey=<value>); one < 0, only its last -offset characters (a
+# key after other arguments of a call).
 TOKENS: list[tuple[str, str, str, str, int]] = [
     ("github_token", "", "g", r"h[pousr]_[A-Za-z0-9]{36,}", 0),
     ("github_token", "", "g", r"ithub_pat_[A-Za-z0-9_]{22,}", 0),
@@ -42,6 +44,9 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     ("slack_token", "", "x", r"oxe[.\-][A-Za-z0-9.\-]{20,}", 0),
     ("slack_token", "", "x", r"app-[0-9]-[A-Za-z0-9\-]{20,}", 0),
     ("slack_webhook", r"hooks\.slac", "k", r"\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}", 0),
+    # The same URL percent-encoded, as a query parameter's value (``?redirect=https%3A%2F%2Fhooks.slack.com%2F…``).
+    ("slack_webhook", r"hooks\.slac", "k",
+     r"\.com%2[Ff](?:services|workflows|triggers)%2[Ff](?:[A-Za-z0-9_\-]|%2[Ff]){20,}", 0),
     ("stripe_key", "[sr]", "k", r"_(?:live|test)_[A-Za-z0-9]{10,}", 0),
     ("stripe_key", "whse", "c", r"_[A-Za-z0-9+/=]{24,}", 0),
     ("aws_access_key", "", "A", r"(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}", 0),
@@ -49,6 +54,9 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     ("azure_storage_key", "AccountKe", "y", rf"={_B64}{{86}}==", 2),
     ("azure_storage_key", "SharedAccessKe", "y", rf"={_B64}{{43}}=", 2),
     ("azure_storage_key", "[?&]si", "g", r"=[A-Za-z0-9%+/]{40,120}", 2),
+    # The SDK's credential object: the account name, then the account key (the last 88 characters).
+    ("azure_storage_key", "StorageSharedKe", "y", rf"""Credential\([ \t]*["'][^"'\n]{{1,64}}["'][ \t]*,[ \t]*["']"""
+                                                  rf"{_B64}{{86}}==", -88),
     ("azure_client_secret", r"[A-Za-z0-9_~.\-]{3}[0-9]", "Q", r"~[A-Za-z0-9_~.\-]{31,34}", 0),
     ("twilio_api_key", "S", "K", r"[0-9a-fA-F]{32}", 0),
     ("sendgrid_key", "S", "G", r"\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}", 0),
@@ -94,11 +102,12 @@ def make_on_token(kind: str, back: int, offset: int) -> Callable[[str, int, int]
     def on_token(text: str, start: int, end: int) -> Iterable[Span]:
         s = start - back
         if offset:  # a key=value pair: the value alone, and the name before it is context, not part of it
-            s = start + offset
+            s = start + offset if offset > 0 else end + offset
             if is_placeholder(text[s:end]):
                 return ()
             return ((s, end, kind),)
-        if not boundary_before(text, s, _TOKEN_CHARS if kind != "slack_webhook" else ALNUM):
+        if not boundary_before(text, s, _TOKEN_CHARS if kind != "slack_webhook" else ALNUM) \
+                and text[s - 3:s].upper() != "%2F":  # (a percent-encoded webhook URL: https%3A%2F%2Fhooks…)
             return ()
         if not boundary_after(text, end, ALNUM if kind in _GREEDY_TAIL else _TOKEN_CHARS):
             return ()
@@ -108,9 +117,44 @@ def make_on_token(kind: str, back: int, offset: int) -> Callable[[str, int, int]
             return ()
         if check is not None and not check(value):
             return ()
+        if kind == "aws_access_key":
+            return ((s, end, kind), *aws_secrets_near(text, s, end))
         return ((s, end, kind),)
     check = _CHECKS.get(kind)
     return on_token
+
+
+# An AWS secret access key: 40 base64 characters (no '=': 30 bytes), not inside a longer base64 run.
+_AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_HEX = frozenset("0123456789abcdefABCDEF")
+AWS_SECRET_REACH = 100  # characters either side of an access key id where its secret is looked for
+
+
+def _is_path(value: str) -> bool:
+    """An absolute path (``/Users/Alice/Projects/App2024/build/Logs``): '/' first, three or more, short segments.
+    A random secret that starts with '/' has one or two more, its segments long."""
+    return value[0] == "/" and value.count("/") >= 3 and max(map(len, value.split("/"))) <= 20
+
+
+def aws_secrets_near(text: str, start: int, end: int) -> tuple[Span, ...]:
+    """AWS secret access keys within ``AWS_SECRET_REACH`` characters of the access key id at ``start:end``.
+
+    An SDK call (``NewStaticCredentials("AKIA…", "<secret>", "")``), a table row or a sentence gives the secret
+    no name; the key id next to it is the context. A 40-character run counts only with upper- and lower-case
+    letters and a digit (a random secret has all three; a word run rarely does), not all hex (a SHA-1), not as
+    an absolute path (``_is_path``), and not as a placeholder.
+    """
+    found: list[Span] = []
+    # (the search runs 41 characters past the reach, so that a longer run there is not cut to 40)
+    for m in _AWS_SECRET_NEAR.finditer(text, max(0, start - AWS_SECRET_REACH - 40), end + AWS_SECRET_REACH + 41):
+        v = m.group()
+        if start - m.end() > AWS_SECRET_REACH or m.start() - end > AWS_SECRET_REACH:
+            continue
+        if (any(c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v)
+                and not set(v) <= _HEX and not _is_path(v)
+                and not is_placeholder(v)):
+            found.append((m.start(), m.end(), "aws_secret_key"))
+    return tuple(found)
 
 
 def grafana_checksum_ok(token: str) -> bool:
@@ -159,6 +203,29 @@ def on_pem(text: str, start: int, end: int) -> Iterable[Span]:
     return ((start - 5, end, "private_key"),)
 
 
+def on_ppk(text: str, start: int, end: int) -> Iterable[Span]:
+    """A PuTTY private key file (``PuTTY-User-Key-File-2/3:`` … ``Private-Lines: N``, its N base64 lines and its
+    ``Private-MAC``), whole, unless its private lines are a placeholder."""
+    at = text.find("Private-Lines:", start, end)
+    count = int(text[at + 14:text.index("\n", at)].strip())
+    lines_start = stop = text.index("\n", at) + 1
+    for _ in range(count):
+        nl = text.find("\n", stop, end)
+        stop = end if nl < 0 else nl + 1
+    private = text[lines_start:stop]
+    if is_placeholder(private.replace("\n", "").replace("\r", "")):
+        return ()
+    mac = _PPK_MAC.match(text, stop)
+    return ((start, mac.end() if mac else stop - (text[stop - 1:stop] == "\n"), "private_key"),)
+
+
+_PPK_MAC = re.compile(r"Private-MAC:[ \t]*[0-9a-fA-F]+")
+# PuTTY's key file format (the PuTTY manual, appendix C "PPK file format"), from its header line to the end of its
+# private lines and its MAC, when the private lines are within 8000 characters of the header.
+PPK = (r"uTTY-User-Key-File-[23]:[^\x00]{0,8000}?Private-Lines:[ \t]*[0-9]{1,3}\r?\n"
+       r"(?:[A-Za-z0-9+/=]+(?:\r?\n|\Z))+(?:Private-MAC:[ \t]*[0-9a-fA-F]+)?")
+
+
 def on_sk(text: str, start: int, end: int) -> Iterable[Span]:
     """``sk-…``: OpenAI and Anthropic keys."""
     s = start - 1
@@ -184,13 +251,26 @@ def on_jwt(text: str, start: int, end: int) -> Iterable[Span]:
 _URL_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s/:@\"'`]{0,128}:([^\s/@\"'`]{3,256})@$")
 
 
+# Data source names without a scheme: Go's MySQL driver (``user:password@tcp(host:3306)/db``, also ``unix(``),
+# and Oracle's thin JDBC URL (``jdbc:oracle:thin:user/password@host:1521:SID``).
+_GO_DSN = re.compile(r"""(?:^|(?<=[\s"'`=(,]))[A-Za-z0-9_.\-]{1,64}:([^\s/@"'`:]{3,256})@$""")
+_ORACLE = re.compile(r"""jdbc:oracle:thin:[^\s/@"'`:]{1,64}/([^\s/@"'`]{3,256})@$""")
+
+
 def url_credentials(text: str, at: int) -> Span | None:
-    """A password in a URL whose ``@`` is at ``at`` (``postgres://app:pw@db/x``), if any."""
+    """A password in a URL whose ``@`` is at ``at`` (``postgres://app:pw@db/x``), or in a data source name
+    (``app:pw@tcp(db:3306)/x``, ``jdbc:oracle:thin:app/pw@db:1521:X``), if any."""
     lo = max(0, at - 420)
     scheme = text.rfind("://", lo, at)
     if scheme < 0 or text.find("@", scheme, at) >= 0:  # no "scheme://" right before this '@': most e-mails
-        return None
-    m = _URL_CREDENTIALS.search(text, max(lo, scheme - 32), at + 1)
+        if text.startswith(("tcp(", "unix("), at + 1):
+            m = _GO_DSN.search(text, max(0, at - 330), at + 1)
+        elif text.rfind("jdbc:oracle:thin:", max(0, at - 340), at) >= 0:
+            m = _ORACLE.search(text, max(0, at - 340), at + 1)
+        else:
+            return None
+    else:
+        m = _URL_CREDENTIALS.search(text, max(lo, scheme - 32), at + 1)
     if m is None:
         return None
     value = m.group(1)
@@ -199,10 +279,17 @@ def url_credentials(text: str, at: int) -> Span | None:
     return (m.start(1), m.end(1), "url_credentials")
 
 
-# Authorization: Basic/Bearer/Token <credential>  (the anchor is the 'z' of "authorization")
-AUTHZ = (r"""(?i:(?<=authoriz))ation["']?[ \t]*[:=][ \t]*["']?(?i:basic|bearer|token|digest)[ \t]+"""
-         r"[A-Za-z0-9._~+/=\-]{8,4096}")
-_AUTHZ_VALUE = re.compile(r"(?i:basic|bearer|token|digest)[ \t]+")
+# Authorization: Basic/Bearer/Token <credential>  (the anchor is the 'z' or 'Z' of "authorization", any case:
+# ``AUTHORIZATION: Bearer …`` is a header too). The name may be quoted (``"Authorization": "Bearer …"``) or a
+# backtick template (``{ Authorization: `Bearer …` }``), and set through a call whose arguments are the name and the
+# value (``Header.Set("Authorization", "Bearer …")``, ``setRequestProperty("Authorization", "Basic …")``).
+AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?[ \t]*[:=]|["'`][ \t]*,)[ \t]*["'`]?(?i:basic|bearer|token|digest)"""
+         r"[ \t]+[A-Za-z0-9._~+/=\-]{8,4096}")
+# .NET: ``new AuthenticationHeaderValue("Bearer", "<credential>")`` (the anchor is its 'A'); the scheme and the
+# credential are two arguments.
+AUTHZ_DOTNET = (r"""uthenticationHeaderValue\([ \t]*["'](?i:basic|bearer|token|digest)["'][ \t]*,[ \t]*@?["']"""
+                r"[A-Za-z0-9._~+/=\-]{8,4096}")
+_AUTHZ_VALUE = re.compile(r"""(?i:basic|bearer|token|digest)(?:[ \t]+|["'][ \t]*,[ \t]*@?["'])""")
 
 
 def on_authorization(text: str, start: int, end: int) -> Iterable[Span]:
@@ -216,4 +303,24 @@ def on_authorization(text: str, start: int, end: int) -> Iterable[Span]:
             return found
     if is_placeholder(value) or (not has_digit_and_letter(value) and len(value) < 20):
         return ()
-    return ((vm.end(), end, "authorization_header"),)
+    return ((vm.end(), end, provider_kind(value) or "authorization_header"),)
+
+
+@functools.lru_cache(maxsize=1)
+def _whole_tokens() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Each fixed-prefix token format as a regex of the whole token (``TOKENS`` entries that report a value after a
+    name, such as ``AccountKey=``, are left out)."""
+    return tuple((kind, re.compile(before + re.escape(anchor) + after))
+                 for kind, before, anchor, after, offset in TOKENS if not offset)
+
+
+def provider_kind(value: str) -> str | None:
+    """The kind of a provider's token that is ``value`` whole (``Authorization: Bearer ghp_…`` is a GitHub token),
+    with the token's own placeholder policy and checksum, or None."""
+    for kind, pattern in _whole_tokens():
+        if pattern.fullmatch(value):
+            m = _PREFIX.match(value)
+            check = _CHECKS.get(kind)
+            if not is_placeholder(value[m.end():] if m else value) and (check is None or check(value)):
+                return kind
+    return None
