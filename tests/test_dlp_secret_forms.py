@@ -64,6 +64,8 @@ HOOK_ENC = urllib.parse.quote(HOOK, safe="")
 
 # (kind, text, the secret: what must be redacted, and nothing else but an access key id)
 POSITIVES: list[tuple[str, str, str]] = [
+    # three dots inside a password are part of it (only a value that ends with them is elided: sk-ant-...)
+    ("password_assignment", f'DB_PASSWORD="{PW[0][:5]}...{PW[0][5:]}"', f"{PW[0][:5]}...{PW[0][5:]}"),
     # 1. Authorization set through code
     ("authorization_header", f"fetch(url, {{ headers: {{ Authorization: `Bearer {TOK}` }} }})", TOK),
     ("authorization_header", f'req.Header.Set("Authorization", "Bearer {TOK}")', TOK),

@@ -10,8 +10,8 @@ placeholder when:
    the Google API key of its API-key docs, the age specification's example identity, the example
    Azure DevOps PAT of Microsoft Purview's definition), or contains the word ``example`` (AWS marks every sample
    credential that way: ``…EXAMPLE``, ``…EXAMPLEKEY``);
-2. it is an obvious filler: it contains ``xxxx``/``XXXX``, ``****``, ``...`` or ``…`` (an elided value:
-   ``sk-ant-...``; random secrets have no dots in a row), a template
+2. it is an obvious filler: it contains ``xxxx``/``XXXX``, ``****``, ``....`` or ``…``, or ends with ``...``
+   (an elided value: ``sk-ant-...``; a password may hold three dots inside it), a template
    or variable reference (``<token>``, ``${VAR}``, ``{{ secret }}``, ``%(name)s``, ``$(cmd)``), or
    one of the words ``your``, ``placeholder``, ``changeme``, ``change_me``, ``dummy``,
    ``redacted``, ``replace_me``, ``insert``;
@@ -41,7 +41,7 @@ DOCUMENTED_EXAMPLES = frozenset((
     "abcdefghijklmnopqrstuvwxyz012345679ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnoAZDOabcd",
 ))
 
-_FILLERS = ("xxxx", "****", "...", "\u2026", "<", ">", "${", "{{", "}}", "%(", "$(", "your", "placeholder",
+_FILLERS = ("xxxx", "****", "....", "\u2026", "<", ">", "${", "{{", "}}", "%(", "$(", "your", "placeholder",
             "changeme", "change_me", "dummy", "redacted", "replace_me", "replaceme", "insert_", "example")
 
 
@@ -50,6 +50,6 @@ def is_placeholder(value: str) -> bool:
     if value in DOCUMENTED_EXAMPLES:
         return True
     low = value.lower()
-    if any(f in low for f in _FILLERS):
-        return True
+    if any(f in low for f in _FILLERS) or low.endswith("..."):  # three dots elide the rest only at the end: a
+        return True  # password may hold them ("P@ss...w0rd"), a shortened value ends so ("sk-ant-...")
     return len(set(low)) <= 3
