@@ -82,6 +82,10 @@ _DOTTED_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _AZURE_KEY = re.compile(r"[A-Za-z0-9/+]{86}==")
 _LINE_START = re.compile(r"(?:^|[\n\x00])[ \t]*\Z")
+# The start of a configuration line, before its name: indentation, a YAML list's dash, ``export``/``set``/``ENV``.
+_LINE_HEAD = re.compile(r"(?:^|[\n\x00])[ \t]*(?:(?:export|set|ENV)[ \t]+|-[ \t]*)?\Z")
+_VALUE_END = re.compile(r"[\s\x00]")
+_ENTRY_END = re.compile(r"""[\s\x00;"']""")
 _NETRC_LOGIN = re.compile(r"(?:^|\s)login[ \t]+\S+[ \t]+\Z")
 _ATTR_NAME = re.compile(r"""(?i:key|name)[ \t]*=[ \t]*["']\Z""")
 _CONFIGURE_SET = re.compile(r"(?<![A-Za-z0-9_\-])configure[ \t]+set[ \t]+\Z")
@@ -134,6 +138,22 @@ def _space_assigns(text: str, k: int, op: int, key: str) -> bool:
         text.startswith("--", k) or _CONFIGURE_SET.search(text, max(0, k - 40), k) is not None)
 
 
+def _whole_value(text: str, k: int, ve: int) -> int:
+    """Where an unquoted value read up to ``ve`` really ends, for the name at ``k``. The value regex stops at
+    ``, ; ) } ] &`` (in code they end it: ``f(token=abc, …)``); but on a configuration line
+    (``DB_PASSWORD=Tr0ub4dor&3xy`` in a .env file, ``password: I9Ta:Us,r[tp9`` in YAML, ``x.password=…`` in a
+    properties file) the value runs to the next space, and in a connection string's entry
+    (``…;Password=Mosk1to&3317;…``) to the next ``;`` or quote. Stopping early there forwarded the rest of the
+    password."""
+    if _LINE_HEAD.search(text, max(0, k - 64), k) is not None:
+        stop = _VALUE_END.search(text, ve)
+    elif k > 0 and text[k - 1] == ";":
+        stop = _ENTRY_END.search(text, ve)
+    else:
+        return ve
+    return stop.start() if stop is not None else len(text)
+
+
 def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _ASSIGN_VALUE.search(text, start + 1)
     if vm is None or vm.start() > end:
@@ -143,12 +163,15 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     if group == "pv":  # prose: the sentence's punctuation is not part of the value
         while ve > vs and text[ve - 1] in ".,;:!?)":
             ve -= 1
-    value = text[vs:ve]
-    if not nontrivial(value, group not in ("uv", "fv", "pv")):
-        return ()
     k = vm.start()
     while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):
         k -= 1
+    if group == "uv":
+        if not (nontrivial(text[vs:ve], False) | nontrivial(text[vs:(ve := _whole_value(text, k, ve))], False)):
+            return ()
+    elif not nontrivial(text[vs:ve], group not in ("fv", "pv")):
+        return ()
+    value = text[vs:ve]
     key = text[k:vm.start()].lower()
     if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
         return ()

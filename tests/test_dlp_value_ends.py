@@ -1,0 +1,97 @@
+"""An unquoted secret is redacted up to its real end (a defect found by a held-out probe: the value was read up to
+the first ``, ; ) } ] &``, which end a value in code, so ``DB_PASSWORD=Tr0ub4dor&3xy`` in a .env file forwarded
+``&3xy``, and ``password = I9Ta:Us,r[tp9K`` in YAML forwarded ``,r[tp9K``; in a connection string,
+``Password=Mosk1to&3317`` was cut to a value too short to count and forwarded whole). On a configuration line the
+value runs to the next space; in a connection string's entry, to the next ``;`` or quote. In code the old ends
+stay (``f(token=…, other=1)``). Both matchers. Synthetic values from a seeded generator."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp.policy import DlpConfig, DlpPolicy
+from tollway.governance.dlp.prefilter import available
+
+_rng = random.Random(20261204)
+ALNUM = string.ascii_letters + string.digits
+
+
+def rnd(n: int) -> str:
+    return "".join(_rng.choice(ALNUM) for _ in range(n - 1)) + _rng.choice(string.digits)
+
+
+MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),
+                                                                          reason="no hyperscan wheel here"))]
+_engines: dict[str, DlpEngine] = {}
+
+
+@pytest.fixture(params=MATCHERS)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
+    matcher = request.param
+    if matcher not in _engines:
+        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
+        redact = DlpPolicy(actions={"secrets": "redact", "pii": "redact"})
+        _engines[matcher] = DlpEngine(DlpConfig(cache_items=0, policies={"default": redact}))
+        _engines[matcher].wait_ready()
+    assert _engines[matcher].matcher == matcher
+    yield _engines[matcher]
+
+
+def forwarded(engine: DlpEngine, text: str) -> str:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    content = engine.inspect(body).body["messages"][0]["content"]
+    assert isinstance(content, str)
+    return content
+
+
+A, B = rnd(10), rnd(6)
+WHOLE = [
+    # (text, the secret, what the forwarded text must read)
+    (f"DB_PASSWORD={A}&{B}\n", f"{A}&{B}", "DB_PASSWORD=[REDACTED:password_assignment:1]\n"),
+    (f"password = {A}:Us,r[{B}\nnext: 1", f"{A}:Us,r[{B}", "password = [REDACTED:password_assignment:1]\nnext: 1"),
+    (f"  smtp_password: {A};{B}  # rotated", f"{A};{B}",
+     "  smtp_password: [REDACTED:password_assignment:1]  # rotated"),
+    (f"export API_TOKEN={A}){B}", f"{A}){B}", "export API_TOKEN=[REDACTED:password_assignment:1]"),
+    (f"spring.datasource.password={A}}}{B}", f"{A}}}{B}",
+     "spring.datasource.password=[REDACTED:password_assignment:1]"),
+    (f'conn = "Server=db;User Id=sa;Password={A[:7]}&{B};Encrypt=true";', f"{A[:7]}&{B}",
+     'conn = "Server=db;User Id=sa;Password=[REDACTED:password_assignment:1];Encrypt=true";'),
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "expected"), WHOLE, ids=[f"whole-{i}" for i in range(len(WHOLE))])
+def test_an_unquoted_secret_is_redacted_to_its_end(engine: DlpEngine, text: str, secret: str, expected: str) -> None:
+    out = forwarded(engine, text)
+    assert out == expected
+    for part in (secret[:5], secret[-5:]):
+        assert part not in out
+
+
+CODE = [
+    # In code, the value still ends where the code says (the rest of the line is forwarded as is).
+    (f"client = Client(token={A}, retries=3)", "client = Client(token=[REDACTED:password_assignment:1], retries=3)"),
+    (f"curl 'https://api.example.com/v1?api_key={A}&page=2'",
+     "curl 'https://api.example.com/v1?api_key=[REDACTED:password_assignment:1]&page=2'"),
+    ("password = get_password(user)", "password = get_password(user)"),
+    ("token = tokens[0],rest", "token = tokens[0],rest"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CODE, ids=[f"code-{i}" for i in range(len(CODE))])
+def test_in_code_the_value_ends_where_the_code_ends_it(engine: DlpEngine, text: str, expected: str) -> None:
+    assert forwarded(engine, text) == expected
+
+
+def test_the_whole_body_is_forwarded_without_the_secret(engine: DlpEngine) -> None:
+    text = "\n".join(t for t, _s, _e in WHOLE)
+    body: dict[str, Any] = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    out = orjson.dumps(engine.inspect(body).body).decode()
+    for _t, secret, _e in WHOLE:
+        assert secret[-4:] not in out
