@@ -29,6 +29,7 @@ from tollway.governance.dlp.phones import (
 )
 from tollway.governance.dlp.phones import forget as forget_groupings
 from tollway.governance.dlp.result import Span
+from tollway.governance.dlp.tables import Tables, in_cell
 
 _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
     # (first prefix, last prefix, prefix digits, lengths)
@@ -206,12 +207,24 @@ class Numbers:
         self._plans: dict[bytes, Plan] = {}
         #: ``_context_shape`` by shape (no digits either).
         self._context_shapes: dict[bytes, int] = {}
+        self._tables = Tables()
 
     def forget(self) -> None:
         """Drop the memos: digit runs are personal data, and are not kept past the scan that saw them (nor are
-        the first digits by which ``phones`` remembers how a number is grouped)."""
+        the first digits by which ``phones`` remembers how a number is grouped, nor the tables read)."""
         self._memo.clear()
+        self._tables.forget()
         forget_groupings()
+
+    def _phone_column(self, text: str, start: int) -> bool:
+        """The run is in a table column whose name says phone (``tables``: ``name,phone`` over
+        ``Ann,0612345678``): asked only of a valid number that starts a cell and has no phone word before it."""
+        column = self._tables.column(text, start)
+        return column is not None and _PHONE_CONTEXT.search(" " + column, 1) is not None
+
+    def _ssn_column(self, text: str, start: int) -> bool:
+        column = self._tables.column(text, start)
+        return column is not None and _SSN_CONTEXT.search(column) is not None
 
     def handle(self, text: str, start: int, end: int) -> list[Span]:
         """Findings in the digit run text[start:end], which may start with '+' or '(' (see ``_handle``); for a
@@ -248,7 +261,9 @@ class Numbers:
         (``030/12345678``, ``912 345 678``, ``98765 43210``), or an international number after ``00``
         (``0044 20 7123 4567``). People group numbers in many ways; the word is what makes the digits a phone
         number, as it is for a bare run. ``key``: the run's shape, when the caller has it."""
-        if not self._may_follow_word(run, key) or not _phone_context(text, start):
+        if not self._may_follow_word(run, key):
+            return []
+        if not _phone_context(text, start) and not (in_cell(text, start) and self._phone_column(text, start)):
             return []
         groups = _GROUPS.findall(run)
         digits = "".join(groups)
@@ -387,10 +402,15 @@ class Numbers:
             if 7 <= n <= 15 and _plus_length_ok(digits) and valid_international(digits):
                 return [(start, end, "phone_number")]
         elif lead == "":
-            if n == 9 and _ssn_context(text, start) and _ssn_ok(digits[:3], digits[3:5], digits[5:]):
+            if n == 9 and (_ssn_context(text, start) or (in_cell(text, start) and self._ssn_column(text, start))) \
+                    and _ssn_ok(digits[:3], digits[3:5], digits[5:]):
                 return [(start, end, "us_ssn")]
-            if n <= 12 and n in self.all_lengths and _phone_context(text, start) and valid_bare(digits, self.regions):
-                return [(start, end, "phone_number")]
+            if n <= 12 and n in self.all_lengths:
+                if _phone_context(text, start):
+                    if valid_bare(digits, self.regions):
+                        return [(start, end, "phone_number")]
+                elif in_cell(text, start) and self._phone_column(text, start) and valid_bare(digits, self.regions):
+                    return [(start, end, "phone_number")]
         return []
 
     def _plan(self, shape: str) -> Plan:
