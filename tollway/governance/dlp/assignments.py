@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import pairwise
 
 from tollway.governance.dlp.placeholders import is_placeholder
 from tollway.governance.dlp.result import Span
@@ -84,6 +85,10 @@ _AZURE_KEY = re.compile(r"[A-Za-z0-9/+]{86}==")
 _LINE_START = re.compile(r"(?:^|[\n\x00])[ \t]*\Z")
 # The start of a configuration line, before its name: indentation, a YAML list's dash, ``export``/``set``/``ENV``.
 _LINE_HEAD = re.compile(r"(?:^|[\n\x00])[ \t]*(?:(?:export|set|ENV)[ \t]+|-[ \t]*)?\Z")
+_CONSONANTS = re.compile(r"[b-df-hj-np-tv-z]{3,}")
+_PASSPHRASE = re.compile(r"[a-z]{3,}(?:-[a-z]{3,}){3,7}")
+_PASSWORD_NAMES = ("password", "passwd", "passphrase", "pass", "pwd")
+_ARN_BEFORE = re.compile(r"arn:aws[\w-]*:[\w-]+:[\w-]*:\d*:\Z")
 _VALUE_END = re.compile(r"[\s\x00]")
 _ENTRY_END = re.compile(r"""[\s\x00;"']""")
 _NETRC_LOGIN = re.compile(r"(?:^|\s)login[ \t]+\S+[ \t]+\Z")
@@ -127,6 +132,25 @@ def nontrivial(value: str, quoted: bool) -> bool:
     return classes >= 2 and len(value) >= 8
 
 
+def random_words(value: str, key: str) -> bool:
+    """Two shapes of password that ``nontrivial`` takes for names, accepted as a value of a secret-named name on a
+    configuration line, in quotes or after ``.netrc``'s ``password``:
+
+    - letters only, at least 10, that read as random: a run of five consonants, or two of three or more with one
+      of four (``pjsudiuvawwdmeqj``, a Google app password); or the case flipping at a third of the letters or
+      more (``uRFyyjQgBrkZ``). Words and identifiers do not (``downgrades``, ``credentials``, ``userPassword``).
+    - under a password's name, a passphrase of four or more lower-case words joined by dashes
+      (``violet-timber-maple-harbor``, as password managers make them)."""
+    if len(value) < 10 or not value.isascii() or value.lower() in _TRIVIAL or is_placeholder(value):
+        return False
+    if value.isalpha():
+        runs = [len(r) for r in _CONSONANTS.findall(value.lower())]
+        flips = sum(a.islower() != b.islower() for a, b in pairwise(value))
+        longest = max(runs, default=0)
+        return longest >= 5 or (longest >= 4 and len(runs) >= 2) or flips >= 0.35 * len(value)
+    return _PASSPHRASE.fullmatch(value) is not None and key.endswith(_PASSWORD_NAMES)
+
+
 def _space_assigns(text: str, k: int, op: int, key: str) -> bool:
     """Whether a space (``NAME VALUE``) assigns here: after a ``--flag`` or ``aws configure set NAME`` whose name ends
     in a keyword right after a separator (``FLAG_WORDS``), or after ``password`` as a ``.netrc`` line has it (first on
@@ -166,13 +190,16 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     k = vm.start()
     while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):
         k -= 1
+    key = text[k:vm.start()].lower()
     if group == "uv":
-        if not (nontrivial(text[vs:ve], False) | nontrivial(text[vs:(ve := _whole_value(text, k, ve))], False)):
+        if not (nontrivial(text[vs:ve], False) | nontrivial(text[vs:(ve := _whole_value(text, k, ve))], False)) \
+                and not (_LINE_HEAD.search(text, max(0, k - 64), k) and random_words(text[vs:ve], key)):
             return ()
-    elif not nontrivial(text[vs:ve], group not in ("fv", "pv")):
+    elif not nontrivial(text[vs:ve], group not in ("fv", "pv")) \
+            and not ((group == "qv" or (group == "fv" and _space_assigns(text, k, vm.start(), key)))
+                     and random_words(text[vs:ve], key)):
         return ()
     value = text[vs:ve]
-    key = text[k:vm.start()].lower()
     if group == "xv" and (k == 0 or text[k - 1] != "<"):  # an element's text follows its opening tag only
         return ()
     if group in ("fqv", "fv") and not _space_assigns(text, k, vm.start(), key):
@@ -182,6 +209,8 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     if group == "qv" and "value" in text[vm.start():vs].lower() \
             and _ATTR_NAME.search(text, max(0, k - 24), k) is None:  # key="ApiKey" value="…", name="password" …
         return ()
+    if k > 0 and text[k - 1] == ":" and _ARN_BEFORE.search(text, max(0, k - 200), k) is not None:
+        return ()  # arn:aws:secretsmanager:…:secret:name names a secret; it is not one
     if k >= 2 and text.startswith("${", k - 2) and value[0] in "?+":  # ${VAR:?message}, ${VAR:+alternative}
         return ()
     if key.endswith(("secret_key", "secret-key", "secretkey")) and _AWS_SECRET.fullmatch(value) \

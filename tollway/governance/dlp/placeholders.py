@@ -15,13 +15,19 @@ placeholder when:
    or variable reference (``<token>``, ``${VAR}``, ``{{ secret }}``, ``%(name)s``, ``$(cmd)``), or
    one of the words ``your``, ``placeholder``, ``changeme``, ``change_me``, ``dummy``,
    ``redacted``, ``replace_me``, ``insert``;
-3. it has at most three distinct characters (``0000000…``, ``abababab``, ``a1a1a1a1``).
+3. it has at most three distinct characters (``0000000…``, ``abababab``, ``a1a1a1a1``);
+4. it is a reference to a secret store, which names a secret without holding it (``STORE_REFERENCES``: a
+   1Password ``op://…`` reference, an AWS Secrets Manager or SSM Parameter Store ARN, a Google Secret Manager
+   resource name ``projects/…/secrets/…``, Azure App Service's ``@Microsoft.KeyVault(…)``, Bank-Vaults'
+   ``vault:secret/…``, vals' ``ref+…://``).
 
 Personal data is not subject to this policy: a test card number or a fictional phone number has
 the format of a real one, and a DLP policy on personal data is about the format.
 """
 
 from __future__ import annotations
+
+import re
 
 #: Published sample credentials (secret part only, i.e. after any fixed prefix, and whole values).
 DOCUMENTED_EXAMPLES = frozenset((
@@ -45,6 +51,15 @@ _FILLERS = ("xxxx", "****", "....", "\u2026", "<", ">", "${", "{{", "}}", "%(", 
             "changeme", "change_me", "dummy", "redacted", "replace_me", "replaceme", "insert_", "example")
 
 
+#: How references to a secret store begin (lower case), each from its product's documentation: 1Password CLI "Secret
+#: reference syntax"; AWS ARN formats of Secrets Manager and Systems Manager parameters; Azure App Service "Use Key
+#: Vault references"; Bank-Vaults' mutating webhook (``vault:secret/data/…#key``); helmfile/vals (``ref+vault://``).
+STORE_REFERENCES = ("op://", "arn:aws:secretsmanager:", "arn:aws:ssm:", "@microsoft.keyvault(", "vault:secret/",
+                    "ref+")
+#: Google Secret Manager's resource name of a secret or of one of its versions.
+_GCP_SECRET = re.compile(r"projects/[\w.-]+/secrets/[\w-]+(?:/versions/[\w-]+)?\Z")
+
+
 def is_placeholder(value: str) -> bool:
     """Whether a found secret (or its part after a fixed prefix) is a documented example or a filler."""
     if value in DOCUMENTED_EXAMPLES:
@@ -52,4 +67,6 @@ def is_placeholder(value: str) -> bool:
     low = value.lower()
     if any(f in low for f in _FILLERS) or low.endswith("..."):  # three dots elide the rest only at the end: a
         return True  # password may hold them ("P@ss...w0rd"), a shortened value ends so ("sk-ant-...")
+    if low.startswith(STORE_REFERENCES) or _GCP_SECRET.match(value) is not None:
+        return True
     return len(set(low)) <= 3

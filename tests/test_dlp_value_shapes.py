@@ -1,0 +1,118 @@
+"""Two value shapes a held-out probe found handled wrongly under secret-named names:
+
+- random passwords of letters only (``POSTGRES_PASSWORD: lvgvgjntyjtnjxlr``, a Google app password; mixed case
+  ``DB_PASSWORD=uRFyyjQgBrkZ``) and dash-joined passphrases (``violet-timber-maple-harbor``) were taken for names
+  and missed; words and identifiers in the same places (``credentials``, ``userPassword``, ``downgrades``) stay
+  no findings;
+- references to a secret store (``op://…``, a Secrets Manager ARN, ``projects/…/secrets/…``, ``@Microsoft.KeyVault(…)``,
+  ``vault:secret/…``, ``ref+vault://…``) were redacted, though they name a secret without holding it.
+
+Both matchers. Values are synthetic, from a seeded generator."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterator
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp.policy import DlpConfig, DlpPolicy
+from tollway.governance.dlp.prefilter import available
+
+MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),
+                                                                          reason="no hyperscan wheel here"))]
+_engines: dict[str, DlpEngine] = {}
+_rng = random.Random(2026_12_04)
+
+
+@pytest.fixture(params=MATCHERS)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
+    matcher = request.param
+    if matcher not in _engines:
+        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
+        redact = DlpPolicy(actions={"secrets": "redact", "pii": "redact"})
+        _engines[matcher] = DlpEngine(DlpConfig(cache_items=0, policies={"default": redact}))
+        _engines[matcher].wait_ready()
+    assert _engines[matcher].matcher == matcher
+    yield _engines[matcher]
+
+
+def forwarded(engine: DlpEngine, text: str) -> str:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    content = engine.inspect(body).body["messages"][0]["content"]
+    assert isinstance(content, str)
+    return content
+
+
+def app_password() -> str:
+    """16 random lower-case letters, as Google shows an app password (without its spaces)."""
+    return "".join(_rng.choice(string.ascii_lowercase) for _ in range(16))
+
+
+def mixed(n: int) -> str:
+    while True:
+        v = "".join(_rng.choice(string.ascii_letters) for _ in range(n))
+        if sum(a.islower() != b.islower() for a, b in pairwise(v)) >= n // 2:
+            return v
+
+
+WORDS = ["violet", "timber", "harbor", "maple", "quartz", "falcon", "meadow", "lantern", "walnut", "glacier"]
+
+
+def passphrase() -> str:
+    return "-".join(_rng.choice(WORDS) for _ in range(4))
+
+
+P1, P2, P3, P4, P5 = app_password(), app_password(), mixed(12), mixed(14), passphrase()
+FOUND = [
+    (f"POSTGRES_PASSWORD: {P1}", P1),
+    (f"  - MYSQL_ROOT_PASSWORD={P2}", P2),
+    (f"spring.datasource.password={P3}", P3),
+    (f'signing_password = "{P4}"', P4),
+    (f'postgresPassword: "{P5}"', P5),
+    (f"- DB_PASSWORD={P5}", P5),
+    (f"machine db.internal login app password {P1}", P1),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), FOUND, ids=[f"found-{i}" for i in range(len(FOUND))])
+def test_random_letters_and_passphrases_are_found(engine: DlpEngine, text: str, secret: str) -> None:
+    out = forwarded(engine, text)
+    assert secret not in out and "[REDACTED:password_assignment:1]" in out
+
+
+NOT_FOUND = [
+    "password = credentials",  # a word (a variable in code)
+    "password = userPassword",  # an identifier
+    'downgrade_token: str = "downgrades"',  # a word with a run of four consonants
+    "password = strengths",
+    "password: administrator",
+    "token = SomeTokenProvider",
+    f"  secret_name: {P5}",  # a passphrase shape, but not under a password's name
+    f"log.info(password, {P1})",  # not an assignment
+]
+
+
+@pytest.mark.parametrize("text", NOT_FOUND, ids=[f"not-{i}" for i in range(len(NOT_FOUND))])
+def test_words_and_identifiers_are_not_findings(engine: DlpEngine, text: str) -> None:
+    assert forwarded(engine, text) == text
+
+
+REFERENCES = [
+    "password: op://Engineering/Postgres/password",
+    "api_key: arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/api-key-AbCdEf",
+    "DB_PASSWORD=arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db/password",
+    "client_secret: projects/acme-prod/secrets/oauth-client/versions/3",
+    "DB_PASSWORD=@Microsoft.KeyVault(SecretUri=https://acme.vault.azure.net/secrets/db-password/)",
+    "password: vault:secret/data/prod/db#password",
+    "token: ref+vault://secret/data/ci#/token",
+]
+
+
+@pytest.mark.parametrize("text", REFERENCES, ids=[f"ref-{i}" for i in range(len(REFERENCES))])
+def test_a_reference_to_a_secret_store_is_not_a_finding(engine: DlpEngine, text: str) -> None:
+    assert forwarded(engine, text) == text
