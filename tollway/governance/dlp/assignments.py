@@ -14,7 +14,7 @@ from itertools import pairwise
 
 from tollway.governance.dlp.placeholders import is_placeholder
 from tollway.governance.dlp.result import Span
-from tollway.governance.dlp.text import WORD
+from tollway.governance.dlp.text import WORD, has_digit_and_letter
 
 # After a keyword: end of the identifier, an assignment operator and at least 6 characters of value.
 # A look-ahead, so that the scan goes on inside the value; _ASSIGN_VALUE then reads the value.
@@ -51,7 +51,8 @@ _ASSIGN_VALUE = re.compile(
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.
 KEY_WORDS = [f"{p}{sep}key" for p in ("api", "access", "private", "auth", "signing", "encryption", "master",
-                                       "client") for sep in ("", "_", "-")]
+                                       "client", "app", "license", "consumer", "hmac", "aes", "jwt")
+             for sep in ("", "_", "-")]
 # Names of an Azure storage account key outside a connection string (``AZURE_STORAGE_KEY=…``,
 # ``storage_account_key = "…"``, ``az storage … --account-key …``). Only the key's own shape counts under them
 # (88 base64 characters ending ``==``, 64 random bytes): ``account_key`` and ``storage_key`` name identifiers too.
@@ -62,7 +63,7 @@ BEHIND_KEY = "|".join(f"(?<={w})" for w in KEY_WORDS)
 # key_pass; the services .env files name so): ``render_pass``, ``lint_pass``, ``high_pass`` are code, not secrets.
 PASS_OWNERS = ("db", "database", "key", "keystore", "truststore", "smtp", "mail", "email", "redis", "mysql", "pg",
                "postgres", "mongo", "ldap", "ftp", "sftp", "admin", "root", "user", "bind", "sql", "rabbitmq", "amqp",
-               "wifi", "vpn", "default")
+               "wifi", "vpn", "default", "become", "ssh", "proxy", "vnc")
 BEHIND_PASS = "|".join(rf"(?<={o}[_\-]pass)" for o in PASS_OWNERS)
 #: The keywords of a command-line flag (``--db-password VALUE``), each right after a '-', '_' or '.': the Hyperscan
 #: prefilter looks for exactly these (a separator, the keyword, a space), and ``on_assignment`` takes a flag only when
@@ -79,6 +80,9 @@ _TRIVIAL = frozenset(("none", "null", "nil", "true", "false", "undefined", "requ
                       "str", "bytes", "int", "empty", "default", "unknown", "hidden", "masked", "secret",
                       "password", "passwd", "token", "api_key", "apikey"))
 _BEARER = re.compile(r"(?i)(?:bearer|basic|token)\s+\S{8,}")
+#: Kubernetes bootstrap tokens (kubeadm join --token): 6 and 16 lower-case letters or digits, dot-joined.
+_BOOTSTRAP = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
+_PARTS = re.compile(r"[_\-.]")
 _DOTTED_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _AZURE_KEY = re.compile(r"[A-Za-z0-9/+]{86}==")
@@ -118,8 +122,10 @@ def nontrivial(value: str, quoted: bool) -> bool:
             value = value[:-1]
         return (quoted and 2 <= len(words) <= 6 and len(value) >= 10 and value[-1] not in ".?!:;,"
                 and (len(words) >= 4 or any(not w.isalpha() for w in words)))
-    if _WORDY.fullmatch(value):  # snake_case / kebab-case / dotted names, ENV_VAR_NAMES, #colours
-        return False
+    if _BOOTSTRAP.fullmatch(value) and any(c.isdigit() for c in value):  # a kubeadm bootstrap token
+        return True
+    if _WORDY.fullmatch(value) and not _random_part(value):  # snake_case / kebab-case / dotted names, ENV_VAR_NAMES,
+        return False  # #colours (a 32-hex part is no word: Mailchimp's <32 hex>-us15)
     classes = (any(c.islower() for c in value) + any(c.isupper() for c in value)
                + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value))
     if quoted:
@@ -130,6 +136,11 @@ def nontrivial(value: str, quoted: bool) -> bool:
     if _DOTTED_IDENT.fullmatch(value) and (not any(c.isdigit() for c in value) or "." in value):
         return False
     return classes >= 2 and len(value) >= 8
+
+
+def _random_part(value: str) -> bool:
+    """Whether a name-shaped value has a part of 20 or more letters and digits with both in it (not a word)."""
+    return any(len(part) >= 20 and has_digit_and_letter(part) for part in _PARTS.split(value))
 
 
 def random_words(value: str, key: str) -> bool:

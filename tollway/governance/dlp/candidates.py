@@ -59,8 +59,8 @@ _NUMBER = (r"(?:(?<![A-Za-z0-9_.].)(?=(?:[\-. ()/]{{0,2}}[0-9]){{{more}}})"
 # branch after an anchor is a named group, so m.lastgroup says which branch matched and m.start()
 # is the anchor.
 _ASSIGN = {
-    "c": rf"ret(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE}",
-    "C": rf"RET(?i:(?<=secret))(?:[_\-]?(?i:key))?{ASSIGN_GATE}",
+    "c": rf"ret(?i:(?<=secret))(?:[_\-]?(?i:key))?(?:[_\-](?i:base))?{ASSIGN_GATE}",
+    "C": rf"RET(?i:(?<=secret))(?:[_\-]?(?i:key))?(?:[_\-](?i:base))?{ASSIGN_GATE}",
     "w": rf"(?:ord|d)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
     "W": rf"(?:ORD|D)(?i:(?<=password)|(?<=passwd)|(?<=pwd)){ASSIGN_GATE}",
     "k": rf"en(?i:(?<=token)){ASSIGN_GATE}|ey(?i:{BEHIND_KEY}){ASSIGN_GATE}",

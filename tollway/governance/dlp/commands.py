@@ -1,6 +1,6 @@
 """Passwords given to a command on its command line with a short flag: ``curl -u user:<password>``,
 ``mysql -uroot -p<password>``, ``redis-cli -a <password>``, ``sshpass -p <password>``, HTTPie's
-``http -a user:<password>`` and ``--auth-type bearer --auth <token>``.
+``http -a user:<password>`` and ``--auth-type bearer --auth <token>``, ``docker login -p <password>``.
 
 A short flag (``-p``, ``-a``) names a password only for the command that defines it, so the candidate is the
 command's name (``COMMANDS``: its anchor character and the rest of its name, followed by a space); the handler
@@ -39,6 +39,10 @@ COMMANDS: tuple[tuple[str, str, str, str, int, re.Pattern[str], str], ...] = (
     # sshpass -p <password>
     ("sshpass", "p", r"ass(?<=sshpass)(?=[ \t])", r"sshpass[ \t]", 3,
      re.compile(rf"[ \t]-p[ \t]*{_VALUE}"), "password_assignment"),
+    # docker login -p/--password <password> (docs.docker.com/reference/cli/docker/login/; the CLI warns against it,
+    # CI scripts do it anyway)
+    ("docker", "k", r"er(?<=docker)(?=[ \t]+login[ \t])", r"docker[ \t]+login[ \t]", 3,
+     re.compile(rf"[ \t](?:-p|--password)(?:[ \t]+|=){_VALUE}"), "password_assignment"),
 )
 _LINE = 400  # how far along the line a command's flag is looked for
 _NAME_CHARS = WORD | {"-", "."}

@@ -67,7 +67,7 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         out.append((f"{before}{re.escape(anchor)}{short}", token_width(before), False))
     out += [
         # Assignments, from the anchor letter of each keyword's alternative in ``candidates._ASSIGN``.
-        (r"cret(?:[_\-]?key)?" + _GATE, 0, True),
+        (r"cret(?:[_\-]?key)?(?:[_\-]base)?" + _GATE, 0, True),
         (r"w(?:or)?d" + _GATE, 0, True),
         (r"ken" + _GATE, 0, True),
         *((re.escape(owner) + r"[_\-]pass" + _GATE, len(owner) + 1, True) for owner in PASS_OWNERS),

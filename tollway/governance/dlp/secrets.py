@@ -80,6 +80,9 @@ TOKENS: list[tuple[str, str, str, str, int]] = [
     ("doppler_token", "", "d", r"p\.(?:pt|sa|ct|scim|st)\.(?:[a-z0-9_\-]+\.)?[A-Za-z0-9]{40,}", 0),
     # age X25519 identities: Bech32 of 32 bytes with the HRP AGE-SECRET-KEY- (upper case), checksum checked.
     ("age_secret_key", "", "A", rf"GE-SECRET-KEY-1[{_BECH32}]{{58}}", 0),
+    # A PEM private key in base64, as Kubernetes stores it (a TLS Secret's ``tls.key``, a kubeconfig's
+    # ``client-key-data``): base64 of "-----BEGIN", then a header that names a private key (checked decoded).
+    ("private_key", "LS0tLS1CRUd", "J", r"Ti[A-Za-z0-9+/]{60,}={0,2}", 0),
     # Azure DevOps PATs: 84 letters and digits with the signature AZDO at 76-79; anchored on its rare Z.
     ("azure_devops_pat", "[A-Za-z0-9]{76}A", "Z", r"DO[A-Za-z0-9]{4}", 0),
 ]
@@ -188,7 +191,19 @@ def bech32_ok(value: str) -> bool:
 
 
 #: Checksums that a kind's tokens carry, checked after the placeholder policy (on the whole token).
-_CHECKS: dict[str, Callable[[str], bool]] = {"grafana_token": grafana_checksum_ok, "age_secret_key": bech32_ok}
+def base64_pem_key_ok(value: str) -> bool:
+    """Whether base64 ``value`` starts with the header of a PEM private key (``-----BEGIN … PRIVATE KEY-----``):
+    a certificate or a public key in the same place is not a secret."""
+    try:
+        head = base64.b64decode(value[:96], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    line = head.split(b"\n", 1)[0]
+    return line.startswith(b"-----BEGIN ") and b"PRIVATE KEY" in line
+
+
+_CHECKS: dict[str, Callable[[str], bool]] = {"grafana_token": grafana_checksum_ok, "age_secret_key": bech32_ok,
+                                             "private_key": base64_pem_key_ok}
 
 
 # Tokens whose tail class already takes '-' and '_' (they may end before one).
