@@ -116,3 +116,37 @@ REFERENCES = [
 @pytest.mark.parametrize("text", REFERENCES, ids=[f"ref-{i}" for i in range(len(REFERENCES))])
 def test_a_reference_to_a_secret_store_is_not_a_finding(engine: DlpEngine, text: str) -> None:
     assert forwarded(engine, text) == text
+
+
+# Generated passwords and salts hold brackets and angle brackets (WordPress's salts, password managers' output);
+# they were taken for templates (``{…}``) and placeholders (``<…>``). A template or a name in angle brackets
+# still is one.
+SALT = "lg-C!JH^e:WgozU_atx&WDV,56K$d]Q<tE}*s(I3.f33m!9@])UkgLY(h8RJP^Zd"
+BRACKETED = [
+    (f"define( 'AUTH_KEY',         '{SALT}' );", SALT),
+    ("$mail->Password = 'Y!g6??KWN@<:]g1mg)TRsmPI';", "Y!g6??KWN@<:]g1mg)TRsmPI"),
+    ("SMTP_PASSWORD=3Wx/pVAX%Lc9IqR+GV#(eX{", "3Wx/pVAX%Lc9IqR+GV#(eX{"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), BRACKETED, ids=[f"brackets-{i}" for i in range(len(BRACKETED))])
+def test_a_password_with_brackets_is_found(engine: DlpEngine, text: str, secret: str) -> None:
+    out = forwarded(engine, text)
+    assert secret not in out and "[REDACTED:password_assignment:1]" in out
+
+
+TEMPLATES = [
+    'password = "<your-password>"',
+    "API_KEY=<paste key here>",
+    'token = "Bearer <token>"',
+    'password = "{password}"',
+    'password = f"{prefix}{suffix}"',
+    "PASSWORD=$(cat /run/secrets/db)",
+    "DB_PASSWORD=getpass()",
+    "API_TOKEN=${{ secrets.TOKEN }}",
+]
+
+
+@pytest.mark.parametrize("text", TEMPLATES, ids=[f"template-{i}" for i in range(len(TEMPLATES))])
+def test_templates_and_names_in_angle_brackets_stay_placeholders(engine: DlpEngine, text: str) -> None:
+    assert forwarded(engine, text) == text

@@ -83,6 +83,11 @@ _BEARER = re.compile(r"(?i)(?:bearer|basic|token)\s+\S{8,}")
 #: Kubernetes bootstrap tokens (kubeadm join --token): 6 and 16 lower-case letters or digits, dot-joined.
 _BOOTSTRAP = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
 _PARTS = re.compile(r"[_\-.]")
+_TEMPLATE = re.compile(r"\{[\w.]*\}")
+# A .env or shell line's NAME=value: the value is data, not code, so brackets in it are a password's characters
+# (``SMTP_PASS=3W=/&pVAX%Lc9IqR+GV#(eX{``), as they are in quotes.
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*=(?!=)")
+_CALL = re.compile(r"[\w.]+\(.*\)")
 _DOTTED_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _AZURE_KEY = re.compile(r"[A-Za-z0-9/+]{86}==")
@@ -110,7 +115,7 @@ def nontrivial(value: str, quoted: bool) -> bool:
     low = value.lower()
     if low in _TRIVIAL or is_placeholder(value):
         return False
-    if "{" in value:  # a template
+    if _TEMPLATE.search(value) is not None:  # a template: {name}, {0}, {}, #{x}, %{x}
         return False
     if any(c.isspace() for c in value):  # "Bearer <token>", or a passphrase (quoted, a few words, not a sentence)
         if _BEARER.fullmatch(value) is not None:
@@ -189,6 +194,19 @@ def _whole_value(text: str, k: int, ve: int) -> int:
     return stop.start() if stop is not None else len(text)
 
 
+def _unquoted_ok(text: str, k: int, vs: int, short_end: int, end: int, key: str) -> bool:
+    """Whether an unquoted value, read to where code would end it (``short_end``) or to its real end (``end``,
+    ``_whole_value``), looks like a credential. On a configuration line, brackets may be part of it (a .env
+    ``NAME=value`` is data, unless it is a call) and random letters or a passphrase count (``random_words``)."""
+    if nontrivial(text[vs:short_end], False):
+        return True
+    value = text[vs:end]
+    if _LINE_HEAD.search(text, max(0, k - 64), k) is None:
+        return nontrivial(value, False)
+    env = _ENV_NAME.match(text, k) is not None and _CALL.fullmatch(value) is None
+    return nontrivial(value, env) or random_words(value, key)
+
+
 def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _ASSIGN_VALUE.search(text, start + 1)
     if vm is None or vm.start() > end:
@@ -203,8 +221,8 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         k -= 1
     key = text[k:vm.start()].lower()
     if group == "uv":
-        if not (nontrivial(text[vs:ve], False) | nontrivial(text[vs:(ve := _whole_value(text, k, ve))], False)) \
-                and not (_LINE_HEAD.search(text, max(0, k - 64), k) and random_words(text[vs:ve], key)):
+        ve = _whole_value(text, k, ve)
+        if not _unquoted_ok(text, k, vs, vm.end(group), ve, key):
             return ()
     elif not nontrivial(text[vs:ve], group not in ("fv", "pv")) \
             and not ((group == "qv" or (group == "fv" and _space_assigns(text, k, vm.start(), key)))

@@ -12,7 +12,7 @@ placeholder when:
    credential that way: ``…EXAMPLE``, ``…EXAMPLEKEY``);
 2. it is an obvious filler: it contains ``xxxx``/``XXXX``, ``****``, ``....`` or ``…``, or ends with ``...``
    (an elided value: ``sk-ant-...``; a password may hold three dots inside it), a template
-   or variable reference (``<token>``, ``${VAR}``, ``{{ secret }}``, ``%(name)s``, ``$(cmd)``), or
+   or variable reference (``<token>``, ``<your key>``, ``${VAR}``, ``{{ secret }}``, ``%(name)s``, ``$(cmd)``), or
    one of the words ``your``, ``placeholder``, ``changeme``, ``change_me``, ``dummy``,
    ``redacted``, ``replace_me``, ``insert``;
 3. it has at most three distinct characters (``0000000…``, ``abababab``, ``a1a1a1a1``);
@@ -47,7 +47,7 @@ DOCUMENTED_EXAMPLES = frozenset((
     "abcdefghijklmnopqrstuvwxyz012345679ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnoAZDOabcd",
 ))
 
-_FILLERS = ("xxxx", "****", "....", "\u2026", "<", ">", "${", "{{", "}}", "%(", "$(", "your", "placeholder",
+_FILLERS = ("xxxx", "****", "....", "\u2026", "${", "{{", "}}", "%(", "$(", "your", "placeholder",
             "changeme", "change_me", "dummy", "redacted", "replace_me", "replaceme", "insert_", "example")
 
 
@@ -56,6 +56,8 @@ _FILLERS = ("xxxx", "****", "....", "\u2026", "<", ">", "${", "{{", "}}", "%(", 
 #: Vault references"; Bank-Vaults' mutating webhook (``vault:secret/data/…#key``); helmfile/vals (``ref+vault://``).
 STORE_REFERENCES = ("op://", "arn:aws:secretsmanager:", "arn:aws:ssm:", "@microsoft.keyvault(", "vault:secret/",
                     "ref+")
+#: A name in angle brackets (``<token>``, ``<your key here>``); a generated password may hold ``<`` and ``>`` apart.
+_ANGLED = re.compile(r"<[^<>\s][^<>]{0,40}>")
 #: Google Secret Manager's resource name of a secret or of one of its versions.
 _GCP_SECRET = re.compile(r"projects/[\w.-]+/secrets/[\w-]+(?:/versions/[\w-]+)?\Z")
 
@@ -65,8 +67,10 @@ def is_placeholder(value: str) -> bool:
     if value in DOCUMENTED_EXAMPLES:
         return True
     low = value.lower()
-    if any(f in low for f in _FILLERS) or low.endswith("..."):  # three dots elide the rest only at the end: a
-        return True  # password may hold them ("P@ss...w0rd"), a shortened value ends so ("sk-ant-...")
+    if any(f in low for f in _FILLERS) or _ANGLED.search(value) is not None:
+        return True
+    if low.endswith("..."):  # three dots elide the rest only at the end: a password may hold them ("P@ss...w0rd"),
+        return True  # a shortened value ends so ("sk-ant-...")
     if low.startswith(STORE_REFERENCES) or _GCP_SECRET.match(value) is not None:
         return True
     return len(set(low)) <= 3
