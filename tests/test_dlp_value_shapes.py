@@ -150,3 +150,14 @@ TEMPLATES = [
 @pytest.mark.parametrize("text", TEMPLATES, ids=[f"template-{i}" for i in range(len(TEMPLATES))])
 def test_templates_and_names_in_angle_brackets_stay_placeholders(engine: DlpEngine, text: str) -> None:
     assert forwarded(engine, text) == text
+
+
+def test_a_provider_token_under_a_secret_name_is_labelled_by_its_kind(engine: DlpEngine) -> None:
+    """Both the assignment and the token are findings; the placeholder says what the value is, which tells the
+    model more than where it was (a held-out probe counted 200 such labels as ``password_assignment``)."""
+    token = "ghp_" + "".join(_rng.choice(string.ascii_letters + string.digits) for _ in range(36))
+    body: dict[str, Any] = {"model": "m", "max_tokens": 1,
+                            "messages": [{"role": "user", "content": f"GITHUB_TOKEN={token}\nexport X=1"}]}
+    result = engine.inspect(body)
+    assert {f.kind for f in result.findings} >= {"github_token", "password_assignment"}
+    assert result.body["messages"][0]["content"] == "GITHUB_TOKEN=[REDACTED:github_token:1]\nexport X=1"

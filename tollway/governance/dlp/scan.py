@@ -258,12 +258,16 @@ class Scan:
         return self.redact(text, redact) if redact else None
 
     def redact(self, text: str, spans: list[Span]) -> str:
-        # Merge overlapping spans; the merged span keeps the kind of the first (then longest) one.
+        # Merge overlapping spans; the merged span keeps the kind of the first (then longest) one, unless that is
+        # the generic assignment and an overlapping one says what the value is (``GITHUB_TOKEN=ghp_…``:
+        # ``[REDACTED:github_token:1]``).
         spans.sort(key=lambda sp: (sp[0], -sp[1]))
         merged: list[list[Any]] = []
         for s, e, kind in spans:
             if merged and s < merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], e)
+                if merged[-1][2] in GENERIC_KINDS and kind not in GENERIC_KINDS:
+                    merged[-1][2] = kind
             else:
                 merged.append([s, e, kind])
         out: list[str] = []
@@ -313,6 +317,9 @@ class Scan:
         return DlpResult(findings, bool(blocked_kinds), blocked_kinds, policy, out, changed)
 
 
+#: Kinds that say where a value was (assigned to a secret's name), not what it is: in a redaction, a kind that
+#: says what it is wins over them.
+GENERIC_KINDS = frozenset(("password_assignment",))
 _PLUS_ONE = (1).__add__  # a string's length plus its separator, mapped in C
 
 #: A unit to scan: its first string and end in ``walk.texts``, its key in the process's cache (None without
