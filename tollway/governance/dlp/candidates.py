@@ -13,6 +13,8 @@ from itertools import repeat
 from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, on_assignment
 from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.commands import HANDLERS as COMMAND_HANDLERS
+from tollway.governance.dlp.configs import FORMS
+from tollway.governance.dlp.configs import HANDLERS as FORM_HANDLERS
 from tollway.governance.dlp.dense import DENSE_BYTES_PER_ANCHOR, DENSE_MIN_ANCHORS, Answer, table
 from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
@@ -70,7 +72,7 @@ _ASSIGN = {
     "p": rf"(?:ass(?i:{BEHIND_PASS})|hrase(?i:(?<=passphrase))){ASSIGN_GATE}",
     "P": rf"(?:(?:ASS|ass)(?i:{BEHIND_PASS})|(?:HRASE|hrase)(?i:(?<=passphrase))){ASSIGN_GATE}",
 }
-_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZP"
+_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZPh"
 
 
 def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, str]]]:
@@ -97,6 +99,8 @@ def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, 
     out["@"].append(("email", rf"{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}(?![A-Za-z0-9]|-[A-Za-z0-9])"))
     out["@"].append(("at", ""))  # any other '@': maybe scheme://user:password@host
     for name, anchor, pattern, _h, _o, _flag, _kind in COMMANDS:  # curl -u, mysql -p…: after the rest
+        out[anchor].append((name, pattern))
+    for name, anchor, pattern, _pre, _handler, _kind in FORMS:  # docker auth, pass, Terraform defaults, prose keys
         out[anchor].append((name, pattern))
     return out
 
@@ -130,7 +134,7 @@ def _kinds_of(group: str) -> str:
     named = {"pem": "private_key", "ppk": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
              "authz": "authorization_header", "authZ": "authorization_header",
              "authcs": "authorization_header", "sk": "openai_key/anthropic_key",
-             **{c[0]: c[6] for c in COMMANDS}}
+             **{c[0]: c[6] for c in COMMANDS}, **{f[0]: f[5] for f in FORMS}}
     return named.get(group, "password_assignment/aws_secret_key")
 
 
@@ -156,7 +160,7 @@ class Builtin:
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
             "authZ": on_authorization, "authcs": on_authorization, "ppk": on_ppk,
-            **{a: on_assignment for a in _ASSIGN}, **COMMAND_HANDLERS,
+            **{a: on_assignment for a in _ASSIGN}, **COMMAND_HANDLERS, **FORM_HANDLERS,
             **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
         }
         for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):

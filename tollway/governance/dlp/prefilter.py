@@ -37,6 +37,7 @@ from typing import Any
 
 from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS
 from tollway.governance.dlp.commands import COMMANDS
+from tollway.governance.dlp.configs import FORMS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
 # A loose form of ASSIGN_GATE's operators (> for XML, value= for an XML attribute pair).
@@ -84,6 +85,8 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"passphrase[ \t]+(?:is|was)[ \t]", 4, True),
         # Commands whose short flag gives a password (``curl -u``, ``mysql -p``): their name and a space.
         *((pattern, offset, False) for _n, _a, _p, pattern, offset, _f, _k in COMMANDS),
+        # Configuration forms (``configs.FORMS``): docker's auth, an auth object's pass, Terraform defaults, prose keys.
+        *(p for form in FORMS for p in form[3]),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"PuTTY-User-Key-File-[23]:", 0, False),

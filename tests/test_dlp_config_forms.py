@@ -1,0 +1,158 @@
+"""Secret forms of the tenth held-out probe: Docker registry ``auth`` (base64 of ``user:password``) and ``.npmrc``'s
+``_auth``, the ``pass`` of an auth object (nodemailer, JSON, YAML), a secret-named Terraform variable's
+``default``, HTTP Digest responses, legacy (52-character) Azure DevOps PATs in context, URL-encoded values, 12-digit
+Maestro cards and Azure storage account keys named in prose. Each form has positives (only the secret is
+redacted, the rest is forwarded as is), negatives and placeholders, under both matchers.
+
+Values are synthetic, from a seeded generator and the documented shapes: no real credential is in this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tollway.governance.dlp import DlpEngine
+from tollway.governance.dlp.policy import DlpConfig
+from tollway.governance.dlp.prefilter import available
+
+_rng = random.Random(2026_12_0410)
+ALNUM = string.ascii_letters + string.digits
+B64 = ALNUM + "+/"
+B32 = string.ascii_lowercase + "234567"
+HEX = "0123456789abcdef"
+
+
+def rnd(n: int, alphabet: str = ALNUM) -> str:
+    return "".join(_rng.choice(alphabet) for _ in range(n))
+
+
+def pw() -> str:
+    """A password with lower- and upper-case letters, digits and a symbol."""
+    return rnd(5, string.ascii_lowercase) + rnd(3, string.digits) + rnd(3, string.ascii_uppercase) + "!"
+
+
+def b64(s: str) -> str:
+    return base64.b64encode(s.encode()).decode()
+
+
+PW = [pw() for _ in range(16)]
+# Docker's config.json: "auth" is base64 of "user:password" (docs.docker.com, "docker login", credential stores)
+DAUTH = [b64(f"{u}:{p}") for u, p in zip(["robot$ci", "jdoe", "_json_key", "AWS"], PW[:4], strict=True)]
+IDT = rnd(40)
+AZ = rnd(86, B64) + "=="  # an Azure storage account key: 64 random bytes in base64
+
+POSITIVES: list[tuple[str, str, str]] = [
+    # 1. Docker registry credentials (~/.docker/config.json, a .dockerconfigjson) and .npmrc's _auth
+    ("password_assignment", f'{{"auths": {{"registry.acme.io": {{"auth": "{DAUTH[0]}"}}}}}}', DAUTH[0]),
+    ("password_assignment", f'{{\n  "auths": {{\n    "https://index.docker.io/v1/": {{\n      "auth": "{DAUTH[1]}"'
+                            f'\n    }}\n  }}\n}}', DAUTH[1]),
+    ("password_assignment", f'{{"auths":{{"gcr.io":{{"auth":"{DAUTH[2]}","email":"ci@acme.io"}}}}}}', DAUTH[2]),
+    ("password_assignment", f"registry=https://npm.acme.io/\n_auth={DAUTH[3]}\nalways-auth=true", DAUTH[3]),
+    ("password_assignment", f'{{"auths": {{"acr.azurecr.io": {{"identitytoken": "{IDT}"}}}}}}', IDT),
+    # 2. the pass of an auth object: nodemailer, JSON, YAML
+    ("password_assignment", f"nodemailer.createTransport({{ host: 'smtp.acme.io', auth: {{ user: 'a@acme.io', "
+                            f"pass: '{PW[4]}' }} }})", PW[4]),
+    ("password_assignment", f'{{"smtp": {{"user": "mailer", "pass": "{PW[5]}"}}}}', PW[5]),
+    ("password_assignment", f"mail:\n  auth:\n    user: mailer@acme.io\n    pass: {PW[6]}\n", PW[6]),
+    ("password_assignment", f'auth: {{\n  pass: "{PW[7]}"\n}}', PW[7]),
+    # 3. Terraform: a secret-named variable's default, across lines
+    ("password_assignment", f'variable "db_password" {{\n  type      = string\n  sensitive = true\n  default   = '
+                            f'"{PW[8]}"\n}}', PW[8]),
+    ("password_assignment", f'variable "api_token" {{ default = "{PW[9]}" }}', PW[9]),
+    ("password_assignment", f'variable "admin_pass" {{\n  validation {{\n    condition = length(var.admin_pass) > 8'
+                            f'\n    error_message = "too short"\n  }}\n  default = "{PW[10]}"\n}}', PW[10]),
+    # 8. an Azure storage account key named in prose
+    ("azure_storage_key", f"the storage account key is {AZ}, please rotate it", AZ),
+    ("azure_storage_key", f"AccountKey: {AZ}", AZ),
+    ("azure_storage_key", f"Storage key for acme-logs -> {AZ}", AZ),
+]
+
+NEGATIVES: list[tuple[str, str]] = [
+    # base64 that does not decode to user:password; another key; oauth
+    ("password_assignment", f'{{"auths": {{"registry.acme.io": {{"auth": "{b64(rnd(24))}"}}}}}}'),
+    ("password_assignment", f'{{"auth": "{rnd(40, B64)}"}}'),
+    ("password_assignment", f'{{"oauth": "{DAUTH[0]}"}}'),
+    ("password_assignment", f'{{"auths": {{"r.io": {{"auth": "{b64("no colon here at all")}"}}}}}}'),
+    ("password_assignment", 'auth: "Basic"'),
+    # pass that is not the whole key, pass with no user beside it and no auth object, values of code
+    ("password_assignment", f"bypass: '{PW[4]}'\nuser: bob"),
+    ("password_assignment", f"render_pass: '{PW[4]}'\nuser: bob"),
+    ("password_assignment", f"pass_rate: '{PW[4]}'\nuser: bob"),
+    ("password_assignment", f"stage:\n  pass: '{PW[4]}'\n  fail: 'x'"),
+    ("password_assignment", "auth: { user: 'a@acme.io', pass: true }"),
+    ("password_assignment", "auth: { user: 'a@acme.io', pass: 3 }"),
+    ("password_assignment", "auth: { user: 'a@acme.io', pass: process.env.SMTP_PASSWORD }"),
+    ("password_assignment", "auth: { user, pass: smtpPass }"),
+    ("password_assignment", "def f():\n    pass\n# user: none"),
+    # a Terraform default of another variable, a default outside a variable block, argparse
+    ("password_assignment", f'variable "db_password" {{\n  type = string\n}}\nvariable "region" {{\n  default = '
+                            f'"{PW[8]}"\n}}'),
+    ("password_assignment", f'variable "region" {{\n  default = "{PW[8]}"\n}}'),
+    ("password_assignment", f'parser.add_argument("--password-file", default="{PW[8]}")'),
+    ("password_assignment", 'variable "db_password" {\n  default = "eu-west-1"\n}'),
+    # the key's shape without the words, the words without the key's shape
+    ("azure_storage_key", f"integrity {AZ}"),
+    ("azure_storage_key", "the storage account key is rotated every 90 days"),
+    ("azure_storage_key", f"account key\n\n\n{'word ' * 20}{AZ}"),
+]
+
+PLACEHOLDERS: list[tuple[str, str]] = [
+    ("password_assignment", f'{{"auths": {{"r.io": {{"auth": "{b64("user:<password>")}"}}}}}}'),
+    ("password_assignment", f'{{"auths": {{"r.io": {{"auth": "{b64("user:xxxxxxxx")}"}}}}}}'),
+    ("password_assignment", f'{{"auths": {{"r.io": {{"auth": "{b64("user:${REGISTRY_PASSWORD}")}"}}}}}}'),
+    ("password_assignment", f'{{"auths": {{"r.io": {{"auth": "{b64("admin:changeme")}"}}}}}}'),
+    ("password_assignment", '{"auths": {"r.io": {"auth": "<base64 of user:password>"}}}'),
+    ("password_assignment", "auth: { user: 'a@acme.io', pass: '<password>' }"),
+    ("password_assignment", "auth: { user: 'a@acme.io', pass: '${SMTP_PASS}' }"),
+    ("password_assignment", "auth:\n  user: bob\n  pass: xxxxxxxx"),
+    ("password_assignment", "auth: { user: 'a@acme.io', pass: 'changeme' }"),
+    ("password_assignment", 'variable "db_password" {\n  default = "changeme"\n}'),
+    ("password_assignment", 'variable "db_password" {\n  default = "<your-password>"\n}'),
+    ("password_assignment", 'variable "db_password" {\n  default = "${var.fallback}"\n}'),
+    ("azure_storage_key", "the storage account key is " + "x" * 86 + "=="),
+]
+
+MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),
+                                                                          reason="no hyperscan wheel here"))]
+_engines: dict[str, DlpEngine] = {}
+
+
+@pytest.fixture(params=MATCHERS)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
+    matcher = request.param
+    if matcher not in _engines:
+        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
+        _engines[matcher] = DlpEngine(DlpConfig(cache_items=0))
+        _engines[matcher].wait_ready()
+    assert _engines[matcher].matcher == matcher
+    yield _engines[matcher]
+
+
+def inspect(engine: DlpEngine, text: str) -> tuple[set[str], str]:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
+    result = engine.inspect(body)
+    return {f.kind for f in result.findings}, result.body["messages"][0]["content"]
+
+
+@pytest.mark.parametrize(("kind", "text", "secret"), POSITIVES,
+                         ids=[f"{k}-{i}" for i, (k, _t, _s) in enumerate(POSITIVES)])
+def test_positive_only_the_secret_is_redacted(engine: DlpEngine, kind: str, text: str, secret: str) -> None:
+    found, out = inspect(engine, text)
+    assert kind in found
+    assert out == text.replace(secret, f"[REDACTED:{kind}:1]")
+
+
+@pytest.mark.parametrize(("kind", "text"), NEGATIVES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(NEGATIVES)])
+def test_negative(engine: DlpEngine, kind: str, text: str) -> None:
+    assert kind not in inspect(engine, text)[0]
+
+
+@pytest.mark.parametrize(("kind", "text"), PLACEHOLDERS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(PLACEHOLDERS)])
+def test_placeholder_is_not_a_finding(engine: DlpEngine, kind: str, text: str) -> None:
+    assert kind not in inspect(engine, text)[0]
