@@ -46,6 +46,9 @@ PW = [pw() for _ in range(16)]
 DAUTH = [b64(f"{u}:{p}") for u, p in zip(["robot$ci", "jdoe", "_json_key", "AWS"], PW[:4], strict=True)]
 IDT = rnd(40)
 AZ = rnd(86, B64) + "=="  # an Azure storage account key: 64 random bytes in base64
+RESP = [rnd(32, HEX), rnd(64, HEX)]  # RFC 7616 Digest responses: MD5 (32 hex) and SHA-256 (64 hex)
+NONCE = rnd(34, HEX)
+PAT = [rnd(52, B32) for _ in range(8)]  # legacy Azure DevOps PATs: 52 characters of lower-case base32
 
 POSITIVES: list[tuple[str, str, str]] = [
     # 1. Docker registry credentials (~/.docker/config.json, a .dockerconfigjson) and .npmrc's _auth
@@ -67,6 +70,23 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("password_assignment", f'variable "api_token" {{ default = "{PW[9]}" }}', PW[9]),
     ("password_assignment", f'variable "admin_pass" {{\n  validation {{\n    condition = length(var.admin_pass) > 8'
                             f'\n    error_message = "too short"\n  }}\n  default = "{PW[10]}"\n}}', PW[10]),
+    # 4. HTTP Digest: the response only (username, realm, nonce, uri are forwarded)
+    ("authorization_header", f'Authorization: Digest username="bob", realm="api@acme.io", nonce="{NONCE}", '
+                             f'uri="/v1/x", qop=auth, nc=00000001, cnonce="0a4f113b", response="{RESP[0]}", '
+                             f'opaque="{rnd(32, HEX)}"', RESP[0]),
+    ("authorization_header", f'Proxy-Authorization: Digest realm="r", nonce="{NONCE}", username="u", '
+                             f'algorithm=SHA-256, response="{RESP[1]}"', RESP[1]),
+    ("authorization_header", f"-H 'Authorization: Digest username=bob, response={RESP[0]}'", RESP[0]),
+    # 5. legacy Azure DevOps PATs in context
+    ("azure_devops_pat", f"AZURE_DEVOPS_PAT={PAT[0]}", PAT[0]),
+    ("azure_devops_pat", f'export ADO_PAT="{PAT[1]}"', PAT[1]),
+    ("azure_devops_pat", f"azure_devops_token: {PAT[2]}", PAT[2]),
+    ("azure_devops_pat", f"SYSTEM_ACCESSTOKEN={PAT[3]} ./build.sh", PAT[3]),
+    ("azure_devops_pat", f"git clone https://acme:{PAT[4]}@dev.azure.com/acme/web/_git/web", PAT[4]),
+    ("azure_devops_pat", f"git remote add o https://{PAT[5]}@dev.azure.com/acme/web/_git/web", PAT[5]),
+    ("azure_devops_pat", f"https://ci:{PAT[6]}@acme.visualstudio.com/web/_git/web", PAT[6]),
+    ("azure_devops_pat", 'git -c http.extraheader="AUTHORIZATION: basic ' + b64(":" + PAT[7]) + '" clone '
+                         "https://dev.azure.com/acme/web/_git/web", b64(":" + PAT[7])),
     # 8. an Azure storage account key named in prose
     ("azure_storage_key", f"the storage account key is {AZ}, please rotate it", AZ),
     ("azure_storage_key", f"AccountKey: {AZ}", AZ),
@@ -96,6 +116,17 @@ NEGATIVES: list[tuple[str, str]] = [
     ("password_assignment", f'variable "region" {{\n  default = "{PW[8]}"\n}}'),
     ("password_assignment", f'parser.add_argument("--password-file", default="{PW[8]}")'),
     ("password_assignment", 'variable "db_password" {\n  default = "eu-west-1"\n}'),
+    # a Digest challenge (no response), a Digest credential whose response is not there yet, a username
+    ("authorization_header", f'WWW-Authenticate: Digest realm="r", nonce="{NONCE}", opaque="{rnd(32, HEX)}"'),
+    ("authorization_header", f'Authorization: Digest username="bob{rnd(4, string.digits)}", realm="r", '
+                             f'nonce="{NONCE}"'),
+    ("authorization_header", f"the response={RESP[0]} was logged"),
+    # a PAT's shape with no Azure DevOps context: a commit hash-like run, another host, a bare pat name
+    ("azure_devops_pat", f"commit {PAT[0]}"),
+    ("azure_devops_pat", f"https://{PAT[0]}@github.com/acme/web"),
+    ("azure_devops_pat", f"pat = {PAT[0]}"),
+    ("azure_devops_pat", f"ADO_PAT={PAT[0].upper()}"),
+    ("azure_devops_pat", f"spat_count = {PAT[0]}"),
     # the key's shape without the words, the words without the key's shape
     ("azure_storage_key", f"integrity {AZ}"),
     ("azure_storage_key", "the storage account key is rotated every 90 days"),
@@ -116,6 +147,12 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("password_assignment", 'variable "db_password" {\n  default = "<your-password>"\n}'),
     ("password_assignment", 'variable "db_password" {\n  default = "${var.fallback}"\n}'),
     ("azure_storage_key", "the storage account key is " + "x" * 86 + "=="),
+    ("authorization_header", 'Authorization: Digest username="u", response="00000000000000000000000000000000"'),
+    ("authorization_header", 'Authorization: Digest username="u", response="<response>"'),
+    ("azure_devops_pat", "AZURE_DEVOPS_PAT=<your-pat>"),
+    ("azure_devops_pat", "AZURE_DEVOPS_PAT=$(System.AccessToken)"),
+    ("azure_devops_pat", "export ADO_PAT=${ADO_PAT}"),
+    ("azure_devops_pat", "git clone https://" + "x" * 52 + "@dev.azure.com/acme/web/_git/web"),
 ]
 
 MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),

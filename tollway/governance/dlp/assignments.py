@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from tollway.governance.dlp.placeholders import is_placeholder
 from tollway.governance.dlp.result import Span
+from tollway.governance.dlp.secrets import ADO_LEGACY
 from tollway.governance.dlp.text import WORD
 
 # After a keyword: end of the identifier, an assignment operator and at least 6 characters of value.
@@ -63,6 +64,10 @@ PASS_OWNERS = ("db", "database", "key", "keystore", "truststore", "smtp", "mail"
                "postgres", "mongo", "ldap", "ftp", "sftp", "admin", "root", "user", "bind", "sql", "rabbitmq", "amqp",
                "wifi", "vpn", "default")
 BEHIND_PASS = "|".join(rf"(?<={o}[_\-]pass)" for o in PASS_OWNERS)
+# ``pat`` (a personal access token) ends a credential's name only after Azure DevOps' names (``AZURE_DEVOPS_PAT``,
+# ``ADO_PAT``, ``AZDO_PAT``, ``VSTS_PAT``): ``pat`` alone is a path, a pattern, a name.
+PAT_OWNERS = ("devops", "ado", "azdo", "vsts")
+BEHIND_PAT = "|".join(rf"(?<={o}[_\-]pat)" for o in PAT_OWNERS)
 #: The keywords of a command-line flag (``--db-password VALUE``), each right after a '-', '_' or '.': the Hyperscan
 #: prefilter looks for exactly these (a separator, the keyword, a space), and ``on_assignment`` takes a flag only when
 #: its name ends so, so that both matchers find the same flags.
@@ -87,6 +92,9 @@ _ATTR_NAME = re.compile(r"""(?i:key|name)[ \t]*=[ \t]*["']\Z""")
 _CONFIGURE_SET = re.compile(r"(?<![A-Za-z0-9_\-])configure[ \t]+set[ \t]+\Z")
 
 
+# A name that says Azure DevOps (``AZURE_DEVOPS_PAT``, ``ADO_PAT``, ``azure_devops_token``, Azure Pipelines'
+# ``SYSTEM_ACCESSTOKEN``): a legacy PAT's shape (``secrets.ADO_LEGACY``) under it is reported as ``azure_devops_pat``.
+_ADO_NAME = re.compile(r"devops|azdo|vsts|azure|accesstoken|(?:^|[_\-.])ado[_\-]")
 _WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
 
 
@@ -172,4 +180,6 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         return ((vs, ve, "aws_secret_key"),)
     if key.endswith(("accountkey", "sharedaccesskey")):  # Azure connection strings
         return ((vs, ve, "azure_storage_key"),)
+    if ADO_LEGACY.fullmatch(value) and _ADO_NAME.search(key) is not None:  # AZURE_DEVOPS_PAT, SYSTEM_ACCESSTOKEN
+        return ((vs, ve, "azure_devops_pat"),)
     return ((vs, ve, "password_assignment"),)

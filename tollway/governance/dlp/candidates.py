@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 
-from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, on_assignment
+from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, BEHIND_PAT, on_assignment
 from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.commands import HANDLERS as COMMAND_HANDLERS
 from tollway.governance.dlp.configs import FORMS
@@ -69,8 +69,10 @@ _ASSIGN = {
     "K": rf"(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE}",
     # ``DB_PASS``, ``smtp-pass`` (a ``pass`` after what owns a credential: ``assignments.PASS_OWNERS``) and
     # ``passphrase``: anchored on the last 'p'.
-    "p": rf"(?:ass(?i:{BEHIND_PASS})|hrase(?i:(?<=passphrase))){ASSIGN_GATE}",
-    "P": rf"(?:(?:ASS|ass)(?i:{BEHIND_PASS})|(?:HRASE|hrase)(?i:(?<=passphrase))){ASSIGN_GATE}",
+    # and ``ADO_PAT``, ``AZURE_DEVOPS_PAT`` (``assignments.PAT_OWNERS``).
+    "p": rf"(?:ass(?i:{BEHIND_PASS})|hrase(?i:(?<=passphrase))|at(?i:{BEHIND_PAT})){ASSIGN_GATE}",
+    "P": rf"(?:(?:ASS|ass)(?i:{BEHIND_PASS})|(?:HRASE|hrase)(?i:(?<=passphrase))|(?:AT|at)(?i:{BEHIND_PAT}))"
+         rf"{ASSIGN_GATE}",
 }
 _ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZPh"
 

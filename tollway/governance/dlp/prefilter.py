@@ -35,7 +35,7 @@ import re
 import threading
 from typing import Any
 
-from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS
+from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS, PAT_OWNERS
 from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.configs import FORMS
 from tollway.governance.dlp.secrets import TOKENS, token_width
@@ -73,6 +73,7 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"ken" + _GATE, 0, True),
         *((re.escape(owner) + r"[_\-]pass" + _GATE, len(owner) + 1, True) for owner in PASS_OWNERS),
         (r"passphrase" + _GATE, 4, True),
+        *((re.escape(owner) + r"[_\-]pat" + _GATE, len(owner) + 1, True) for owner in PAT_OWNERS),
         # "...key" only after one of the words of ``assignments.BEHIND_KEY`` (a bare ``key`` in code, as in
         # ``for key, value``, is never one): a pattern per word, so the anchor is a fixed offset from the start.
         *((re.escape(word[:-3]) + "key" + _GATE, len(word) - 3, True) for word in KEY_WORDS),
