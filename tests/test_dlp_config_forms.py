@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import random
 import string
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,10 @@ AZ = rnd(86, B64) + "=="  # an Azure storage account key: 64 random bytes in bas
 RESP = [rnd(32, HEX), rnd(64, HEX)]  # RFC 7616 Digest responses: MD5 (32 hex) and SHA-256 (64 hex)
 NONCE = rnd(34, HEX)
 PAT = [rnd(52, B32) for _ in range(8)]  # legacy Azure DevOps PATs: 52 characters of lower-case base32
+# percent-encoded passwords: a symbol first (the value starts with an escape), symbols inside
+ENC = [urllib.parse.quote(rnd(1, "!@#$&=") + pw(), safe="") for _ in range(6)]
+# ... and inside another parameter's value (a URL in a query parameter), encoded once more
+ENC2 = [urllib.parse.quote(urllib.parse.quote(rnd(1, "!@#$&=") + pw(), safe=""), safe="") for _ in range(2)]
 
 POSITIVES: list[tuple[str, str, str]] = [
     # 1. Docker registry credentials (~/.docker/config.json, a .dockerconfigjson) and .npmrc's _auth
@@ -87,6 +92,15 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("azure_devops_pat", f"https://ci:{PAT[6]}@acme.visualstudio.com/web/_git/web", PAT[6]),
     ("azure_devops_pat", 'git -c http.extraheader="AUTHORIZATION: basic ' + b64(":" + PAT[7]) + '" clone '
                          "https://dev.azure.com/acme/web/_git/web", b64(":" + PAT[7])),
+    # 6. URL-encoded: a value that starts with an escape; a pair inside another parameter's encoded URL or JSON;
+    # pass as a form or query field beside a user field
+    ("password_assignment", f"grant_type=password&username=bob&password={ENC[0]}&scope=openid", ENC[0]),
+    ("password_assignment", f"POST /token HTTP/1.1\r\n\r\nclient_id=app&client_secret={ENC[1]}", ENC[1]),
+    ("password_assignment", f"GET /cb?next=%2Flogin%3Fuser%3Dbob%26password%3D{ENC2[0]}%26r%3D1 HTTP/1.1", ENC2[0]),
+    ("password_assignment", f"redirect=https%3A%2F%2Fapp.acme.io%2Fhook%3Fapi_key%3D{ENC2[1]}", ENC2[1]),
+    ("password_assignment", f"payload=%7B%22user%22%3A%22bob%22%2C%22password%22%3A%22{ENC[4]}%22%7D", ENC[4]),
+    ("password_assignment", f"GET /login.php?user=admin&pass={ENC[5]} HTTP/1.1", ENC[5]),
+    ("password_assignment", f"pass={PW[11]}&username=admin&submit=Login", PW[11]),
     # 8. an Azure storage account key named in prose
     ("azure_storage_key", f"the storage account key is {AZ}, please rotate it", AZ),
     ("azure_storage_key", f"AccountKey: {AZ}", AZ),
@@ -127,6 +141,13 @@ NEGATIVES: list[tuple[str, str]] = [
     ("azure_devops_pat", f"pat = {PAT[0]}"),
     ("azure_devops_pat", f"ADO_PAT={PAT[0].upper()}"),
     ("azure_devops_pat", f"spat_count = {PAT[0]}"),
+    # format strings, encoded paths and other encoded names; pass as a field with no user field; code
+    ("password_assignment", 'log("password=%s" % pw)'),
+    ("password_assignment", "password=%2Fetc%2Fsecrets%2Fdb"),
+    ("password_assignment", f"next=%2Fhome%3Ftab%3D{ENC[0]}"),
+    ("password_assignment", f"GET /check?pass={PW[11]}&level=3"),
+    ("password_assignment", f"total_pass={PW[11]}&user=bob"),
+    ("password_assignment", "for (pass=0; pass<n; pass++) user=lookup(pass);"),
     # the key's shape without the words, the words without the key's shape
     ("azure_storage_key", f"integrity {AZ}"),
     ("azure_storage_key", "the storage account key is rotated every 90 days"),
@@ -150,6 +171,10 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("authorization_header", 'Authorization: Digest username="u", response="00000000000000000000000000000000"'),
     ("authorization_header", 'Authorization: Digest username="u", response="<response>"'),
     ("azure_devops_pat", "AZURE_DEVOPS_PAT=<your-pat>"),
+    ("password_assignment", "grant_type=password&username=bob&password=%3Cpassword%3E"),
+    ("password_assignment", "next=%2Flogin%3Fpassword%3D%24%7BPASSWORD%7D%26u%3D1"),
+    ("password_assignment", "data=%7B%22password%22%3A%22xxxxxxxx%22%7D"),
+    ("password_assignment", "GET /login?user=admin&pass=changeme HTTP/1.1"),
     ("azure_devops_pat", "AZURE_DEVOPS_PAT=$(System.AccessToken)"),
     ("azure_devops_pat", "export ADO_PAT=${ADO_PAT}"),
     ("azure_devops_pat", "git clone https://" + "x" * 52 + "@dev.azure.com/acme/web/_git/web"),

@@ -9,6 +9,7 @@ Only the value is reported (and so redacted), never the name.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable
 
 from tollway.governance.dlp.placeholders import is_placeholder
@@ -38,15 +39,23 @@ _FLAG = r"""[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\-$<{\x00][^\s"'`\x00]{5})"""
 # Prose: ``my password is …``, ``the wifi passphrase is "…"`` (the validator takes it after password, passwd and
 # passphrase only).
 _PROSE = r"""[ \t]+(?:is|was)[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\x00]{6})"""
+# Percent-encoded, as a query string or a JSON body inside another URL's parameter (``next=%2Flogin%3Fpassword%3D…
+# %26…``, ``data=%7B%22password%22%3A%22…%22%7D``): the operator is ``%3D`` or ``%22%3A%22``, the value a run of
+# URL characters and escapes up to an encoded ``&``, ``"`` or ``,`` (``%26``, ``%22``, ``%2C``).
+_ENC_CHARS = r"[A-Za-z0-9+._\-~!*]"
+_ENC_QUERY = rf"(?:{_ENC_CHARS}|%(?!26)[0-9A-Fa-f]{{2}})"  # a character of a query's value: up to an encoded '&'
+_ENC_JSON = rf"(?:{_ENC_CHARS}|%(?!22)[0-9A-Fa-f]{{2}})"  # a character of a JSON string: up to an encoded '"'
+_ENC_JSON_OP = r"%22%3[Aa](?:%20)*%22"
 ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
                r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6})"""
-               rf"""|{_XML}|{_PROSE}|{_FLAG}))""")
+               rf"""|{_XML}|{_PROSE}|{_FLAG}|%3[Dd]{_ENC_QUERY}{{6}}|{_ENC_JSON_OP}{_ENC_JSON}{{6}}))""")
 _ASSIGN_VALUE = re.compile(
     rf"""(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
     r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]+?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]+))"""
     r"""|>[ \t]*(?P<xv>[^<>\n\x00]+?)[ \t]*</"""
     r"""|[ \t]+(?:is|was)[ \t]+(?:(?P<pq>["'])(?P<pqv>[^"'\n\x00]+?)(?P=pq)|(?P<pv>[^\s"'`\x00]+))"""
-    r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]+?)(?P=fq)|(?P<fv>[^\s"'`\x00]+)))"""
+    r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]+?)(?P=fq)|(?P<fv>[^\s"'`\x00]+))"""
+    rf"|%3[Dd](?P<ev>{_ENC_QUERY}+)|{_ENC_JSON_OP}(?P<jv>{_ENC_JSON}+))"
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.
@@ -98,8 +107,22 @@ _ADO_NAME = re.compile(r"devops|azdo|vsts|azure|accesstoken|(?:^|[_\-.])ado[_\-]
 _WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
 
 
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
 def nontrivial(value: str, quoted: bool) -> bool:
-    """Whether an assigned value looks like a real credential rather than a name, a reference or a placeholder."""
+    """Whether an assigned value looks like a real credential rather than a name, a reference or a placeholder.
+
+    A percent-encoded value (``password=%21S3cr%40t``, a form body or a query string) is judged decoded: its
+    escapes are not a format string (``%s``), and ``%7B%7B…%7D%7D`` is a template like ``{{…}}``. (``+`` stays:
+    ``unquote``, not ``unquote_plus``, so a form-encoded password is not taken for a sentence.)"""
+    if "%" in value and _PERCENT.search(value) is not None:
+        decoded = value
+        for _ in range(3):  # encoded once more inside another parameter's value: %2540 is '@'
+            decoded = urllib.parse.unquote(decoded)
+            if _PERCENT.search(decoded) is None:
+                break
+        return nontrivial(decoded, quoted) if _PERCENT.search(decoded) is None else False
     if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
         return False
     low = value.lower()
@@ -146,13 +169,13 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _ASSIGN_VALUE.search(text, start + 1)
     if vm is None or vm.start() > end:
         return ()
-    group = next(g for g in ("qv", "xv", "pqv", "pv", "fqv", "fv", "uv") if vm.group(g) is not None)
+    group = next(g for g in ("qv", "xv", "pqv", "pv", "fqv", "fv", "uv", "ev", "jv") if vm.group(g) is not None)
     vs, ve = vm.span(group)
     if group == "pv":  # prose: the sentence's punctuation is not part of the value
         while ve > vs and text[ve - 1] in ".,;:!?)":
             ve -= 1
     value = text[vs:ve]
-    if not nontrivial(value, group not in ("uv", "fv", "pv")):
+    if not nontrivial(value, group not in ("uv", "fv", "pv", "ev")):
         return ()
     k = vm.start()
     while k > 0 and (text[k - 1] in WORD or text[k - 1] in ".-"):

@@ -69,6 +69,25 @@ def on_pass_key(text: str, start: int, end: int) -> Iterable[Span]:
     return on_assignment(text, start, end)
 
 
+# A form body or a query string (``username=bob&pass=…``): the pair is one of several ``&``-joined fields, with a
+# ``user`` field among them.
+_QUERY_USER = re.compile(r"(?<![A-Za-z0-9_\-.])(?:user|username|user_name|login|email)=[^\s&\"'`\x00]")
+
+
+def on_pass_field(text: str, start: int, end: int) -> Iterable[Span]:
+    """``pass=…`` as a field of a form body or a query string (``?user=bob&pass=…``, ``pass=…&username=bob``),
+    with a ``user`` field within reach: ``pass=`` alone is code (``pass=0``, ``pass=first``). ``start`` is its 'p'."""
+    k = start
+    value_end = k + 5
+    while value_end < len(text) and text[value_end] not in "& \t\n\r\"'`#\x00":
+        value_end += 1
+    if not ((k > 0 and text[k - 1] in "?&") or text.startswith("&", value_end)):
+        return ()
+    if _QUERY_USER.search(text, max(0, k - _OBJECT_REACH), min(len(text), value_end + _OBJECT_REACH)) is None:
+        return ()
+    return on_assignment(text, start, end)
+
+
 _VARIABLE = re.compile(r"""variable[ \t]+"([A-Za-z0-9_\-]{1,80})"[ \t]*\{""")
 _SECRET_NAME = re.compile(r"(?i)passw(?:or)?d|pwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key"
                           r"|credential|passphrase|(?:^|[_\-])pass$")
@@ -126,6 +145,8 @@ FORMS: tuple[tuple[str, str, str, tuple[tuple[str, int, bool], ...], Callable[[s
     ("passkey", "p", rf"ass(?<![A-Za-z0-9_\-.$]pass){_PASS_GATE}", ((r"[^A-Za-z0-9_\-.$]pass[\"']?[ \t]*:", 1, False),
                                                                 (r"^pass[\"']?[ \t]*:", 0, False)),
      on_pass_key, "password_assignment"),
+    ("passfield", "p", r"ass(?<![A-Za-z0-9_\-.$%]pass)(?==[^\s&\"'`#\x00]{6})",
+     ((r"[^A-Za-z0-9_\-.$%]pass=", 1, False), (r"^pass=", 0, False)), on_pass_field, "password_assignment"),
     ("tfdefault", "d", r"efault(?=[ \t]*=[ \t]*\"[^\"\n\x00]{6})", ((r"default[ \t]*=[ \t]*\"", 0, False),),
      on_tf_default, "password_assignment"),
     ("azprose", "y", rf"(?i:(?<=account[ \t]key)|(?<=storage[ \t]key)|(?<=accountkey)){_PROSE_KEY}",

@@ -41,7 +41,7 @@ from tollway.governance.dlp.configs import FORMS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
 # A loose form of ASSIGN_GATE's operators (> for XML, value= for an XML attribute pair).
-_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>|value[ \t]*=)"""
+_GATE = r"""(?:\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>|value[ \t]*=)|%3d|%22%3a)"""
 ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
 # More hits than one per this many bytes: the whole text is scanned by ``re`` instead. Measured on the dense
 # classes of bench/dlp_classes.py: at one hit per 7 or 8 bytes (cards, phone numbers) ``re`` alone costs 15 to
