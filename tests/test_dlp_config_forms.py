@@ -101,6 +101,8 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("password_assignment", f"payload=%7B%22user%22%3A%22bob%22%2C%22password%22%3A%22{ENC[4]}%22%7D", ENC[4]),
     ("password_assignment", f"GET /login.php?user=admin&pass={ENC[5]} HTTP/1.1", ENC[5]),
     ("password_assignment", f"pass={PW[11]}&username=admin&submit=Login", PW[11]),
+    # a lone encoded brace is a symbol of the password, not a template
+    ("password_assignment", f"username=bob&password={PW[12][:4]}%7B{PW[12][4:]}", f"{PW[12][:4]}%7B{PW[12][4:]}"),
     # 8. an Azure storage account key named in prose
     ("azure_storage_key", f"the storage account key is {AZ}, please rotate it", AZ),
     ("azure_storage_key", f"AccountKey: {AZ}", AZ),

@@ -122,7 +122,9 @@ def nontrivial(value: str, quoted: bool) -> bool:
             decoded = urllib.parse.unquote(decoded)
             if _PERCENT.search(decoded) is None:
                 break
-        return nontrivial(decoded, quoted) if _PERCENT.search(decoded) is None else False
+        if _PERCENT.search(decoded) is not None or ("{" in decoded and "}" in decoded):  # %7B%7Bx%7D%7D: a template
+            return False
+        return nontrivial(decoded.replace("{", "!"), quoted)  # (a lone brace is a symbol of the password)
     if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
         return False
     low = value.lower()
