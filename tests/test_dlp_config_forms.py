@@ -220,3 +220,62 @@ def test_negative(engine: DlpEngine, kind: str, text: str) -> None:
 @pytest.mark.parametrize(("kind", "text"), PLACEHOLDERS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(PLACEHOLDERS)])
 def test_placeholder_is_not_a_finding(engine: DlpEngine, kind: str, text: str) -> None:
     assert kind not in inspect(engine, text)[0]
+
+
+def luhn(prefix: str, length: int) -> str:
+    """A number of ``length`` digits that starts with ``prefix``, random in between, with its Luhn check digit."""
+    body = prefix + rnd(length - len(prefix) - 1, string.digits)
+    total = sum(int(d) if i % 2 else (2 * int(d) if int(d) < 5 else 2 * int(d) - 9)
+                for i, d in enumerate(reversed(body)))
+    return body + str(-total % 10)
+
+
+# 7. 12-digit Maestro cards: Maestro issues 12 to 19 digits (ISO/IEC 7812 IINs 5018, 5020, 5038, 5893, 6304, 6759,
+# 6761-6763); 12 digits only in those ranges, with Luhn
+MAESTRO = [luhn(p, 12) for p in ("5018", "5020", "5038", "5893", "6304", "6759", "6761", "6763")]
+CARDS: list[tuple[str, str]] = [
+    *((f"card number {m}, exp 09/28", m) for m in MAESTRO),
+    (f"Maestro {MAESTRO[0][:4]} {MAESTRO[0][4:8]} {MAESTRO[0][8:]}",
+     f"{MAESTRO[0][:4]} {MAESTRO[0][4:8]} {MAESTRO[0][8:]}"),
+    (f"pan={MAESTRO[1][:4]}-{MAESTRO[1][4:8]}-{MAESTRO[1][8:]};",
+     f"{MAESTRO[1][:4]}-{MAESTRO[1][4:8]}-{MAESTRO[1][8:]}"),
+]
+
+
+def _not_luhn(number: str) -> str:
+    return number[:-1] + str((int(number[-1]) + 1) % 10)
+
+
+NOT_CARDS: list[str] = [
+    f"order {_not_luhn(MAESTRO[0])} shipped",  # a Maestro range without Luhn
+    f"visa {luhn('4111', 12)}",  # 12 digits in another brand's range (Visa issues 13, 16, 19)
+    f"maestro range 56 {luhn('5612', 12)}",  # 56-58: Maestro, but shared; 13 digits and up only
+    f"account {luhn('1234', 12)}",
+    f"ts {luhn('1733', 13)} ms",  # a timestamp in ms: 13 digits, no brand at 13 there
+    f"AWS account {luhn('3010', 12)}",
+]
+_card_engines: dict[str, DlpEngine] = {}
+
+
+@pytest.fixture(params=MATCHERS)
+def card_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
+    """An engine that redacts payment cards (personal data is logged by default: nothing would be redacted)."""
+    matcher = request.param
+    if matcher not in _card_engines:
+        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
+        _card_engines[matcher] = DlpEngine(DlpConfig(cache_items=0,
+                                                     policies={"default": {"kinds": {"payment_card": "redact"}}}))
+        _card_engines[matcher].wait_ready()
+    yield _card_engines[matcher]
+
+
+@pytest.mark.parametrize(("text", "card"), CARDS, ids=[f"maestro-{i}" for i in range(len(CARDS))])
+def test_twelve_digit_maestro_is_a_card(card_engine: DlpEngine, text: str, card: str) -> None:
+    found, out = inspect(card_engine, text)
+    assert "payment_card" in found
+    assert out == text.replace(card, "[REDACTED:payment_card:1]")
+
+
+@pytest.mark.parametrize("text", NOT_CARDS, ids=[f"not-card-{i}" for i in range(len(NOT_CARDS))])
+def test_twelve_digits_outside_maestro_are_not_cards(card_engine: DlpEngine, text: str) -> None:
+    assert "payment_card" not in inspect(card_engine, text)[0]
