@@ -101,6 +101,8 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("password_assignment", f"payload=%7B%22user%22%3A%22bob%22%2C%22password%22%3A%22{ENC[4]}%22%7D", ENC[4]),
     ("password_assignment", f"GET /login.php?user=admin&pass={ENC[5]} HTTP/1.1", ENC[5]),
     ("password_assignment", f"pass={PW[11]}&username=admin&submit=Login", PW[11]),
+    # an encoded '$' first is a character sent as is, not a variable reference
+    ("password_assignment", f"grant_type=password&username=bob&password=%24{PW[13]}", f"%24{PW[13]}"),
     # a lone encoded brace is a symbol of the password, not a template
     ("password_assignment", f"username=bob&password={PW[12][:4]}%7B{PW[12][4:]}", f"{PW[12][:4]}%7B{PW[12][4:]}"),
     # 8. an Azure storage account key named in prose
@@ -153,6 +155,8 @@ NEGATIVES: list[tuple[str, str]] = [
     # the key's shape without the words, the words without the key's shape
     ("azure_storage_key", f"integrity {AZ}"),
     ("azure_storage_key", "the storage account key is rotated every 90 days"),
+    ("azure_storage_key", f"the storage account key is rotated every 90 days; integrity sha512-{AZ}"),
+    ("azure_storage_key", f"storage key of the package: sha512-{AZ}"),
     ("azure_storage_key", f"account key\n\n\n{'word ' * 20}{AZ}"),
 ]
 
@@ -175,6 +179,7 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("azure_devops_pat", "AZURE_DEVOPS_PAT=<your-pat>"),
     ("password_assignment", "grant_type=password&username=bob&password=%3Cpassword%3E"),
     ("password_assignment", "next=%2Flogin%3Fpassword%3D%24%7BPASSWORD%7D%26u%3D1"),
+    ("password_assignment", "grant_type=password&username=bob&password=%24%28cat+pw.txt%29"),
     ("password_assignment", "data=%7B%22password%22%3A%22xxxxxxxx%22%7D"),
     ("password_assignment", "GET /login?user=admin&pass=changeme HTTP/1.1"),
     ("azure_devops_pat", "AZURE_DEVOPS_PAT=$(System.AccessToken)"),

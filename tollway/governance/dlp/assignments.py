@@ -124,6 +124,8 @@ def nontrivial(value: str, quoted: bool) -> bool:
                 break
         if _PERCENT.search(decoded) is not None or ("{" in decoded and "}" in decoded):  # %7B%7Bx%7D%7D: a template
             return False
+        if decoded[:1] == "$" and decoded[1:2] not in ("{", "("):  # %24… is a '$' sent as is, not a variable
+            decoded = "!" + decoded[1:]
         return nontrivial(decoded.replace("{", "!"), quoted)  # (a lone brace is a symbol of the password)
     if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
         return False

@@ -120,6 +120,7 @@ def on_tf_default(text: str, start: int, end: int) -> Iterable[Span]:
 
 _AZURE_KEY_NEAR = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])")
 _PROSE_REACH = 60  # characters after "account key" where the key itself may start
+_SENTENCE_END = re.compile(r"[.;!?](?=\s)")
 
 
 def on_prose_azure_key(text: str, start: int, end: int) -> Iterable[Span]:
@@ -130,6 +131,8 @@ def on_prose_azure_key(text: str, start: int, end: int) -> Iterable[Span]:
     m = _AZURE_KEY_NEAR.search(text, end, stop if stop >= 0 else end + _PROSE_REACH + 88)
     if m is None or m.start() - end > _PROSE_REACH or is_placeholder(m.group()):
         return ()
+    if _SENTENCE_END.search(text, end, m.start()) is not None or text[m.start() - 1] == "-":
+        return ()  # another sentence ("… rotated every 90 days; integrity sha512-…"), or a hash's prefix
     return ((m.start(), m.end(), "azure_storage_key"),)
 
 
