@@ -76,7 +76,7 @@ BEHIND_PASS = "|".join(rf"(?<={o}[_\-]pass)" for o in PASS_OWNERS)
 # ``pat`` (a personal access token) ends a credential's name only after Azure DevOps' names (``AZURE_DEVOPS_PAT``,
 # ``ADO_PAT``, ``AZDO_PAT``, ``VSTS_PAT``): ``pat`` alone is a path, a pattern, a name.
 PAT_OWNERS = ("devops", "ado", "azdo", "vsts")
-BEHIND_PAT = "|".join(rf"(?<={o}[_\-]pat)" for o in PAT_OWNERS)
+BEHIND_PAT = r"(?<=[_\-]pat)(?i:" + "|".join(rf"(?<={o}[_\-]pat)" for o in PAT_OWNERS) + ")"  # (path: one step)
 #: The keywords of a command-line flag (``--db-password VALUE``), each right after a '-', '_' or '.': the Hyperscan
 #: prefilter looks for exactly these (a separator, the keyword, a space), and ``on_assignment`` takes a flag only when
 #: its name ends so, so that both matchers find the same flags.

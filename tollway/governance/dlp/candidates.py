@@ -74,7 +74,7 @@ _ASSIGN = {
     "P": rf"(?:(?:ASS|ass)(?i:{BEHIND_PASS})|(?:HRASE|hrase)(?i:(?<=passphrase))|(?:AT|at)(?i:{BEHIND_PAT}))"
          rf"{ASSIGN_GATE}",
 }
-_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZPh"
+_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZPu"
 
 
 def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, str]]]:
@@ -117,8 +117,24 @@ def candidates(min_digits: int, ip_addresses: bool = False) -> re.Pattern[str]:
     parts = []
     for anchor, branches in _branches(min_digits, ip_addresses).items():
         if branches:
-            parts.append(re.escape(anchor) + "(?:" + "|".join(f"(?P<{g}>{p})" for g, p in branches) + ")")
+            alternatives = [f"(?P<{g}>{p})" for g, p in branches if g not in _HOISTED]
+            # A branch of ``configs.FORMS`` has its leading letters before its group (``ass(?:(?P<passkey>…)|…)``):
+            # ``re`` leaves the branch at the first letter that differs, and opens the group only where they all
+            # match (opening a group late in the regex clears the marks of all the groups before it: hundreds of
+            # steps, at every anchor character if the group came first). Same matches, same ``lastgroup``; they
+            # come last among the anchor's branches, as before.
+            hoisted: dict[str, list[str]] = {}
+            for g, p in branches:
+                if g in _HOISTED:
+                    lead = _LEAD.match(p).group()  # type: ignore[union-attr]
+                    hoisted.setdefault(lead, []).append(f"(?P<{g}>{p[len(lead):]})")
+            alternatives += [lead + "(?:" + "|".join(groups) + ")" for lead, groups in hoisted.items()]
+            parts.append(re.escape(anchor) + "(?:" + "|".join(alternatives) + ")")
     return re.compile("|".join(parts))
+
+
+_HOISTED = frozenset(form[0] for form in FORMS)
+_LEAD = re.compile(r"[A-Za-z0-9_]*?(?=[A-Za-z0-9_]?[?*+{]|[^A-Za-z0-9_]|\Z)")  # literal letters not under a quantifier
 
 
 MIN_PHONE_DIGITS = 7

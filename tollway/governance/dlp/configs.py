@@ -30,11 +30,11 @@ def on_docker_auth(text: str, start: int, end: int) -> Iterable[Span]:
     """``"auth": "<base64>"`` (``~/.docker/config.json``'s ``auths``, a Kubernetes ``.dockerconfigjson``) and
     ``_auth=<base64>`` (``.npmrc``): reported when the value decodes to printable ``user:password`` and the password
     is not a placeholder (the decoding is the context: a random or hashed base64 value almost never reads so).
-    ``start`` is the 'h' of ``auth``; the key must be ``auth`` or ``_auth`` whole (not ``oauth``)."""
-    k = start - 3
+    ``start`` is the 'u' of ``auth``; the key must be ``auth`` or ``_auth`` whole (not ``oauth``)."""
+    k = start - 1
     if k > 0 and (text[k - 1].isalnum() or (text[k - 1] == "_" and k > 1 and text[k - 2] in WORD)):
         return ()
-    m = _B64_VALUE.match(text, start + 1)
+    m = _B64_VALUE.match(text, k + 4)
     if m is None or m.group(1) != m.group(3):
         return ()
     value = m.group(2)
@@ -138,13 +138,18 @@ def on_prose_azure_key(text: str, start: int, end: int) -> Iterable[Span]:
 
 _DOCKER_GATE = r"""(?=["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9+/]{8})"""
 _PASS_GATE = r"""(?=["']?[ \t]*:[ \t]*(?:["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6}))"""
-_PROSE_KEY = r"""(?=[^\n\x00]{0,60}?[A-Za-z0-9+/]{86}==)"""
+_PROSE_WORDS = r"(?i:(?<=account[ \t]key)|(?<=storage[ \t]key)|(?<=accountkey))"
+# (not ``AccountKey=…``: a connection string's entry, ``secrets.TOKENS``' at the 'y')
+_PROSE_KEY = r"""(?!=)(?=[^\n\x00]{0,60}?[A-Za-z0-9+/]{86}==)"""
 #: (group name, anchor, the candidate regex after the anchor, the prefilter's patterns as (pattern, offset of the
-#: anchor in a hit, caseless), the handler, the kinds reported)
+#: anchor in a hit, caseless), the handler, the kinds reported). Each regex starts with a literal character after its
+#: anchor: ``candidates`` puts it before the group, so that the pure-Python matcher leaves the branch at a glance
+#: where the anchor is not followed by it (a named group first costs a step of ``re`` at every anchor character).
+#: The anchors are chosen for that too: the 'u' of ``auth`` (not its more frequent 'h'), the 'k' of "account key".
 FORMS: tuple[tuple[str, str, str, tuple[tuple[str, int, bool], ...], Callable[[str, int, int], Iterable[Span]],
                    str], ...] = (
-    ("dockerauth", "h", rf"(?<=auth){_DOCKER_GATE}", ((r"auth[\"']?[ \t]*[:=][ \t]*[\"']?[A-Za-z0-9+/]{8}", 3,
-                                                       False),), on_docker_auth, "password_assignment"),
+    ("dockerauth", "u", rf"th(?<=auth){_DOCKER_GATE}", ((r"auth[\"']?[ \t]*[:=][ \t]*[\"']?[A-Za-z0-9+/]{8}", 1,
+                                                        False),), on_docker_auth, "password_assignment"),
     ("passkey", "p", rf"ass(?<![A-Za-z0-9_\-.$]pass){_PASS_GATE}", ((r"[^A-Za-z0-9_\-.$]pass[\"']?[ \t]*:", 1, False),
                                                                 (r"^pass[\"']?[ \t]*:", 0, False)),
      on_pass_key, "password_assignment"),
@@ -152,9 +157,12 @@ FORMS: tuple[tuple[str, str, str, tuple[tuple[str, int, bool], ...], Callable[[s
      ((r"[^A-Za-z0-9_\-.$%]pass=", 1, False), (r"^pass=", 0, False)), on_pass_field, "password_assignment"),
     ("tfdefault", "d", r"efault(?=[ \t]*=[ \t]*\"[^\"\n\x00]{6})", ((r"default[ \t]*=[ \t]*\"", 0, False),),
      on_tf_default, "password_assignment"),
-    ("azprose", "y", rf"(?i:(?<=account[ \t]key)|(?<=storage[ \t]key)|(?<=accountkey)){_PROSE_KEY}",
-     ((r"account[ \t]key", 10, True), (r"storage[ \t]key", 10, True), (r"accountkey", 9, True)),
+    # "account key", "storage key", "AccountKey": anchored on the 'k' or 'K' of key (the prefilter is caseless, so
+    # each hit is at that letter in either case)
+    ("azprose", "k", rf"ey{_PROSE_WORDS}{_PROSE_KEY}",
+     ((r"account[ \t]key", 8, True), (r"storage[ \t]key", 8, True), (r"accountkey", 7, True)),
      on_prose_azure_key, "azure_storage_key"),
+    ("azprosE", "K", rf"ey{_PROSE_WORDS}{_PROSE_KEY}", (), on_prose_azure_key, "azure_storage_key"),
 )
 
 #: The handler of each form's group.
