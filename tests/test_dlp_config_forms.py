@@ -103,8 +103,15 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("password_assignment", f"pass={PW[11]}&username=admin&submit=Login", PW[11]),
     # an encoded '$' first is a character sent as is, not a variable reference
     ("password_assignment", f"grant_type=password&username=bob&password=%24{PW[13]}", f"%24{PW[13]}"),
+    # an escaped quote inside an encoded JSON string is part of the value (json.dumps: '"', ': ', '\\"')
+    ("password_assignment", "data=" + urllib.parse.quote('{"password": "' + PW[14][:5] + '\\"' + PW[14][5:] + '"}',
+                                                         safe=""),
+     urllib.parse.quote(PW[14][:5] + '\\"' + PW[14][5:], safe="")),
     # a lone encoded brace is a symbol of the password, not a template
     ("password_assignment", f"username=bob&password={PW[12][:4]}%7B{PW[12][4:]}", f"{PW[12][:4]}%7B{PW[12][4:]}"),
+    # an escaped quote inside an HCL string is part of the default
+    ("password_assignment", f'variable "db_password" {{\n  default = "{PW[15][:4]}\\"{PW[15][4:]}"\n}}',
+     f'{PW[15][:4]}\\"{PW[15][4:]}'),
     # 8. an Azure storage account key named in prose
     ("azure_storage_key", f"the storage account key is {AZ}, please rotate it", AZ),
     ("azure_storage_key", f"AccountKey: {AZ}", AZ),

@@ -91,7 +91,7 @@ def on_pass_field(text: str, start: int, end: int) -> Iterable[Span]:
 _VARIABLE = re.compile(r"""variable[ \t]+"([A-Za-z0-9_\-]{1,80})"[ \t]*\{""")
 _SECRET_NAME = re.compile(r"(?i)passw(?:or)?d|pwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key"
                           r"|credential|passphrase|(?:^|[_\-])pass$")
-_DEFAULT_VALUE = re.compile(r"""[ \t]*=[ \t]*"([^"\n\x00]+)\"""")
+_DEFAULT_VALUE = re.compile(r"""[ \t]*=[ \t]*"((?:[^"\\\n\x00]|\\.)+)\"""")  # (HCL escapes: \" inside)
 _BLOCK_REACH = 2000  # how far before ``default`` its ``variable`` block may open
 
 
@@ -155,7 +155,7 @@ FORMS: tuple[tuple[str, str, str, tuple[tuple[str, int, bool], ...], Callable[[s
      on_pass_key, "password_assignment"),
     ("passfield", "p", r"ass(?<![A-Za-z0-9_\-.$%]pass)(?==[^\s&\"'`#\x00]{6})",
      ((r"[^A-Za-z0-9_\-.$%]pass=", 1, False), (r"^pass=", 0, False)), on_pass_field, "password_assignment"),
-    ("tfdefault", "d", r"efault(?=[ \t]*=[ \t]*\"[^\"\n\x00]{6})", ((r"default[ \t]*=[ \t]*\"", 0, False),),
+    ("tfdefault", "d", r"efault(?=[ \t]*=[ \t]*\"(?:[^\"\\\n\x00]|\\.){6})", ((r"default[ \t]*=[ \t]*\"", 0, False),),
      on_tf_default, "password_assignment"),
     # "account key", "storage key", "AccountKey": anchored on the 'k' or 'K' of key (the prefilter is caseless, so
     # each hit is at that letter in either case)
