@@ -82,6 +82,8 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("authorization_header", f'Proxy-Authorization: Digest realm="r", nonce="{NONCE}", username="u", '
                              f'algorithm=SHA-256, response="{RESP[1]}"', RESP[1]),
     ("authorization_header", f"-H 'Authorization: Digest username=bob, response={RESP[0]}'", RESP[0]),
+    ("authorization_header", f'{{"raw": "GET /x HTTP/1.1\\r\\nAuthorization: Digest username=\\"bob\\", '
+                             f'realm=\\"r\\", response=\\"{RESP[1]}\\""}}', RESP[1]),
     # 5. legacy Azure DevOps PATs in context
     ("azure_devops_pat", f"AZURE_DEVOPS_PAT={PAT[0]}", PAT[0]),
     ("azure_devops_pat", f'export ADO_PAT="{PAT[1]}"', PAT[1]),
