@@ -319,10 +319,10 @@ _AUTHZ_VALUE = re.compile(r"""(?i:basic|bearer|token|digest)(?:[ \t]+|["'][ \t]*
 # HTTP Digest (RFC 7616): the credential is the ``response`` parameter, a hash (MD5: 32 hex; SHA-256 and
 # SHA-512/256: 64) of the password with the username, realm and nonce. It is reported: with the nonce and realm it
 # is an offline dictionary attack on the password, and it replays while the nonce is valid. The other parameters
-# (username, realm, nonce, uri) are not secrets and are forwarded. (The quote may be escaped: a header in a JSON
-# string, a HAR file.)
-_DIGEST_RESPONSE = re.compile(r"""(?<![A-Za-z0-9_])response[ \t]*=[ \t]*(?:\\?")?([0-9a-fA-F]{32}(?:[0-9a-fA-F]{32})?)"""
-                              r"(?![0-9a-fA-F])")
+# (username, realm, nonce, uri) are not secrets and are forwarded. (The quote may be escaped: a header inside a
+# JSON string.)
+_DIGEST_RESPONSE = re.compile(r"""(?<![A-Za-z0-9_])response[ \t]*=[ \t]*(?:\\?")?"""
+                              r"([0-9a-fA-F]{32}(?:[0-9a-fA-F]{32})?)(?![0-9a-fA-F])")
 _DIGEST_REACH = 2000  # how far along the header the response parameter is looked for
 
 
