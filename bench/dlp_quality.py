@@ -250,6 +250,8 @@ GEN: dict[str, list[Callable[[], str]]] = {
         lambda: f"-H 'Authorization: Bearer {r(40, URLSAFE)}'",
         lambda: f'Authorization: Digest username="{R.choice(["bob", "ci"])}", realm="api", nonce="{r(32, HEX)}", '
                 f'uri="/v1/x", qop=auth, nc=00000001, cnonce="{r(8, HEX)}", response="{r(R.choice([32, 64]), HEX)}"',
+        # HAR 1.2 (W3C Web Performance WG draft, "HTTP Archive format"): request headers as name/value objects
+        lambda: f'"headers": [{{"name": "Authorization", "value": "Bearer {r(40, URLSAFE)}"}}]',
     ],
     # Assignments to secret-named variables (the detect-secrets KeywordDetector idea; our own forms)
     "password_assignment": [

@@ -49,6 +49,7 @@ IDT = rnd(40)
 AZ = rnd(86, B64) + "=="  # an Azure storage account key: 64 random bytes in base64
 RESP = [rnd(32, HEX), rnd(64, HEX)]  # RFC 7616 Digest responses: MD5 (32 hex) and SHA-256 (64 hex)
 NONCE = rnd(34, HEX)
+HAR_TOKEN = rnd(40)
 PAT = [rnd(52, B32) for _ in range(8)]  # legacy Azure DevOps PATs: 52 characters of lower-case base32
 # percent-encoded passwords: a symbol first (the value starts with an escape), symbols inside
 ENC = [urllib.parse.quote(rnd(1, "!@#$&=") + pw(), safe="") for _ in range(6)]
@@ -84,6 +85,10 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("authorization_header", f"-H 'Authorization: Digest username=bob, response={RESP[0]}'", RESP[0]),
     ("authorization_header", f'{{"raw": "GET /x HTTP/1.1\\r\\nAuthorization: Digest username=\\"bob\\", '
                              f'realm=\\"r\\", response=\\"{RESP[1]}\\""}}', RESP[1]),
+    # a HAR file's request header (name/value pairs)
+    ("authorization_header", f'"headers": [{{"name": "Authorization", "value": "Bearer {HAR_TOKEN}"}}]', HAR_TOKEN),
+    ("authorization_header", f'{{"name":"authorization","value":"Digest username=\\"u\\", response=\\"{RESP[0]}\\""}}',
+     RESP[0]),
     # 5. legacy Azure DevOps PATs in context
     ("azure_devops_pat", f"AZURE_DEVOPS_PAT={PAT[0]}", PAT[0]),
     ("azure_devops_pat", f'export ADO_PAT="{PAT[1]}"', PAT[1]),

@@ -307,7 +307,9 @@ def url_credentials(text: str, at: int) -> Span | None:
 # value (``Header.Set("Authorization", "Bearer …")``, ``setRequestProperty("Authorization", "Basic …")``).
 # A Digest credential is a list of parameters (``username="…", realm=…, response="…"``), in any order: its candidate
 # ends at the scheme, and ``on_authorization`` reads the line for the response.
-AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?[ \t]*[:=]|["'`][ \t]*,)[ \t]*["'`]?(?:(?i:basic|bearer|token)"""
+# A HAR file (and other name/value lists) writes ``{"name": "Authorization", "value": "Bearer …"}``.
+AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?[ \t]*[:=]|["'`][ \t]*,(?:[ \t]*["'](?i:value)["'][ \t]*:)?)"""
+         r"""[ \t]*["'`]?(?:(?i:basic|bearer|token)"""
          r"[ \t]+[A-Za-z0-9._~+/=\-]{8,4096}|(?i:digest)[ \t]+(?=[A-Za-z]))")
 # .NET: ``new AuthenticationHeaderValue("Bearer", "<credential>")`` (the anchor is its 'A'); the scheme and the
 # credential are two arguments.
