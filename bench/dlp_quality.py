@@ -18,10 +18,12 @@ and false positives <= 2 % for every kind. Exit status 1 when a target is missed
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import random
 import string
 import sys
+import urllib.parse
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -169,6 +171,8 @@ GEN: dict[str, list[Callable[[], str]]] = {
         lambda: f"DefaultEndpointsProtocol=https;AccountName=prod;AccountKey={r(86, B64)}==",
         lambda: f"Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey={r(43, B64)}=",
         lambda: f"https://acct.blob.core.windows.net/c/f?sv=2022-11-02&sp=r&sig={r(43, AN)}%3D",
+        # an account key named in prose, after the words of the portal's "Access keys" blade
+        lambda: f"the {R.choice(['storage account key', 'storage key', 'AccountKey'])} is {r(86, B64)}==",
     ],
     # Microsoft Purview, sensitive information type "Microsoft Entra client secret" (3 chars, digit, Q~, 31-34)
     # https://learn.microsoft.com/purview/sit-defn-azure-ad-client-secret
@@ -217,7 +221,19 @@ GEN: dict[str, list[Callable[[], str]]] = {
     "age_secret_key": [lambda: bech32("age-secret-key-", R.randbytes(32)).upper()],
     # Microsoft Purview, sensitive information type "Azure DevOps personal access token": 84 letters and digits,
     # the fixed signature AZDO at positions 76-80  https://learn.microsoft.com/purview/sit-defn-azure-devops-personal-access-token
-    "azure_devops_pat": [lambda: r(76) + "AZDO" + r(4)],
+    "azure_devops_pat": [
+        lambda: r(76) + "AZDO" + r(4),
+        # Legacy PATs (before Sprint 241: 52 characters): Purview's definition of the same type reads them as the
+        # "Base32-encoded 256-bit symmetric key pattern" (RFC 4648 base32, lower case) with the keywords pat, ado,
+        # vsts, azuredevops, dev.azure.com; Azure DevOps docs, "Use personal access tokens" (the PAT as the password
+        # of a Git URL, or Basic with an empty user name in http.extraheader) and "Predefined variables"
+        # (SYSTEM_ACCESSTOKEN)  https://learn.microsoft.com/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate
+        lambda: f"{R.choice(['AZURE_DEVOPS_PAT', 'ADO_PAT', 'SYSTEM_ACCESSTOKEN', 'azure_devops_token'])}="
+                f"{r(52, LO + '234567')}",
+        lambda: f"git clone https://{R.choice(['acme:', ''])}{r(52, LO + '234567')}@dev.azure.com/acme/web/_git/web",
+        lambda: 'git -c http.extraheader="AUTHORIZATION: basic '
+                + base64.b64encode(b":" + r(52, LO + "234567").encode()).decode() + '" fetch',
+    ],
     # RFC 7519 (JSON Web Token: base64url header "{"alg":...}" . payload . signature)
     "jwt": [lambda: f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ{r(60, URLSAFE)}.{r(43, URLSAFE)}"],
     # RFC 3986 section 3.2.1 (userinfo in a URI); PostgreSQL, MySQL, Redis, MongoDB, AMQP connection URIs
@@ -228,10 +244,14 @@ GEN: dict[str, list[Callable[[], str]]] = {
             f":{R.choice(['5432', '3306', '6379'])}/x"
         )
     ],
-    # RFC 7617 (Basic), RFC 6750 (Bearer)
+    # RFC 7617 (Basic), RFC 6750 (Bearer), RFC 7616 (Digest: the response, 32 hex with MD5, 64 with SHA-256)
     "authorization_header": [
         lambda: f"Authorization: Basic {r(32, B64)}=",
         lambda: f"-H 'Authorization: Bearer {r(40, URLSAFE)}'",
+        lambda: f'Authorization: Digest username="{R.choice(["bob", "ci"])}", realm="api", nonce="{r(32, HEX)}", '
+                f'uri="/v1/x", qop=auth, nc=00000001, cnonce="{r(8, HEX)}", response="{r(R.choice([32, 64]), HEX)}"',
+        # HAR 1.2 (W3C Web Performance WG draft, "HTTP Archive format"): request headers as name/value objects
+        lambda: f'"headers": [{{"name": "Authorization", "value": "Bearer {r(40, URLSAFE)}"}}]',
     ],
     # Assignments to secret-named variables (the detect-secrets KeywordDetector idea; our own forms)
     "password_assignment": [
@@ -248,6 +268,26 @@ GEN: dict[str, list[Callable[[], str]]] = {
         # .env files and compose files: a compound name ending in _pass (detect-secrets' db_pass), a passphrase
         lambda: f"{R.choice(['DB_PASS', 'SMTP_PASS', 'redis_pass', 'Mail-Pass'])}={r(15)}{r(1, DG)}",
         lambda: f"{R.choice(['GPG_PASSPHRASE', 'ssh_passphrase', 'passphrase'])}: '{r(14)}{r(1, DG)}'",
+        # Docker's config.json: "auths": {"<registry>": {"auth": base64 of "user:password"}} (Docker docs, "docker
+        # login", "Credential stores")  https://docs.docker.com/reference/cli/docker/login/ ; .npmrc's _auth (npm docs,
+        # "npmrc", auth-related configuration: base64 of username:password)  https://docs.npmjs.com/cli/configuring-npm/npmrc
+        lambda: '{"auths": {"' + R.choice(["registry.acme.io", "https://index.docker.io/v1/", "ghcr.io"])
+                + '": {"auth": "'
+                + base64.b64encode(f"{R.choice(['ci', 'robot$x'])}:{r(14)}{r(1, DG)}".encode()).decode() + '"}}}',
+        lambda: f"_auth={base64.b64encode(f'dev:{r(12)}{r(1, DG)}'.encode()).decode()}",
+        # Nodemailer docs, "SMTP transport" (auth: { user, pass })  https://nodemailer.com/smtp/
+        lambda: f"auth: {{ user: '{R.choice(['ops', 'mailer'])}@acme.io', pass: '{r(12)}{r(1, DG)}!' }}",
+        # Terraform docs, "Input variables" (variable blocks, default, sensitive)
+        # https://developer.hashicorp.com/terraform/language/values/variables
+        lambda: f'variable "{R.choice(["db_password", "api_token", "admin_pass"])}" {{\n  type = string\n'
+                f'  default = "{r(14)}{r(1, DG)}"\n}}',
+        # WHATWG URL standard, application/x-www-form-urlencoded (percent-encoded values), e.g. an OAuth 2.0
+        # password grant body (RFC 6749 section 4.3.2) and a URL inside another URL's query
+        lambda: "grant_type=password&username=bob&password="
+                + urllib.parse.quote(R.choice("!@#$") + r(12) + r(1, DG), safe=""),
+        lambda: "next=%2Flogin%3Fpassword%3D" + urllib.parse.quote(urllib.parse.quote(r(12) + "@" + r(2, DG), safe=""),
+                                                                 safe="") + "%26r%3D1",
+        lambda: f"GET /login?user=admin&pass={r(12)}{r(1, DG)} HTTP/1.1",
         lambda: (
             'password = "'
             + " ".join(
@@ -302,6 +342,8 @@ GEN: dict[str, list[Callable[[], str]]] = {
         lambda: luhn("220" + R.choice("01234"), 16),
         lambda: grouped(luhn("4", 16)),
         lambda: grouped(luhn("5" + R.choice("12345"), 16)).replace(" ", "-"),
+        # Maestro issues 12 to 19 digits (ISO/IEC 7812 IINs 5018, 5020, 5038, 5893, 6304, 6759, 6761-6763)
+        lambda: luhn(R.choice(["5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763"]), 12),
     ],
     # SSA, "Social Security Number Randomization" (area 001-899 but 666, group 01-99, serial 0001-9999)
     # https://www.ssa.gov/employer/randomization.html
@@ -442,6 +484,17 @@ def negatives() -> list[str]:
         "age1" + r(58, BECH32) + " is a recipient (public key)",
         "abcdefghijklmnopqrstuvwxyz012345679ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnoAZDOabcd",  # Purview's example
         r(75) + "AZDO" + r(4) + " and " + r(76) + "AZDX" + r(4),
+        # the tenth probe's forms, as code and text that look like them
+        '{"auths": {"registry.acme.io": {"auth": "' + base64.b64encode(R.randbytes(18)).decode() + '"}}}',
+        '{"oauth": "' + base64.b64encode(b"ci:" + r(12).encode()).decode() + '", "auth": "Basic"}',
+        "stage:\n  pass: 'all tests green'\n  fail: 0\nauth: { user, pass: smtpPass }\nbypass: '" + r(12) + "'",
+        'variable "region" {\n  default = "' + r(14) + '"\n}\n'
+        'parser.add_argument("--pw-file", default="' + r(12) + '")',
+        'WWW-Authenticate: Digest realm="api", nonce="' + r(32, HEX) + '", opaque="' + r(32, HEX) + '"',
+        "commit " + r(52, LO + "234567") + " and https://" + r(52, LO + "234567") + "@github.com/acme/web",
+        'log("password=%s" % pw); next=%2Fhome%3Ftab%3D' + r(10) + "; GET /check?pass=" + r(10) + "&level=3",
+        "the storage account key is rotated every 90 days; integrity " + r(86, B64) + "==",
+        "order " + luhn("1234", 12) + ", AWS account " + luhn("3010", 12) + ", visa " + luhn("4111", 12),
     ]
     return [*code, *logs, *prose, *lookalikes]
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_dlp_config_forms import NEGATIVES as CONFIG_NEGATIVES
+from tests.test_dlp_config_forms import PLACEHOLDERS as CONFIG_PLACEHOLDERS
+from tests.test_dlp_config_forms import POSITIVES as CONFIG_POSITIVES
 from tests.test_dlp_detectors import NEGATIVES, PLACEHOLDERS, POSITIVES
 from tests.test_dlp_engine import FALSE_POSITIVES, TRUE_POSITIVES
 from tests.test_dlp_secret_forms import NEGATIVES as FORM_NEGATIVES
@@ -44,9 +47,11 @@ def corpus() -> list[str]:
     texts = [t for _, t in (*POSITIVES, *NEGATIVES, *PLACEHOLDERS, *TRUE_POSITIVES, *TOKEN_POSITIVES,
                             *TOKEN_NEGATIVES, *TOKEN_PLACEHOLDERS, *FORM_NEGATIVES, *FORM_PLACEHOLDERS)]
     texts += [t for _, t, _s in FORM_POSITIVES] + list(FALSE_POSITIVES)
+    texts += [t for _, t, _s in CONFIG_POSITIVES] + [t for _, t in (*CONFIG_NEGATIVES, *CONFIG_PLACEHOLDERS)]
     rng = random.Random(7)
     pieces = [*texts, " ", "\n", "x=", "key", "@", " @", "a@", "api_key", "Client-Key", "for key, v", "+1 ", "(",
-              "-----BEGIN RSA PRIVATE KEY-----", "eyJ", "é", "日本", "curl", "-u", "-p", "mysql", "AKIA"]
+              "-----BEGIN RSA PRIVATE KEY-----", "eyJ", "é", "日本", "curl", "-u", "-p", "mysql", "AKIA",
+              '"auth": "', "pass: ", "user: ", 'default = "', "account key ", "cm9ib3Q6UXo4dkxtMktwOVJ0"]
     # Random mixtures: pieces glued together, so candidates meet at window edges and inside each other.
     for _ in range(300):
         texts.append("".join(rng.choice(pieces) + rng.choice(["", " ", "\n", "=", ":"]) for _ in range(8)))

@@ -9,11 +9,13 @@ Only the value is reported (and so redacted), never the name.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable
 from itertools import pairwise
 
 from tollway.governance.dlp.placeholders import is_placeholder
 from tollway.governance.dlp.result import Span
+from tollway.governance.dlp.secrets import ADO_LEGACY
 from tollway.governance.dlp.text import WORD, has_digit_and_letter
 
 # After a keyword: end of the identifier, an assignment operator and at least 6 characters of value.
@@ -38,15 +40,24 @@ _FLAG = r"""[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\-$<{\x00][^\s"'`\x00]{5})"""
 # Prose: ``my password is …``, ``the wifi passphrase is "…"`` (the validator takes it after password, passwd and
 # passphrase only).
 _PROSE = r"""[ \t]+(?:is|was)[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\x00]{6})"""
+# Percent-encoded, as a query string or a JSON body inside another URL's parameter (``next=%2Flogin%3Fpassword%3D…
+# %26…``, ``data=%7B%22password%22%3A%22…%22%7D``): the operator is ``%3D`` or ``%22%3A%22``, the value a run of
+# URL characters and escapes up to an encoded ``&``, ``"`` or ``,`` (``%26``, ``%22``, ``%2C``).
+_ENC_CHARS = r"[A-Za-z0-9+._\-~!*]"
+_ENC_QUERY = rf"(?:{_ENC_CHARS}|%(?!26)[0-9A-Fa-f]{{2}})"  # a character of a query's value: up to an encoded '&'
+# A character of a JSON string: up to an encoded '"', but an escaped one (\", %5C%22) is part of it.
+_ENC_JSON = rf"(?:{_ENC_CHARS}|%5[Cc]%[0-9A-Fa-f]{{2}}|%(?!22)[0-9A-Fa-f]{{2}})"
+_ENC_JSON_OP = r"%22%3[Aa](?:%20)*%22"
 ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
                r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6})"""
-               rf"""|{_XML}|{_PROSE}|{_FLAG}))""")
+               rf"""|{_XML}|{_PROSE}|{_FLAG}|%3[Dd]{_ENC_QUERY}{{6}}|{_ENC_JSON_OP}{_ENC_JSON}{{6}}))""")
 _ASSIGN_VALUE = re.compile(
     rf"""(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
     r"""(?:\\?(?P<q>["'`])(?P<qv>[^"'`\n\x00]+?)\\?(?P=q)|(?P<uv>[^\s"'`,;)}\]&\x00]+))"""
     r"""|>[ \t]*(?P<xv>[^<>\n\x00]+?)[ \t]*</"""
     r"""|[ \t]+(?:is|was)[ \t]+(?:(?P<pq>["'])(?P<pqv>[^"'\n\x00]+?)(?P=pq)|(?P<pv>[^\s"'`\x00]+))"""
-    r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]+?)(?P=fq)|(?P<fv>[^\s"'`\x00]+)))"""
+    r"""|[ \t]+(?:(?P<fq>["'])(?P<fqv>[^"'\n\x00]+?)(?P=fq)|(?P<fv>[^\s"'`\x00]+))"""
+    rf"|%3[Dd](?P<ev>{_ENC_QUERY}+)|{_ENC_JSON_OP}(?P<jv>{_ENC_JSON}+))"
 )
 # Sensitive identifier endings. Each alternative below matches the literal letters after its anchor,
 # then checks the whole word with a case-insensitive look-behind.
@@ -65,6 +76,10 @@ PASS_OWNERS = ("db", "database", "key", "keystore", "truststore", "smtp", "mail"
                "postgres", "mongo", "ldap", "ftp", "sftp", "admin", "root", "user", "bind", "sql", "rabbitmq", "amqp",
                "wifi", "vpn", "default", "become", "ssh", "proxy", "vnc")
 BEHIND_PASS = "|".join(rf"(?<={o}[_\-]pass)" for o in PASS_OWNERS)
+# ``pat`` (a personal access token) ends a credential's name only after Azure DevOps' names (``AZURE_DEVOPS_PAT``,
+# ``ADO_PAT``, ``AZDO_PAT``, ``VSTS_PAT``): ``pat`` alone is a path, a pattern, a name.
+PAT_OWNERS = ("devops", "ado", "azdo", "vsts")
+BEHIND_PAT = r"(?<=[_\-]pat)(?i:" + "|".join(rf"(?<={o}[_\-]pat)" for o in PAT_OWNERS) + ")"  # (path: one step)
 #: The keywords of a command-line flag (``--db-password VALUE``), each right after a '-', '_' or '.': the Hyperscan
 #: prefilter looks for exactly these (a separator, the keyword, a space), and ``on_assignment`` takes a flag only when
 #: its name ends so, so that both matchers find the same flags.
@@ -98,18 +113,41 @@ _CONSONANTS = re.compile(r"[b-df-hj-np-tv-z]{3,}")
 _PASSPHRASE = re.compile(r"[a-z]{3,}(?:-[a-z]{3,}){3,7}")
 _PASSWORD_NAMES = ("password", "passwd", "passphrase", "pass", "pwd")
 _ARN_BEFORE = re.compile(r"arn:aws[\w-]*:[\w-]+:[\w-]*:\d*:\Z")
-_VALUE_END = re.compile(r"[\s\x00]")
+# A configuration line's unquoted value ends at a space, or at an ``&`` that starts the next field of a form body
+# (``pass=…&username=admin``); an ``&`` inside a password is not followed by ``name=``.
+_VALUE_END = re.compile(r"[\s\x00]|&(?=[A-Za-z_][\w.\-\[\]]*=)")
 _ENTRY_END = re.compile(r"""[\s\x00;"']""")
 _NETRC_LOGIN = re.compile(r"(?:^|\s)login[ \t]+\S+[ \t]+\Z")
 _ATTR_NAME = re.compile(r"""(?i:key|name)[ \t]*=[ \t]*["']\Z""")
 _CONFIGURE_SET = re.compile(r"(?<![A-Za-z0-9_\-])configure[ \t]+set[ \t]+\Z")
 
 
+# A name that says Azure DevOps (``AZURE_DEVOPS_PAT``, ``ADO_PAT``, ``azure_devops_token``, Azure Pipelines'
+# ``SYSTEM_ACCESSTOKEN``): a legacy PAT's shape (``secrets.ADO_LEGACY``) under it is reported as ``azure_devops_pat``.
+_ADO_NAME = re.compile(r"devops|azdo|vsts|azure|accesstoken|(?:^|[_\-.])ado[_\-]")
 _WORDY = re.compile(r"_?[a-z][a-z0-9]*(?:[_\-.][a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|#[0-9A-Fa-f]{3,8}")
 
 
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
 def nontrivial(value: str, quoted: bool) -> bool:
-    """Whether an assigned value looks like a real credential rather than a name, a reference or a placeholder."""
+    """Whether an assigned value looks like a real credential rather than a name, a reference or a placeholder.
+
+    A percent-encoded value (``password=%21S3cr%40t``, a form body or a query string) is judged decoded: its
+    escapes are not a format string (``%s``), and ``%7B%7B…%7D%7D`` is a template like ``{{…}}``. (``+`` stays:
+    ``unquote``, not ``unquote_plus``, so a form-encoded password is not taken for a sentence.)"""
+    if "%" in value and _PERCENT.search(value) is not None:
+        decoded = value
+        for _ in range(3):  # encoded once more inside another parameter's value: %2540 is '@'
+            decoded = urllib.parse.unquote(decoded)
+            if _PERCENT.search(decoded) is None:
+                break
+        if _PERCENT.search(decoded) is not None or ("{" in decoded and "}" in decoded):  # %7B%7Bx%7D%7D: a template
+            return False
+        if decoded[:1] == "$" and decoded[1:2] not in ("{", "("):  # %24… is a '$' sent as is, not a variable
+            decoded = "!" + decoded[1:]
+        return nontrivial(decoded.replace("{", "!"), quoted)  # (a lone brace is a symbol of the password)
     if len(value) < 6 or value.startswith(("[REDACTED:", "$", "%", "/", "./", "../", "~/", "http:", "https:")):
         return False
     low = value.lower()
@@ -211,7 +249,7 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _ASSIGN_VALUE.search(text, start + 1)
     if vm is None or vm.start() > end:
         return ()
-    group = next(g for g in ("qv", "xv", "pqv", "pv", "fqv", "fv", "uv") if vm.group(g) is not None)
+    group = next(g for g in ("qv", "xv", "pqv", "pv", "fqv", "fv", "uv", "ev", "jv") if vm.group(g) is not None)
     vs, ve = vm.span(group)
     if group == "pv":  # prose: the sentence's punctuation is not part of the value
         while ve > vs and text[ve - 1] in ".,;:!?)":
@@ -224,7 +262,7 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         ve = _whole_value(text, k, ve)
         if not _unquoted_ok(text, k, vs, vm.end(group), ve, key):
             return ()
-    elif not nontrivial(text[vs:ve], group not in ("fv", "pv")) \
+    elif not nontrivial(text[vs:ve], group not in ("fv", "pv", "ev")) \
             and not ((group == "qv" or (group == "fv" and _space_assigns(text, k, vm.start(), key)))
                      and random_words(text[vs:ve], key)):
         return ()
@@ -253,4 +291,6 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         return ((vs, ve, "aws_secret_key"),)
     if key.endswith(("accountkey", "sharedaccesskey")):  # Azure connection strings
         return ((vs, ve, "azure_storage_key"),)
+    if ADO_LEGACY.fullmatch(value) and _ADO_NAME.search(key) is not None:  # AZURE_DEVOPS_PAT, SYSTEM_ACCESSTOKEN
+        return ((vs, ve, "azure_devops_pat"),)
     return ((vs, ve, "password_assignment"),)

@@ -10,9 +10,11 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 
-from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, on_assignment
+from tollway.governance.dlp.assignments import ASSIGN_GATE, BEHIND_KEY, BEHIND_PASS, BEHIND_PAT, on_assignment
 from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.commands import HANDLERS as COMMAND_HANDLERS
+from tollway.governance.dlp.configs import FORMS
+from tollway.governance.dlp.configs import HANDLERS as FORM_HANDLERS
 from tollway.governance.dlp.dense import DENSE_BYTES_PER_ANCHOR, DENSE_MIN_ANCHORS, Answer, table
 from tollway.governance.dlp.numbers import Numbers
 from tollway.governance.dlp.pii import on_email, on_iban, on_ipv4
@@ -67,10 +69,12 @@ _ASSIGN = {
     "K": rf"(?:EN|en)(?i:(?<=token)){ASSIGN_GATE}|(?:EY|ey)(?i:{BEHIND_KEY}){ASSIGN_GATE}",
     # ``DB_PASS``, ``smtp-pass`` (a ``pass`` after what owns a credential: ``assignments.PASS_OWNERS``) and
     # ``passphrase``: anchored on the last 'p'.
-    "p": rf"(?:ass(?i:{BEHIND_PASS})|hrase(?i:(?<=passphrase))){ASSIGN_GATE}",
-    "P": rf"(?:(?:ASS|ass)(?i:{BEHIND_PASS})|(?:HRASE|hrase)(?i:(?<=passphrase))){ASSIGN_GATE}",
+    # and ``ADO_PAT``, ``AZURE_DEVOPS_PAT`` (``assignments.PAT_OWNERS``).
+    "p": rf"(?:ass(?i:{BEHIND_PASS})|hrase(?i:(?<=passphrase))|at(?i:{BEHIND_PAT})){ASSIGN_GATE}",
+    "P": rf"(?:(?:ASS|ass)(?i:{BEHIND_PASS})|(?:HRASE|hrase)(?i:(?<=passphrase))|(?:AT|at)(?i:{BEHIND_PAT}))"
+         rf"{ASSIGN_GATE}",
 }
-_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZP"
+_ANCHOR_ORDER = "cgwk1203456789xACWBJKz@GQpfdvyZPu"
 
 
 def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, str]]]:
@@ -98,6 +102,8 @@ def _branches(min_digits: int, ip_addresses: bool) -> dict[str, list[tuple[str, 
     out["@"].append(("at", ""))  # any other '@': maybe scheme://user:password@host
     for name, anchor, pattern, _h, _o, _flag, _kind in COMMANDS:  # curl -u, mysql -p…: after the rest
         out[anchor].append((name, pattern))
+    for name, anchor, pattern, _pre, _handler, _kind in FORMS:  # docker auth, pass, Terraform defaults, prose keys
+        out[anchor].append((name, pattern))
     return out
 
 
@@ -111,8 +117,24 @@ def candidates(min_digits: int, ip_addresses: bool = False) -> re.Pattern[str]:
     parts = []
     for anchor, branches in _branches(min_digits, ip_addresses).items():
         if branches:
-            parts.append(re.escape(anchor) + "(?:" + "|".join(f"(?P<{g}>{p})" for g, p in branches) + ")")
+            alternatives = [f"(?P<{g}>{p})" for g, p in branches if g not in _HOISTED]
+            # A branch of ``configs.FORMS`` has its leading letters before its group (``ass(?:(?P<passkey>…)|…)``):
+            # ``re`` leaves the branch at the first letter that differs, and opens the group only where they all
+            # match (opening a group late in the regex clears the marks of all the groups before it: hundreds of
+            # steps, at every anchor character if the group came first). Same matches, same ``lastgroup``; they
+            # come last among the anchor's branches, as before.
+            hoisted: dict[str, list[str]] = {}
+            for g, p in branches:
+                if g in _HOISTED:
+                    lead = _LEAD.match(p).group()  # type: ignore[union-attr]
+                    hoisted.setdefault(lead, []).append(f"(?P<{g}>{p[len(lead):]})")
+            alternatives += [lead + "(?:" + "|".join(groups) + ")" for lead, groups in hoisted.items()]
+            parts.append(re.escape(anchor) + "(?:" + "|".join(alternatives) + ")")
     return re.compile("|".join(parts))
+
+
+_HOISTED = frozenset(form[0] for form in FORMS)
+_LEAD = re.compile(r"[A-Za-z0-9_]*?(?=[A-Za-z0-9_]?[?*+{]|[^A-Za-z0-9_]|\Z)")  # literal letters not under a quantifier
 
 
 MIN_PHONE_DIGITS = 7
@@ -130,7 +152,7 @@ def _kinds_of(group: str) -> str:
     named = {"pem": "private_key", "ppk": "private_key", "jwt": "jwt", "email": "email", "at": "url_credentials",
              "authz": "authorization_header", "authZ": "authorization_header",
              "authcs": "authorization_header", "sk": "openai_key/anthropic_key",
-             **{c[0]: c[6] for c in COMMANDS}}
+             **{c[0]: c[6] for c in COMMANDS}, **{f[0]: f[5] for f in FORMS}}
     return named.get(group, "password_assignment/aws_secret_key")
 
 
@@ -156,7 +178,7 @@ class Builtin:
         handlers: dict[str, Callable[[str, int, int], Iterable[Span]]] = {
             "pem": on_pem, "sk": on_sk, "jwt": on_jwt, "email": _on_email, "at": _on_at, "authz": on_authorization,
             "authZ": on_authorization, "authcs": on_authorization, "ppk": on_ppk,
-            **{a: on_assignment for a in _ASSIGN}, **COMMAND_HANDLERS,
+            **{a: on_assignment for a in _ASSIGN}, **COMMAND_HANDLERS, **FORM_HANDLERS,
             **{f"n{d}": self._number for d in DIGITS}, **{f"ip{d}": on_ipv4 for d in DIGITS},
         }
         for i, (kind, before, _anchor, _after, offset) in enumerate(TOKENS):

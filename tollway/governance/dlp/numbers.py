@@ -41,9 +41,11 @@ _CARD_BRANDS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
     (300, 305, 3, (14, 15, 16, 17, 18, 19)), (36, 36, 2, (14, 15, 16, 17, 18, 19)), (3095, 3095, 4, (14, 16)),
     (38, 39, 2, (14, 16, 17, 18, 19)),           # Diners Club (14 digits: Diners Club International)
     (62, 62, 2, (16, 17, 18, 19)),               # UnionPay
-    (5018, 5018, 4, (13, 15, 16, 19)), (5020, 5020, 4, (13, 15, 16, 19)), (5038, 5038, 4, (13, 15, 16, 19)),
-    (5893, 5893, 4, (13, 16, 19)), (6304, 6304, 4, (13, 16, 19)), (6759, 6759, 4, (13, 16, 19)),
-    (6761, 6763, 4, (13, 16, 19)), (56, 58, 2, (13, 16, 19)),  # Maestro
+    # Maestro: 12 to 19 digits; 12 only in its own IIN ranges (not 56-58, shared with other issuers), where a random
+    # 12-digit number (an order or AWS account id) is one with Luhn about once in 10,000 (Visa's 16: once in 100).
+    (5018, 5018, 4, (12, 13, 15, 16, 19)), (5020, 5020, 4, (12, 13, 15, 16, 19)),
+    (5038, 5038, 4, (12, 13, 15, 16, 19)), (5893, 5893, 4, (12, 13, 16, 19)), (6304, 6304, 4, (12, 13, 16, 19)),
+    (6759, 6759, 4, (12, 13, 16, 19)), (6761, 6763, 4, (12, 13, 16, 19)), (56, 58, 2, (13, 16, 19)),
     (2200, 2204, 4, (16, 17, 18, 19)),           # Mir
     (2205, 2205, 4, (16,)),                      # BORICA
     (60, 60, 2, (16,)), (81, 82, 2, (16,)), (508, 508, 3, (16,)), (353, 353, 3, (16,)), (356, 356, 3, (16,)),  # RuPay
@@ -72,11 +74,12 @@ def _luhn(digits: str) -> bool:
 
 
 _SCALE = {1: 1000, 2: 100, 3: 10, 4: 1}
+_CARD_MIN = 12  # the shortest card (Maestro)
 #: For each card length, the first four digits that some brand issues at that length (strings: no ``int`` per run).
 _BRAND_PREFIXES: dict[int, frozenset[str]] = {
     n: frozenset(str(p4) for lo, hi, plen, lengths in _CARD_BRANDS if n in lengths
                  for p4 in range(lo * _SCALE[plen], (hi + 1) * _SCALE[plen]))
-    for n in range(13, 20)
+    for n in range(_CARD_MIN, 20)
 }
 _NO_BRAND: frozenset[str] = frozenset()
 #: Per card length, a ``translate`` table of the first two digits some brand issues at that length (``bulk``).
@@ -395,10 +398,11 @@ class Numbers:
         lead = run[0] if run[0] in "+(" else ""
         digits = run[len(lead):]
         n = len(digits)
+        if _CARD_MIN <= n <= 19 and not lead and _card_brand_ok(digits) and _luhn(digits):
+            return [(start, end, "payment_card")]
         if 13 <= n <= 19 and not lead:
-            if _card_brand_ok(digits) and _luhn(digits):
-                return [(start, end, "payment_card")]
-        elif lead == "+":
+            return []
+        if lead == "+":
             if 7 <= n <= 15 and _plus_length_ok(digits) and valid_international(digits):
                 return [(start, end, "phone_number")]
         elif lead == "":
@@ -450,7 +454,7 @@ class Numbers:
                 window_seps = seps[i:j]
                 sep0 = window_seps[0]
                 same_sep = window_seps.count(sep0) == len(window_seps)
-                if total >= 13 and not ld and same_sep and sep0 in (" ", "-"):
+                if total >= _CARD_MIN and not ld and same_sep and sep0 in (" ", "-"):
                     sizes = lens[i:j + 1]
                     if (sizes[-1] <= 4 and sizes[:-1].count(4) == len(sizes) - 1) or sizes in ([4, 6, 5], [4, 6, 4]):
                         steps.append(("card", i, j, s, e, None, (), ()))
@@ -482,7 +486,7 @@ class Numbers:
                                                  or (j + 1 < len(lens) and seps[j] == sep0 and lens[j + 1] >= 3)))):
                         steps.append(("phone", i, j, s, e, quick_by_digit(regions, window), regions, window))
                 total -= lens[j]
-            if lens[i] >= 13 and not ld and (i == 0 or seps[i - 1] in (" ", "/")) and lens[i] <= 19:
+            if lens[i] >= _CARD_MIN and not ld and (i == 0 or seps[i - 1] in (" ", "/")) and lens[i] <= 19:
                 steps.append(("card", i, i, pos[i][0], pos[i][1], None, (), ()))  # a card without separators
             if steps:
                 plan.append((pos[i][0], tuple(steps)))

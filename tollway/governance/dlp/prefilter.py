@@ -35,12 +35,16 @@ import re
 import threading
 from typing import Any
 
-from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS
+from tollway.governance.dlp.assignments import FLAG_WORDS, KEY_WORDS, PASS_OWNERS, PAT_OWNERS
 from tollway.governance.dlp.commands import COMMANDS
+from tollway.governance.dlp.configs import FORMS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
 # A loose form of ASSIGN_GATE's operators (> for XML, value= for an XML attribute pair).
 _GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>|value[ \t]*=)"""
+# ASSIGN_GATE's percent-encoded operators (``password%3D…``, ``%22password%22%3A%22…``), as patterns of their own:
+# in the same alternation as the others they made Hyperscan's scan of prose and code half again as long.
+_ENC_GATE = "(?:%3d|%22%3a)"
 ScanTerminated: type[Exception] = Exception  # hyperscan.ScanTerminated once the module is loaded
 # More hits than one per this many bytes: the whole text is scanned by ``re`` instead. Measured on the dense
 # classes of bench/dlp_classes.py: at one hit per 7 or 8 bytes (cards, phone numbers) ``re`` alone costs 15 to
@@ -72,6 +76,7 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"ken" + _GATE, 0, True),
         *((re.escape(owner) + r"[_\-]pass" + _GATE, len(owner) + 1, True) for owner in PASS_OWNERS),
         (r"passphrase" + _GATE, 4, True),
+        *((re.escape(owner) + r"[_\-]pat" + _GATE, len(owner) + 1, True) for owner in PAT_OWNERS),
         # "...key" only after one of the words of ``assignments.BEHIND_KEY`` (a bare ``key`` in code, as in
         # ``for key, value``, is never one): a pattern per word, so the anchor is a fixed offset from the start.
         *((re.escape(word[:-3]) + "key" + _GATE, len(word) - 3, True) for word in KEY_WORDS),
@@ -84,6 +89,8 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"passphrase[ \t]+(?:is|was)[ \t]", 4, True),
         # Commands whose short flag gives a password (``curl -u``, ``mysql -p``): their name and a space.
         *((pattern, offset, False) for _n, _a, _p, pattern, offset, _f, _k in COMMANDS),
+        # Configuration forms (``configs.FORMS``): docker's auth, an auth object's pass, Terraform defaults, prose keys.
+        *(p for form in FORMS for p in form[3]),
         (r"sk-[A-Za-z0-9_\-]{20}", 1, False),
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"PuTTY-User-Key-File-[23]:", 0, False),
@@ -98,6 +105,8 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         # An IBAN: the anchor is its first check digit.
         (r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11}", 2, False),
     ]
+    out += [(pattern.replace(_GATE, _ENC_GATE), offset, caseless) for pattern, offset, caseless in out
+            if pattern.endswith(_GATE)]
     if ip_addresses:
         out.append((r"[^A-Za-z0-9_.:][0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]", 1, False))
     return out

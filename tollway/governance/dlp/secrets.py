@@ -272,11 +272,31 @@ _GO_DSN = re.compile(r"""(?:^|(?<=[\s"'`=(,]))[A-Za-z0-9_.\-]{1,64}:([^\s/@"'`:]
 _ORACLE = re.compile(r"""jdbc:oracle:thin:[^\s/@"'`:]{1,64}/([^\s/@"'`]{3,256})@$""")
 
 
+# A legacy Azure DevOps personal access token: 52 characters of lower-case base32 (the format before Sprint 241's
+# 84-character PATs). Only in context (an Azure DevOps URL, a name that says so, a Basic credential): bare, too
+# many lower-case-and-digit runs (hashes, identifiers) have the shape.
+ADO_LEGACY = re.compile(r"[a-z2-7]{52}")
+_ADO_HOSTS = ("dev.azure.com", "ssh.dev.azure.com", "vssps.dev.azure.com")
+# ``https://<pat>@dev.azure.com/org/…``: Azure DevOps takes the PAT as the user name, with no password.
+_ADO_USER_PAT = re.compile(r"://([a-z2-7]{52})@$")
+
+
+def _ado_host(text: str, at: int) -> bool:
+    """Whether the host after the ``@`` at ``at`` is Azure DevOps (``dev.azure.com``, ``<org>.visualstudio.com``)."""
+    host = text[at + 1:at + 120].split("/", 1)[0].split(":", 1)[0].lower()
+    return host in _ADO_HOSTS or host.endswith(".visualstudio.com")
+
+
 def url_credentials(text: str, at: int) -> Span | None:
     """A password in a URL whose ``@`` is at ``at`` (``postgres://app:pw@db/x``), or in a data source name
-    (``app:pw@tcp(db:3306)/x``, ``jdbc:oracle:thin:app/pw@db:1521:X``), if any."""
+    (``app:pw@tcp(db:3306)/x``, ``jdbc:oracle:thin:app/pw@db:1521:X``), if any. A legacy Azure DevOps PAT in an
+    Azure DevOps URL, as its password or its user name, is reported as ``azure_devops_pat``."""
     lo = max(0, at - 420)
     scheme = text.rfind("://", lo, at)
+    if at - scheme == 55 and _ado_host(text, at):
+        pat = _ADO_USER_PAT.search(text, scheme, at + 1)
+        if pat is not None and not is_placeholder(pat.group(1)):
+            return (pat.start(1), pat.end(1), "azure_devops_pat")
     if scheme < 0 or text.find("@", scheme, at) >= 0:  # no "scheme://" right before this '@': most e-mails
         if text.startswith(("tcp(", "unix("), at + 1):
             m = _GO_DSN.search(text, max(0, at - 330), at + 1)
@@ -291,6 +311,8 @@ def url_credentials(text: str, at: int) -> Span | None:
     value = m.group(1)
     if is_placeholder(value) or value.startswith("$") or value.lower() in ("password", "pass", "passwd", "pwd"):
         return None
+    if ADO_LEGACY.fullmatch(value) and _ado_host(text, at):
+        return (m.start(1), m.end(1), "azure_devops_pat")
     return (m.start(1), m.end(1), "url_credentials")
 
 
@@ -298,8 +320,12 @@ def url_credentials(text: str, at: int) -> Span | None:
 # ``AUTHORIZATION: Bearer …`` is a header too). The name may be quoted (``"Authorization": "Bearer …"``) or a
 # backtick template (``{ Authorization: `Bearer …` }``), and set through a call whose arguments are the name and the
 # value (``Header.Set("Authorization", "Bearer …")``, ``setRequestProperty("Authorization", "Basic …")``).
-AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?[ \t]*[:=]|["'`][ \t]*,)[ \t]*["'`]?(?i:basic|bearer|token|digest)"""
-         r"[ \t]+[A-Za-z0-9._~+/=\-]{8,4096}")
+# A Digest credential is a list of parameters (``username="…", realm=…, response="…"``), in any order: its candidate
+# ends at the scheme, and ``on_authorization`` reads the line for the response.
+# A HAR file (and other name/value lists) writes ``{"name": "Authorization", "value": "Bearer …"}``.
+AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?[ \t]*[:=]|["'`][ \t]*,(?:[ \t]*["'](?i:value)["'][ \t]*:)?)"""
+         r"""[ \t]*["'`]?(?:(?i:basic|bearer|token)"""
+         r"[ \t]+[A-Za-z0-9._~+/=\-]{8,4096}|(?i:digest)[ \t]+(?=[A-Za-z]))")
 # .NET: ``new AuthenticationHeaderValue("Bearer", "<credential>")`` (the anchor is its 'A'); the scheme and the
 # credential are two arguments.
 AUTHZ_DOTNET = (r"""uthenticationHeaderValue\([ \t]*["'](?i:basic|bearer|token|digest)["'][ \t]*,[ \t]*@?["']"""
@@ -307,10 +333,31 @@ AUTHZ_DOTNET = (r"""uthenticationHeaderValue\([ \t]*["'](?i:basic|bearer|token|d
 _AUTHZ_VALUE = re.compile(r"""(?i:basic|bearer|token|digest)(?:[ \t]+|["'][ \t]*,[ \t]*@?["'])""")
 
 
+# HTTP Digest (RFC 7616): the credential is the ``response`` parameter, a hash (MD5: 32 hex; SHA-256 and
+# SHA-512/256: 64) of the password with the username, realm and nonce. It is reported: with the nonce and realm it
+# is an offline dictionary attack on the password, and it replays while the nonce is valid. The other parameters
+# (username, realm, nonce, uri) are not secrets and are forwarded. (The quote may be escaped: a header inside a
+# JSON string.)
+_DIGEST_RESPONSE = re.compile(r"""(?<![A-Za-z0-9_])response[ \t]*=[ \t]*(?:\\?")?"""
+                              r"([0-9a-fA-F]{32}(?:[0-9a-fA-F]{32})?)(?![0-9a-fA-F])")
+_DIGEST_REACH = 2000  # how far along the header the response parameter is looked for
+
+
+def _digest_response(text: str, end: int) -> Iterable[Span]:
+    """The ``response="<hex>"`` of a Digest credential whose scheme ends before ``end``, on the same line."""
+    stop = text.find("\n", end, end + _DIGEST_REACH)
+    m = _DIGEST_RESPONSE.search(text, end - 1, stop if stop >= 0 else end + _DIGEST_REACH)
+    if m is None or is_placeholder(m.group(1)):
+        return ()
+    return ((m.start(1), m.end(1), "authorization_header"),)
+
+
 def on_authorization(text: str, start: int, end: int) -> Iterable[Span]:
     vm = _AUTHZ_VALUE.search(text, start, end)
     if vm is None:
         return ()
+    if text[vm.start()] in "dD":  # Digest: its response parameter, not the first parameter's text
+        return _digest_response(text, vm.end())
     value = text[vm.end():end]
     if value.startswith("eyJ"):  # a JWT: reported as one (the same span)
         found = tuple(on_jwt(text, vm.end() + 2, end))
@@ -318,7 +365,21 @@ def on_authorization(text: str, start: int, end: int) -> Iterable[Span]:
             return found
     if is_placeholder(value) or (not has_digit_and_letter(value) and len(value) < 20):
         return ()
-    return ((vm.end(), end, provider_kind(value) or "authorization_header"),)
+    return ((vm.end(), end, provider_kind(value) or _basic_kind(text[vm.start():vm.start() + 5].lower(), value)),)
+
+
+def _basic_kind(scheme: str, value: str) -> str:
+    """``azure_devops_pat`` for a Basic credential whose password is a legacy Azure DevOps PAT (``git -c
+    http.extraheader="AUTHORIZATION: basic <base64 of :pat>"``, as Azure Pipelines documents), else
+    ``authorization_header``."""
+    if scheme == "basic" and 72 <= len(value) <= 200:  # base64 of ":" and 52 characters is 72
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("ascii")
+        except (binascii.Error, ValueError):
+            return "authorization_header"
+        if ":" in decoded and ADO_LEGACY.fullmatch(decoded.rpartition(":")[2]):
+            return "azure_devops_pat"
+    return "authorization_header"
 
 
 @functools.lru_cache(maxsize=1)
