@@ -239,6 +239,8 @@ def _unquoted_ok(text: str, k: int, vs: int, short_end: int, end: int, key: str)
     if nontrivial(text[vs:short_end], False):
         return True
     value = text[vs:end]
+    if k > 0 and text[k - 1] == ";":  # a connection string's entry: delimited like a quoted value
+        return nontrivial(value, True) or random_words(value, key)
     if _LINE_HEAD.search(text, max(0, k - 64), k) is None:
         return nontrivial(value, False)
     env = _ENV_NAME.match(text, k) is not None and _CALL.fullmatch(value) is None

@@ -56,8 +56,9 @@ _FILLERS = ("xxxx", "****", "....", "\u2026", "${", "{{", "}}", "%(", "$(", "you
 #: Vault references"; Bank-Vaults' mutating webhook (``vault:secret/data/…#key``); helmfile/vals (``ref+vault://``).
 STORE_REFERENCES = ("op://", "arn:aws:secretsmanager:", "arn:aws:ssm:", "@microsoft.keyvault(", "vault:secret/",
                     "ref+")
-#: A name in angle brackets (``<token>``, ``<your key here>``); a generated password may hold ``<`` and ``>`` apart.
-_ANGLED = re.compile(r"<[^<>\s][^<>]{0,40}>")
+#: A name in angle brackets (``<token>``, ``<your key here>``, ``<API_KEY>``); a generated password may hold ``<`` and
+#: ``>`` around other characters (``<k3,r>``, ``<t+LSXT>``).
+_ANGLED = re.compile(r"<[A-Za-z_][\w .\-]{2,40}>")
 #: Google Secret Manager's resource name of a secret or of one of its versions.
 _GCP_SECRET = re.compile(r"projects/[\w.-]+/secrets/[\w-]+(?:/versions/[\w-]+)?\Z")
 
