@@ -126,6 +126,9 @@ BRACKETED = [
     (f"define( 'AUTH_KEY',         '{SALT}' );", SALT),
     ("$mail->Password = 'Y!g6??KWN@<:]g1mg)TRsmPI';", "Y!g6??KWN@<:]g1mg)TRsmPI"),
     ("SMTP_PASSWORD=3Wx/pVAX%Lc9IqR+GV#(eX{", "3Wx/pVAX%Lc9IqR+GV#(eX{"),
+    ("define( 'AUTH_KEY', 'CI1WfSG7=[<D_aNta%<k3,r>x,uSeCG:>e+{;t[_m0+t1MPm/8' );",  # '<k3,r>' is no name
+     "CI1WfSG7=[<D_aNta%<k3,r>x,uSeCG:>e+{;t[_m0+t1MPm/8"),
+    (f'_conn = "Server=db;User Id=sa;Password={P1};Encrypt=true";', P1),  # letters only, in a connection string
 ]
 
 
@@ -137,6 +140,7 @@ def test_a_password_with_brackets_is_found(engine: DlpEngine, text: str, secret:
 
 TEMPLATES = [
     'password = "<your-password>"',
+    'API_KEY="<YOUR_API_KEY>"',
     "API_KEY=<paste key here>",
     'token = "Bearer <token>"',
     'password = "{password}"',
