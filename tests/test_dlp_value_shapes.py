@@ -148,6 +148,10 @@ TEMPLATES = [
     "PASSWORD=$(cat /run/secrets/db)",
     "DB_PASSWORD=getpass()",
     "API_TOKEN=${{ secrets.TOKEN }}",
+    # Anti-forgery tokens prove a form's origin, not who sends it (a held-out probe's HTTP dumps).
+    "Cookie: csrftoken=QBRs5Zitpnhe20BCxDtCxZ7UOKNSbwMZ; theme=dark",
+    '<input type="hidden" name="csrfmiddlewaretoken" value="m3eGgXc1zPRJ96gu20G7aSdBmQDm9Z2s">',
+    "X-XSRF-TOKEN: LkB2UqWmnYFWhq8Q08Ix86vVwWgRk1mv",
 ]
 
 

@@ -112,6 +112,10 @@ _LINE_HEAD = re.compile(r"(?:^|[\n\x00])[ \t]*(?:(?:export|set|ENV)[ \t]+|-[ \t]
 _CONSONANTS = re.compile(r"[b-df-hj-np-tv-z]{3,}")
 _PASSPHRASE = re.compile(r"[a-z]{3,}(?:-[a-z]{3,}){3,7}")
 _PASSWORD_NAMES = ("password", "passwd", "passphrase", "pass", "pwd")
+#: Names of CSRF tokens (Django's ``csrftoken`` cookie and ``csrfmiddlewaretoken`` field, Angular's ``XSRF-TOKEN``,
+#: Rails' ``authenticity_token``): random, but they prove only that a request came from the site's own form.
+_ANTI_FORGERY = ("csrftoken", "csrf_token", "csrf-token", "xsrf-token", "xsrf_token", "xsrftoken",
+                 "csrfmiddlewaretoken", "authenticity_token")
 _ARN_BEFORE = re.compile(r"arn:aws[\w-]*:[\w-]+:[\w-]*:\d*:\Z")
 # A configuration line's unquoted value ends at a space, or at an ``&`` that starts the next field of a form body
 # (``pass=…&username=admin``); an ``&`` inside a password is not followed by ``name=``.
@@ -277,6 +281,8 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         return ()
     if group == "qv" and "value" in text[vm.start():vs].lower() \
             and _ATTR_NAME.search(text, max(0, k - 24), k) is None:  # key="ApiKey" value="…", name="password" …
+        return ()
+    if key.endswith(_ANTI_FORGERY):  # a form's or cookie's anti-forgery token authenticates nobody
         return ()
     if k > 0 and text[k - 1] == ":" and _ARN_BEFORE.search(text, max(0, k - 200), k) is not None:
         return ()  # arn:aws:secretsmanager:…:secret:name names a secret; it is not one
