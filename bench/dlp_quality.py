@@ -64,6 +64,14 @@ def iban(country: str, bban: str) -> str:
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
 
+def ean_luhn() -> str:
+    """A German EAN-13 (prefix 400-440, GS1 "GS1 Company Prefix") that happens to pass Luhn too."""
+    while True:
+        v = luhn("40", 13)
+        if (sum(int(c) for c in v[0:12:2]) + 3 * sum(int(c) for c in v[1:12:2]) + int(v[12])) % 10 == 0:
+            return v
+
+
 def bech32(hrp: str, payload: bytes) -> str:
     """BIP 173: the payload in 5-bit groups, then the 6-character checksum (polymod over the expanded HRP)."""
     data, acc, bits = [], 0, 0
@@ -89,6 +97,15 @@ def glsa(secret: str) -> str:
     return f"{key}_{zlib.crc32(key.encode()).to_bytes(4, 'little').hex()}"
 
 
+def b64pem(label: str) -> str:
+    """A PEM block of random bytes under LABEL, in base64 as Kubernetes stores it."""
+    body = "\n".join(r(64, B64) for _ in range(8))
+    return base64.b64encode(f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()).decode()
+
+
+WORDS = ["violet", "timber", "harbor", "maple", "quartz", "falcon", "meadow", "lantern", "walnut", "glacier"]
+
+
 def grouped(value: str) -> str:
     """Written in groups of four, as IBANs are printed."""
     return " ".join(value[i : i + 4] for i in range(0, len(value), 4))
@@ -112,7 +129,11 @@ GEN: dict[str, list[Callable[[], str]]] = {
             f"-----BEGIN {R.choice(['RSA ', 'EC ', 'OPENSSH ', ''])}PRIVATE KEY-----\n"
             + "\n".join(r(64, B64) for _ in range(6))
             + "\n-----END PRIVATE KEY-----"
-        )
+        ),
+        # Kubernetes, "Secrets" (kubernetes.io/docs/concepts/configuration/secret/#tls-secrets): a TLS Secret's
+        # data.tls.key is the PEM key in base64; so is a kubeconfig's client-key-data
+        lambda: f"  tls.key: {b64pem('PRIVATE KEY')}",
+        lambda: f"    client-key-data: {b64pem('RSA PRIVATE KEY')}",
     ],
     # GitHub blog, "Behind GitHub's new authentication token formats" (ghp_, gho_, ghu_, ghs_, ghr_ + 36);
     # GitHub docs, fine-grained personal access tokens (github_pat_)
@@ -255,6 +276,20 @@ GEN: dict[str, list[Callable[[], str]]] = {
     ],
     # Assignments to secret-named variables (the detect-secrets KeywordDetector idea; our own forms)
     "password_assignment": [
+        # The eleventh session's forms (a held-out probe of deployment files):
+        # a .env value with an '&' in it (dotenv: an unquoted value runs to the end of the line; these two forms
+        # are lines of a file, so they are placed on their own lines)
+        lambda: f"\nDB_PASSWORD={r(10)}&{r(6)}\n",
+        # Google Account Help, "Sign in with app passwords": 16 letters; random letters under a password's name
+        lambda: f"\nPOSTGRES_PASSWORD: {r(16, 'bcdfghjklmnpqrstvwxz')}\n",
+        # a four-word passphrase as password managers generate it (EFF's diceware word lists)
+        lambda: f'postgresPassword: "{"-".join(R.choice(WORDS) for _ in range(4))}"',
+        # Laravel, "Configuration: Encryption key" (APP_KEY=base64: + 32 random bytes)
+        lambda: f"APP_KEY=base64:{base64.b64encode(R.randbytes(32)).decode()}",
+        # Kubernetes, "Authenticating with Bootstrap Tokens": [a-z0-9]{6}.[a-z0-9]{16}
+        lambda: f"kubeadm join 10.0.0.1:6443 --token {r(5, LO)}1.{r(15, LO + DG)}7",
+        # Docker CLI reference, "docker login": -p/--password
+        lambda: f"docker login -u ci-bot -p {r(20)} ghcr.io",
         lambda: f'DB_PASSWORD="{r(14)}!"',
         lambda: f"client_secret: {r(24)}",
         lambda: f'System.setProperty("API_TOKEN", "{r(20)}");',
@@ -305,6 +340,9 @@ GEN: dict[str, list[Callable[[], str]]] = {
     ],
     # ITU-T E.164 (+ country code); national formats as published by NANPA (US), Ofcom (UK), Bundesnetzagentur (DE)
     "phone_number": [
+        # a customer export: the column's name says phone, no word before the number (RFC 4180 CSV)
+        lambda: (f"\nid,name,phone,notes\n17,Annabelle Montgomery-Fitzgerald of Westminster,"
+                 f"06{R.choice('1245')}{r(7, DG)},ok\n"),
         lambda: f"+1 {R.choice(['212', '415', '617', '312', '206'])}-{R.choice('23456789')}{r(2, DG)}-{r(4, DG)}",
         lambda: f"({R.choice(['212', '415', '617', '312', '206'])}) {R.choice('23456789')}{r(2, DG)}-{r(4, DG)}",
         lambda: f"+44 20 7{r(3, DG)} {r(4, DG)}",
@@ -344,6 +382,7 @@ GEN: dict[str, list[Callable[[], str]]] = {
         lambda: grouped(luhn("5" + R.choice("12345"), 16)).replace(" ", "-"),
         # Maestro issues 12 to 19 digits (ISO/IEC 7812 IINs 5018, 5020, 5038, 5893, 6304, 6759, 6761-6763)
         lambda: luhn(R.choice(["5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763"]), 12),
+        lambda: luhn(R.choice(["6759", "6304", "5018"]), R.choice([14, 15, 17, 18])),
     ],
     # SSA, "Social Security Number Randomization" (area 001-899 but 666, group 01-99, serial 0001-9999)
     # https://www.ssa.gov/employer/randomization.html
@@ -352,6 +391,9 @@ GEN: dict[str, list[Callable[[], str]]] = {
             f"{R.choice([a for a in range(1, 900) if a != 666]):03d}-{R.randint(1, 99):02d}-{R.randint(1, 9999):04d}"
         ),
         lambda: f"SSN {R.randint(1, 665):03d}{R.randint(1, 99):02d}{R.randint(1, 9999):04d}",
+        # an SQL dump: the column list names the SSN
+        lambda: (f"INSERT INTO people (id, full_name, ssn) VALUES (1, 'Annabelle Montgomery-Fitzgerald', "
+                 f"'{R.randint(1, 665):03d}{R.randint(1, 99):02d}{R.randint(1, 9999):04d}');\n"),
     ],
     # ISO 13616 / SWIFT IBAN registry (country lengths), mod-97 check digits
     "iban": [
@@ -495,6 +537,17 @@ def negatives() -> list[str]:
         'log("password=%s" % pw); next=%2Fhome%3Ftab%3D' + r(10) + "; GET /check?pass=" + r(10) + "&level=3",
         "the storage account key is rotated every 90 days; integrity " + r(86, B64) + "==",
         "order " + luhn("1234", 12) + ", AWS account " + luhn("3010", 12) + ", visa " + luhn("4111", 12),
+        # the eleventh session's: references to a secret store (1Password "Secret reference syntax", AWS ARNs,
+        # Google Secret Manager resource names, Azure App Service Key Vault references), anti-forgery tokens,
+        # a certificate in base64, a product's EAN-13, words and names under secret names
+        "password: op://Engineering/Postgres/password\napi_key: arn:aws:secretsmanager:us-east-1:123456789012:"
+        "secret:prod/api-AbCdEf\nclient_secret: projects/acme/secrets/oauth/versions/3\n"
+        "DB_PASSWORD=@Microsoft.KeyVault(SecretUri=https://acme.vault.azure.net/secrets/db/)",
+        "Cookie: csrftoken=" + r(32) + "; theme=dark\nX-XSRF-TOKEN: " + r(32),
+        "  tls.crt: " + b64pem("CERTIFICATE"),
+        "sku,ean,price\nA-1," + ean_luhn() + ",9.99",
+        "password = credentials\ndowngrade_token: str = \"downgrades\"\nsecret_name: my-app-secret-name-prod",
+        "id,order_no,amount\n1,0612345678,12.00\n2,4155552671,3.50",
     ]
     return [*code, *logs, *prose, *lookalikes]
 

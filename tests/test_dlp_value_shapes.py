@@ -169,3 +169,11 @@ def test_a_provider_token_under_a_secret_name_is_labelled_by_its_kind(engine: Dl
     result = engine.inspect(body)
     assert {f.kind for f in result.findings} >= {"github_token", "password_assignment"}
     assert result.body["messages"][0]["content"] == "GITHUB_TOKEN=[REDACTED:github_token:1]\nexport X=1"
+
+
+def test_a_random_token_holding_mixed_case_x_is_not_a_filler(engine: DlpEngine) -> None:
+    """``xxxx`` and ``XXXX`` are fillers; ``XXxx`` inside a random token is chance (the quality bench drew one)."""
+    token = "dp.ct.bHv02ZSo7vqmUj0Ffj1KXXxxSbiWNCrurG6qUZ3rtph"
+    assert forwarded(engine, f"DOPPLER={token}").endswith("[REDACTED:doppler_token:1]")
+    assert forwarded(engine, "token = 'xxxxxxxxxxxx'") == "token = 'xxxxxxxxxxxx'"
+    assert forwarded(engine, "API_KEY=XXXXXXXXXXXX") == "API_KEY=XXXXXXXXXXXX"

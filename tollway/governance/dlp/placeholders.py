@@ -10,10 +10,10 @@ placeholder when:
    the Google API key of its API-key docs, the age specification's example identity, the example
    Azure DevOps PAT of Microsoft Purview's definition), or contains the word ``example`` (AWS marks every sample
    credential that way: ``…EXAMPLE``, ``…EXAMPLEKEY``);
-2. it is an obvious filler: it contains ``xxxx``/``XXXX``, ``****``, ``....`` or ``…``, or ends with ``...``
-   (an elided value: ``sk-ant-...``; a password may hold three dots inside it), a template
-   or variable reference (``<token>``, ``<your key>``, ``${VAR}``, ``{{ secret }}``, ``%(name)s``, ``$(cmd)``), or
-   one of the words ``your``, ``placeholder``, ``changeme``, ``change_me``, ``dummy``,
+2. it is an obvious filler: it contains ``xxxx`` or ``XXXX`` (in one case: a random token may hold ``XXxx``),
+   ``****``, ``....`` or ``…``, or ends with ``...`` (an elided value: ``sk-ant-...``; a password may hold three
+   dots inside it), a template or variable reference (``<token>``, ``<your key>``, ``${VAR}``, ``{{ secret }}``,
+   ``%(name)s``, ``$(cmd)``), or one of the words ``your``, ``placeholder``, ``changeme``, ``change_me``, ``dummy``,
    ``redacted``, ``replace_me``, ``insert``;
 3. it has at most three distinct characters (``0000000…``, ``abababab``, ``a1a1a1a1``);
 4. it is a reference to a secret store, which names a secret without holding it (``STORE_REFERENCES``: a
@@ -47,7 +47,7 @@ DOCUMENTED_EXAMPLES = frozenset((
     "abcdefghijklmnopqrstuvwxyz012345679ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnoAZDOabcd",
 ))
 
-_FILLERS = ("xxxx", "****", "....", "\u2026", "${", "{{", "}}", "%(", "$(", "your", "placeholder",
+_FILLERS = ("****", "....", "\u2026", "${", "{{", "}}", "%(", "$(", "your", "placeholder",
             "changeme", "change_me", "dummy", "redacted", "replace_me", "replaceme", "insert_", "example")
 
 
@@ -68,7 +68,7 @@ def is_placeholder(value: str) -> bool:
     if value in DOCUMENTED_EXAMPLES:
         return True
     low = value.lower()
-    if any(f in low for f in _FILLERS) or _ANGLED.search(value) is not None:
+    if "xxxx" in value or "XXXX" in value or any(f in low for f in _FILLERS) or _ANGLED.search(value) is not None:
         return True
     if low.endswith("..."):  # three dots elide the rest only at the end: a password may hold them ("P@ss...w0rd"),
         return True  # a shortened value ends so ("sk-ant-...")
