@@ -95,3 +95,22 @@ def test_the_whole_body_is_forwarded_without_the_secret(engine: DlpEngine) -> No
     out = orjson.dumps(engine.inspect(body).body).decode()
     for _t, secret, _e in WHOLE:
         assert secret[-4:] not in out
+
+
+# A quote escaped inside a quoted value (a held-out probe: ``{"password": "xSRk2heW\"7SdhRk9W"}`` forwarded
+# ``\"7SdhRk9W``): JSON has no other way to write a quote in a string, so the value runs to the unescaped one.
+C, D = rnd(8), rnd(8)
+ESCAPED = [
+    ('{"password": "' + C + '\\"' + D + '", "user": "bob"}', C + '\\"' + D,
+     '{"password": "[REDACTED:password_assignment:1]", "user": "bob"}'),
+    ("api_key = '" + C + "\\'" + D + "'\n", C + "\\'" + D, "api_key = '[REDACTED:password_assignment:1]'\n"),
+    ('"{\\"token\\": \\"' + C + D + '\\"}"', C + D, '"{\\"token\\": \\"[REDACTED:password_assignment:1]\\"}"'),
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "expected"), ESCAPED, ids=[f"escaped-{i}" for i in range(len(ESCAPED))])
+def test_a_quoted_secret_with_an_escaped_quote_is_redacted_whole(engine: DlpEngine, text: str, secret: str,
+                                                                 expected: str) -> None:
+    out = forwarded(engine, text)
+    assert out == expected
+    assert secret[-6:] not in out

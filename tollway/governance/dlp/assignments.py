@@ -119,6 +119,8 @@ _ANTI_FORGERY = ("csrftoken", "csrf_token", "csrf-token", "xsrf-token", "xsrf_to
 _ARN_BEFORE = re.compile(r"arn:aws[\w-]*:[\w-]+:[\w-]*:\d*:\Z")
 # A configuration line's unquoted value ends at a space, or at an ``&`` that starts the next field of a form body
 # (``pass=…&username=admin``); an ``&`` inside a password is not followed by ``name=``.
+#: The rest of a quoted value after an escaped quote: escaped characters and others, up to the closing quote.
+_QUOTED_REST = {q: re.compile(rf"(?:[^{q}\\\n\x00]|\\[^\n\x00])*{q}?") for q in "\"'`"}
 _VALUE_END = re.compile(r"[\s\x00]|&(?=[A-Za-z_][\w.\-\[\]]*=)")
 _ENTRY_END = re.compile(r"""[\s\x00;"']""")
 _NETRC_LOGIN = re.compile(r"(?:^|\s)login[ \t]+\S+[ \t]+\Z")
@@ -236,6 +238,15 @@ def _whole_value(text: str, k: int, ve: int) -> int:
     return stop.start() if stop is not None else len(text)
 
 
+def _escaped_end(text: str, ve: int, quote: str) -> int:
+    """Where a quoted value really ends when the quote the value regex stopped at is escaped inside it
+    (``{"password": "xSRk2heW\\"7SdhRk9W"}``: JSON has no other way to write a quote in a string). Reading up to
+    the escaped quote forwarded the rest of the password. The end is the next unescaped ``quote`` on the line, or
+    the line's end."""
+    m = _QUOTED_REST[quote].match(text, ve)
+    return m.end() - 1 if m is not None and text[m.end() - 1] == quote else (m.end() if m is not None else ve)
+
+
 def _unquoted_ok(text: str, k: int, vs: int, short_end: int, end: int, key: str) -> bool:
     """Whether an unquoted value, read to where code would end it (``short_end``) or to its real end (``end``,
     ``_whole_value``), looks like a credential. On a configuration line, brackets may be part of it (a .env
@@ -257,6 +268,8 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         return ()
     group = next(g for g in ("qv", "xv", "pqv", "pv", "fqv", "fv", "uv", "ev", "jv") if vm.group(g) is not None)
     vs, ve = vm.span(group)
+    if group == "qv" and text[ve] == "\\" and text[vs - 2] != "\\":
+        ve = _escaped_end(text, ve, text[vs - 1])
     if group == "pv":  # prose: the sentence's punctuation is not part of the value
         while ve > vs and text[ve - 1] in ".,;:!?)":
             ve -= 1
