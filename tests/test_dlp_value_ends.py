@@ -80,6 +80,11 @@ CODE = [
     (f"curl 'https://api.example.com/v1?api_key={A}&page=2'",
      "curl 'https://api.example.com/v1?api_key=[REDACTED:password_assignment:1]&page=2'"),
     ("password = get_password(user)", "password = get_password(user)"),
+    # A reference in an object literal, its trailing comma included, is still code (a held-out probe, 9 forms).
+    ("  password: process.env.PGPASSWORD,", "  password: process.env.PGPASSWORD,"),
+    ("\tPassword: cfg.DBPassword,", "\tPassword: cfg.DBPassword,"),
+    ("    Password = model.Password,", "    Password = model.Password,"),
+    ("  secret: secretFromVault,", "  secret: secretFromVault,"),
     ("token = tokens[0],rest", "token = tokens[0],rest"),
 ]
 

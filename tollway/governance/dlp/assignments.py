@@ -235,7 +235,10 @@ def _whole_value(text: str, k: int, ve: int) -> int:
         stop = _ENTRY_END.search(text, ve)
     else:
         return ve
-    return stop.start() if stop is not None else len(text)
+    end = stop.start() if stop is not None else len(text)
+    while end > ve and text[end - 1] in ",;":  # a code line's separator (``password: cfg.DBPassword,``)
+        end -= 1
+    return end
 
 
 def _escaped_end(text: str, ve: int, quote: str) -> int:
