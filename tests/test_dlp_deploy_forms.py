@@ -116,3 +116,40 @@ NOT_FOUND = [
 def test_lookalikes_are_not_findings(engine: DlpEngine, text: str) -> None:
     out, kinds = inspect(engine, text)
     assert out == text and not kinds
+
+
+# A second held-out probe (source code, runtime output, transcripts): forms within the documented kinds.
+TOKEN = rnd(32)
+SECOND = [
+    (f"axios.defaults.headers.common['Authorization'] = 'Bearer {TOKEN}';", TOKEN, "authorization_header"),
+    (f'headers["Authorization"] = "Bearer {TOKEN}"', TOKEN, "authorization_header"),
+    (f"$client->get('/me', ['headers' => ['Authorization' => 'Bearer {TOKEN}']]);", TOKEN, "authorization_header"),
+    ("password=jF2qQ.mq3CWQyZ", "jF2qQ.mq3CWQyZ", "password_assignment"),
+    ("ansible_become_pass=kjyAG.lDlU6KI9", "kjyAG.lDlU6KI9", "password_assignment"),
+    ("Client : Vous pouvez me rappeler au 0615006023.", "0615006023", "phone_number"),
+    ("Klant: mijn nummer is 0612411899", "0612411899", "phone_number"),
+    ("Customer: you can reach me on 07484340162 after 5pm", "07484340162", "phone_number"),
+    ("Cliente: il mio numero è 3126836058", "3126836058", "phone_number"),
+    ("Klient: mój numer to 510519606", "510519606", "phone_number"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "kind"), SECOND, ids=[f"second-{i}" for i in range(len(SECOND))])
+def test_forms_of_the_second_probe_are_found(engine: DlpEngine, text: str, secret: str, kind: str) -> None:
+    out, kinds = inspect(engine, text)
+    assert kind in kinds and secret not in out
+
+
+SECOND_NOT = [
+    "token = OAuth2Client.token",  # a class, not a random part
+    "password = settings.DB_PASSWORD",
+    "secret = self.Base64Encoder",
+    'headers["Authorization"] = "Bearer " + token',  # the credential is a variable
+    "you can reach me on Monday",
+]
+
+
+@pytest.mark.parametrize("text", SECOND_NOT, ids=[f"second-not-{i}" for i in range(len(SECOND_NOT))])
+def test_lookalikes_of_the_second_probe_are_not_findings(engine: DlpEngine, text: str) -> None:
+    out, kinds = inspect(engine, text)
+    assert out == text and not kinds

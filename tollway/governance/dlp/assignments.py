@@ -182,9 +182,21 @@ def nontrivial(value: str, quoted: bool) -> bool:
     # Unquoted: reject what reads as code (calls, indexing, dotted names, identifiers without digits).
     if any(c in value for c in "()[]{}<>"):
         return False
-    if _DOTTED_IDENT.fullmatch(value) and (not any(c.isdigit() for c in value) or "." in value):
+    if _DOTTED_IDENT.fullmatch(value) and (not any(c.isdigit() for c in value) or "." in value) \
+            and not _random_segment(value):
         return False
     return classes >= 2 and len(value) >= 8
+
+
+def _random_segment(value: str) -> bool:
+    """Whether a dotted value has a part that reads as random, not as a name: five or more characters with a digit
+    and the case flipping at a third of its letters or more (``jF2qQ.mq3CWQyZ``; not ``OAuth2Client``)."""
+    for part in value.split("."):
+        letters = [c for c in part if c.isalpha()]
+        if len(part) >= 5 and len(letters) < len(part) and len(letters) >= 3 \
+                and sum(a.islower() != b.islower() for a, b in pairwise(letters)) >= 0.35 * (len(letters) - 1):
+            return True
+    return False
 
 
 def _random_part(value: str) -> bool:

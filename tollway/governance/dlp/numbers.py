@@ -114,7 +114,9 @@ PHONE_WORDS = (
     "mobiel", "telefone", "celular", "komórka", "komorka", "rufnummer", "anrufen", "ruf mich an", "llámame",
     "llamame", "llámanos", "llamanos", "appelez", "appelle-moi", "appellez-moi", "chiamami", "chiamaci", "bel me",
     "bel ons", "ligue", "contact", "kontakt", "contacto", "contatto", "contato", "my number", "meine nummer",
-    "mon numéro", "mon numero", "mi número", "mi numero")
+    "mon numéro", "mon numero", "mi número", "mi numero", "rappeler", "rappelez", "rappelle-moi", "reach me",
+    "reach us", "text me", "ring me", "mijn nummer", "mio numero", "meu número", "meu numero", "mój numer",
+    "moj numer")
 def _words_regex(words: list[str]) -> str:
     """An alternation over lower-case text of ``words`` between word boundaries, one branch per first letter that
     starts with that letter as a literal: ``re`` then looks only at positions holding one of those letters (its

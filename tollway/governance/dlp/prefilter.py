@@ -95,7 +95,7 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         (r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY", 5, False),
         (r"PuTTY-User-Key-File-[23]:", 0, False),
         (r"eyJ[A-Za-z0-9_\-]{8}", 2, False),
-        (r"authorization[\"'`]?[ \t]*[:=,]", 7, True),
+        (r"authorization[\"'`]?\]?[ \t]*[:=,]", 7, True),
         (r"AuthenticationHeaderValue\(", 0, False),
         # An e-mail's local part ends with one of [A-Za-z0-9_%+-]; a URL password with none of these: so never
         # after a space or at the start (``@decorator``, ``@mention``).

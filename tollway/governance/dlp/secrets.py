@@ -334,8 +334,10 @@ def _userinfo_end(text: str, at: int) -> int:
 # value (``Header.Set("Authorization", "Bearer …")``, ``setRequestProperty("Authorization", "Basic …")``).
 # A Digest credential is a list of parameters (``username="…", realm=…, response="…"``), in any order: its candidate
 # ends at the scheme, and ``on_authorization`` reads the line for the response.
-# A HAR file (and other name/value lists) writes ``{"name": "Authorization", "value": "Bearer …"}``.
-AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?[ \t]*[:=]|["'`][ \t]*,(?:[ \t]*["'](?i:value)["'][ \t]*:)?)"""
+# A HAR file (and other name/value lists) writes ``{"name": "Authorization", "value": "Bearer …"}``. A map's entry
+# may be set by index or written with ``=>`` (``headers["Authorization"] = "Bearer …"``, PHP's
+# ``'Authorization' => 'Bearer …'``).
+AUTHZ = (r"""(?i:(?<=authoriz)ation)(?:["'`]?\]?[ \t]*(?:=>|[:=])|["'`][ \t]*,(?:[ \t]*["'](?i:value)["'][ \t]*:)?)"""
          r"""[ \t]*["'`]?(?:(?i:basic|bearer|token)"""
          r"[ \t]+[A-Za-z0-9._~+/=\-]{8,4096}|(?i:digest)[ \t]+(?=[A-Za-z]))")
 # .NET: ``new AuthenticationHeaderValue("Bearer", "<credential>")`` (the anchor is its 'A'); the scheme and the
