@@ -131,6 +131,10 @@ SECOND = [
     ("Customer: you can reach me on 07484340162 after 5pm", "07484340162", "phone_number"),
     ("Cliente: il mio numero è 3126836058", "3126836058", "phone_number"),
     ("Klient: mój numer to 510519606", "510519606", "phone_number"),
+    # Postman and HAR name/value lists
+    (f'{{"key": "password", "value": "{TOKEN[:18]}", "type": "text"}}', TOKEN[:18], "password_assignment"),
+    (f'"bearer": [{{"key": "token", "value": "{TOKEN}", "type": "string"}}]', TOKEN, "password_assignment"),
+    (f'{{"name": "api_key", "value": "{TOKEN[4:24]}"}}', TOKEN[4:24], "password_assignment"),
 ]
 
 
@@ -146,6 +150,9 @@ SECOND_NOT = [
     "secret = self.Base64Encoder",
     'headers["Authorization"] = "Bearer " + token',  # the credential is a variable
     "you can reach me on Monday",
+    '{"key": "password", "value": "{{password}}"}',  # a Postman variable
+    '{"key": "username", "value": "ana.lopez"}',
+    'put("password", "value")',
 ]
 
 

@@ -29,7 +29,10 @@ _OP = r"(?::=|=>|=(?!=)|:(?![:/]))"
 # (A space before its ``=``: a base64 value has none, so ``token: abc=def`` is not read as a type and a value.)
 _ANNOTATION = r"[ \t]*:[ \t]*[A-Za-z_][A-Za-z0-9_.]{0,40}(?:\[[A-Za-z0-9_., ]{0,40}\])?[ \t]+=(?![=>])"
 _ATTR_PAIR = r"""["'][ \t]+(?i:value)[ \t]*=(?=[ \t]*["'])"""
-_OPERATOR = (rf"""(?:{_ANNOTATION}|{_ATTR_PAIR}|\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}"""
+# The same pair in JSON, as Postman collections and HAR files write a form's fields:
+# ``{"key": "password", "value": "…"}``, ``{"name": "api_key", "value": "…"}``.
+_JSON_PAIR = r"""["'][ \t]*,[ \t]*["'](?i:value)["'][ \t]*:(?=[ \t]*["'])"""
+_OPERATOR = (rf"""(?:{_ANNOTATION}|{_ATTR_PAIR}|{_JSON_PAIR}|\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}"""
              r"""|\\?["'][ \t]*,(?=[ \t]*\\?["']))""")
 # An XML element (``<password>…</password>``: Maven's settings.xml, Spring and .NET configuration) is an
 # assignment too: ``>``, then the element's text up to its closing tag, on one line.
@@ -124,7 +127,7 @@ _QUOTED_REST = {q: re.compile(rf"(?:[^{q}\\\n\x00]|\\[^\n\x00])*{q}?") for q in 
 _VALUE_END = re.compile(r"[\s\x00]|&(?=[A-Za-z_][\w.\-\[\]]*=)")
 _ENTRY_END = re.compile(r"""[\s\x00;"']""")
 _NETRC_LOGIN = re.compile(r"(?:^|\s)login[ \t]+\S+[ \t]+\Z")
-_ATTR_NAME = re.compile(r"""(?i:key|name)[ \t]*=[ \t]*["']\Z""")
+_ATTR_NAME = re.compile(r"""(?i:key|name)["']?[ \t]*[:=][ \t]*["']\Z""")
 _CONFIGURE_SET = re.compile(r"(?<![A-Za-z0-9_\-])configure[ \t]+set[ \t]+\Z")
 
 
