@@ -135,6 +135,9 @@ SECOND = [
     (f'{{"key": "password", "value": "{TOKEN[:18]}", "type": "text"}}', TOKEN[:18], "password_assignment"),
     (f'"bearer": [{{"key": "token", "value": "{TOKEN}", "type": "string"}}]', TOKEN, "password_assignment"),
     (f'{{"name": "api_key", "value": "{TOKEN[4:24]}"}}', TOKEN[4:24], "password_assignment"),
+    # a hard-coded fallback after an environment read
+    (f'const secret = process.env.JWT_SECRET || "{TOKEN[:20]}";', TOKEN[:20], "password_assignment"),
+    (f"const apiKey = process.env.API_KEY ?? '{TOKEN[8:28]}';", TOKEN[8:28], "password_assignment"),
 ]
 
 
@@ -153,6 +156,8 @@ SECOND_NOT = [
     '{"key": "password", "value": "{{password}}"}',  # a Postman variable
     '{"key": "username", "value": "ana.lopez"}',
     'put("password", "value")',
+    'const token = process.env.TOKEN ?? "dev";',
+    'const secret = process.env.JWT_SECRET || "changeme-in-prod";',
 ]
 
 

@@ -124,6 +124,9 @@ _ARN_BEFORE = re.compile(r"arn:aws[\w-]*:[\w-]+:[\w-]*:\d*:\Z")
 # (``pass=…&username=admin``); an ``&`` inside a password is not followed by ``name=``.
 #: The rest of a quoted value after an escaped quote: escaped characters and others, up to the closing quote.
 _QUOTED_REST = {q: re.compile(rf"(?:[^{q}\\\n\x00]|\\[^\n\x00])*{q}?") for q in "\"'`"}
+#: A hard-coded fallback after a reference (``process.env.JWT_SECRET || "…"``, ``?? "…"``, Python's ``or "…"``):
+#: the reference is code, the fallback a secret in the source.
+_FALLBACK = re.compile(r"""[ \t]*(?:\|\||\?\?|or)[ \t]*(["'`])([^"'`\n\x00]{6,})\1""")
 _VALUE_END = re.compile(r"[\s\x00]|&(?=[A-Za-z_][\w.\-\[\]]*=)")
 _ENTRY_END = re.compile(r"""[\s\x00;"']""")
 _NETRC_LOGIN = re.compile(r"(?:^|\s)login[ \t]+\S+[ \t]+\Z")
@@ -296,9 +299,13 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         k -= 1
     key = text[k:vm.start()].lower()
     if group == "uv":
-        ve = _whole_value(text, k, ve)
-        if not _unquoted_ok(text, k, vs, vm.end(group), ve, key):
-            return ()
+        fallback = _FALLBACK.match(text, vm.end(group))
+        if fallback is not None and nontrivial(fallback.group(2), True):  # process.env.X || "<hard-coded>"
+            vs, ve = fallback.span(2)
+        else:
+            ve = _whole_value(text, k, ve)
+            if not _unquoted_ok(text, k, vs, vm.end(group), ve, key):
+                return ()
     elif not nontrivial(text[vs:ve], group not in ("fv", "pv", "ev")) \
             and not ((group == "qv" or (group == "fv" and _space_assigns(text, k, vm.start(), key)))
                      and random_words(text[vs:ve], key)):
