@@ -138,6 +138,9 @@ SECOND = [
     # a hard-coded fallback after an environment read
     (f'const secret = process.env.JWT_SECRET || "{TOKEN[:20]}";', TOKEN[:20], "password_assignment"),
     (f"const apiKey = process.env.API_KEY ?? '{TOKEN[8:28]}';", TOKEN[8:28], "password_assignment"),
+    # a C# auto-property's initialiser
+    (f'public string ClientSecret {{ get; set; }} = "{TOKEN[:17]}";', TOKEN[:17], "password_assignment"),
+    (f'public string ApiKey {{ get; init; }} = "{TOKEN[3:23]}";', TOKEN[3:23], "password_assignment"),
 ]
 
 
@@ -158,6 +161,8 @@ SECOND_NOT = [
     'put("password", "value")',
     'const token = process.env.TOKEN ?? "dev";',
     'const secret = process.env.JWT_SECRET || "changeme-in-prod";',
+    "public string Password { get; set; } = string.Empty;",
+    'public string Token { get; set; } = "";',
 ]
 
 

@@ -29,10 +29,14 @@ _OP = r"(?::=|=>|=(?!=)|:(?![:/]))"
 # (A space before its ``=``: a base64 value has none, so ``token: abc=def`` is not read as a type and a value.)
 _ANNOTATION = r"[ \t]*:[ \t]*[A-Za-z_][A-Za-z0-9_.]{0,40}(?:\[[A-Za-z0-9_., ]{0,40}\])?[ \t]+=(?![=>])"
 _ATTR_PAIR = r"""["'][ \t]+(?i:value)[ \t]*=(?=[ \t]*["'])"""
+# A C# auto-property's initialiser: ``public string ClientSecret { get; set; } = "…";`` (also ``init``,
+# ``private set``, get-only).
+_PROPERTY = (r"[ \t]*\{[ \t]*get;(?:[ \t]*(?:(?:private|protected|internal)[ \t]+)?(?:set|init);)?[ \t]*\}"
+             r"[ \t]*=(?![=>])")
 # The same pair in JSON, as Postman collections and HAR files write a form's fields:
 # ``{"key": "password", "value": "…"}``, ``{"name": "api_key", "value": "…"}``.
 _JSON_PAIR = r"""["'][ \t]*,[ \t]*["'](?i:value)["'][ \t]*:(?=[ \t]*["'])"""
-_OPERATOR = (rf"""(?:{_ANNOTATION}|{_ATTR_PAIR}|{_JSON_PAIR}|\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}"""
+_OPERATOR = (rf"""(?:{_ANNOTATION}|{_ATTR_PAIR}|{_JSON_PAIR}|{_PROPERTY}|\\?["']\]?[ \t]*{_OP}|[ \t]*{_OP}"""
              r"""|\\?["'][ \t]*,(?=[ \t]*\\?["']))""")
 # An XML element (``<password>…</password>``: Maven's settings.xml, Spring and .NET configuration) is an
 # assignment too: ``>``, then the element's text up to its closing tag, on one line.

@@ -40,8 +40,8 @@ from tollway.governance.dlp.commands import COMMANDS
 from tollway.governance.dlp.configs import FORMS
 from tollway.governance.dlp.secrets import TOKENS, token_width
 
-# A loose form of ASSIGN_GATE's operators (> for XML, value= for an XML attribute pair).
-_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>|value[ \t]*=)"""
+# A loose form of ASSIGN_GATE's operators (> for XML, value= for an XML attribute pair, { get; for a C# property).
+_GATE = r"""\\?["'`]?\]?[ \t]*(?::=|=>|=|:|,|>|value[ \t]*=|\{[ \t]*get;)"""
 # ASSIGN_GATE's percent-encoded operators (``password%3D…``, ``%22password%22%3A%22…``), as patterns of their own:
 # in the same alternation as the others they made Hyperscan's scan of prose and code half again as long.
 _ENC_GATE = "(?:%3d|%22%3a)"
