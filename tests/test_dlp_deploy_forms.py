@@ -138,6 +138,9 @@ SECOND = [
     # a hard-coded fallback after an environment read
     (f'const secret = process.env.JWT_SECRET || "{TOKEN[:20]}";', TOKEN[:20], "password_assignment"),
     (f"const apiKey = process.env.API_KEY ?? '{TOKEN[8:28]}';", TOKEN[8:28], "password_assignment"),
+    # an IBAN in dash-separated groups (mod-97 checked)
+    ("IBAN DE89-3704-0044-0532-0130-00", "DE89-3704-0044-0532-0130-00", "iban"),
+    ("payee: GB82-WEST-1234-5698-7654-32.", "GB82-WEST-1234-5698-7654-32", "iban"),
     # a C# auto-property's initialiser
     (f'public string ClientSecret {{ get; set; }} = "{TOKEN[:17]}";', TOKEN[:17], "password_assignment"),
     (f'public string ApiKey {{ get; init; }} = "{TOKEN[3:23]}";', TOKEN[3:23], "password_assignment"),
@@ -162,6 +165,8 @@ SECOND_NOT = [
     'const token = process.env.TOKEN ?? "dev";',
     'const secret = process.env.JWT_SECRET || "changeme-in-prod";',
     "public string Password { get; set; } = string.Empty;",
+    "IBAN DE89-3704-0044-0532-0130-01",  # the check digits do not hold
+    "ref DE89-3704-0044 0532-0130-00",  # two kinds of separator: not one IBAN
     'public string Token { get; set; } = "";',
 ]
 

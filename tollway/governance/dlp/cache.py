@@ -49,7 +49,7 @@ from typing import Any
 import orjson
 
 #: Bumped whenever a detector changes what it finds, so entries of an older build are never reused.
-DETECTORS_VERSION = "2026-12-04.19"
+DETECTORS_VERSION = "2026-12-04.20"
 
 Entry = tuple[tuple[int, int, int, str], ...]  # (string index in the unit, start, end, kind)
 

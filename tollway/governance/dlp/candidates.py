@@ -54,7 +54,7 @@ _LABEL = r"[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?"
 _NUMBER = (r"(?:(?<![A-Za-z0-9_.].)(?=(?:[\-. ()/]{{0,2}}[0-9]){{{more}}})"
            r"(?!(?<!\+.)[0-9]{{0,2}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}(?![0-9]|\.[0-9]))"
            r"(?![0-9]*\.[0-9]+(?![\-. ()/]*[0-9]))(?>[0-9\-. ()/]{{4,40}}[0-9])"
-           r"(?![A-Za-z0-9_])|(?<=[A-Z][A-Z][0-9])(?<![A-Za-z0-9][A-Z][A-Z][0-9])[0-9](?:[ ]?[A-Z0-9]){{11,30}})")
+           r"(?![A-Za-z0-9_])|(?<=[A-Z][A-Z][0-9])(?<![A-Za-z0-9][A-Z][A-Z][0-9])[0-9](?:[ \-]?[A-Z0-9]){{11,30}})")
 
 # ONE regex finds every built-in candidate. Every alternative starts with a literal character (see
 # the package docstring), the most frequent anchors first (alternatives are tried in order); each

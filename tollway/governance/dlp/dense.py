@@ -49,9 +49,9 @@ _LOCAL = re.compile(rf"[{LOCAL_LETTERS}%+\-]++(?:\.[{LOCAL_LETTERS}%+\-]++)*+(?<
                     rf"(?=[^{LOCAL_LETTERS}%+\-./])").match
 # A compact IBAN from its country code: not glued to a letter or digit before it, the check digits, then 11 to
 # 29 more of [A-Z0-9] and no further one (not even after a space, as in an IBAN written in groups). The candidate
-# regex's IBAN branch (at the first check digit, ``[0-9](?:[ ]?[A-Z0-9]){11,30}``, greedy) takes the same
+# regex's IBAN branch (at the first check digit, ``[0-9](?:[ \-]?[A-Z0-9]){11,30}``, greedy) takes the same
 # characters; the other branches at a digit refuse a digit after a letter.
-_IBAN = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})([0-9]{2})([A-Z0-9]{11,29}+)(?![ ]?[A-Z0-9])").match
+_IBAN = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})([0-9]{2})([A-Z0-9]{11,29}+)(?![ \-]?[A-Z0-9])").match
 
 
 def table(text: str, anchors: Sequence[int]) -> list[Answer]:

@@ -77,9 +77,11 @@ def _iban_mod97_ok(iban: str) -> bool:
     return int(rest + moved) % 97 == 1
 
 
-#: Per country: the ``match`` of its IBAN's characters, in groups split by single spaces (a space only between
+#: Per country: the ``match`` of its IBAN's characters, in groups split by single spaces or by single dashes
+#: (``DE89-3704-…``, one kind in one IBAN; a separator only between
 #: two of them), at the country's length.
-_IBAN_BODY = {cc: re.compile(f"[A-Z0-9](?: ?[A-Z0-9]){{{n - 1}}}").match for cc, n in _IBAN_LENGTHS.items()}
+_IBAN_BODY = {cc: re.compile(f"[A-Z0-9](?: ?[A-Z0-9]){{{n - 1}}}|[A-Z0-9](?:-?[A-Z0-9]){{{n - 1}}}").match
+              for cc, n in _IBAN_LENGTHS.items()}
 #: Per country: the ``match`` of its IBAN written compact (a plain class repeat: several times cheaper than the
 #: body above with its optional spaces). Where it matches, the body matches the same characters (its optional
 #: space never does before a letter or digit); elsewhere the body decides.
@@ -87,7 +89,8 @@ _IBAN_COMPACT = {cc: re.compile(f"[A-Z0-9]{{{n}}}").match for cc, n in _IBAN_LEN
 
 
 def on_iban(text: str, start: int) -> Iterable[Span]:
-    """An IBAN whose check digits start at ``start``, written compact or in groups split by single spaces."""
+    """An IBAN whose check digits start at ``start``, written compact or in groups split by single spaces or
+    dashes."""
     s = start - 2
     body = _IBAN_BODY.get(text[s:start])
     if body is None or (s > 0 and text[s - 1] in ALNUM):
@@ -99,7 +102,7 @@ def on_iban(text: str, start: int) -> Iterable[Span]:
         m = body(text, s)
         if m is None:
             return ()
-        iban = m.group().replace(" ", "")
+        iban = m.group().replace(" ", "").replace("-", "")
     e = m.end()
     if e < len(text) and text[e] in ALNUM:
         return ()

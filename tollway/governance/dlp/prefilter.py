@@ -103,7 +103,7 @@ def _patterns(min_digits: int, ip_addresses: bool) -> list[tuple[str, int, bool]
         # The first digit of a run of at least min_digits digits, at most two separators apart.
         (_BOUNDARY + r"[0-9](?:[\-. ()/]{0,2}[0-9]){" + str(min_digits - 1) + "}", 1, False),
         # An IBAN: the anchor is its first check digit.
-        (r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11}", 2, False),
+        (r"[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11}", 2, False),
     ]
     out += [(pattern.replace(_GATE, _ENC_GATE), offset, caseless) for pattern, offset, caseless in out
             if pattern.endswith(_GATE)]
