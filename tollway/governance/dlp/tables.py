@@ -32,6 +32,7 @@ MAX_LINE = 4096
 _INSERT = re.compile(r"(?is)insert\s+into\s+[^\s(]+\s*\(([^()]{1,4000})\)\s*values\s*\Z")
 _COPY = re.compile(r"(?i)copy\s+[^\s(]+\s*\(([^()]{1,4000})\)\s+from\s+stdin")
 _UNIT = re.compile("\0")
+_VALUES = re.compile(r"(?i)(?<![A-Za-z0-9_])values(?![A-Za-z0-9_])")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _NAME_JOINERS = str.maketrans("_-.`\"[]'", "        ")
 
@@ -66,7 +67,7 @@ class Tables:
         #: (text, where its units start, {line start: (cells in the line, the table's header cells or None)}) for
         #: the text last asked about: a scan asks about its texts in order, and the tuple is swapped whole, so two
         #: threads never mix two texts' lines.
-        self._seen: tuple[str, list[int], dict[int, tuple[int, list[str] | None]]] | None = None
+        self._seen: _Seen | None = None
 
     def forget(self) -> None:
         self._seen = None
@@ -84,17 +85,16 @@ class Tables:
         if delimiter is None and "(" not in before:
             return None
         seen = self._seen
-        if seen is None or seen[0] is not text:
-            seen = self._seen = (text, [0, *(m.end() for m in _UNIT.finditer(text))], {})
-        units = seen[1]
-        unit = units[bisect_right(units, line) - 1]
+        if seen is None or seen.text is not text:
+            seen = self._seen = _Seen(text)
+        unit = seen.units[bisect_right(seen.units, line) - 1]
         if "(" in before:
-            name = _insert_column(text, unit, line, start)
+            name = seen.insert_column(unit, line, start)
             if name is not None:
                 return name
         if delimiter is None:
             return None
-        header = self._header(text, unit, line, delimiter, seen[2])
+        header = self._header(text, unit, line, delimiter, seen.known)
         if header is None:
             return None
         cells = _cells(before, delimiter)
@@ -144,23 +144,56 @@ def _top_header(text: str, line: int, top: int, delimiter: str) -> list[str] | N
     return _cells(_line_at(text, top), delimiter) if top != line else None
 
 
-def _insert_column(text: str, unit: int, line: int, start: int) -> str | None:
-    """The column of a value inside an ``INSERT INTO t (a, b, c) VALUES (…), (…)`` tuple: the tuple is the last
-    ``(`` before the value, its cells are counted with SQL's quotes, and the column list is the INSERT's."""
-    values = max(text.rfind("VALUES", max(unit, start - MAX_INSERT_REACH), start),
-                 text.rfind("values", max(unit, start - MAX_INSERT_REACH), start))
-    if values < 0 or text.find(";", values, line) >= 0:  # another statement since
-        return None
+class _Seen:
+    """What ``Tables`` remembers of one text: where its units start, each line's table header (``known``), and,
+    once a value inside parentheses asks, where its ``VALUES`` keywords are and what each one's INSERT is. Each is
+    computed once per text, so a dump of thousands of tuples costs each one a look-up, not a search back through
+    the dump (an uppercase ``VALUES`` searched for in lower case scanned the whole dump for every row)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.units = [0, *(m.end() for m in _UNIT.finditer(text))]
+        self.known: dict[int, tuple[int, list[str] | None]] = {}
+        self._values: list[int] | None = None
+        self._inserts: dict[int, tuple[int, list[str]] | None] = {}
+
+    def insert_column(self, unit: int, line: int, start: int) -> str | None:
+        """The column of a value inside an ``INSERT INTO t (a, b, c) VALUES (…), (…)`` tuple: the tuple is the last
+        ``(`` before the value, its cells are counted with SQL's quotes, and the column list is the INSERT's."""
+        text = self.text
+        if self._values is None:
+            self._values = [m.start() for m in _VALUES.finditer(text)]
+        k = bisect_right(self._values, start - 6) - 1
+        if k < 0 or self._values[k] < max(unit, start - MAX_INSERT_REACH):
+            return None
+        values = self._values[k]
+        insert = self._inserts.get(values, _UNSET)
+        if insert is _UNSET:
+            insert = self._inserts[values] = _insert_at(text, unit, values)
+        if insert is None or insert[0] < line:  # no INSERT before it, or its statement ended before this line
+            return None
+        opened = text.rfind("(", max(line, values), start)
+        if opened < 0:
+            return None
+        cells = _cells(text[opened + 1:start], ",", "'")
+        names = insert[1]
+        index = len(cells) - 1 if cells else 0
+        return column_words(names[index]) if 0 <= index < len(names) else None
+
+
+_UNSET: tuple[int, list[str]] = (-1, [])
+
+
+def _insert_at(text: str, unit: int, values: int) -> tuple[int, list[str]] | None:
+    """For the ``VALUES`` at ``values``: where its statement ends (its ``;``, or the unit's end) and the column
+    names of its ``INSERT INTO t (…)``; None when no such INSERT comes right before it."""
     head = _INSERT.search(text, max(unit, values - 4200), values + 6 + _spaces(text, values + 6))
     if head is None:
         return None
-    opened = text.rfind("(", max(line, values), start)
-    if opened < 0:
-        return None
-    cells = _cells(text[opened + 1:start], ",", "'")
-    names = [n.strip() for n in head.group(1).split(",")]
-    index = len(cells) - 1 if cells else 0
-    return column_words(names[index]) if 0 <= index < len(names) else None
+    end = text.find(";", values)
+    nul = text.find("\0", values)
+    stop = min((e for e in (end, nul) if e >= 0), default=len(text))
+    return stop, [n.strip() for n in head.group(1).split(",")]
 
 
 def _spaces(text: str, at: int) -> int:
