@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.dlp_matchers import MATCHERS, engine_for
 from tollway.governance.dlp import DlpEngine
 from tollway.governance.dlp.policy import DlpConfig
-from tollway.governance.dlp.prefilter import available
 
 _rng = random.Random(2026_12_0410)
 ALNUM = string.ascii_letters + string.digits
@@ -201,20 +201,9 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("azure_devops_pat", "git clone https://" + "x" * 52 + "@dev.azure.com/acme/web/_git/web"),
 ]
 
-MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),
-                                                                          reason="no hyperscan wheel here"))]
-_engines: dict[str, DlpEngine] = {}
-
-
 @pytest.fixture(params=MATCHERS)
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
-    matcher = request.param
-    if matcher not in _engines:
-        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
-        _engines[matcher] = DlpEngine(DlpConfig(cache_items=0))
-        _engines[matcher].wait_ready()
-    assert _engines[matcher].matcher == matcher
-    yield _engines[matcher]
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> DlpEngine:
+    return engine_for(request.param, monkeypatch, redact_pii=False)
 
 
 def inspect(engine: DlpEngine, text: str) -> tuple[set[str], str]:

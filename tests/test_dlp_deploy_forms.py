@@ -10,32 +10,20 @@ from __future__ import annotations
 import base64
 import random
 import string
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.dlp_matchers import MATCHERS, engine_for
 from tollway.governance.dlp import DlpEngine
-from tollway.governance.dlp.policy import DlpConfig, DlpPolicy
-from tollway.governance.dlp.prefilter import available
 
-MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),
-                                                                          reason="no hyperscan wheel here"))]
-_engines: dict[str, DlpEngine] = {}
 _rng = random.Random(2026_12_0402)
 ALNUM = string.ascii_letters + string.digits
 
 
 @pytest.fixture(params=MATCHERS)
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
-    matcher = request.param
-    if matcher not in _engines:
-        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
-        redact = DlpPolicy(actions={"secrets": "redact", "pii": "redact"})
-        _engines[matcher] = DlpEngine(DlpConfig(cache_items=0, policies={"default": redact}))
-        _engines[matcher].wait_ready()
-    assert _engines[matcher].matcher == matcher
-    yield _engines[matcher]
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> DlpEngine:
+    return engine_for(request.param, monkeypatch, redact_pii=True)
 
 
 def inspect(engine: DlpEngine, text: str) -> tuple[str, set[str]]:

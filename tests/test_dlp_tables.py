@@ -7,38 +7,18 @@ matchers. Numbers are synthetic: valid in their region's numbering plan, assigne
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.dlp_matchers import MATCHERS, engine_for, forwarded
 from tollway.governance.dlp import DlpEngine
-from tollway.governance.dlp.policy import DlpConfig, DlpPolicy
-from tollway.governance.dlp.prefilter import available
 from tollway.governance.dlp.tables import column_words
-
-MATCHERS = ["python", pytest.param("hyperscan", marks=pytest.mark.skipif(not available(),
-                                                                          reason="no hyperscan wheel here"))]
-_engines: dict[str, DlpEngine] = {}
 
 
 @pytest.fixture(params=MATCHERS)
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[DlpEngine]:
-    matcher = request.param
-    if matcher not in _engines:
-        monkeypatch.setenv("TOLLWAY_DLP_MATCHER", matcher)
-        redact = DlpPolicy(actions={"secrets": "redact", "pii": "redact"})
-        _engines[matcher] = DlpEngine(DlpConfig(cache_items=0, policies={"default": redact}))
-        _engines[matcher].wait_ready()
-    assert _engines[matcher].matcher == matcher
-    yield _engines[matcher]
-
-
-def forwarded(engine: DlpEngine, text: str) -> str:
-    body: dict[str, Any] = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": text}]}
-    content = engine.inspect(body).body["messages"][0]["content"]
-    assert isinstance(content, str)
-    return content
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> DlpEngine:
+    return engine_for(request.param, monkeypatch, redact_pii=True)
 
 
 FR, US, DE, SSN = "0612345678", "4155552671", "015123456789", "123456789"
