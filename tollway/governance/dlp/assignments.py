@@ -246,14 +246,15 @@ def _space_assigns(text: str, k: int, op: int, key: str) -> bool:
         text.startswith("--", k) or _CONFIGURE_SET.search(text, max(0, k - 40), k) is not None)
 
 
-def _whole_value(text: str, k: int, ve: int) -> int:
-    """Where an unquoted value read up to ``ve`` really ends, for the name at ``k``. The value regex stops at
+def _whole_value(text: str, k: int, ve: int, config: bool) -> int:
+    """Where an unquoted value read up to ``ve`` really ends, for the name at ``k`` (``config``: the name starts a
+    configuration line, which the caller decided once for this and ``_unquoted_ok``). The value regex stops at
     ``, ; ) } ] &`` (in code they end it: ``f(token=abc, …)``); but on a configuration line
     (``DB_PASSWORD=Tr0ub4dor&3xy`` in a .env file, ``password: I9Ta:Us,r[tp9`` in YAML, ``x.password=…`` in a
     properties file) the value runs to the next space, and in a connection string's entry
     (``…;Password=Mosk1to&3317;…``) to the next ``;`` or quote. Stopping early there forwarded the rest of the
     password."""
-    if _LINE_HEAD.search(text, max(0, k - 64), k) is not None:
+    if config:
         stop = _VALUE_END.search(text, ve)
     elif k > 0 and text[k - 1] == ";":
         stop = _ENTRY_END.search(text, ve)
@@ -274,7 +275,7 @@ def _escaped_end(text: str, ve: int, quote: str) -> int:
     return m.end() - 1 if m is not None and text[m.end() - 1] == quote else (m.end() if m is not None else ve)
 
 
-def _unquoted_ok(text: str, k: int, vs: int, short_end: int, end: int, key: str) -> bool:
+def _unquoted_ok(text: str, k: int, vs: int, short_end: int, end: int, key: str, config: bool) -> bool:
     """Whether an unquoted value, read to where code would end it (``short_end``) or to its real end (``end``,
     ``_whole_value``), looks like a credential. On a configuration line, brackets may be part of it (a .env
     ``NAME=value`` is data, unless it is a call) and random letters or a passphrase count (``random_words``)."""
@@ -283,7 +284,7 @@ def _unquoted_ok(text: str, k: int, vs: int, short_end: int, end: int, key: str)
     value = text[vs:end]
     if k > 0 and text[k - 1] == ";":  # a connection string's entry: delimited like a quoted value
         return nontrivial(value, True) or random_words(value, key)
-    if _LINE_HEAD.search(text, max(0, k - 64), k) is None:
+    if not config:
         return nontrivial(value, False)
     env = _ENV_NAME.match(text, k) is not None and _CALL.fullmatch(value) is None
     return nontrivial(value, env) or random_words(value, key)
@@ -309,8 +310,9 @@ def on_assignment(text: str, start: int, end: int) -> Iterable[Span]:
         if fallback is not None and nontrivial(fallback.group(2), True):  # process.env.X || "<hard-coded>"
             vs, ve = fallback.span(2)
         else:
-            ve = _whole_value(text, k, ve)
-            if not _unquoted_ok(text, k, vs, vm.end(group), ve, key):
+            config = _LINE_HEAD.search(text, max(0, k - 64), k) is not None  # the name starts a line
+            ve = _whole_value(text, k, ve, config)
+            if not _unquoted_ok(text, k, vs, vm.end(group), ve, key, config):
                 return ()
     elif not nontrivial(text[vs:ve], group not in ("fv", "pv", "ev")) \
             and not ((group == "qv" or (group == "fv" and _space_assigns(text, k, vm.start(), key)))
